@@ -1,0 +1,285 @@
+"""Command-line interface over the headless core (no Qt import here).
+
+::
+
+    imgcluster cluster FOLDER [--backbone NAME ...] [--layer L] [--algorithm NAME] [--k N|auto]
+                              [--pca N] [--out labels.csv]
+    imgcluster evaluate FOLDER ...        # same, plus external metrics against sub-folder names
+    imgcluster backbones                  # what is usable offline and what needs a download
+    imgcluster algorithms                 # the clustering registry with each algorithm's parameters
+    imgcluster cache {info,clear}         # the on-disk feature cache
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+
+class UsageError(Exception):
+    """A bad argument: printed as one line, exit status 2."""
+
+
+def _parse_k(text: str) -> Optional[int]:
+    if text.lower() == "auto":
+        return None
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--k must be a whole number or 'auto', not {text!r}") from None
+    if k < 1:
+        raise argparse.ArgumentTypeError("--k must be at least 1")
+    return k
+
+
+def _parse_k_range(text: str) -> tuple[int, int]:
+    try:
+        low, high = (int(part) for part in text.split(":", 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--k-range must look like 2:30, not {text!r}") from None
+    if not 2 <= low <= high:
+        raise argparse.ArgumentTypeError("--k-range needs 2 <= MIN <= MAX")
+    return low, high
+
+
+def _parse_param(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--param must look like name=value, not {text!r}")
+    name, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return name.strip(), value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imgcluster", description="Cluster a folder of images by deep CNN features.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    for name, help_text in (("cluster", "cluster a folder and write the labels"),
+                            ("evaluate", "cluster a folder and score it against its sub-folder names")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("folder", help="folder of images (searched recursively unless --no-recursive)")
+        p.add_argument("--backbone", action="append", dest="backbones", metavar="NAME",
+                       help="feature extractor; repeat for a multi-view (concatenated) feature "
+                            "(default: the offline default, see `imgcluster backbones`)")
+        p.add_argument("--layer", help="backbone layer (default: penultimate, pooled)")
+        p.add_argument("--weights", dest="weights_path", help="a .pth state_dict to load into the backbone")
+        p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+        p.add_argument("--algorithm", default="kmeans", help="clustering algorithm (see `imgcluster algorithms`)")
+        p.add_argument("--k", type=_parse_k, default=None, metavar="N|auto",
+                       help="number of clusters, or 'auto' for a silhouette sweep (default: auto)")
+        p.add_argument("--k-range", type=_parse_k_range, default=(2, 30), metavar="MIN:MAX",
+                       help="range for --k auto (default 2:30)")
+        p.add_argument("--param", type=_parse_param, action="append", default=[], metavar="NAME=VALUE",
+                       help="an algorithm parameter, e.g. --param linkage=average (repeatable)")
+        p.add_argument("--pca", type=int, default=None, metavar="N", help="reduce features to N dims with PCA")
+        p.add_argument("--whiten", action="store_true", help="whiten after PCA")
+        p.add_argument("--no-l2", action="store_true", help="skip L2 normalisation of features")
+        p.add_argument("--embedding", default="pca", choices=("pca", "tsne", "umap", "none"),
+                       help="2-D embedding written to the CSV (default pca)")
+        p.add_argument("--no-recursive", action="store_true", help="only the folder itself, not sub-folders")
+        p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+        p.add_argument("--labels-csv", help="ground truth as a CSV of path,label (for external metrics)")
+        p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        p.add_argument("--batch-size", type=int, default=None)
+        p.add_argument("--workers", type=int, default=None, help="decoding worker processes")
+        p.add_argument("--out", help="write labels to this CSV (a .json name writes JSON)")
+        p.add_argument("--json", action="store_true", help="print the summary as JSON")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    sub.add_parser("backbones", help="list feature extractors and whether they work offline")
+    sub.add_parser("algorithms", help="list clustering algorithms and their parameters")
+    cache = sub.add_parser("cache", help="inspect or clear the feature cache")
+    cache.add_argument("action", choices=("info", "clear"))
+    return parser
+
+
+def _config_from_args(args: argparse.Namespace):
+    from .core.pipeline import PipelineConfig
+
+    folder = Path(args.folder)
+    if not folder.exists():
+        raise UsageError(f"folder not found: {folder}")
+    if not folder.is_dir():
+        raise UsageError(f"not a folder: {folder}")
+    if args.pca is not None and args.pca < 1:
+        raise UsageError("--pca must be at least 1")
+    if args.weights_path and not Path(args.weights_path).is_file():
+        raise UsageError(f"weights file not found: {args.weights_path}")
+    if args.labels_csv and not Path(args.labels_csv).is_file():
+        raise UsageError(f"labels CSV not found: {args.labels_csv}")
+
+    from .core.clustering.registry import get_algorithm, list_algorithms
+
+    try:
+        spec = get_algorithm(args.algorithm)
+    except (KeyError, ValueError):
+        names = ", ".join(a.id for a in list_algorithms())
+        raise UsageError(f"unknown algorithm {args.algorithm!r}; choose one of: {names}") from None
+    params = dict(args.param)
+    known = {p.name for p in spec.params}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise UsageError(f"{args.algorithm} has no parameter {', '.join(unknown)}; it takes: {', '.join(sorted(known)) or 'none'}")
+
+    config = PipelineConfig(folder=str(folder), recursive=not args.no_recursive, algorithm=spec.id,
+                            n_clusters=args.k, k_min=args.k_range[0], k_max=args.k_range[1],
+                            algorithm_params=params, layer=args.layer, weights_path=args.weights_path,
+                            device=args.device, pca_dims=args.pca, whiten=args.whiten, l2=not args.no_l2,
+                            embedding=args.embedding, random_state=args.seed, use_cache=not args.no_cache,
+                            labels_csv=args.labels_csv, use_subfolder_labels=(args.command == "evaluate"),
+                            batch_size=args.batch_size, num_workers=args.workers)
+    if args.backbones:
+        from .core.features.backbones import get_backbone
+
+        for name in args.backbones:
+            try:
+                get_backbone(name)
+            except (KeyError, ValueError):
+                raise UsageError(f"unknown backbone {name!r}; see `imgcluster backbones`") from None
+        config.backbones = list(args.backbones)
+    return config
+
+
+def _format_metric(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def print_summary(result, out=sys.stdout) -> None:
+    """Print what a person needs after a run: images used and skipped, K, metrics, time per stage."""
+    feats = result.features
+    print(f"Folder:      {result.config.folder}", file=out)
+    print(f"Backbone:    {' + '.join(result.config.backbones)} on {getattr(feats, 'device', '?')}", file=out)
+    print(f"Images:      {len(result.paths)} used, {len(result.skipped)} skipped "
+          f"({feats.n_extracted} extracted, {feats.n_cached} from cache)", file=out)
+    for item in result.skipped[:20]:
+        print(f"  skipped {item.path}: {item.reason}", file=out)
+    if len(result.skipped) > 20:
+        print(f"  ... and {len(result.skipped) - 20} more", file=out)
+    k_note = f" (auto: silhouette sweep {result.config.k_min}-{result.config.k_max})" if result.auto_k is not None else ""
+    print(f"Algorithm:   {result.config.algorithm}, K = {result.k}{k_note}", file=out)
+    n_noise = int((result.labels == -1).sum())
+    if n_noise:
+        print(f"Unassigned:  {n_noise} image(s) (noise)", file=out)
+    m = result.metrics
+    print("Internal:    silhouette {}  Calinski-Harabasz {}  Davies-Bouldin {}".format(
+        _format_metric(m.get("silhouette")), _format_metric(m.get("calinski_harabasz")),
+        _format_metric(m.get("davies_bouldin"))), file=out)
+    if result.external:
+        e = result.external
+        print("External:    NMI {}  ARI {}  ACC {}  purity {}".format(
+            _format_metric(e.get("nmi")), _format_metric(e.get("ari")), _format_metric(e.get("acc")),
+            _format_metric(e.get("purity"))), file=out)
+    times = "  ".join(f"{name} {seconds:.2f}s" for name, seconds in result.timings.items())
+    print(f"Time:        {times}", file=out)
+    if feats.n_extracted:
+        print(f"Extraction:  {result.images_per_second:.1f} images/s", file=out)
+    for note in result.warnings:
+        print(f"Note:        {note}", file=out)
+
+
+def _cmd_cluster(args: argparse.Namespace) -> int:
+    from .core.export import export_csv, export_json
+    from .core.pipeline import run_pipeline
+    from .core.progress import TqdmProgress
+
+    config = _config_from_args(args)
+    bar = TqdmProgress(disable=args.quiet or args.json)
+    try:
+        result = run_pipeline(config, progress=bar)
+    finally:
+        bar.close()
+    if args.json:
+        summary = result.summary()
+        summary["skipped"] = [{"path": s.path, "reason": s.reason} for s in result.skipped]
+        print(json.dumps(summary, indent=2))
+    else:
+        print_summary(result)
+    if args.out:
+        writer = export_json if args.out.lower().endswith(".json") else export_csv
+        writer(args.out, result.paths, result.labels, cluster_names=None, confidence=result.confidence,
+               embedding=result.embedding, root=config.folder)
+        if not args.json:
+            print(f"Labels:      written to {args.out}")
+    return 0
+
+
+def _cmd_backbones(args: argparse.Namespace) -> int:
+    from .core.features.backbones import DEFAULT_BACKBONE, list_backbones
+
+    rows = []
+    for spec in list_backbones():
+        status = "offline" if spec.offline else "needs download (or --weights FILE)"
+        default = " (default)" if spec.name == DEFAULT_BACKBONE else ""
+        layers = ", ".join(spec.layers)
+        rows.append((spec.name + default, status, layers))
+    width = max(len(r[0]) for r in rows)
+    for name, status, layers in rows:
+        print(f"{name:<{width}}  {status:<36}  layers: {layers}")
+    return 0
+
+
+def _cmd_algorithms(args: argparse.Namespace) -> int:
+    from .core.clustering.registry import list_algorithms
+
+    for spec in list_algorithms():
+        k = "K" if spec.uses_k else "no K"
+        print(f"{spec.id:<20} {spec.name} [{spec.category}, {k}] - {spec.description}")
+        for p in spec.params:
+            extra = f" choices={list(p.choices)}" if p.choices else ""
+            print(f"    {p.name}={p.default!r} ({p.kind}){extra}  {p.help}")
+    return 0
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    from .core.features.cache import FeatureCache
+
+    cache = FeatureCache()
+    if args.action == "clear":
+        cache.clear()
+        print(f"Cleared the feature cache at {cache.root}")
+    else:
+        print(f"Feature cache: {cache.root} ({cache.size_bytes() / 1e6:.1f} MB)")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``imgcluster``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .core.progress import Cancelled
+
+    handlers = {"cluster": _cmd_cluster, "evaluate": _cmd_cluster, "backbones": _cmd_backbones,
+                "algorithms": _cmd_algorithms, "cache": _cmd_cache}
+    try:
+        return handlers[args.command](args)
+    except UsageError as exc:
+        print(f"imgcluster: error: {exc}", file=sys.stderr)
+        return 2
+    except Cancelled:
+        print("imgcluster: cancelled", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("imgcluster: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a known, user-facing failure prints one line; anything else too, with its type
+        from .core.errors import is_user_error
+
+        if is_user_error(exc):
+            print(f"imgcluster: error: {exc}", file=sys.stderr)
+            return 1
+        print(f"imgcluster: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,344 @@
+"""The whole job, stage by stage: scan, features, preprocessing, clustering, metrics, 2-D embedding.
+
+The CLI, the GUI worker and the tests all call :func:`run_pipeline`; it reports progress through
+one callback (see :mod:`imgcluster_gui.core.progress`) and is cancelled by that callback raising
+:class:`~imgcluster_gui.core.progress.Cancelled`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from .progress import ProgressCallback, check, ensure, wrap_callback
+
+# The share of the progress bar each stage gets: extraction dominates on a cold cache.
+_STAGE_SPANS = {
+    "scan": (0.00, 0.05),
+    "features": (0.05, 0.75),
+    "preprocess": (0.75, 0.77),
+    "cluster": (0.77, 0.92),
+    "metrics": (0.92, 0.95),
+    "embedding": (0.95, 1.00),
+}
+
+
+@dataclass
+class PipelineConfig:
+    """Everything a run needs, as plain data (saved with sessions and shown in the run list).
+
+    ``n_clusters=None`` means "choose K automatically" by a silhouette sweep over
+    ``[k_min, k_max]``.
+    """
+
+    folder: str
+    recursive: bool = True
+    backbones: list[str] = field(default_factory=lambda: [_default_backbone()])
+    layer: Optional[str] = None
+    weights_path: Optional[str] = None
+    device: str = "auto"
+    pca_dims: Optional[int] = None
+    whiten: bool = False
+    l2: bool = True
+    algorithm: str = "kmeans"
+    n_clusters: Optional[int] = None
+    k_min: int = 2
+    k_max: int = 30
+    algorithm_params: dict[str, Any] = field(default_factory=dict)
+    embedding: str = "pca"
+    random_state: int = 0
+    use_cache: bool = True
+    labels_csv: Optional[str] = None
+    use_subfolder_labels: bool = True
+    batch_size: Optional[int] = None
+    num_workers: Optional[int] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PipelineConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _default_backbone() -> str:
+    from .features.backbones import DEFAULT_BACKBONE
+
+    return DEFAULT_BACKBONE
+
+
+@dataclass
+class PipelineResult:
+    """What a run produced. Arrays are aligned with ``paths`` (the images actually used)."""
+
+    config: PipelineConfig
+    scan: Any
+    features: Any
+    paths: list[str]
+    X: np.ndarray
+    labels: np.ndarray
+    k: int
+    auto_k: Any
+    metrics: dict[str, Any]
+    external: Optional[dict[str, Any]]
+    ground_truth: Optional[list[str]]
+    embedding: Optional[np.ndarray]
+    confidence: Optional[np.ndarray]
+    timings: dict[str, float]
+    estimator: Any
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> list:
+        """Every file not used, with its reason: unreadable at scan time or at decode time."""
+        return list(self.scan.skipped) + list(self.features.failed)
+
+    @property
+    def images_per_second(self) -> float:
+        seconds = self.timings.get("features", 0.0)
+        n = getattr(self.features, "n_extracted", len(self.paths))
+        return n / seconds if seconds > 0 and n else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-friendly digest (run list, CLI ``--json``)."""
+        return {
+            "folder": self.config.folder,
+            "backbones": list(self.config.backbones),
+            "algorithm": self.config.algorithm,
+            "k": int(self.k),
+            "n_images": len(self.paths),
+            "n_skipped": len(self.skipped),
+            "metrics": _jsonable(self.metrics),
+            "external": _jsonable(self.external),
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "n_extracted": int(getattr(self.features, "n_extracted", 0)),
+            "n_cached": int(getattr(self.features, "n_cached", 0)),
+            "device": str(getattr(self.features, "device", "")),
+        }
+
+    def to_session(self):
+        """Build the editable :class:`~imgcluster_gui.core.session.ClusterSession` the GUI shows."""
+        from .session import ClusterSession
+
+        metrics = dict(self.metrics)
+        if self.external:
+            metrics["external"] = dict(self.external)
+        if self.auto_k is not None:
+            metrics["auto_k"] = _auto_k_dict(self.auto_k)
+        return ClusterSession(
+            paths=list(self.paths),
+            labels=np.asarray(self.labels, dtype=np.int64).copy(),
+            cluster_names=None,
+            embedding=self.embedding,
+            features=self.X,
+            confidence=self.confidence,
+            ground_truth=self.ground_truth,
+            metrics=metrics,
+            settings=self.config.to_dict(),
+            root=str(self.config.folder),
+        )
+
+
+def _auto_k_dict(auto_k: Any) -> dict[str, Any]:
+    return {
+        "best_k": int(auto_k.best_k),
+        "ks": [int(k) for k in auto_k.ks],
+        "silhouette": [None if v is None else float(v) for v in auto_k.silhouette],
+        "calinski_harabasz": [None if v is None else float(v) for v in auto_k.calinski_harabasz],
+        "davies_bouldin": [None if v is None else float(v) for v in auto_k.davies_bouldin],
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def load_ground_truth(config: PipelineConfig, root: Path, paths: list[Path]) -> Optional[list[str]]:
+    """Ground truth for external metrics: a labels CSV when given, else sub-folder names.
+
+    Returns ``None`` when there is none (all images in the root folder and no CSV). Images the CSV
+    does not mention get ``None`` entries and are left out of external metrics.
+    """
+    from .dataset import labels_from_csv, labels_from_subfolders
+
+    if config.labels_csv:
+        return labels_from_csv(config.labels_csv, paths)
+    if config.use_subfolder_labels:
+        return labels_from_subfolders(root, paths)
+    return None
+
+
+def extract(config: PipelineConfig, paths: list[Path], progress: Optional[ProgressCallback] = None):
+    """Extract (or read from the cache) the features of ``paths`` for the configured backbone(s)."""
+    from .features.extract import extract_features, extract_multiview
+
+    common = dict(
+        layer=config.layer,
+        weights_path=config.weights_path,
+        device=config.device,
+        batch_size=config.batch_size,
+        num_workers=config.num_workers,
+        cache=config.use_cache,
+        progress=progress,
+    )
+    if len(config.backbones) > 1:
+        return extract_multiview(paths, list(config.backbones), **common)
+    return extract_features(paths, backbone=config.backbones[0], **common)
+
+
+def fit_params_for(spec: Any, config: PipelineConfig, features: Any, paths: list[str],
+                   ground_truth: Optional[list[str]]) -> dict[str, Any]:
+    """Extra ``fit`` arguments an algorithm asks for through its registry entry.
+
+    Methods that fine-tune the CNN get the image paths and backbone; multi-view methods get the
+    boundaries of each backbone's block; deep methods get the ground truth (as integer codes)
+    only to report NMI per epoch, never to train.
+    """
+    params: dict[str, Any] = {}
+    if getattr(spec, "needs_images", False):
+        params.update(paths=list(paths), backbone=config.backbones[0], weights_path=config.weights_path)
+    view_slices = getattr(features, "view_slices", None)
+    if getattr(spec, "uses_views", False) and view_slices is not None:
+        params["view_slices"] = view_slices
+    if getattr(spec, "category", "") == "deep" and ground_truth is not None and None not in ground_truth:
+        _, codes = np.unique(np.asarray(ground_truth, dtype=object).astype(str), return_inverse=True)
+        params["y"] = codes
+    return params
+
+
+def cluster(config: PipelineConfig, X: np.ndarray, progress: Optional[ProgressCallback] = None,
+            fit_params: Optional[dict[str, Any]] = None):
+    """Fit the configured algorithm (choosing K first when asked) and return ``(estimator, labels, auto_k)``."""
+    from .clustering.autok import choose_k
+    from .clustering.registry import get_algorithm, make_estimator
+
+    spec = get_algorithm(config.algorithm)
+    auto_k = None
+    n_clusters = config.n_clusters
+    if spec.uses_k and n_clusters is None:
+        sweep_algorithm = config.algorithm if spec.supports_auto_k else "kmeans"
+        auto_k = choose_k(X, algorithm=sweep_algorithm, k_min=config.k_min, k_max=config.k_max,
+                          random_state=config.random_state, progress=wrap_callback(progress, 0.0, 0.7, "Auto-K: "))
+        n_clusters = auto_k.best_k
+        progress = wrap_callback(progress, 0.7, 1.0)
+    kwargs = dict(config.algorithm_params)
+    estimator = make_estimator(config.algorithm, n_clusters=n_clusters if spec.uses_k else None,
+                               random_state=config.random_state, **kwargs)
+    fit_params = dict(fit_params or {})
+    y = fit_params.pop("y", None)
+    estimator.fit(X, y, progress=progress, **fit_params)
+    labels = np.asarray(estimator.labels_, dtype=np.int64)
+    return estimator, labels, auto_k
+
+
+def run_pipeline(config: PipelineConfig, progress: Optional[ProgressCallback] = None) -> PipelineResult:
+    """Run every stage on ``config.folder`` and return the result.
+
+    Parameters
+    ----------
+    config : PipelineConfig
+        What to run.
+    progress : callable, optional
+        ``progress(fraction, stage)``; raising :class:`Cancelled` from it stops the run cleanly
+        (the feature cache keeps only complete entries).
+
+    Raises
+    ------
+    DatasetError
+        The folder does not exist, is not a folder, or holds no usable image.
+    WeightsUnavailableError
+        A backbone's weights are neither cached, downloadable, nor given as a file.
+    Cancelled
+        The callback asked to stop.
+    """
+    from .dataset import DatasetError, scan_folder
+    from .embedding import embed_2d
+    from .metrics import external_metrics, internal_metrics
+    from .preprocess import preprocess_features
+
+    report = ensure(progress)
+    timings: dict[str, float] = {}
+    warnings: list[str] = []
+
+    def stage(name: str, prefix: str) -> ProgressCallback:
+        start, end = _STAGE_SPANS[name]
+        return wrap_callback(report, start, end, prefix)
+
+    t0 = time.perf_counter()
+    scan = scan_folder(config.folder, recursive=config.recursive, progress=stage("scan", "Scanning: "))
+    timings["scan"] = time.perf_counter() - t0
+    if not scan.paths:
+        raise DatasetError(f"No readable image in {config.folder} ({len(scan.skipped)} file(s) skipped).")
+
+    t0 = time.perf_counter()
+    feats = extract(config, list(scan.paths), progress=stage("features", "Features: "))
+    timings["features"] = time.perf_counter() - t0
+    paths = [str(p) for p in feats.paths]
+    if len(paths) < 2:
+        raise DatasetError(f"Only {len(paths)} image(s) could be read in {config.folder}: nothing to cluster.")
+
+    t0 = time.perf_counter()
+    check(report, "Preprocessing features")
+    X = preprocess_features(feats.features, pca_dims=config.pca_dims, whiten=config.whiten, l2=config.l2,
+                            random_state=config.random_state)
+    if isinstance(X, tuple):  # (X, notes) form: keep the notes as warnings
+        X, notes = X
+        warnings.extend(notes or [])
+    timings["preprocess"] = time.perf_counter() - t0
+
+    from .clustering.registry import get_algorithm
+
+    root = Path(config.folder)
+    ground_truth = load_ground_truth(config, root, [Path(p) for p in paths])
+    if config.pca_dims and len(config.backbones) > 1 and getattr(get_algorithm(config.algorithm), "uses_views", False):
+        warnings.append("PCA mixes the backbones' feature blocks: the multi-view method sees them as one view.")
+        fit_extra = {}
+    else:
+        fit_extra = fit_params_for(get_algorithm(config.algorithm), config, feats, paths, ground_truth)
+
+    t0 = time.perf_counter()
+    estimator, labels, auto_k = cluster(config, X, progress=stage("cluster", "Clustering: "), fit_params=fit_extra)
+    timings["cluster"] = time.perf_counter() - t0
+    k = int(len(set(labels.tolist()) - {-1}))
+
+    t0 = time.perf_counter()
+    metric_progress = stage("metrics", "Metrics: ")
+    metric_progress(0.0, "internal")
+    metrics = internal_metrics(X, labels)
+    external = None
+    if ground_truth is not None:
+        known = [i for i, g in enumerate(ground_truth) if g is not None]
+        if len(known) >= 2:
+            external = external_metrics([ground_truth[i] for i in known], labels[known])
+            external["n_labelled"] = len(known)
+    metric_progress(1.0, "done")
+    timings["metrics"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    embedding = None
+    if config.embedding and config.embedding != "none":
+        embedding = embed_2d(X, method=config.embedding, random_state=config.random_state,
+                             progress=stage("embedding", "2-D embedding: "))
+    timings["embedding"] = time.perf_counter() - t0
+    report(1.0, "Done")
+
+    confidence = getattr(estimator, "confidence_", None)
+    return PipelineResult(
+        config=config, scan=scan, features=feats, paths=paths, X=X, labels=labels, k=k, auto_k=auto_k,
+        metrics=metrics, external=external, ground_truth=ground_truth, embedding=embedding,
+        confidence=None if confidence is None else np.asarray(confidence, dtype=np.float32),
+        timings=timings, estimator=estimator, warnings=warnings,
+    )

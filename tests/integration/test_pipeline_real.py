@@ -1,0 +1,97 @@
+"""End to end on real images: the default offline backbone on COIL-20 and the bundled sample folder."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgcluster_gui.core.pipeline import PipelineConfig, run_pipeline
+from imgcluster_gui.core.progress import CancelToken, Cancelled
+
+pytestmark = pytest.mark.integration
+
+
+def test_coil20_full_default_backbone_kmeans_reaches_nmi_088(shared_dataset):
+    """Issue 2's bar: EfficientNet-Lite0 + k-means at K=20 on all 1440 COIL-20 images."""
+    folder = shared_dataset("coil20")
+    result = run_pipeline(PipelineConfig(folder=str(folder), n_clusters=20, embedding="none"))
+    assert len(result.paths) == 1440
+    assert result.k == 20
+    assert result.external is not None
+    assert result.external["nmi"] >= 0.88, result.external
+
+
+def test_auto_k_picks_five_on_a_five_class_coil20_subset(tmp_path, shared_dataset):
+    folder = shared_dataset("coil20")
+    classes = ["obj001", "obj004", "obj006", "obj010", "obj015"]
+    for name in classes:
+        dst = tmp_path / name
+        dst.mkdir()
+        for f in sorted((folder / name).glob("*.png"))[::3]:  # 24 poses per object
+            shutil.copy(f, dst / f.name)
+    result = run_pipeline(PipelineConfig(folder=str(tmp_path), n_clusters=None, k_min=2, k_max=12, embedding="none"))
+    assert result.auto_k is not None
+    assert result.auto_k.best_k == 5, list(zip(result.auto_k.ks, result.auto_k.silhouette))
+    assert result.external["nmi"] > 0.9
+
+
+def _copy_subset(src: Path, dst: Path, per_class: int) -> Path:
+    for cls in sorted(p for p in src.iterdir() if p.is_dir()):
+        (dst / cls.name).mkdir(parents=True)
+        for f in sorted(cls.glob("*.png"))[:per_class]:
+            shutil.copy(f, dst / cls.name / f.name)
+    return dst
+
+
+def test_second_run_extracts_nothing_and_new_images_only_are_extracted(tmp_path, sample_images):
+    folder = _copy_subset(sample_images, tmp_path / "imgs", per_class=6)
+    config = PipelineConfig(folder=str(folder), n_clusters=5, embedding="pca")
+    first = run_pipeline(config)
+    assert first.features.n_extracted == 30 and first.features.n_cached == 0
+    second = run_pipeline(config)
+    assert second.features.n_extracted == 0 and second.features.n_cached == 30
+    np.testing.assert_allclose(first.X, second.X, rtol=1e-5, atol=1e-6)
+    extra = sorted((sample_images / "bag").glob("*.png"))[10:13]
+    for f in extra:
+        shutil.copy(f, folder / "bag" / f.name)
+    third = run_pipeline(config)
+    assert third.features.n_extracted == 3 and third.features.n_cached == 30
+    assert result_has_embedding(third)
+
+
+def result_has_embedding(result) -> bool:
+    return result.embedding is not None and result.embedding.shape == (len(result.paths), 2)
+
+
+@pytest.mark.parametrize("stage_word", ["Features", "Clustering"])
+def test_cancel_during_a_stage_raises_cleanly_and_leaves_app_state_usable(tmp_path, sample_images, stage_word):
+    folder = _copy_subset(sample_images, tmp_path / "imgs", per_class=8)
+    token = CancelToken()
+    stages = []
+
+    def on_progress(fraction, stage):
+        stages.append(stage)
+        if stage.startswith(stage_word) and fraction > 0:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        run_pipeline(PipelineConfig(folder=str(folder), n_clusters=5), progress=token.callback(on_progress))
+    assert any(s.startswith(stage_word) for s in stages)
+    # A later run works and (for a cancel during extraction) re-extracts what was never completed.
+    result = run_pipeline(PipelineConfig(folder=str(folder), n_clusters=5))
+    assert len(result.paths) == 40
+    assert result.features.n_extracted + result.features.n_cached == 40
+
+
+def test_skipped_files_are_reported_with_a_reason(tmp_path, sample_images):
+    folder = _copy_subset(sample_images, tmp_path / "imgs", per_class=4)
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "empty.png").write_bytes(b"")
+    result = run_pipeline(PipelineConfig(folder=str(folder), n_clusters=5, embedding="none"))
+    skipped = {Path(s.path).name: s.reason for s in result.skipped}
+    assert {"notes.txt", "empty.png"} <= set(skipped)
+    assert all(reason for reason in skipped.values())
+    assert len(result.paths) == 20
