@@ -1,0 +1,483 @@
+"""Quality benchmarks: NMI / ARI / ACC / purity of every backbone x algorithm on labelled folders.
+
+::
+
+    python -m benchmarks.quality [--smoke] [--datasets coil20 umist ...] [FOLDER ...] [--seeds N]
+                                 [--backbones NAME ...] [--algorithms ID ...] [--out DIR]
+
+For each dataset (the shared ones under ``../shared/datasets`` and any FOLDER given, class =
+sub-folder): every offline backbone and their concatenation, plus raw pixels as the floor, x every
+classic registry algorithm (at the true K when it takes K, with defaults otherwise), mean and
+standard deviation over seeds; then the K the silhouette sweep picks against the true class count;
+then the published figures of the seed papers for the datasets we share with them, with citations.
+Prints markdown tables; writes ``quality.json``, ``quality.md`` and ``quality_nmi.png`` to
+``benchmarks/results/``. ``--smoke`` uses a few images per class, one dataset and one seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from . import common
+from .common import fmt, markdown_table
+
+RAW_PIXELS = "raw pixels"
+RAW_SIZE = 32  # raw-pixel floor: each image as a 32x32 grey vector (all shared sets are at most that size)
+METRICS = ("nmi", "ari", "acc", "purity")
+
+
+# ---------------------------------------------------------------------------------------- published rows
+@dataclass(frozen=True)
+class PublishedRow:
+    """A figure printed in a paper, with where it was read (only numbers we could verify offline)."""
+
+    dataset: str          # our dataset name
+    method: str
+    nmi: Optional[float]
+    acc: Optional[float]
+    setting: str          # what differs from our set-up
+    citation: str
+    source: str           # where the number was read
+
+
+_HCIS_TABLE = ("Gultepe & Makrehchi, 'Improving clustering performance using independent component analysis "
+               "and unsupervised feature learning', Human-centric Computing and Information Sciences 8:25 (2018), "
+               "Table 4 (https://hcis-journal.springeropen.com/articles/10.1186/s13673-018-0148-3/tables/4)")
+_JULE = "Yang, Parikh, Batra, 'Joint Unsupervised Learning of Deep Representations and Image Clusters', CVPR 2016"
+
+PUBLISHED: tuple[PublishedRow, ...] = (
+    PublishedRow("coil20", "k-means on raw pixels", 0.735, 0.597, "COIL-20 as used by the citing paper",
+                 _HCIS_TABLE, _HCIS_TABLE),
+    PublishedRow("coil20", "JULE-SF (deep, end-to-end)", 1.000, None, "COIL-20, 128x128 originals", _JULE,
+                 "as quoted in " + _HCIS_TABLE),
+    PublishedRow("coil20", "JULE-RC (deep, end-to-end)", 1.000, None, "COIL-20, 128x128 originals", _JULE,
+                 "as quoted in " + _HCIS_TABLE),
+    PublishedRow("coil20", "AC-PIC (agglomerative, path integral)", 0.855, None, "COIL-20",
+                 "AC-PIC (2013), as named in the citing table", "as quoted in " + _HCIS_TABLE),
+)
+
+# Papers the issue names whose figures could not be read in the offline corpora: listed, never guessed.
+NOT_AVAILABLE = (
+    ("Guerin, Gibaru, Thiery, Nyiri, 'CNN features are also great at unsupervised classification', "
+     "arXiv:1707.01700 (2017)", "COIL-100, UMist (ImageNet CNN features + k-means / agglomerative)"),
+    ("Guerin & Boots, 'Improving Image Clustering With Multiple Pretrained CNN Feature Extractors', "
+     "BMVC 2018, arXiv:1807.07760", "COIL-100 and others (multi-view CNN features)"),
+    ("Xie, Girshick, Farhadi, 'Unsupervised Deep Embedding for Clustering Analysis' (DEC), ICML 2016", "MNIST-type sets"),
+    ("Guo, Gao, Liu, Yin, 'Improved Deep Embedded Clustering with Local Structure Preservation' (IDEC), IJCAI 2017",
+     "MNIST-type sets"),
+    (_JULE, "UMist and COIL-100 NMI (only the COIL-20 figures were readable, second-hand)"),
+)
+
+
+# ---------------------------------------------------------------------------------------- features
+def raw_pixels(paths: list[Path]) -> np.ndarray:
+    """Every image as a ``RAW_SIZE x RAW_SIZE`` grey vector in [0, 1]: ``(N, RAW_SIZE**2)`` float32."""
+    from PIL import Image
+
+    rows = np.empty((len(paths), RAW_SIZE * RAW_SIZE), np.float32)
+    for i, path in enumerate(paths):
+        with Image.open(path) as image:
+            rows[i] = np.asarray(image.convert("L").resize((RAW_SIZE, RAW_SIZE), Image.BILINEAR),
+                                 np.float32).ravel() / 255.0
+    return rows
+
+
+def offline_backbones() -> list[str]:
+    """Backbones usable without a download: the registry's offline ones, plus mobilenet_v2 with the shared weights."""
+    from imgcluster_gui.core.features.backbones import list_backbones
+
+    names = [spec.name for spec in list_backbones() if spec.offline]
+    if common.CORAL_WEIGHTS.is_file() and "mobilenet_v2" not in names:
+        names.append("mobilenet_v2")
+    return names
+
+
+def backbone_features(paths: list[Path], views: list[str], cache) -> np.ndarray:
+    """Features of ``paths`` for one backbone, or the concatenation of several (each L2-normalised)."""
+    from imgcluster_gui.core.features.extract import extract_features, extract_multiview
+
+    if len(views) == 1:
+        result = extract_features(paths, backbone=views[0], weights_path=common.backbone_weights(views[0]),
+                                  device="auto", cache=cache)
+    else:
+        weights = {name: common.backbone_weights(name) for name in views}
+        try:
+            result = extract_multiview(paths, views, weights_paths=weights, device="auto", cache=cache)
+        except TypeError:  # an extract_multiview without per-backbone weights: concatenate here instead
+            blocks = [backbone_features(paths, [name], cache) for name in views]
+            return np.concatenate([b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12) for b in blocks],
+                                  axis=1).astype(np.float32)
+    if len(result.paths) != len(paths):
+        failed = ", ".join(f"{s.path}: {s.reason}" for s in result.failed[:3])
+        raise RuntimeError(f"{len(paths) - len(result.paths)} image(s) could not be read ({failed})")
+    return np.asarray(result.features, dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------------- clustering
+def score_algorithm(kit: "Toolkit", X: np.ndarray, y_true: list[str], algorithm: str, n_clusters: int, seeds: int,
+                    max_fit_seconds: float) -> dict[str, Any]:
+    """Fit ``algorithm`` once per seed and score it; a slow method is cut to one seed (and says so)."""
+    uses_k = kit.uses_k(algorithm)
+    scores: dict[str, list[float]] = {m: [] for m in METRICS}
+    found_k, noise, seconds = [], [], []
+    note = ""
+    for seed in range(seeds):
+        estimator = kit.make_estimator(algorithm, n_clusters=n_clusters if uses_k else None, random_state=seed)
+        start = time.perf_counter()
+        estimator.fit(X)
+        seconds.append(time.perf_counter() - start)
+        labels = np.asarray(estimator.labels_)
+        metrics = kit.external_metrics(y_true, labels)
+        for name in METRICS:
+            scores[name].append(float(metrics[name]))
+        found_k.append(len(set(labels.tolist()) - {-1}))
+        noise.append(float((labels == -1).mean()))
+        if seconds[-1] > max_fit_seconds and seed + 1 < seeds:
+            note = f"one seed only: a fit took {seconds[-1]:.0f} s"
+            break
+    result: dict[str, Any] = {name: (float(np.mean(v)), float(np.std(v))) for name, v in scores.items()}
+    result.update(seeds=len(seconds), found_k=found_k, noise_fraction=float(np.mean(noise)),
+                  fit_seconds=float(np.mean(seconds)), note=note, uses_k=uses_k)
+    return result
+
+
+def classic_algorithms(selected: Optional[list[str]]) -> list[str]:
+    from imgcluster_gui.core.clustering.registry import list_algorithms
+
+    ids = [spec.id for spec in list_algorithms(category="classic")]
+    if selected:
+        unknown = sorted(set(selected) - set(ids))
+        if unknown:
+            raise SystemExit(f"unknown algorithm(s) {', '.join(unknown)}; classic ones: {', '.join(ids)}")
+        ids = [a for a in ids if a in selected]
+    return ids
+
+
+# ---------------------------------------------------------------------------------------- toolkits
+@dataclass
+class Toolkit:
+    """The functions the benchmark runs: the project's, or reference stand-ins while those are missing."""
+
+    name: str
+    backbones: Any          # () -> list[str]
+    features: Any           # (paths, views, cache) -> (N, D) float32
+    algorithms: Any         # (selected) -> list[str]
+    uses_k: Any             # (algorithm) -> bool
+    make_estimator: Any     # (algorithm, n_clusters, random_state) -> estimator
+    external_metrics: Any   # (y_true, labels) -> dict with nmi/ari/acc/purity
+    choose_k: Any           # (X, k_min, k_max) -> object with best_k, labels
+    preprocess: Any         # (X) -> X float32
+    cache: Any
+
+
+def project_toolkit() -> Optional[Toolkit]:
+    """The project's own pipeline pieces, or ``None`` when one is not importable yet."""
+    needed = ("features.backbones", "features.extract", "features.cache", "clustering.registry",
+              "clustering.classic", "clustering.autok", "metrics", "preprocess")
+    if not all(common.project_has(m) for m in needed):
+        return None
+    from imgcluster_gui.core.clustering.autok import choose_k
+    from imgcluster_gui.core.clustering.registry import get_algorithm, make_estimator
+    from imgcluster_gui.core.features.cache import FeatureCache
+    from imgcluster_gui.core.metrics import external_metrics
+    from imgcluster_gui.core.preprocess import preprocess_features
+
+    def preprocess(X):
+        out = preprocess_features(X)
+        return out[0] if isinstance(out, tuple) else out
+
+    return Toolkit("project", offline_backbones, backbone_features, classic_algorithms,
+                   lambda a: get_algorithm(a).uses_k, make_estimator, external_metrics,
+                   lambda X, k_min, k_max: choose_k(X, algorithm="kmeans", k_min=k_min, k_max=k_max, random_state=0),
+                   preprocess, FeatureCache(root=common.tempfile_dir() / "feature_cache"))
+
+
+def reference_toolkit() -> Toolkit:
+    """Stand-ins from scikit-learn and the benchmark's own extraction (same weights, textbook transform).
+
+    Used only while the project's modules are not importable, so the tables exist from day one;
+    every table then says the figures come from these stand-ins, not from the project.
+    """
+    from sklearn.cluster import HDBSCAN, AgglomerativeClustering, KMeans, SpectralClustering
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
+    from sklearn.mixture import GaussianMixture
+
+    class GaussianMixtureLabels(GaussianMixture):  # a GMM with labels_ like the other estimators
+        def fit(self, X, y=None):
+            super().fit(X)
+            self.labels_ = self.predict(X)
+            return self
+
+    factories = {
+        "kmeans": lambda k, seed: KMeans(n_clusters=k, n_init=10, random_state=seed),
+        "agglomerative": lambda k, seed: AgglomerativeClustering(n_clusters=k, linkage="ward"),
+        "spectral": lambda k, seed: SpectralClustering(n_clusters=k, affinity="nearest_neighbors", n_neighbors=10,
+                                                       random_state=seed, assign_labels="cluster_qr"),
+        "gmm": lambda k, seed: GaussianMixtureLabels(n_components=k, covariance_type="diag", random_state=seed),
+        "hdbscan": lambda k, seed: HDBSCAN(min_cluster_size=5, copy=True),
+    }
+
+    def features(paths, views, cache):
+        blocks = []
+        for name in views:
+            cache_file = common.tempfile_dir() / "reference_features" / f"{name}_{_paths_digest(paths)}.npy"
+            blocks.append(_reference_features(name, paths, cache_file))
+        if len(blocks) == 1:
+            return blocks[0]
+        return np.concatenate([b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12) for b in blocks], axis=1)
+
+    def external(y_true, labels):
+        from scipy.optimize import linear_sum_assignment
+
+        _, truth = np.unique(np.asarray(y_true, dtype=str), return_inverse=True)
+        labels = np.asarray(labels)
+        pred = labels.copy()
+        pred[pred == -1] = pred.max() + 1  # noise as one more cluster
+        table = np.zeros((pred.max() + 1, truth.max() + 1))
+        np.add.at(table, (pred, truth), 1)
+        rows, cols = linear_sum_assignment(-table)
+        return dict(nmi=normalized_mutual_info_score(truth, pred), ari=adjusted_rand_score(truth, pred),
+                    acc=table[rows, cols].sum() / len(truth), purity=table.max(axis=1).sum() / len(truth))
+
+    def choose(X, k_min, k_max):
+        best = None
+        for k in range(k_min, k_max + 1):
+            labels = KMeans(n_clusters=k, n_init=3, random_state=0).fit_predict(X)
+            score = silhouette_score(X, labels, sample_size=min(len(X), 5000), random_state=0)
+            if best is None or score > best[1]:
+                best = (k, score, labels)
+        return type("AutoK", (), dict(best_k=best[0], labels=best[2]))()
+
+    def preprocess(X):
+        return (X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+    def algorithms(selected):
+        return [a for a in factories if not selected or a in selected]
+
+    return Toolkit("reference (scikit-learn stand-ins)", lambda: [n for n in ("efficientnet_lite0", "mobilenet_v2")
+                                                                   if n != "mobilenet_v2" or common.CORAL_WEIGHTS.is_file()],
+                   features, algorithms, lambda a: a != "hdbscan",
+                   lambda a, n_clusters, random_state: factories[a](n_clusters, random_state),
+                   external, choose, preprocess, None)
+
+
+def _paths_digest(paths: list[Path]) -> str:
+    import hashlib
+
+    return hashlib.sha1("\n".join(map(str, paths)).encode()).hexdigest()[:16]
+
+
+def _reference_features(name: str, paths: list[Path], cache_file: Path) -> np.ndarray:
+    if cache_file.is_file():
+        return np.load(cache_file)
+    import torch
+    from PIL import Image
+
+    model = common.naive_model(name)
+    transform = common.naive_transform(name)
+    chunks = []
+    with torch.inference_mode():
+        for start in range(0, len(paths), 8):
+            batch = torch.stack([transform(Image.open(p).convert("RGB")) for p in paths[start:start + 8]])
+            chunks.append(model(batch).float().numpy())
+    features = np.concatenate(chunks).astype(np.float32)
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache_file, features)
+    return features
+
+
+# ---------------------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__.split("\n\n")[0])
+    parser.add_argument("folders", nargs="*", type=Path, help="extra labelled folders (class = sub-folder)")
+    parser.add_argument("--datasets", nargs="*", default=None,
+                        help=f"shared datasets to use (default all present: {', '.join(common.SHARED_DATASET_NAMES)}); "
+                             "give none to use only FOLDERs")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per algorithm (default 3)")
+    parser.add_argument("--backbones", nargs="+", default=None, help="default: every offline backbone")
+    parser.add_argument("--no-concat", action="store_true", help="skip the concatenation of the backbones")
+    parser.add_argument("--algorithms", nargs="+", default=None, help="default: every classic registry algorithm")
+    parser.add_argument("--per-class", type=int, default=None,
+                        help="use at most this many images per class (a fixed random subset)")
+    parser.add_argument("--max-fit-seconds", type=float, default=30.0,
+                        help="an algorithm whose fit takes longer runs one seed only (default 30)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--smoke", action="store_true", help="a few images per class, one dataset, one seed")
+    parser.add_argument("--reference", action="store_true",
+                        help="if the project's modules are not importable, run scikit-learn stand-ins (labelled so)")
+    parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    kit = project_toolkit()
+    if kit is None:
+        if not args.reference:
+            print("the project's features/clustering/metrics modules are not importable yet; "
+                  "--reference runs scikit-learn stand-ins instead", file=sys.stderr)
+            return 1
+        kit = reference_toolkit()
+
+    if args.smoke:
+        args.seeds, args.per_class = 1, args.per_class or 3
+        if args.datasets is None:
+            args.datasets = ["coil20"]
+    datasets = common.shared_datasets(args.datasets) if args.datasets != [] else {}
+    for folder in args.folders:
+        if not folder.is_dir():
+            print(f"not a folder: {folder}", file=sys.stderr)
+            return 2
+        datasets[folder.name] = folder
+    if not datasets:
+        print("no dataset: ../shared/datasets is absent and no FOLDER was given", file=sys.stderr)
+        return 2
+    backbones = args.backbones or kit.backbones()
+    if args.smoke:
+        backbones = backbones[:1]
+    views: list[list[str]] = [[b] for b in backbones]
+    if len(backbones) > 1 and not args.no_concat:
+        views.append(list(backbones))
+    algorithms = kit.algorithms(args.algorithms)
+    device = common.device_label()
+    out = common.results_dir(args.out)
+    print(f"Device: {common.device_line(device)}; implementation: {kit.name}; seeds {args.seeds}; "
+          f"backbones {backbones}; algorithms {algorithms}"
+          + ("  [SMOKE RUN: a few images per class, the figures mean nothing]" if args.smoke else ""))
+
+    started = time.perf_counter()
+    results: dict[str, Any] = {}
+    sections: list[str] = []
+    auto_rows = []
+    for name, folder in datasets.items():
+        paths, labels = common.labelled_images(folder, per_class=args.per_class)
+        classes = sorted(set(labels))
+        true_k = len(classes)
+        if true_k < 2:
+            print(f"{name}: fewer than two classes, skipped", file=sys.stderr)
+            continue
+        dataset_result: dict[str, Any] = dict(n=len(paths), true_k=true_k, folder=str(folder), features={})
+        feature_sets: dict[str, np.ndarray] = {}
+        for view in views:
+            t0 = time.perf_counter()
+            feature_sets[" + ".join(view)] = kit.features(paths, view, kit.cache)
+            dataset_result["features"][" + ".join(view)] = dict(seconds=time.perf_counter() - t0,
+                                                               dims=int(feature_sets[" + ".join(view)].shape[1]))
+        feature_sets[RAW_PIXELS] = raw_pixels(paths)
+        rows = []
+        dataset_result["scores"] = {}
+        for feature_name, X in feature_sets.items():
+            Xp = kit.preprocess(X)
+            for algorithm in algorithms:
+                try:
+                    score = score_algorithm(kit, Xp, labels, algorithm, true_k, args.seeds, args.max_fit_seconds)
+                except Exception as exc:  # one failing method must not lose the whole table
+                    score = dict(error=f"{type(exc).__name__}: {exc}")
+                dataset_result["scores"][f"{feature_name} | {algorithm}"] = score
+                if "error" in score:
+                    rows.append([feature_name, algorithm, "error", "", "", "", "", score["error"][:80]])
+                    continue
+                k_text = str(true_k) if score["uses_k"] else f"found {round(float(np.mean(score['found_k'])))}"
+                if score["noise_fraction"] > 0:
+                    k_text += f", {score['noise_fraction']:.0%} noise"
+                rows.append([feature_name, algorithm, k_text]
+                            + [f"{score[m][0]:.3f} ± {score[m][1]:.3f}" for m in METRICS]
+                            + [f"{score['fit_seconds']:.2f} s" + (f"; {score['note']}" if score["note"] else "")])
+        sections.append(f"## {name} ({len(paths)} images, {true_k} classes)\n\n"
+                        + markdown_table(["features", "algorithm", "K", "NMI", "ARI", "ACC", "purity", "fit time"], rows))
+        print("\n" + sections[-1], flush=True)
+
+        # Auto-K on the default backbone's features: the K the silhouette sweep picks vs the truth.
+        X_auto = kit.preprocess(feature_sets[" + ".join(views[0])])
+        k_max = min(max(30, math.ceil(1.5 * true_k)), len(paths) - 1)
+        auto = kit.choose_k(X_auto, 2, k_max)
+        auto_labels = getattr(auto, "labels", None)
+        auto_nmi = kit.external_metrics(labels, np.asarray(auto_labels))["nmi"] if auto_labels is not None else None
+        dataset_result["auto_k"] = dict(best_k=int(auto.best_k), true_k=true_k, k_range=(2, k_max), nmi=auto_nmi)
+        auto_rows.append([name, views[0][0], true_k, int(auto.best_k), f"2..{k_max}", auto_nmi])
+        results[name] = dataset_result
+
+    sections.append("## Auto-K (silhouette sweep, k-means) against the true class count\n\n"
+                    + markdown_table(["dataset", "features", "true K", "chosen K", "range", "NMI at chosen K"], auto_rows))
+    print("\n" + sections[-1])
+    sections.append(published_section(results))
+    print("\n" + sections[-1])
+    _plot_nmi(results, algorithms, out / ("quality_nmi_smoke.png" if args.smoke else "quality_nmi.png"),
+              "" if kit.name == "project" else f" - {kit.name}")
+    suffix = "_smoke" if args.smoke else ""
+    common.write_json(out / f"quality{suffix}.json",
+                      dict(device=device, implementation=kit.name, smoke=args.smoke, seeds=args.seeds, backbones=backbones,
+                           algorithms=algorithms, datasets=results,
+                           published=[row.__dict__ for row in PUBLISHED],
+                           total_seconds=time.perf_counter() - started))
+    if kit.name != "project":
+        sections.insert(0, f"> **Implementation: {kit.name}.** The project's extraction/clustering modules were not "
+                           "importable when this ran: features come from the same pretrained weights with the textbook "
+                           "transform, and the algorithms are scikit-learn's. Rerun to get the project's own figures.")
+    common.save_markdown(out / f"quality{suffix}.md", "Quality benchmarks" + (" (smoke run)" if args.smoke else ""),
+                         sections, common.device_line(device))
+    print(f"\nWrote {out / f'quality{suffix}.json'} and {out / f'quality{suffix}.md'} "
+          f"({time.perf_counter() - started:.0f} s in all)")
+    return 0
+
+
+def published_section(results: dict[str, Any]) -> str:
+    """Our best NMI per dataset beside the published rows for the same dataset, with citations."""
+    rows = []
+    sources: list[str] = []
+    for row in PUBLISHED:
+        if row.dataset not in results:
+            continue
+        ours = results[row.dataset]["scores"]
+        best_key = max((k for k, v in ours.items() if "error" not in v), key=lambda k: ours[k]["nmi"][0], default=None)
+        kmeans_keys = [k for k in ours if k.endswith("| kmeans") and not k.startswith(RAW_PIXELS) and "error" not in ours[k]]
+        ours_kmeans = max((ours[k]["nmi"][0] for k in kmeans_keys), default=None)
+        raw_key = f"{RAW_PIXELS} | kmeans"
+        ours_raw = ours[raw_key]["nmi"][0] if raw_key in ours and "error" not in ours[raw_key] else None
+        if row.source not in sources:
+            sources.append(row.source)
+        best_text = f"{ours[best_key]['nmi'][0]:.3f} ({best_key.replace(' | ', ', ')})" if best_key else None
+        rows.append([row.dataset, row.method, row.nmi, row.acc, row.setting, ours_raw, ours_kmeans, best_text,
+                     f"[{sources.index(row.source) + 1}]"])
+    text = ("## Published figures beside ours (NMI; only numbers read offline, with their source)\n\n"
+            + (markdown_table(["dataset", "published method", "published NMI", "published ACC", "their setting",
+                               "ours: raw pixels + k-means", "ours: best CNN + k-means", "ours: best overall",
+                               "source"], rows) if rows else "_none of the datasets run here has a verified published row_"))
+    text += "".join(f"\n\n[{i + 1}] {source}" for i, source in enumerate(sources))
+    text += "\n\nOur shared datasets are downsampled (COIL-20 32x32 grey, UMist 28x23): harder than the papers' originals.\n"
+    text += "\nNot available offline (listed, no figure invented):\n" + "\n".join(
+        f"- {paper}: {what}" for paper, what in NOT_AVAILABLE)
+    return text
+
+
+def _plot_nmi(results: dict[str, Any], algorithms: list[str], path: Path, title_note: str = "") -> None:
+    """NMI by features x algorithm, one chart per dataset stacked as groups."""
+    groups, series, errors = [], {}, {}
+    for dataset, result in results.items():
+        feature_names = sorted({key.split(" | ")[0] for key in result["scores"]})
+        for feature in feature_names:
+            groups.append(f"{dataset}\n{feature}")
+            for algorithm in algorithms:
+                score = result["scores"].get(f"{feature} | {algorithm}", {})
+                mean, std = score.get("nmi", (None, None)) if "error" not in score else (None, None)
+                series.setdefault(algorithm, []).append(mean)
+                errors.setdefault(algorithm, []).append(std)
+    if groups:
+        common.bar_chart(path, f"NMI by features x algorithm (true K){title_note}", groups, series, "NMI", errors=errors,
+                         caption=common.device_line())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

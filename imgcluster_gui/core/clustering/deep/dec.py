@@ -1,0 +1,421 @@
+"""DEC (Xie et al. 2016) and IDEC (Guo et al. 2017) over extracted feature vectors.
+
+Both train an autoencoder on the features, initialise K centroids by k-means in its latent space,
+then sharpen the clusters with the KL divergence between the Student-t soft assignment Q and the
+target P (Q squared and normalised by cluster size, refreshed every ``update_interval`` batches).
+IDEC keeps the reconstruction loss (weight 1, clustering weight ``gamma``) so the latent space
+keeps the local structure of the features; DEC drops the decoder once clustering starts.
+
+The network is :class:`MultiViewAutoencoder`, which with one view is the classic DEC stack
+(d-500-500-2000-10) and with several views is DMVC's multi-input network (see ``multiview.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .common import (
+    DeepClusterEstimator,
+    EpochReporter,
+    autocast,
+    batches,
+    check_features,
+    check_y,
+    kmeans,
+    resolve_device,
+    seed_everything,
+    set_threads,
+    student_t,
+    target_distribution,
+    to_numpy,
+)
+
+DEFAULT_HIDDEN = (500, 500, 2000)
+
+
+def _mlp(sizes: Sequence[int], last_activation: bool) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if last_activation or i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class MultiViewAutoencoder(nn.Module):
+    """One encoder/decoder branch per view, joined in a shared latent code.
+
+    Parameters
+    ----------
+    view_dims : sequence of int
+        Width of each view (one view = a plain autoencoder).
+    hidden : sequence of int
+        Hidden widths of each branch's encoder (the decoder mirrors them).
+    latent_dim : int
+        Width of the shared code.
+    """
+
+    def __init__(self, view_dims: Sequence[int], hidden: Sequence[int], latent_dim: int) -> None:
+        super().__init__()
+        self.view_dims = [int(d) for d in view_dims]
+        hidden = [int(h) for h in hidden]
+        self.encoders = nn.ModuleList(_mlp([d, *hidden], last_activation=True) for d in self.view_dims)
+        self.to_latent = nn.Linear(hidden[-1] * len(self.view_dims), latent_dim) if hidden else None
+        self.from_latent = nn.Sequential(nn.Linear(latent_dim, hidden[-1] * len(self.view_dims)), nn.ReLU())
+        self.decoders = nn.ModuleList(_mlp([*reversed(hidden), d], last_activation=False) for d in self.view_dims)
+        self._hidden_last = hidden[-1]
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """``(n, sum(view_dims))`` -> latent ``(n, latent_dim)``."""
+        parts = torch.split(x, self.view_dims, dim=1)
+        joined = torch.cat([enc(p) for enc, p in zip(self.encoders, parts)], dim=1)
+        return self.to_latent(joined)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        parts = torch.split(self.from_latent(z), self._hidden_last, dim=1)
+        return torch.cat([dec(p) for dec, p in zip(self.decoders, parts)], dim=1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.encode(x)
+        return z, self.decode(z)
+
+
+def standardise_views(X: np.ndarray, view_dims: Sequence[int]) -> tuple[np.ndarray, list[tuple[np.ndarray, float]]]:
+    """Centre each view and scale it to unit mean squared value per entry.
+
+    Why: L2-normalised CNN features have entries around 1/sqrt(D); at that scale the MSE
+    reconstruction loss is tiny next to the KL term and the net learns little. One scalar per
+    view keeps the geometry inside the view and gives every view the same weight.
+    """
+    out = np.empty_like(X, dtype=np.float32)
+    stats = []
+    start = 0
+    for width in view_dims:
+        block = X[:, start:start + width]
+        mean = block.mean(axis=0)
+        centred = block - mean
+        scale = float(np.sqrt(np.mean(centred ** 2))) or 1.0
+        out[:, start:start + width] = centred / scale
+        stats.append((mean.astype(np.float32), scale))
+        start += width
+    return out, stats
+
+
+def _l2_rows(data: np.ndarray, view_dims: Sequence[int]) -> np.ndarray:
+    """Each view's rows at unit L2 norm (``(n, d)``), the usual input of k-means on CNN features."""
+    out = np.empty_like(data)
+    start = 0
+    for width in view_dims:
+        block = data[:, start:start + width]
+        out[:, start:start + width] = block / np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
+        start += width
+    return out
+
+
+INIT_CHOICES = ("features", "embedding")
+
+
+class IDEC(DeepClusterEstimator):
+    """Improved Deep Embedded Clustering: autoencoder + clustering layer, reconstruction kept.
+
+    Parameters
+    ----------
+    n_clusters : int
+        Number of clusters K.
+    gamma : float
+        Weight of the clustering (KL) loss against the reconstruction loss. ``0.1`` as in the paper.
+        (``DEC`` is this class with the reconstruction dropped.)
+    latent_dim : int
+        Width of the embedding the clusters live in.
+    hidden : tuple of int
+        Encoder widths (decoder mirrors them). The DEC default ``(500, 500, 2000)``.
+    pretrain_epochs : int or None
+        Autoencoder pre-training epochs; ``None`` = enough for about ``pretrain_steps`` batches.
+    pretrain_steps : int
+        Batches of pre-training aimed at when ``pretrain_epochs`` is ``None`` (small sets need
+        many epochs, large sets few).
+    max_epochs : int
+        Upper bound on clustering epochs.
+    update_interval : int or None
+        Batches between refreshes of the target distribution P; ``None`` = once per epoch.
+    tol : float
+        Stop when fewer than this fraction of labels change between two refreshes.
+    batch_size : int
+    lr : float
+        Adam learning rate of the clustering phase (pre-training uses ``10 * lr``).
+    alpha : float
+        Degrees of freedom of the Student-t kernel.
+    init : {'features', 'embedding'}
+        Where the initial k-means runs: on the input features (default; the centroids are then
+        the cluster means of the codes) or, as in the papers, on the pre-trained embedding.
+    device : {'auto', 'cpu', 'cuda'}
+    n_threads : int or None
+        ``torch.set_num_threads`` for the CPU; ``None`` keeps the process setting.
+    random_state : int or None
+
+    Attributes
+    ----------
+    labels_ : ndarray of shape (n_samples,)
+    confidence_ : ndarray of shape (n_samples,)
+        Largest soft assignment of each sample.
+    cluster_centers_ : ndarray of shape (n_clusters, latent_dim)
+        Centroids **in the learned embedding** (the space of ``embedding_``).
+    embedding_ : ndarray of shape (n_samples, latent_dim)
+    history_ : list of dict
+        One row per epoch: ``phase`` ('pretrain' or 'cluster'), ``epoch``, ``loss``, and for
+        clustering epochs ``delta_label``, ``nmi_change``, ``nmi_true`` (when ``y`` given; for
+        reporting only) and ``reconstruction`` / ``kl``.
+    partial_ : bool
+        True when a cancel stopped the fit (labels are then from the last completed epoch).
+    model_ : MultiViewAutoencoder
+    """
+
+    _reconstruction_in_clustering = True
+
+    def __init__(self, n_clusters: int = 8, gamma: float = 0.1, latent_dim: int = 10,
+                 hidden: tuple[int, ...] = DEFAULT_HIDDEN, pretrain_epochs: Optional[int] = None,
+                 pretrain_steps: int = 2000, max_epochs: int = 150, update_interval: Optional[int] = None,
+                 tol: float = 0.001, batch_size: int = 256, lr: float = 1e-4, alpha: float = 1.0,
+                 init: str = "features", device: str = "auto", n_threads: Optional[int] = None,
+                 random_state: Optional[int] = 0) -> None:
+        self.n_clusters = n_clusters
+        self.gamma = gamma
+        self.latent_dim = latent_dim
+        self.hidden = hidden
+        self.pretrain_epochs = pretrain_epochs
+        self.pretrain_steps = pretrain_steps
+        self.max_epochs = max_epochs
+        self.update_interval = update_interval
+        self.tol = tol
+        self.batch_size = batch_size
+        self.lr = lr
+        self.alpha = alpha
+        self.init = init
+        self.device = device
+        self.n_threads = n_threads
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------------------------ views
+    def _view_dims(self, n_features: int, view_slices: Any) -> list[int]:
+        """DEC/IDEC see the whole matrix as one view (subclasses split it)."""
+        return [n_features]
+
+    # ------------------------------------------------------------------------------------ fit
+    def fit(self, X, y=None, progress=None, **fit_params) -> "IDEC":
+        """Learn the embedding and the clusters.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Extracted (and optionally preprocessed) features.
+        y : array-like of shape (n_samples,), optional
+            Ground truth used **only** to report ``nmi_true`` per epoch, never to train.
+        progress : callable, optional
+            ``progress(fraction, stage)``, called every batch; raising ``Cancelled`` stops the
+            fit: ``labels_`` keep the last completed epoch, ``partial_`` is True, ``Cancelled``
+            is re-raised.
+        **fit_params
+            ``view_slices`` for the multi-view subclass; anything else is refused.
+
+        Returns
+        -------
+        self
+        """
+        view_slices = fit_params.pop("view_slices", None)
+        fit_params.pop("paths", None)  # harmless extras the pipeline may pass to any deep method
+        fit_params.pop("backbone", None)
+        fit_params.pop("weights_path", None)
+        if fit_params:
+            raise TypeError(f"{type(self).__name__}.fit got unexpected arguments: {sorted(fit_params)}")
+        X = check_features(X, self.n_clusters)
+        y = check_y(y, X.shape[0])
+        if self.init not in INIT_CHOICES:
+            raise ValueError(f"init must be one of {INIT_CHOICES}, got {self.init!r}")
+        if not self.hidden:
+            raise ValueError("hidden must list at least one layer width")
+        view_dims = self._view_dims(X.shape[1], view_slices)
+        self._start()
+        return self._run(lambda: self._fit(X, y, view_dims, progress))
+
+    def _pretrain_epochs(self, n_samples: int) -> int:
+        if self.pretrain_epochs is not None:
+            return max(0, int(self.pretrain_epochs))
+        per_epoch = math.ceil(n_samples / self.batch_size)
+        # Enough updates for the autoencoder to converge, bounded so huge sets still start clustering.
+        return int(min(400, max(10, math.ceil(self.pretrain_steps / per_epoch))))
+
+    def _fit(self, X: np.ndarray, y: Optional[np.ndarray], view_dims: list[int], progress) -> None:
+        set_threads(self.n_threads)
+        device = resolve_device(self.device)
+        generator = seed_everything(self.random_state)
+        n_samples = X.shape[0]
+        batch_size = int(min(self.batch_size, n_samples))
+        per_epoch = math.ceil(n_samples / batch_size)
+        pretrain_epochs = self._pretrain_epochs(n_samples)
+        reporter = EpochReporter(progress, per_epoch * (pretrain_epochs + self.max_epochs))
+
+        data, self.input_stats_ = standardise_views(X, view_dims)
+        data_t = torch.from_numpy(data).to(device)
+        model = MultiViewAutoencoder(view_dims, self.hidden, self.latent_dim).to(device)
+        self.model_ = model
+        self.view_dims_ = view_dims
+
+        # --- 1. autoencoder pre-training (reconstruction only)
+        optimiser = torch.optim.Adam(model.parameters(), lr=10 * self.lr)
+        for epoch in range(pretrain_epochs):
+            model.train()
+            total = 0.0
+            for index in batches(n_samples, batch_size, generator):
+                batch = data_t[index]
+                with autocast(device):
+                    _, reconstruction = model(batch)
+                    loss = nn.functional.mse_loss(reconstruction.float(), batch)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                total += float(loss.detach()) * len(index)
+                reporter.step(f"Pre-training autoencoder, epoch {epoch + 1}/{pretrain_epochs}")
+            self.history_.append({"phase": "pretrain", "epoch": epoch, "loss": total / n_samples})
+
+        # --- 2. initial centroids: k-means on the input features or on the embedding
+        reporter.heartbeat("k-means for the initial clusters")
+        embedding = self._embed(data_t)
+        if self.init == "features":
+            # k-means on the (per-view L2) input keeps all of the pretrained features' information, which
+            # a 10-d code loses; the latent centroids are then the means of each cluster's codes.
+            labels, _ = kmeans(_l2_rows(X, view_dims), self.n_clusters, self._seed())
+            centers = np.stack([embedding[labels == c].mean(axis=0) for c in range(self.n_clusters)])
+        else:
+            labels, centers = kmeans(embedding, self.n_clusters, self._seed())
+        centroids = nn.Parameter(torch.from_numpy(centers).to(device))
+        q = student_t(torch.from_numpy(embedding).to(device), centroids.detach(), self.alpha)
+        self._keep_result(labels, to_numpy(q.max(dim=1).values), centers, embedding)
+        self._record_epoch(0, None, labels, y, phase="cluster")
+
+        # --- 3. clustering: KL(P || Q) (+ reconstruction for IDEC)
+        keep_reconstruction = self._reconstruction_in_clustering and self.gamma is not None
+        parameters = [centroids] + list(model.encoders.parameters()) + list(model.to_latent.parameters())
+        if keep_reconstruction:
+            parameters = [centroids] + list(model.parameters())
+        optimiser = torch.optim.Adam(parameters, lr=self.lr)
+        update_interval = int(self.update_interval or per_epoch)
+        target = target_distribution(q).detach()
+        step = 0
+        for epoch in range(1, self.max_epochs + 1):
+            model.train()
+            totals = {"loss": 0.0, "kl": 0.0, "reconstruction": 0.0}
+            for index in batches(n_samples, batch_size, generator):
+                if step and step % update_interval == 0:
+                    target = self._refresh_target(data_t, centroids)
+                step += 1
+                batch = data_t[index]
+                with autocast(device):
+                    z, reconstruction = model(batch)
+                q_batch = student_t(z.float(), centroids, self.alpha)
+                kl = nn.functional.kl_div(q_batch.clamp_min(1e-12).log(), target[index], reduction="batchmean")
+                if keep_reconstruction:
+                    rec = nn.functional.mse_loss(reconstruction.float(), batch)
+                    loss = rec + self.gamma * kl
+                else:
+                    rec = torch.zeros((), device=device)
+                    loss = kl
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                for name, value in (("loss", loss), ("kl", kl), ("reconstruction", rec)):
+                    totals[name] += float(value.detach()) * len(index)
+                reporter.step(f"Clustering, epoch {epoch}/{self.max_epochs}")
+            embedding = self._embed(data_t)
+            q = student_t(torch.from_numpy(embedding).to(device), centroids.detach(), self.alpha)
+            labels = to_numpy(q.argmax(dim=1)).astype(np.int64)
+            row = self._record_epoch(epoch, totals["loss"] / n_samples, labels, y, phase="cluster",
+                                     kl=totals["kl"] / n_samples,
+                                     reconstruction=totals["reconstruction"] / n_samples if keep_reconstruction else None)
+            self._keep_result(labels, to_numpy(q.max(dim=1).values), to_numpy(centroids), embedding)
+            if row["delta_label"] is not None and row["delta_label"] < self.tol:
+                break
+        self.n_epochs_ = len([r for r in self.history_ if r.get("phase") == "cluster"]) - 1
+        reporter.finish("done")
+
+    def _seed(self) -> int:
+        return 0 if self.random_state is None else int(self.random_state)
+
+    @torch.no_grad()
+    def _embed(self, data_t: torch.Tensor) -> np.ndarray:
+        """Latent codes of every sample, ``(n, latent_dim)`` float32, in eval mode."""
+        self.model_.eval()
+        chunks = [self.model_.encode(data_t[i:i + 4096]).float() for i in range(0, data_t.shape[0], 4096)]
+        return to_numpy(torch.cat(chunks))
+
+    @torch.no_grad()
+    def _refresh_target(self, data_t: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+        embedding = torch.from_numpy(self._embed(data_t)).to(data_t.device)
+        self.model_.train()
+        return target_distribution(student_t(embedding, centroids.detach(), self.alpha))
+
+    # ------------------------------------------------------------------------------------ reuse
+    def transform(self, X) -> np.ndarray:
+        """Embed new feature vectors, ``(n, n_features)`` -> ``(n, latent_dim)``."""
+        if not hasattr(self, "model_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted yet: call fit first")
+        X = np.asarray(X, dtype=np.float32)
+        parts, start = [], 0
+        for width, (mean, scale) in zip(self.view_dims_, self.input_stats_):
+            parts.append((X[:, start:start + width] - mean) / scale)
+            start += width
+        device = next(self.model_.parameters()).device
+        return self._embed(torch.from_numpy(np.concatenate(parts, axis=1).astype(np.float32)).to(device))
+
+    def predict(self, X) -> np.ndarray:
+        """Cluster of new feature vectors (nearest centroid under the Student-t kernel)."""
+        z = torch.from_numpy(self.transform(X))
+        q = student_t(z, torch.from_numpy(self.cluster_centers_), self.alpha)
+        return q.argmax(dim=1).numpy().astype(np.int64)
+
+    def save(self, path) -> Path:
+        """Save the trained network, centroids and input scaling (``torch.save``) to ``path``."""
+        if not hasattr(self, "model_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted yet: nothing to save")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "method": type(self).__name__,
+            "params": self.get_params(),
+            "view_dims": self.view_dims_,
+            "input_stats": [(m, s) for m, s in self.input_stats_],
+            "state_dict": {k: v.cpu() for k, v in self.model_.state_dict().items()},
+            "cluster_centers": getattr(self, "cluster_centers_", None),
+        }
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(payload, tmp)
+        tmp.replace(path)  # atomic: a crash never leaves half a file
+        return path
+
+    @classmethod
+    def load(cls, path, device: str = "cpu") -> "IDEC":
+        """An estimator ready for :meth:`transform` / :meth:`predict` from a :meth:`save` file."""
+        payload = torch.load(Path(path), map_location="cpu", weights_only=False)
+        estimator = cls(**payload["params"])
+        estimator.view_dims_ = payload["view_dims"]
+        estimator.input_stats_ = payload["input_stats"]
+        model = MultiViewAutoencoder(estimator.view_dims_, estimator.hidden, estimator.latent_dim)
+        model.load_state_dict(payload["state_dict"])
+        estimator.model_ = model.to(resolve_device(device))
+        if payload["cluster_centers"] is not None:
+            estimator.cluster_centers_ = payload["cluster_centers"]
+        return estimator
+
+
+class DEC(IDEC):
+    """Deep Embedded Clustering: as :class:`IDEC` but the clustering phase optimises only KL(P||Q).
+
+    The decoder is used for pre-training only. ``gamma`` is ignored (kept for a common form).
+    """
+
+    _reconstruction_in_clustering = False

@@ -1,0 +1,263 @@
+"""DeepCluster (Caron et al. 2018): alternate clustering the CNN's features and training the CNN on them.
+
+Each epoch: features of every image with the current network, PCA-whitening, L2, k-means (or PIC)
+-> pseudo-labels; then a fresh linear classifier head and one pass of cross-entropy training on
+images sampled uniformly over the pseudo-labels, under augmentation (random resized crop, flip).
+The convergence curve is the NMI between consecutive assignments (``history_[i]['nmi_change']``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+from torch import nn
+
+from .common import (
+    DeepClusterEstimator,
+    EpochReporter,
+    autocast,
+    check_n_clusters,
+    check_y,
+    kmeans,
+    resolve_device,
+    seed_everything,
+    set_threads,
+)
+from .images import (
+    ImageList,
+    SobelFilter,
+    build_backbone,
+    check_paths,
+    compute_features,
+    eval_transform,
+    feature_dim,
+    loader,
+    state_of,
+    train_transform,
+    uniform_over_clusters,
+)
+
+CLUSTERERS = ("kmeans", "pic")
+
+
+def whiten_l2(features: np.ndarray, pca_dims: int, random_state: int) -> np.ndarray:
+    """PCA-whitening to at most ``pca_dims`` dimensions (and n/8), then L2 per row: ``(n, d') float32``."""
+    # Whitening gives every kept direction unit variance, so it needs several samples per direction:
+    # on small sets a noisy minor direction would weigh as much as the main one.
+    dims = int(max(2, min(pca_dims, features.shape[0] // 8, features.shape[1])))
+    reduced = PCA(n_components=dims, whiten=True, random_state=random_state).fit_transform(features)
+    reduced /= np.maximum(np.linalg.norm(reduced, axis=1, keepdims=True), 1e-12)
+    return reduced.astype(np.float32)
+
+
+def assign(features: np.ndarray, n_clusters: int, clusterer: str, random_state: int) -> np.ndarray:
+    """Pseudo-labels ``(n,)`` of whitened features by k-means++ (restarts) or the registry's PIC."""
+    if clusterer == "kmeans":
+        n_init = 5 if features.shape[0] <= 20000 else 1  # restarts are cheap on small sets, costly on huge ones
+        labels, _ = kmeans(features, n_clusters, random_state, n_init=n_init)
+        return labels
+    from ..registry import make_estimator
+
+    model = make_estimator("pic", n_clusters=n_clusters, random_state=random_state)
+    return np.asarray(model.fit(features).labels_, dtype=np.int64)
+
+
+class FineTunedNetwork(nn.Module):
+    """Optional Sobel front, the backbone and the classifier head (the head is replaced each epoch)."""
+
+    def __init__(self, backbone: nn.Module, sobel: bool) -> None:
+        super().__init__()
+        self.front = SobelFilter() if sobel else nn.Identity()
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.backbone(self.front(x))
+        return features.reshape(features.shape[0], -1)
+
+
+class DeepCluster(DeepClusterEstimator):
+    """Fine-tune the backbone on its own k-means pseudo-labels (DeepCluster).
+
+    Parameters
+    ----------
+    n_clusters : int
+    epochs : int
+        Clustering + training rounds; one more assignment follows the last training.
+    pca_dims : int
+        PCA-whitening width before clustering (capped by the number of images).
+    clusterer : {'kmeans', 'pic'}
+    lr : float
+        SGD learning rate of the backbone (the fresh head uses ``10 * lr``).
+    momentum, weight_decay : float
+    batch_size : int
+    sobel : bool
+        Feed the network edges instead of colour.
+    augment : bool
+        Random resized crop + horizontal flip while training.
+    input_size : int or None
+        Crop size; ``None`` = the backbone's (224). Smaller is much faster on the CPU.
+    device : {'auto', 'cpu', 'cuda'}
+    n_threads : int or None
+    num_workers : int
+        DataLoader decoding processes.
+    random_state : int or None
+
+    Attributes
+    ----------
+    labels_, confidence_ (the largest softmax output of the last head), history_, partial_
+    network_ : FineTunedNetwork
+        The fine-tuned network (``save`` writes it with the head).
+    """
+
+    def __init__(self, n_clusters: int = 8, epochs: int = 10, pca_dims: int = 256, clusterer: str = "kmeans",
+                 lr: float = 0.005, momentum: float = 0.9, weight_decay: float = 1e-5, batch_size: int = 32,
+                 sobel: bool = False, augment: bool = True, input_size: Optional[int] = None,
+                 device: str = "auto", n_threads: Optional[int] = None, num_workers: int = 0,
+                 random_state: Optional[int] = 0) -> None:
+        self.n_clusters = n_clusters
+        self.epochs = epochs
+        self.pca_dims = pca_dims
+        self.clusterer = clusterer
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.sobel = sobel
+        self.augment = augment
+        self.input_size = input_size
+        self.device = device
+        self.n_threads = n_threads
+        self.num_workers = num_workers
+        self.random_state = random_state
+
+    def fit(self, X=None, y=None, progress=None, paths=None, backbone: Union[str, nn.Module, None] = None,
+            weights_path: Optional[str] = None, layer: Optional[str] = None, **fit_params) -> "DeepCluster":
+        """Fine-tune the backbone on the images and cluster them.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_images, n_features) or None
+            Pretrained features of the same images (used for the first assignment, saving one
+            pass over the images); ``None`` computes them.
+        y : array-like of shape (n_images,), optional
+            Ground truth, only reported as ``nmi_true`` per epoch.
+        progress : callable, optional
+            Called every batch; raising ``Cancelled`` keeps the last complete assignment
+            (``partial_ = True``) and re-raises.
+        paths : sequence of path
+            The image files, aligned with ``X``.
+        backbone : str or torch.nn.Module
+            Registry name, or a module giving ``(N, D)`` features.
+        weights_path, layer : optional
+            As for feature extraction.
+        """
+        fit_params.pop("view_slices", None)
+        if fit_params:
+            raise TypeError(f"DeepCluster.fit got unexpected arguments: {sorted(fit_params)}")
+        if self.clusterer not in CLUSTERERS:
+            raise ValueError(f"clusterer must be one of {CLUSTERERS}, got {self.clusterer!r}")
+        if backbone is None:
+            from ...features.backbones import DEFAULT_BACKBONE
+
+            backbone = DEFAULT_BACKBONE
+        features = None if X is None else np.asarray(X, dtype=np.float32)
+        paths = check_paths(paths, None if features is None else features.shape[0])
+        check_n_clusters(self.n_clusters, len(paths))
+        y = check_y(y, len(paths))
+        self._start()
+        return self._run(lambda: self._fit(paths, features, y, backbone, weights_path, layer, progress))
+
+    def _fit(self, paths, features, y, backbone, weights_path, layer, progress) -> None:
+        set_threads(self.n_threads)
+        device = resolve_device(self.device)
+        generator = seed_everything(self.random_state)
+        seed = 0 if self.random_state is None else int(self.random_state)
+        rng = np.random.default_rng(seed)
+        model, prep, self.backbone_name_ = build_backbone(backbone, layer, weights_path, device, self.input_size)
+        network = FineTunedNetwork(model, bool(self.sobel)).to(device)
+        self.network_ = network
+        width = feature_dim(network, prep, device)
+        n_images = len(paths)
+        per_pass = math.ceil(n_images / self.batch_size)
+        reuse_first = features is not None and not self.sobel  # pretrained features = the epoch-0 pass
+        reporter = EpochReporter(progress, per_pass * (2 * self.epochs + (0 if reuse_first else 1)))
+        draft = prep.resize_size
+        plain = ImageList(paths, eval_transform(prep), draft)
+        augmented = ImageList(paths, train_transform(prep, self.augment), draft)
+        scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+
+        for epoch in range(self.epochs + 1):
+            if epoch == 0 and reuse_first:
+                current = features
+            else:
+                current = compute_features(network, loader(plain, self.batch_size, self.num_workers), device,
+                                           reporter, f"Epoch {epoch}/{self.epochs}: features", n_images)
+            reporter.heartbeat(f"Epoch {epoch}/{self.epochs}: clustering")
+            labels = assign(whiten_l2(current, self.pca_dims, seed), self.n_clusters, self.clusterer, seed)
+            if epoch == self.epochs:
+                head_confidence = self._confidence(network, head, plain, device, reporter) if epoch else None
+                self._keep_result(labels, head_confidence)
+                self._record_epoch(epoch, None, labels, y)
+                break
+            self._keep_result(labels)
+            self._record_epoch(epoch, None, labels, y)
+
+            # A fresh head each epoch: the pseudo-label ids are arbitrary between two clusterings.
+            head = nn.Linear(width, self.n_clusters).to(device)
+            optimiser = torch.optim.SGD([
+                {"params": network.parameters(), "lr": self.lr},
+                {"params": head.parameters(), "lr": 10 * self.lr},
+            ], momentum=self.momentum, weight_decay=self.weight_decay)
+            targets = torch.from_numpy(labels)
+            order = uniform_over_clusters(labels, n_images, rng)
+            network.train()
+            total, seen = 0.0, 0
+            for images, index in loader(augmented, self.batch_size, self.num_workers, order, generator):
+                images = images.to(device, non_blocking=True)
+                with autocast(device):
+                    loss = nn.functional.cross_entropy(head(network(images)).float(), targets[index].to(device))
+                optimiser.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimiser)
+                scaler.update()
+                total += float(loss.detach()) * len(index)
+                seen += len(index)
+                reporter.step(f"Epoch {epoch + 1}/{self.epochs}: training")
+            self.history_[-1]["loss"] = total / max(1, seen)
+        self.head_ = head if self.epochs else None
+        reporter.finish("done")
+
+    def _confidence(self, network, head, plain, device, reporter) -> np.ndarray:
+        """Largest softmax output of the last head per image (how sure the trained classifier is)."""
+        network.eval()
+        confidence = np.empty(len(plain), np.float32)
+        with torch.no_grad():
+            for images, index in loader(plain, self.batch_size, self.num_workers):
+                with autocast(device):
+                    probabilities = torch.softmax(head(network(images.to(device))).float(), dim=1)
+                confidence[index.numpy()] = probabilities.max(dim=1).values.cpu().numpy()
+                reporter.heartbeat("confidence")
+        return confidence
+
+    def save(self, path) -> Path:
+        """Save the fine-tuned backbone and the last head (state_dicts) with the parameters."""
+        if not hasattr(self, "network_"):
+            raise RuntimeError("DeepCluster is not fitted yet: nothing to save")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload: dict[str, Any] = {
+            "method": "DeepCluster",
+            "params": self.get_params(),
+            "backbone": self.backbone_name_,
+            "network": state_of(self.network_),
+            "head": state_of(self.head_) if getattr(self, "head_", None) is not None else None,
+        }
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(payload, tmp)
+        tmp.replace(path)
+        return path

@@ -1,0 +1,192 @@
+"""Image-side plumbing of the methods that fine-tune the CNN itself (DeepCluster, UCNN).
+
+The backbone comes from the project's registry (:mod:`imgcluster_gui.core.features.backbones`)
+by name, or is given as a ready ``torch.nn.Module`` mapping ``(N, 3, H, W)`` to ``(N, D)`` (tests
+use a tiny CNN). Features of a network being fine-tuned are computed here, by a private loop,
+and never written to the feature cache: the cache holds pretrained features only.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from .common import EpochReporter, autocast
+
+DEFAULT_MEAN = (0.5, 0.5, 0.5)
+DEFAULT_STD = (0.5, 0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Sizes and normalisation the backbone was trained with."""
+
+    input_size: int
+    resize_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+def build_backbone(backbone: Union[str, nn.Module], layer: Optional[str], weights_path: Optional[str],
+                   device: torch.device, input_size: Optional[int] = None) -> tuple[nn.Module, Preprocessing, str]:
+    """A trainable copy of the feature network, its preprocessing and a name for it.
+
+    Parameters
+    ----------
+    backbone : str or torch.nn.Module
+        A registry name (``core.features.backbones``) or a module giving ``(N, D)`` features.
+    input_size : int, optional
+        Overrides the crop size (a module given directly defaults to 224).
+
+    Returns
+    -------
+    (model, preprocessing, name)
+    """
+    if isinstance(backbone, nn.Module):
+        model = copy.deepcopy(backbone)  # never train the caller's module in place
+        size = int(input_size or 224)
+        prep = Preprocessing(size, int(round(size * 256 / 224)), DEFAULT_MEAN, DEFAULT_STD)
+        name = type(backbone).__name__
+    elif isinstance(backbone, str) and backbone:
+        from ...features.backbones import build_feature_model, get_backbone
+
+        spec = get_backbone(backbone)
+        model = build_feature_model(backbone, layer=layer, weights_path=weights_path, device=str(device))
+        size = int(input_size or spec.input_size)
+        resize = int(spec.resize_size if input_size is None else round(size * spec.resize_size / spec.input_size))
+        prep = Preprocessing(size, resize, tuple(spec.mean), tuple(spec.std))
+        name = backbone
+    else:
+        raise ValueError("backbone must be a backbone name (see the feature extractor list) or a torch module; "
+                         f"got {backbone!r}")
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    return model.to(device), prep, name
+
+
+class SobelFilter(nn.Module):
+    """Fixed edge filter in front of the network (DeepCluster's option against colour shortcuts).
+
+    Maps an RGB batch to ``(gradient x, gradient y, grey)`` so a 3-channel backbone still fits.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        kernel_x = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
+        self.register_buffer("kernel", torch.stack([kernel_x, kernel_x.t()]).unsqueeze(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grey = x.mean(dim=1, keepdim=True)
+        edges = nn.functional.conv2d(grey, self.kernel.to(grey.dtype), padding=1)
+        return torch.cat([edges, grey], dim=1)
+
+
+class ImageList(Dataset):
+    """Decoded, transformed images of ``paths`` (with their index), for a DataLoader."""
+
+    def __init__(self, paths: Sequence[Union[str, Path]], transform: Callable, draft_size: Optional[int]) -> None:
+        self.paths = [str(p) for p in paths]
+        self.transform = transform
+        self.draft_size = draft_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        from ...dataset import load_image
+
+        draft = (self.draft_size, self.draft_size) if self.draft_size else None
+        image = load_image(self.paths[index], draft_size=draft)
+        return self.transform(image), index
+
+
+def eval_transform(prep: Preprocessing):
+    from torchvision import transforms
+
+    return transforms.Compose([
+        transforms.Resize(prep.resize_size),
+        transforms.CenterCrop(prep.input_size),
+        transforms.ToTensor(),
+        transforms.Normalize(prep.mean, prep.std),
+    ])
+
+
+def train_transform(prep: Preprocessing, augment: bool = True):
+    """DeepCluster's augmentation: random resized crop and horizontal flip."""
+    from torchvision import transforms
+
+    if not augment:
+        return eval_transform(prep)
+    return transforms.Compose([
+        transforms.RandomResizedCrop(prep.input_size, scale=(0.5, 1.0)),
+        transforms.RandomHorizontalFlip(),
+        transforms.ToTensor(),
+        transforms.Normalize(prep.mean, prep.std),
+    ])
+
+
+def loader(dataset: Dataset, batch_size: int, num_workers: int, indices: Optional[np.ndarray] = None,
+           generator: Optional[torch.Generator] = None) -> DataLoader:
+    """A DataLoader over ``indices`` (in the given order, repeats allowed) or over every item."""
+    order = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
+    return DataLoader(dataset, batch_size=batch_size, sampler=order, num_workers=int(num_workers),
+                      generator=generator, persistent_workers=False)
+
+
+@torch.no_grad()
+def compute_features(network: nn.Module, data: DataLoader, device: torch.device, reporter: EpochReporter,
+                     stage: str, n_samples: int) -> np.ndarray:
+    """Features of every image in ``data`` with the network in eval mode: ``(n_samples, D)`` float32."""
+    network.eval()
+    out: Optional[np.ndarray] = None
+    for images, index in data:
+        with autocast(device):
+            feats = network(images.to(device, non_blocking=True)).float()
+        feats = feats.reshape(feats.shape[0], -1).cpu().numpy()
+        if out is None:
+            out = np.empty((n_samples, feats.shape[1]), np.float32)
+        out[index.numpy()] = feats
+        reporter.step(stage)
+    assert out is not None
+    return out
+
+
+def uniform_over_clusters(labels: np.ndarray, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices drawn so every non-empty cluster appears about equally often (DeepCluster).
+
+    Why: large pseudo-classes would otherwise dominate the classifier and collapse the clustering.
+    """
+    clusters = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    per_cluster = int(np.ceil(n_draws / len(clusters)))
+    drawn = [rng.choice(members, per_cluster, replace=len(members) < per_cluster) for members in clusters]
+    indices = np.concatenate(drawn)
+    rng.shuffle(indices)
+    return indices[:n_draws]
+
+
+def feature_dim(network: nn.Module, prep: Preprocessing, device: torch.device) -> int:
+    """Width of the network's output for one dummy image."""
+    network.eval()
+    with torch.no_grad():
+        dummy = torch.zeros(2, 3, prep.input_size, prep.input_size, device=device)
+        return int(network(dummy).reshape(2, -1).shape[1])
+
+
+def check_paths(paths: Any, n_rows: Optional[int]) -> list[str]:
+    if paths is None or len(paths) == 0:
+        raise ValueError("this method fine-tunes the CNN on the images: pass fit(..., paths=[image files])")
+    paths = [str(p) for p in paths]
+    if n_rows is not None and n_rows != len(paths):
+        raise ValueError(f"X has {n_rows} rows but {len(paths)} image paths were given: they must be aligned")
+    return paths
+
+
+def state_of(module: nn.Module) -> dict[str, Any]:
+    return {k: v.detach().cpu() for k, v in module.state_dict().items()}

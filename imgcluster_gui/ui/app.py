@@ -1,0 +1,67 @@
+"""Start the desktop app: the QApplication, the main window, crash restore, an optional first run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ._qt_compat import protect_none_refcount
+
+protect_none_refcount()  # before any Qt call: PySide6 6.12 on Python 3.11 otherwise aborts (see _qt_compat)
+
+from PySide6.QtCore import QCoreApplication, QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from .settings import APPLICATION, ORGANISATION  # noqa: E402
+
+
+def create_application(argv: Optional[Sequence[str]] = None) -> QApplication:
+    """The process's QApplication (created once), named so QSettings finds the app's settings."""
+    QCoreApplication.setOrganizationName(ORGANISATION)
+    QCoreApplication.setApplicationName(APPLICATION)
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(list(argv) if argv is not None else sys.argv[:1])
+    from .main_window import app_icon
+
+    app.setWindowIcon(app_icon("app"))
+    return app  # type: ignore[return-value]
+
+
+def open_main_window(folder: Optional[str] = None, run: bool = True, offer_restore: bool = True):
+    """Build and show the main window.
+
+    Parameters
+    ----------
+    folder : str, optional
+        Put this folder in the side panel; with ``run`` the first clustering starts at once
+        (unless a crash restore was accepted, which shows the restored work instead).
+    run : bool
+    offer_restore : bool
+        Ask to restore the autosave when the last session did not close normally.
+
+    Returns
+    -------
+    MainWindow
+    """
+    from .main_window import MainWindow
+
+    window = MainWindow()
+    window.show()
+    restored = window.offer_restore() if offer_restore else False
+    if folder:
+        window.set_folder(str(Path(folder).expanduser()))
+        if run and not restored:
+            # After the window has painted once, so the user sees it before the work starts.
+            QTimer.singleShot(0, window.start_run)
+    return window
+
+
+def run_app(folder: Optional[str] = None, argv: Optional[Sequence[str]] = None) -> int:
+    """Run the GUI event loop until the window closes; returns the exit status."""
+    app = create_application(argv)
+    window = open_main_window(folder)
+    status = app.exec()
+    del window
+    return int(status)

@@ -1,0 +1,328 @@
+"""The metrics panel: how good the clustering is, and how it changed with hand edits.
+
+Shows silhouette, Calinski-Harabasz and Davies-Bouldin; NMI / ARI / ACC / purity when the
+session has ground truth; the per-cluster silhouette as a bar chart; the auto-K curve with the
+chosen K marked; and the per-epoch training curve of deep methods (``history_``).  After a
+hand edit the metrics are recomputed (debounced, on a background thread) from the session.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import QFormLayout, QGroupBox, QHBoxLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
+
+from .scatter import cluster_colour
+from .worker import BackgroundJob, JobFailure
+
+# Wait this long after the last hand edit before recomputing (a drag of many items is one burst).
+REFRESH_DELAY_MS = 400
+PLOT_HEIGHT = 170
+INTERNAL_ROWS = (("silhouette", "Silhouette", "{:.3f}", "Higher is better, in [-1, 1]"),
+                 ("calinski_harabasz", "Calinski-Harabasz", "{:.1f}", "Higher is better"),
+                 ("davies_bouldin", "Davies-Bouldin", "{:.3f}", "Lower is better"),
+                 ("n_clusters", "Clusters", "{:d}", ""),
+                 ("n_noise", "Unassigned", "{:d}", "Images in no cluster (noise or deleted clusters)"))
+EXTERNAL_ROWS = (("nmi", "NMI", "{:.3f}", "Normalised mutual information with the ground truth"),
+                 ("ari", "ARI", "{:.3f}", "Adjusted Rand index"),
+                 ("acc", "ACC", "{:.3f}", "Accuracy after the best cluster-to-class matching"),
+                 ("purity", "Purity", "{:.3f}", "Share of each cluster's majority class"))
+
+
+def _format(value: Any, fmt: str) -> str:
+    if value is None:
+        return "—"
+    try:
+        return fmt.format(int(value) if fmt == "{:d}" else float(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _plot(title: str, left: str, bottom: str) -> pg.PlotWidget:
+    widget = pg.PlotWidget(background="w")
+    widget.setTitle(title, size="9pt", color="#202020")
+    widget.setLabel("left", left)
+    widget.setLabel("bottom", bottom)
+    widget.setMinimumHeight(PLOT_HEIGHT)
+    widget.setMenuEnabled(False)
+    widget.showGrid(x=False, y=True, alpha=0.25)
+    for side in ("left", "bottom"):
+        widget.getAxis(side).enableAutoSIPrefix(False)  # "x0.001" scaling confuses scores in [-1, 1]
+    return widget
+
+
+class MetricsPanel(QWidget):
+    """Metrics of the shown session; follows its edits.
+
+    Signals
+    -------
+    metricsUpdated(dict)
+        Emitted after the shown metrics changed (a new session or a recompute after edits).
+    """
+
+    metricsUpdated = Signal(dict)
+
+    def __init__(self, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self._session: Any = None
+        self._unsubscribe: Optional[Callable[[], None]] = None
+        self._job: Optional[BackgroundJob] = None
+        self._pending = False
+        self._values: dict[str, QLabel] = {}
+        self._history: list[dict[str, Any]] = []
+
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(REFRESH_DELAY_MS)
+        self._timer.timeout.connect(self.recompute_now)
+
+        content = QWidget()
+        layout = QVBoxLayout(content)
+        layout.setContentsMargins(4, 4, 4, 4)
+        summary = QHBoxLayout()
+        internal = QGroupBox("Internal")
+        internal_form = QFormLayout(internal)
+        for key, title, _fmt, tip in INTERNAL_ROWS:
+            internal_form.addRow(self._row(key, title, tip))
+        self.external_box = QGroupBox("Against ground truth")
+        external_form = QFormLayout(self.external_box)
+        for key, title, _fmt, tip in EXTERNAL_ROWS:
+            external_form.addRow(self._row(key, title, tip))
+        summary.addWidget(internal)
+        summary.addWidget(self.external_box)
+        layout.addLayout(summary)
+        self.note = QLabel("")
+        self.note.setObjectName("metrics_note")
+        self.note.setWordWrap(True)
+        self.note.setStyleSheet("color: #555")
+        layout.addWidget(self.note)
+
+        self.silhouette_plot = _plot("Silhouette per cluster", "silhouette", "cluster")
+        self.silhouette_plot.setObjectName("silhouette_plot")
+        self.bars: Optional[pg.BarGraphItem] = None
+        layout.addWidget(self.silhouette_plot)
+
+        self.auto_k_plot = _plot("Auto-K: score vs K", "silhouette", "K")
+        self.auto_k_plot.setObjectName("auto_k_plot")
+        self.auto_k_curve = self.auto_k_plot.plot([], [], pen=pg.mkPen("#1f77b4", width=2), symbol="o",
+                                                  symbolSize=5, symbolBrush="#1f77b4")
+        self.auto_k_marker = pg.ScatterPlotItem(size=12, brush=pg.mkBrush("#d62728"), pen=pg.mkPen("#000"),
+                                                symbol="star")
+        self.auto_k_line = pg.InfiniteLine(angle=90, pen=pg.mkPen("#d62728", style=Qt.PenStyle.DashLine))
+        self.auto_k_plot.addItem(self.auto_k_marker)
+        self.auto_k_plot.addItem(self.auto_k_line)
+        layout.addWidget(self.auto_k_plot)
+
+        self.training_plot = _plot("Training (per epoch)", "value", "epoch")
+        self.training_plot.setObjectName("training_plot")
+        self.training_plot.addLegend(offset=(-10, 10), labelTextSize="8pt")
+        layout.addWidget(self.training_plot)
+        layout.addStretch(1)
+
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setWidget(content)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        self.set_session(None)
+
+    def _row(self, key: str, title: str, tip: str) -> QWidget:
+        row = QWidget()
+        row_layout = QHBoxLayout(row)
+        row_layout.setContentsMargins(0, 0, 0, 0)
+        name = QLabel(title)
+        name.setToolTip(tip)
+        value = QLabel("—")
+        value.setObjectName(f"metric_{key}")
+        value.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        value.setMinimumWidth(60)
+        row_layout.addWidget(name, 1)
+        row_layout.addWidget(value)
+        self._values[key] = value
+        return row
+
+    # ================================================================ session
+    def set_session(self, session: Any, history: Optional[Sequence[dict]] = None) -> None:
+        """Show ``session``'s metrics and follow its edits; ``history`` is a deep method's ``history_``."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self._timer.stop()
+        if self._job is not None:
+            self._job.cancel()
+        self._session = session
+        if session is not None:
+            self._unsubscribe = session.subscribe(self._on_session_event)
+        self.set_history(history or [])
+        self.show_metrics((getattr(session, "metrics", None) or {}) if session is not None else {})
+
+    def _on_session_event(self, event: Any) -> None:
+        kind = getattr(event, "kind", event)
+        if kind in ("labels", "reset"):
+            self.schedule_recompute()
+        elif kind == "metrics" and self._session is not None:
+            self.show_metrics(self._session.metrics)
+
+    def schedule_recompute(self) -> None:
+        """Recompute after :data:`REFRESH_DELAY_MS` without further edits."""
+        self.note.setText("Updating metrics after the edit…")
+        self._timer.start()
+
+    def is_refreshing(self) -> bool:
+        """True while a recompute is scheduled or running."""
+        return self._timer.isActive() or (self._job is not None and self._job.is_running()) or self._pending
+
+    def recompute_now(self) -> Optional[BackgroundJob]:
+        """Recompute the shown session's metrics on a background thread."""
+        session = self._session
+        if session is None:
+            return None
+        if self._job is not None and self._job.is_running():
+            self._pending = True  # run again when this one ends: it saw older labels
+            return self._job
+        self._pending = False
+        labels = np.asarray(session.labels).copy()  # a snapshot: edits may go on while it runs
+
+        def compute(progress: Any) -> dict:
+            return session.recompute_metrics(labels=labels)
+
+        job = BackgroundJob(compute, title="Metrics failed", parent=self)
+        job.succeeded.connect(lambda metrics, s=session, l=labels: self._on_recomputed(s, l, metrics))
+        job.failed.connect(self._on_failed)
+        job.finished.connect(lambda j=job: self._on_job_finished(j))
+        self._job = job
+        job.start()
+        return job
+
+    def _on_recomputed(self, session: Any, labels: np.ndarray, metrics: dict) -> None:
+        if session is not self._session:
+            return
+        previous = session.metrics or {}
+        metrics = dict(metrics)
+        if previous.get("auto_k") is not None:
+            metrics["auto_k"] = previous["auto_k"]  # how K was chosen does not change with edits
+        if np.array_equal(labels, np.asarray(session.labels)):
+            session.metrics = metrics  # emits 'metrics', which redraws
+        else:
+            self.show_metrics(metrics)  # edits went on meanwhile: show it, the pending run will store
+
+    def _on_failed(self, failure: JobFailure) -> None:
+        self.note.setText(f"Metrics could not be computed: {failure.message}")
+
+    def _on_job_finished(self, job: BackgroundJob) -> None:
+        if self._job is job:
+            self._job = None
+        job.deleteLater()
+        if self._pending:
+            self.recompute_now()
+
+    def wait_idle(self, milliseconds: int = 5000) -> None:
+        """Block until a running recompute ends (on close)."""
+        if self._job is not None:
+            self._job.cancel()
+            self._job.wait(milliseconds)
+
+    # ================================================================ drawing
+    def value_text(self, key: str) -> str:
+        """The text shown for metric ``key`` (``'silhouette'``, ``'nmi'``...)."""
+        return self._values[key].text()
+
+    def show_metrics(self, metrics: dict) -> None:
+        """Fill every field and chart from a session ``metrics`` dict."""
+        metrics = dict(metrics or {})
+        for key, _title, fmt, _tip in INTERNAL_ROWS:
+            self._values[key].setText(_format(metrics.get(key), fmt))
+        external = metrics.get("external") or {}
+        self.external_box.setVisible(bool(external))
+        for key, _title, fmt, _tip in EXTERNAL_ROWS:
+            self._values[key].setText(_format(external.get(key), fmt))
+        notes = []
+        if metrics.get("reason"):
+            notes.append(str(metrics["reason"]))
+        sample = metrics.get("silhouette_sample_size")
+        n_samples = metrics.get("n_samples")
+        if sample and n_samples and sample < n_samples:
+            notes.append(f"Silhouette estimated on a stratified sample of {sample} of {n_samples} images.")
+        if external.get("n_labelled") and n_samples and external["n_labelled"] < n_samples:
+            notes.append(f"Ground truth covers {external['n_labelled']} of {n_samples} images.")
+        self.note.setText(" ".join(notes))
+        self._draw_silhouette_bars(metrics.get("per_cluster_silhouette") or {})
+        self._draw_auto_k(metrics.get("auto_k"))
+        self.metricsUpdated.emit(metrics)
+
+    def _draw_silhouette_bars(self, per_cluster: dict) -> None:
+        if self.bars is not None:
+            self.silhouette_plot.removeItem(self.bars)
+            self.bars = None
+        items = sorted(((int(k), v) for k, v in per_cluster.items() if v is not None), key=lambda kv: kv[0])
+        axis = self.silhouette_plot.getAxis("bottom")
+        if not items:
+            axis.setTicks(None)
+            return
+        xs = np.arange(len(items), dtype=float)
+        heights = np.array([float(v) for _k, v in items])
+        brushes = [pg.mkBrush(cluster_colour(k)) for k, _v in items]
+        self.bars = pg.BarGraphItem(x=xs, height=heights, width=0.8, brushes=brushes, pen=pg.mkPen(None))
+        self.silhouette_plot.addItem(self.bars)
+        step = max(1, len(items) // 20)  # at most ~20 labels on the axis
+        axis.setTicks([[(float(i), str(k)) for i, (k, _v) in enumerate(items) if i % step == 0]])
+        self.silhouette_plot.setXRange(-0.6, len(items) - 0.4, padding=0)
+        low = min(0.0, float(heights.min()))
+        high = max(0.05, float(heights.max()))
+        self.silhouette_plot.setYRange(low, high, padding=0.05)
+
+    def bar_heights(self) -> list[float]:
+        """The drawn per-cluster silhouette bars, in cluster order."""
+        if self.bars is None:
+            return []
+        return [float(h) for h in self.bars.opts["height"]]
+
+    def _draw_auto_k(self, auto_k: Optional[dict]) -> None:
+        if not auto_k or not auto_k.get("ks"):
+            self.auto_k_curve.setData([], [])
+            self.auto_k_marker.setData([], [])
+            self.auto_k_line.hide()
+            self.auto_k_plot.setTitle("Auto-K: not used (K was given)", size="9pt", color="#777")
+            return
+        ks = [int(k) for k in auto_k["ks"]]
+        scores = [np.nan if v is None else float(v) for v in auto_k.get("silhouette", [])]
+        self.auto_k_curve.setData(ks, scores, connect="finite")
+        best = int(auto_k.get("best_k", ks[0]))
+        if best in ks:
+            self.auto_k_marker.setData([best], [scores[ks.index(best)]])
+        self.auto_k_line.setValue(best)
+        self.auto_k_line.show()
+        self.auto_k_plot.setTitle(f"Auto-K: silhouette vs K (chosen K = {best})", size="9pt", color="#202020")
+
+    def auto_k_points(self) -> tuple[list[float], list[float]]:
+        xs, ys = self.auto_k_curve.getData()
+        return ([] if xs is None else list(xs)), ([] if ys is None else list(ys))
+
+    def set_history(self, history: Sequence[dict]) -> None:
+        """Plot a deep method's per-epoch ``history_`` (loss, NMI between epochs, NMI to the truth)."""
+        self._history = [dict(row) for row in history]
+        self.training_plot.clear()
+        rows = [r for r in self._history if r.get("phase", "cluster") != "pretrain"] or self._history
+        self.training_plot.setVisible(bool(rows))
+        if not rows:
+            return
+        epochs = np.arange(len(rows), dtype=float)
+        for key, colour, name in (("loss", "#1f77b4", "loss (scaled)"), ("nmi_change", "#2ca02c", "NMI vs previous"),
+                                  ("nmi_true", "#d62728", "NMI vs truth")):
+            values = np.array([np.nan if r.get(key) is None else float(r[key]) for r in rows])
+            if np.all(np.isnan(values)):
+                continue
+            if key == "loss":  # put the loss on the same 0-1 scale as the NMI curves
+                peak = np.nanmax(np.abs(values))
+                values = values / peak if peak > 0 else values
+            self.training_plot.plot(epochs, values, pen=pg.mkPen(colour, width=2), name=name, connect="finite")
+
+    def history(self) -> list[dict]:
+        return list(self._history)

@@ -1,0 +1,251 @@
+"""The run list: every run of this session kept side by side, like the papers' comparison tables.
+
+Each row is a :class:`RunRecord` (backbone, algorithm, K, internal and external metrics, time).
+Selecting a row asks the window to show that run; the table itself is the side-by-side
+comparison, sortable by any column, and "Compare selected" opens a transposed table of the
+chosen runs (one column per run).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QHBoxLayout, QHeaderView, QPushButton,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+# (header, key into RunRecord.row(), number format)
+COLUMNS = (
+    ("#", "number", "{:d}"),
+    ("Started", "started", None),
+    ("Backbone", "backbone", None),
+    ("Layer", "layer", None),
+    ("Algorithm", "algorithm", None),
+    ("K", "k", "{:d}"),
+    ("Images", "n_images", "{:d}"),
+    ("Silhouette", "silhouette", "{:.3f}"),
+    ("CH", "calinski_harabasz", "{:.1f}"),
+    ("DB", "davies_bouldin", "{:.3f}"),
+    ("NMI", "nmi", "{:.3f}"),
+    ("ARI", "ari", "{:.3f}"),
+    ("ACC", "acc", "{:.3f}"),
+    ("Purity", "purity", "{:.3f}"),
+    ("Time (s)", "seconds", "{:.1f}"),
+)
+
+
+class _SortableItem(QTableWidgetItem):
+    """Sorts numbers as numbers (missing values last)."""
+
+    def __init__(self, text: str, value: Any) -> None:
+        super().__init__(text)
+        self._value = value
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:  # noqa: D105 - Qt's sort hook
+        mine, theirs = self._value, getattr(other, "_value", None)
+        if isinstance(mine, (int, float)) and isinstance(theirs, (int, float)):
+            return mine < theirs
+        if mine is None or theirs is None:
+            return theirs is None and mine is not None
+        return str(mine) < str(theirs)
+
+
+@dataclass
+class RunRecord:
+    """One run as the list shows it, with the session it produced.
+
+    Attributes
+    ----------
+    number : int
+        1-based run number in this window.
+    session : ClusterSession
+        The (editable) result; hand edits made while it is shown stay with it.
+    config : dict
+        ``PipelineConfig.to_dict()`` (or the saved settings of an opened session file).
+    seconds : float
+        Wall time of the run (0 for an opened file).
+    source : str
+        ``'run'`` or ``'file'``.
+    title : str
+        Shown instead of the backbone when the config has none (an opened file's name).
+    history : list of dict
+        Per-epoch training history of deep methods (empty for the others).
+    """
+
+    number: int
+    session: Any
+    config: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    started: float = field(default_factory=time.time)
+    source: str = "run"
+    title: str = ""
+    history: list = field(default_factory=list)  # a deep method's per-epoch ``history_``
+
+    def row(self) -> dict[str, Any]:
+        """The values of the table's columns (None where unknown)."""
+        metrics = dict(getattr(self.session, "metrics", None) or {})
+        external = metrics.get("external") or {}
+        backbones = self.config.get("backbones") or []
+        labels = getattr(self.session, "labels", None)
+        cluster_ids = [c for c in self.session.cluster_ids() if c >= 0] if hasattr(self.session, "cluster_ids") else []
+        return {
+            "number": self.number,
+            "started": time.strftime("%H:%M:%S", time.localtime(self.started)),
+            "backbone": " + ".join(backbones) if backbones else (self.title or "—"),
+            "layer": self.config.get("layer") or "penultimate",
+            "algorithm": self.config.get("algorithm") or "—",
+            "k": len(cluster_ids),
+            "n_images": 0 if labels is None else int(len(labels)),
+            "silhouette": metrics.get("silhouette"),
+            "calinski_harabasz": metrics.get("calinski_harabasz"),
+            "davies_bouldin": metrics.get("davies_bouldin"),
+            "nmi": external.get("nmi"),
+            "ari": external.get("ari"),
+            "acc": external.get("acc"),
+            "purity": external.get("purity"),
+            "seconds": float(self.seconds) if self.seconds else None,
+        }
+
+
+def _format(value: Any, fmt: Optional[str]) -> str:
+    if value is None:
+        return "—"
+    if fmt is None:
+        return str(value)
+    try:
+        return fmt.format(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+class RunList(QWidget):
+    """The table of runs.
+
+    Signals
+    -------
+    runActivated(int)
+        The user selected a run (its :attr:`RunRecord.number`).
+    """
+
+    runActivated = Signal(int)
+
+    def __init__(self, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self._records: list[RunRecord] = []
+        self._current: Optional[int] = None
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setObjectName("run_table")
+        self.table.setHorizontalHeaderLabels([c[0] for c in COLUMNS])
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # Oldest run first until the user clicks a header (Qt's default indicator is descending).
+        self.table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.AscendingOrder)
+        self.table.setSortingEnabled(True)
+        self.table.itemSelectionChanged.connect(self._on_selection)
+        self.compare_button = QPushButton("Compare selected…")
+        self.compare_button.setToolTip("Show the selected runs side by side, one column per run")
+        self.compare_button.clicked.connect(self.show_comparison)
+        bar = QHBoxLayout()
+        bar.addStretch(1)
+        bar.addWidget(self.compare_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.table, 1)
+        layout.addLayout(bar)
+
+    # ---------------------------------------------------------------- records
+    def records(self) -> list[RunRecord]:
+        return list(self._records)
+
+    def record(self, number: int) -> RunRecord:
+        return next(r for r in self._records if r.number == number)
+
+    def next_number(self) -> int:
+        return 1 + max((r.number for r in self._records), default=0)
+
+    def add_run(self, record: RunRecord) -> None:
+        """Append a run and make it the current one (selected, without emitting runActivated)."""
+        self._records.append(record)
+        self._current = record.number
+        self.refresh()
+
+    def current_number(self) -> Optional[int]:
+        return self._current
+
+    def set_current(self, number: int) -> None:
+        self._current = number
+        self._select_row_of(number)
+
+    def refresh(self, number: Optional[int] = None) -> None:
+        """Redraw the table (metrics change after hand edits)."""
+        self.table.blockSignals(True)
+        self.table.setSortingEnabled(False)
+        self.table.setRowCount(len(self._records))
+        for row, record in enumerate(self._records):
+            values = record.row()
+            for column, (_header, key, fmt) in enumerate(COLUMNS):
+                item = _SortableItem(_format(values[key], fmt), values[key])
+                item.setData(Qt.ItemDataRole.UserRole, record.number)
+                if fmt is not None:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(row, column, item)
+        self.table.setSortingEnabled(True)
+        self.table.blockSignals(False)
+        if self._current is not None:
+            self._select_row_of(self._current)
+
+    def _select_row_of(self, number: int) -> None:
+        self.table.blockSignals(True)
+        self.table.clearSelection()
+        for row in range(self.table.rowCount()):
+            if self.table.item(row, 0).data(Qt.ItemDataRole.UserRole) == number:
+                self.table.selectRow(row)
+        self.table.blockSignals(False)
+
+    def selected_numbers(self) -> list[int]:
+        rows = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
+        return [self.table.item(row, 0).data(Qt.ItemDataRole.UserRole) for row in rows]
+
+    def _on_selection(self) -> None:
+        numbers = self.selected_numbers()
+        if len(numbers) == 1 and numbers[0] != self._current:
+            self._current = numbers[0]
+            self.runActivated.emit(numbers[0])
+
+    # ---------------------------------------------------------------- comparison
+    def comparison_table(self, numbers: Optional[list[int]] = None) -> QTableWidget:
+        """A table with one column per run and one row per column of the list."""
+        chosen = [self.record(n) for n in (numbers or [r.number for r in self._records])]
+        table = QTableWidget(len(COLUMNS) - 1, len(chosen))
+        table.setObjectName("comparison_table")
+        table.setVerticalHeaderLabels([c[0] for c in COLUMNS[1:]])
+        table.setHorizontalHeaderLabels([f"Run {r.number}" for r in chosen])
+        table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        for column, record in enumerate(chosen):
+            values = record.row()
+            for row, (_header, key, fmt) in enumerate(COLUMNS[1:]):
+                table.setItem(row, column, QTableWidgetItem(_format(values[key], fmt)))
+        table.resizeColumnsToContents()
+        return table
+
+    def show_comparison(self) -> QDialog:
+        """Open (non-modal) the side-by-side table of the selected runs, or all runs."""
+        numbers = self.selected_numbers()
+        if len(numbers) < 2:
+            numbers = [r.number for r in self._records]
+        dialog = QDialog(self)
+        dialog.setWindowTitle("Compare runs")
+        layout = QVBoxLayout(dialog)
+        layout.addWidget(self.comparison_table(numbers))
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(dialog.close)
+        layout.addWidget(buttons)
+        dialog.resize(200 + 110 * max(1, len(numbers)), 480)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog

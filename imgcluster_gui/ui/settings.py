@@ -1,0 +1,158 @@
+"""Persistent settings of the desktop app, and where its autosave lives.
+
+Settings go through :class:`QSettings` in INI format (organisation ``imgcluster``), so tests can
+redirect them with ``QSettings.setPath(QSettings.IniFormat, QSettings.UserScope, tmp_dir)``.
+The autosave file and the crash marker live in the platformdirs user data folder, which
+``IMGCLUSTER_DATA_DIR`` overrides (tests point it at a temporary folder).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from PySide6.QtCore import QByteArray, QSettings
+
+ORGANISATION = "imgcluster"
+APPLICATION = "imgcluster"
+MAX_RECENT_FOLDERS = 10
+# Periodic autosave: often enough to lose little, rare enough not to stall big sessions on disk.
+DEFAULT_AUTOSAVE_MINUTES = 3
+AUTOSAVE_FILE_NAME = "autosave.imgcluster"
+
+
+def user_data_dir() -> Path:
+    """Folder for the autosave (``IMGCLUSTER_DATA_DIR`` or the platformdirs user data dir); created."""
+    override = os.environ.get("IMGCLUSTER_DATA_DIR")
+    if override:
+        folder = Path(override)
+    else:
+        import platformdirs
+
+        folder = Path(platformdirs.user_data_dir(APPLICATION, ORGANISATION))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def autosave_path() -> Path:
+    """Where the periodic and on-close autosave of the current session is written."""
+    return user_data_dir() / AUTOSAVE_FILE_NAME
+
+
+class AppSettings:
+    """Typed access to the app's :class:`QSettings` (recent folders, window layout, panel state).
+
+    Parameters
+    ----------
+    settings : QSettings, optional
+        Defaults to the user-scope INI settings of organisation ``imgcluster``.
+    """
+
+    def __init__(self, settings: Optional[QSettings] = None) -> None:
+        self._settings = settings if settings is not None else QSettings(
+            QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORGANISATION, APPLICATION)
+
+    @property
+    def qsettings(self) -> QSettings:
+        return self._settings
+
+    def file_name(self) -> str:
+        return self._settings.fileName()
+
+    def sync(self) -> None:
+        self._settings.sync()
+
+    # ---------------------------------------------------------------- recent folders
+    def recent_folders(self) -> list[str]:
+        """Most recent first, at most :data:`MAX_RECENT_FOLDERS`."""
+        return [str(p) for p in self._json("recent/folders", []) if isinstance(p, str)][:MAX_RECENT_FOLDERS]
+
+    def add_recent_folder(self, folder: str) -> list[str]:
+        """Move ``folder`` to the top of the recent list and return the new list."""
+        folder = str(folder)
+        folders = [folder] + [f for f in self.recent_folders() if f != folder]
+        folders = folders[:MAX_RECENT_FOLDERS]
+        self._set_json("recent/folders", folders)
+        return folders
+
+    def clear_recent_folders(self) -> None:
+        self._set_json("recent/folders", [])
+
+    # ---------------------------------------------------------------- generic values
+    def panel_state(self) -> dict[str, Any]:
+        """The side panel's last choices (backbones, algorithm, parameters, K...)."""
+        state = self._json("panel/state", {})
+        return state if isinstance(state, dict) else {}
+
+    def set_panel_state(self, state: dict[str, Any]) -> None:
+        self._set_json("panel/state", state)
+
+    def window_geometry(self) -> Optional[QByteArray]:
+        value = self._settings.value("window/geometry")
+        return value if isinstance(value, QByteArray) else None
+
+    def window_state(self) -> Optional[QByteArray]:
+        value = self._settings.value("window/state")
+        return value if isinstance(value, QByteArray) else None
+
+    def set_window_layout(self, geometry: QByteArray, state: QByteArray) -> None:
+        self._settings.setValue("window/geometry", geometry)
+        self._settings.setValue("window/state", state)
+
+    def autosave_minutes(self) -> float:
+        try:
+            minutes = float(self._settings.value("autosave/minutes", DEFAULT_AUTOSAVE_MINUTES))
+        except (TypeError, ValueError):
+            minutes = DEFAULT_AUTOSAVE_MINUTES
+        return minutes if minutes > 0 else DEFAULT_AUTOSAVE_MINUTES
+
+    def last_directory(self, kind: str) -> str:
+        """Last folder used by a file dialog of ``kind`` ('session', 'export'...)."""
+        return str(self._settings.value(f"dirs/{kind}", "") or "")
+
+    def set_last_directory(self, kind: str, folder: str) -> None:
+        self._settings.setValue(f"dirs/{kind}", str(folder))
+
+    # ---------------------------------------------------------------- crash detection
+    def mark_started(self) -> None:
+        """Record that the app is running (cleared by :meth:`mark_clean_exit`)."""
+        self._settings.setValue("session/running", True)
+        self._settings.sync()
+
+    def mark_clean_exit(self) -> None:
+        """Record a normal close: an autosave older than this is not offered for restore."""
+        self._settings.setValue("session/running", False)
+        self._settings.setValue("session/clean_exit_time", time.time())
+        self._settings.sync()
+
+    def last_clean_exit_time(self) -> float:
+        try:
+            return float(self._settings.value("session/clean_exit_time", 0.0))
+        except (TypeError, ValueError):
+            return 0.0
+
+    def should_offer_restore(self, autosave: Optional[Path] = None) -> bool:
+        """True when an autosave exists that is newer than the last clean exit (the app crashed)."""
+        autosave = autosave if autosave is not None else autosave_path()
+        try:
+            modified = autosave.stat().st_mtime
+        except OSError:
+            return False
+        return modified > self.last_clean_exit_time()
+
+    # ---------------------------------------------------------------- helpers
+    def _json(self, key: str, default: Any) -> Any:
+        # JSON text keeps lists and dicts intact across the INI format's type guessing.
+        raw = self._settings.value(key)
+        if raw is None:
+            return default
+        try:
+            return json.loads(str(raw))
+        except (TypeError, ValueError):
+            return default
+
+    def _set_json(self, key: str, value: Any) -> None:
+        self._settings.setValue(key, json.dumps(value))

@@ -1,0 +1,488 @@
+"""The side panel: everything a run needs (folder, backbones, preprocessing, algorithm, K...).
+
+It turns the user's choices into a :class:`~imgcluster_gui.core.pipeline.PipelineConfig`
+(:meth:`SidePanel.config`), remembers them between launches (:meth:`state` /
+:meth:`restore_state`) and shows the running job's progress.  The backbone list and the
+algorithm combo come from the core registries, so new entries appear without GUI changes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox,
+                               QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QProgressBar,
+                               QPushButton, QScrollArea, QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
+
+from .param_form import ParamForm
+from .worker import ProgressInfo
+
+# Values the device combo maps to PipelineConfig.device.
+DEVICES = (("Automatic (GPU when available)", "auto"), ("CPU", "cpu"), ("GPU (CUDA)", "cuda"))
+GROUND_TRUTH_SOURCES = (("Sub-folder names", "subfolders"), ("Labels CSV…", "csv"), ("None", "none"))
+# The auto-K sweep's range limits: a silhouette sweep past a few hundred clusters is not useful.
+K_LIMIT = 1000
+DEFAULT_K = 5
+DEFAULT_K_RANGE = (2, 30)
+PCA_LIMIT = 4096
+
+
+class SidePanel(QWidget):
+    """Run settings and the progress of the running job.
+
+    Signals
+    -------
+    runRequested()
+        Run was clicked (the window reads :meth:`config`).
+    cancelRequested()
+    folderChosen(str)
+        A folder was picked or typed.
+    """
+
+    runRequested = Signal()
+    cancelRequested = Signal()
+    folderChosen = Signal(str)
+
+    def __init__(self, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        from ..core.clustering.registry import list_algorithms
+        from ..core.features.backbones import list_backbones
+
+        self._backbones = list_backbones()
+        self._algorithms = list_algorithms()
+        self._param_values: dict[str, dict[str, Any]] = {}  # per algorithm, kept across switches
+
+        content = QWidget()
+        layout = QVBoxLayout(content)
+        layout.addWidget(self._build_folder_box())
+        layout.addWidget(self._build_features_box())
+        layout.addWidget(self._build_algorithm_box())
+        layout.addWidget(self._build_evaluation_box())
+        layout.addStretch(1)
+
+        # Long entries (backbone names, recent folders) must not widen the panel: combos elide.
+        for combo in content.findChildren(QComboBox):
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(10)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(content)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(4, 4, 4, 4)
+        outer.addWidget(scroll, 1)
+        outer.addWidget(self._build_run_box())
+
+        self._on_backbones_changed()
+        self._on_algorithm_changed()
+        self.set_running(False)
+
+    # ================================================================ building
+    def _build_folder_box(self) -> QGroupBox:
+        box = QGroupBox("Images")
+        form = QVBoxLayout(box)
+        row = QHBoxLayout()
+        self.folder_combo = QComboBox()
+        self.folder_combo.setObjectName("folder_combo")
+        self.folder_combo.setEditable(True)
+        self.folder_combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        self.folder_combo.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.folder_combo.lineEdit().setPlaceholderText("Folder of images…")
+        self.folder_combo.setToolTip("The folder to cluster (sub-folders are searched too). "
+                                     "The list holds recent folders.")
+        self.folder_combo.activated.connect(lambda _i: self.folderChosen.emit(self.folder()))
+        self.browse_button = QPushButton("Browse…")
+        self.browse_button.clicked.connect(self.browse_folder)
+        row.addWidget(self.folder_combo, 1)
+        row.addWidget(self.browse_button)
+        form.addLayout(row)
+        self.recursive_check = QCheckBox("Include sub-folders")
+        self.recursive_check.setChecked(True)
+        form.addWidget(self.recursive_check)
+        return box
+
+    def _build_features_box(self) -> QGroupBox:
+        box = QGroupBox("Features")
+        form = QFormLayout(box)
+        self.backbone_list = QListWidget()
+        self.backbone_list.setObjectName("backbone_list")
+        self.backbone_list.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.backbone_list.setToolTip("Tick one backbone, or several for a multi-view (concatenated) feature.")
+        for spec in self._backbones:
+            text = spec.display_name if spec.offline else f"{spec.display_name} (needs download)"
+            item = QListWidgetItem(text)
+            item.setData(Qt.ItemDataRole.UserRole, spec.name)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Unchecked)
+            item.setToolTip(getattr(spec, "availability", "") or spec.display_name)
+            self.backbone_list.addItem(item)
+        self.backbone_list.setMaximumHeight(120)
+        self.backbone_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.backbone_list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self._check_default_backbone()
+        form.addRow("Backbones", self.backbone_list)
+
+        self.layer_combo = QComboBox()
+        self.layer_combo.setObjectName("layer_combo")
+        self.layer_combo.setToolTip("Which layer's activations are the features (penultimate = pooled last block).")
+        form.addRow("Layer", self.layer_combo)
+        self.backbone_list.itemChanged.connect(lambda _item: self._on_backbones_changed())
+
+        self.pca_spin = QSpinBox()
+        self.pca_spin.setObjectName("pca_spin")
+        self.pca_spin.setRange(0, PCA_LIMIT)
+        self.pca_spin.setSpecialValueText("Off")
+        self.pca_spin.setToolTip("Reduce the features to this many dimensions with PCA (capped at the number of images).")
+        form.addRow("PCA dims", self.pca_spin)
+        self.whiten_check = QCheckBox("Whiten")
+        self.whiten_check.setToolTip("Scale each PCA component to unit variance (implies PCA).")
+        self.l2_check = QCheckBox("L2-normalise")
+        self.l2_check.setChecked(True)
+        self.l2_check.setToolTip("Normalise each feature vector to unit length (after PCA).")
+        row = QHBoxLayout()
+        row.addWidget(self.whiten_check)
+        row.addWidget(self.l2_check)
+        form.addRow("", row)
+
+        self.device_combo = QComboBox()
+        self.device_combo.setObjectName("device_combo")
+        for text, value in DEVICES:
+            self.device_combo.addItem(text, value)
+        form.addRow("Device", self.device_combo)
+        return box
+
+    def _build_algorithm_box(self) -> QGroupBox:
+        box = QGroupBox("Clustering")
+        layout = QVBoxLayout(box)
+        form = QFormLayout()
+        self.algorithm_combo = QComboBox()
+        self.algorithm_combo.setObjectName("algorithm_combo")
+        for spec in self._algorithms:
+            suffix = " (deep)" if spec.category == "deep" else ""
+            self.algorithm_combo.addItem(f"{spec.name}{suffix}", spec.id)
+            self.algorithm_combo.setItemData(self.algorithm_combo.count() - 1, spec.description,
+                                             Qt.ItemDataRole.ToolTipRole)
+        self.algorithm_combo.currentIndexChanged.connect(lambda _i: self._on_algorithm_changed())
+        form.addRow("Algorithm", self.algorithm_combo)
+
+        k_row = QHBoxLayout()
+        self.k_spin = QSpinBox()
+        self.k_spin.setObjectName("k_spin")
+        self.k_spin.setRange(1, K_LIMIT)
+        self.k_spin.setValue(DEFAULT_K)
+        self.auto_k_check = QCheckBox("Auto")
+        self.auto_k_check.setObjectName("auto_k_check")
+        self.auto_k_check.setToolTip("Choose K by a silhouette sweep over the range.")
+        self.auto_k_check.toggled.connect(lambda _c: self._update_k_widgets())
+        k_row.addWidget(self.k_spin, 1)
+        k_row.addWidget(self.auto_k_check)
+        form.addRow("Clusters (K)", k_row)
+
+        range_row = QHBoxLayout()
+        self.k_min_spin = QSpinBox()
+        self.k_min_spin.setRange(2, K_LIMIT)
+        self.k_min_spin.setValue(DEFAULT_K_RANGE[0])
+        self.k_max_spin = QSpinBox()
+        self.k_max_spin.setRange(2, K_LIMIT)
+        self.k_max_spin.setValue(DEFAULT_K_RANGE[1])
+        range_row.addWidget(self.k_min_spin)
+        range_row.addWidget(QLabel("to"))
+        range_row.addWidget(self.k_max_spin)
+        self.k_range_label = QLabel("Auto range")
+        form.addRow(self.k_range_label, range_row)
+        layout.addLayout(form)
+
+        self.param_box = QGroupBox("Parameters")
+        self.param_box.setFlat(True)
+        param_layout = QVBoxLayout(self.param_box)
+        param_layout.setContentsMargins(0, 4, 0, 0)
+        self.param_form = ParamForm()
+        param_layout.addWidget(self.param_form)
+        layout.addWidget(self.param_box)
+        return box
+
+    def _build_evaluation_box(self) -> QGroupBox:
+        box = QGroupBox("Ground truth (for NMI / ARI / ACC)")
+        form = QFormLayout(box)
+        self.ground_truth_combo = QComboBox()
+        self.ground_truth_combo.setObjectName("ground_truth_combo")
+        for text, value in GROUND_TRUTH_SOURCES:
+            self.ground_truth_combo.addItem(text, value)
+        self.ground_truth_combo.setToolTip("Only used to score the result, never to cluster.")
+        self.ground_truth_combo.currentIndexChanged.connect(lambda _i: self._update_csv_widgets())
+        form.addRow("Source", self.ground_truth_combo)
+        row = QHBoxLayout()
+        self.labels_csv_edit = QLineEdit()
+        self.labels_csv_edit.setPlaceholderText("labels.csv (path,label)")
+        self.labels_csv_button = QPushButton("…")
+        self.labels_csv_button.setMaximumWidth(32)
+        self.labels_csv_button.clicked.connect(self._browse_labels_csv)
+        row.addWidget(self.labels_csv_edit, 1)
+        row.addWidget(self.labels_csv_button)
+        form.addRow("CSV", row)
+        self._update_csv_widgets()
+        return box
+
+    def _build_run_box(self) -> QWidget:
+        box = QWidget()
+        layout = QVBoxLayout(box)
+        layout.setContentsMargins(0, 0, 0, 0)
+        buttons = QHBoxLayout()
+        self.run_button = QPushButton("Run")
+        self.run_button.setObjectName("run_button")
+        self.run_button.setToolTip("Run the clustering (Ctrl+R)")
+        self.run_button.clicked.connect(self.runRequested)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setObjectName("cancel_button")
+        self.cancel_button.setToolTip("Stop the run and keep the previous result (Esc)")
+        self.cancel_button.clicked.connect(self.cancelRequested)
+        buttons.addWidget(self.run_button, 1)
+        buttons.addWidget(self.cancel_button)
+        layout.addLayout(buttons)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setObjectName("progress_bar")
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setTextVisible(False)
+        self.progress_label = QLabel("Ready")
+        self.progress_label.setObjectName("progress_label")
+        self.progress_label.setWordWrap(True)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.progress_label)
+        return box
+
+    # ================================================================ reactions
+    def _check_default_backbone(self) -> None:
+        from ..core.features.backbones import DEFAULT_BACKBONE
+
+        for row in range(self.backbone_list.count()):
+            item = self.backbone_list.item(row)
+            if item.data(Qt.ItemDataRole.UserRole) == DEFAULT_BACKBONE:
+                item.setCheckState(Qt.CheckState.Checked)
+
+    def _on_backbones_changed(self) -> None:
+        """Offer only the layers every ticked backbone has (the layer applies to all views)."""
+        chosen = self.backbones()
+        specs = [s for s in self._backbones if s.name in chosen]
+        previous = self.layer_combo.currentData()
+        self.layer_combo.blockSignals(True)
+        self.layer_combo.clear()
+        if specs:
+            common = [layer for layer in specs[0].layers if all(layer in s.layers for s in specs[1:])]
+            for layer in common:
+                self.layer_combo.addItem(layer, layer)
+                self.layer_combo.setItemData(self.layer_combo.count() - 1, specs[0].layers[layer],
+                                             Qt.ItemDataRole.ToolTipRole)
+            index = self.layer_combo.findData(previous if previous in common else specs[0].default_layer)
+            self.layer_combo.setCurrentIndex(max(index, 0))
+        self.layer_combo.blockSignals(False)
+
+    def _current_algorithm(self) -> Any:
+        algorithm_id = self.algorithm_combo.currentData()
+        return next(a for a in self._algorithms if a.id == algorithm_id)
+
+    def _on_algorithm_changed(self) -> None:
+        previous = getattr(self, "_shown_algorithm", None)
+        if previous is not None:
+            try:
+                self._param_values[previous] = self.param_form.values()
+            except ValueError:
+                pass
+        spec = self._current_algorithm()
+        self._shown_algorithm = spec.id
+        self.param_form.set_specs(spec.params)
+        if spec.id in self._param_values:
+            self.param_form.set_values(self._param_values[spec.id])
+        self.param_box.setVisible(bool(spec.params))
+        self.algorithm_combo.setToolTip(spec.description)
+        self._update_k_widgets()
+
+    def _update_k_widgets(self) -> None:
+        spec = self._current_algorithm()
+        self.k_spin.setEnabled(spec.uses_k and not self.auto_k_check.isChecked())
+        self.auto_k_check.setEnabled(spec.uses_k)
+        auto = spec.uses_k and self.auto_k_check.isChecked()
+        for widget in (self.k_min_spin, self.k_max_spin, self.k_range_label):
+            widget.setEnabled(auto)
+        if not spec.uses_k:
+            self.k_spin.setToolTip(f"{spec.name} finds the number of clusters itself.")
+        else:
+            self.k_spin.setToolTip("Number of clusters")
+
+    def _update_csv_widgets(self) -> None:
+        uses_csv = self.ground_truth_combo.currentData() == "csv"
+        self.labels_csv_edit.setEnabled(uses_csv)
+        self.labels_csv_button.setEnabled(uses_csv)
+
+    def browse_folder(self) -> None:
+        start = self.folder() or str(Path.home())
+        folder = QFileDialog.getExistingDirectory(self, "Choose a folder of images", start)
+        if folder:
+            self.set_folder(folder)
+            self.folderChosen.emit(folder)
+
+    def _browse_labels_csv(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Labels CSV", self.folder() or str(Path.home()),
+                                              "CSV files (*.csv *.tsv *.txt);;All files (*)")
+        if path:
+            self.labels_csv_edit.setText(path)
+
+    # ================================================================ public API
+    def folder(self) -> str:
+        return self.folder_combo.currentText().strip()
+
+    def set_folder(self, folder: str) -> None:
+        self.folder_combo.setEditText(str(folder))
+
+    def set_recent_folders(self, folders: list[str]) -> None:
+        current = self.folder()
+        self.folder_combo.blockSignals(True)
+        self.folder_combo.clear()
+        self.folder_combo.addItems(list(folders))
+        self.folder_combo.setEditText(current)
+        self.folder_combo.blockSignals(False)
+
+    def backbones(self) -> list[str]:
+        """Names of the ticked backbones, in registry order."""
+        names = []
+        for row in range(self.backbone_list.count()):
+            item = self.backbone_list.item(row)
+            if item.checkState() == Qt.CheckState.Checked:
+                names.append(item.data(Qt.ItemDataRole.UserRole))
+        return names
+
+    def set_backbones(self, names: list[str]) -> None:
+        self.backbone_list.blockSignals(True)
+        for row in range(self.backbone_list.count()):
+            item = self.backbone_list.item(row)
+            checked = item.data(Qt.ItemDataRole.UserRole) in names
+            item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
+        self.backbone_list.blockSignals(False)
+        self._on_backbones_changed()
+
+    def set_algorithm(self, algorithm_id: str) -> None:
+        index = self.algorithm_combo.findData(algorithm_id)
+        if index >= 0:
+            self.algorithm_combo.setCurrentIndex(index)
+
+    def set_k(self, k: Optional[int], k_range: Optional[tuple[int, int]] = None) -> None:
+        """``k=None`` ticks Auto; ``k_range`` sets the sweep range."""
+        self.auto_k_check.setChecked(k is None)
+        if k is not None:
+            self.k_spin.setValue(int(k))
+        if k_range is not None:
+            self.k_min_spin.setValue(int(k_range[0]))
+            self.k_max_spin.setValue(int(k_range[1]))
+
+    def config(self, embedding: str = "pca") -> Any:
+        """The run the user asked for, as a :class:`PipelineConfig`.
+
+        Raises
+        ------
+        ValueError
+            No folder, no backbone, an empty K range, a missing labels CSV, or a parameter the
+            algorithm refuses: the message says which.
+        """
+        from ..core.pipeline import PipelineConfig
+
+        folder = self.folder()
+        if not folder:
+            raise ValueError("Choose a folder of images first.")
+        backbones = self.backbones()
+        if not backbones:
+            raise ValueError("Tick at least one backbone.")
+        spec = self._current_algorithm()
+        params = self.param_form.values()
+        defaults = {p.name: p.default for p in spec.params}
+        params = {name: value for name, value in params.items() if value != defaults.get(name)}
+        auto = spec.uses_k and self.auto_k_check.isChecked()
+        k_min, k_max = self.k_min_spin.value(), self.k_max_spin.value()
+        if auto and k_min > k_max:
+            raise ValueError(f"The auto-K range is empty ({k_min} to {k_max}).")
+        source = self.ground_truth_combo.currentData()
+        labels_csv = self.labels_csv_edit.text().strip() if source == "csv" else None
+        if source == "csv" and not labels_csv:
+            raise ValueError("Choose the labels CSV, or another ground-truth source.")
+        if labels_csv and not Path(labels_csv).is_file():
+            raise ValueError(f"Labels CSV not found: {labels_csv}")
+        pca_dims = self.pca_spin.value() or None
+        return PipelineConfig(
+            folder=folder, recursive=self.recursive_check.isChecked(), backbones=backbones,
+            layer=self.layer_combo.currentData(), device=self.device_combo.currentData(),
+            pca_dims=pca_dims, whiten=self.whiten_check.isChecked(), l2=self.l2_check.isChecked(),
+            algorithm=spec.id, n_clusters=None if auto else (self.k_spin.value() if spec.uses_k else None),
+            k_min=k_min, k_max=k_max, algorithm_params=params, embedding=embedding,
+            labels_csv=labels_csv, use_subfolder_labels=(source == "subfolders"))
+
+    def state(self) -> dict[str, Any]:
+        """The panel's choices as JSON-friendly data (stored in the settings)."""
+        try:
+            self._param_values[self._current_algorithm().id] = self.param_form.values()
+        except ValueError:
+            pass
+        return {
+            "folder": self.folder(), "recursive": self.recursive_check.isChecked(),
+            "backbones": self.backbones(), "layer": self.layer_combo.currentData(),
+            "pca_dims": self.pca_spin.value(), "whiten": self.whiten_check.isChecked(),
+            "l2": self.l2_check.isChecked(), "device": self.device_combo.currentData(),
+            "algorithm": self._current_algorithm().id, "k": self.k_spin.value(),
+            "auto_k": self.auto_k_check.isChecked(), "k_min": self.k_min_spin.value(),
+            "k_max": self.k_max_spin.value(), "params": self._param_values,
+            "ground_truth": self.ground_truth_combo.currentData(), "labels_csv": self.labels_csv_edit.text(),
+        }
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        """Apply a :meth:`state` dict; unknown or stale entries (a removed backbone...) are ignored."""
+        def combo_to(combo: QComboBox, value: Any) -> None:
+            index = combo.findData(value)
+            if index >= 0:
+                combo.setCurrentIndex(index)
+
+        try:
+            if state.get("folder"):
+                self.set_folder(str(state["folder"]))
+            self.recursive_check.setChecked(bool(state.get("recursive", True)))
+            known = {s.name for s in self._backbones}
+            backbones = [b for b in state.get("backbones", []) if b in known]
+            if backbones:
+                self.set_backbones(backbones)
+            combo_to(self.layer_combo, state.get("layer"))
+            self.pca_spin.setValue(int(state.get("pca_dims", 0) or 0))
+            self.whiten_check.setChecked(bool(state.get("whiten", False)))
+            self.l2_check.setChecked(bool(state.get("l2", True)))
+            combo_to(self.device_combo, state.get("device"))
+            params = state.get("params")
+            if isinstance(params, dict):
+                self._param_values.update({k: v for k, v in params.items() if isinstance(v, dict)})
+            self._shown_algorithm = None  # do not let the switch overwrite the restored values
+            combo_to(self.algorithm_combo, state.get("algorithm"))
+            self._on_algorithm_changed()
+            self.k_spin.setValue(int(state.get("k", DEFAULT_K)))
+            self.auto_k_check.setChecked(bool(state.get("auto_k", False)))
+            self.k_min_spin.setValue(int(state.get("k_min", DEFAULT_K_RANGE[0])))
+            self.k_max_spin.setValue(int(state.get("k_max", DEFAULT_K_RANGE[1])))
+            combo_to(self.ground_truth_combo, state.get("ground_truth"))
+            self.labels_csv_edit.setText(str(state.get("labels_csv", "") or ""))
+        except (TypeError, ValueError):
+            pass  # a damaged settings entry must not stop the app from starting
+        self._update_k_widgets()
+
+    def set_running(self, running: bool) -> None:
+        """Enable Cancel and lock Run while a job runs."""
+        self.run_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        if running:
+            self.progress_bar.setValue(0)
+            self.progress_label.setText("Starting…")
+
+    def show_progress(self, info: ProgressInfo) -> None:
+        self.progress_bar.setValue(int(round(info.fraction * 1000)))
+        self.progress_label.setText(info.describe())
+
+    def show_status(self, text: str, fraction: Optional[float] = None) -> None:
+        self.progress_label.setText(text)
+        if fraction is not None:
+            self.progress_bar.setValue(int(round(fraction * 1000)))

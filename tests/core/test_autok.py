@@ -1,0 +1,74 @@
+"""Automatic choice of K by the silhouette sweep."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
+
+from imgcluster_gui.core.clustering.autok import AutoKResult, choose_k, k_range
+from imgcluster_gui.core.progress import Cancelled
+
+
+def five_blobs(n=500, seed=0):
+    X, y = make_blobs(n_samples=n, n_features=10, centers=5, cluster_std=1.0, random_state=seed)
+    return X.astype(np.float32), y
+
+
+def test_picks_five_on_five_blobs_and_reports_every_score():
+    X, y = five_blobs()
+    result = choose_k(X, k_min=2, k_max=10, random_state=0)
+    assert isinstance(result, AutoKResult)
+    assert result.best_k == 5
+    assert result.ks == list(range(2, 11))
+    assert len(result.silhouette) == len(result.calinski_harabasz) == len(result.davies_bouldin) == 9
+    best = result.ks.index(5)
+    # the other indices agree on these blobs: CH highest, DB lowest at the true K
+    assert result.calinski_harabasz[best] == max(result.calinski_harabasz)
+    assert result.davies_bouldin[best] == min(result.davies_bouldin)
+    assert result.labels.shape == (500,) and adjusted_rand_score(y, result.labels) > 0.99
+    assert result.sample_size == 500 and result.n_clusters_found == result.ks
+
+
+def test_silhouette_is_sampled_on_large_inputs_and_still_finds_k():
+    X, _ = five_blobs(n=1500, seed=1)
+    result = choose_k(X, k_min=3, k_max=7, sample_size=400, random_state=0)
+    assert result.sample_size == 400 and result.best_k == 5
+
+
+def test_k_range_is_clipped_to_two_and_n_minus_one():
+    assert k_range(1, 30, 6) == [2, 3, 4, 5]
+    X = np.array([[0, 0], [0, 1], [10, 10], [10, 11], [20, 0], [20, 1]], dtype=np.float32)
+    result = choose_k(X, k_min=1, k_max=30)
+    assert result.ks == [2, 3, 4, 5] and result.best_k == 3
+    with pytest.raises(ValueError, match="at least 3 samples"):
+        choose_k(X[:2])
+    with pytest.raises(ValueError, match="is empty"):
+        k_range(8, 9, 6)
+
+
+def test_other_algorithms_sweep_and_k_free_ones_are_refused():
+    X, _ = five_blobs(n=300)
+    assert choose_k(X, algorithm="gmm", k_min=3, k_max=7, random_state=0).best_k == 5
+    with pytest.raises(ValueError, match="chooses its own number of clusters"):
+        choose_k(X, algorithm="hdbscan")
+
+
+def test_identical_points_give_a_clear_error():
+    with pytest.raises(ValueError, match="no K gave"):
+        choose_k(np.ones((20, 3), dtype=np.float32), k_max=4)
+
+
+def test_progress_and_cancel():
+    X, _ = five_blobs(n=200)
+    stages = []
+    choose_k(X, k_min=2, k_max=4, progress=lambda fraction, stage: stages.append((fraction, stage)))
+    assert stages[-1][0] == pytest.approx(1.0) and any(stage.startswith("K=3") for _, stage in stages)
+
+    def cancel_at_k3(fraction, stage):
+        if stage.startswith("K=3"):
+            raise Cancelled("test")
+
+    with pytest.raises(Cancelled):
+        choose_k(X, k_min=2, k_max=6, progress=cancel_at_k3)

@@ -1,0 +1,117 @@
+"""The benchmark scripts still run: each one's ``--smoke`` mode prints its tables and writes its JSON.
+
+The smoke figures say nothing about speed or quality (tiny inputs); the full runs are on demand
+(``python -m benchmarks.quality`` / ``python -m benchmarks.speed``), never in CI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DATASETS = REPO_ROOT.parent / "shared" / "datasets"
+
+if str(REPO_ROOT) not in sys.path:  # benchmarks/ is a folder of scripts beside the package, not installed
+    sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks import common  # noqa: E402
+from benchmarks.speed import inertia_of  # noqa: E402
+
+
+def _run_module(module: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _table_headers(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith("| ") and line.endswith(" |")]
+
+
+def test_markdown_table_formats_every_cell():
+    table = common.markdown_table(["a", "b"], [[1.23456, None], ["x | y", float("nan")]])
+    assert table.splitlines() == ["| a | b |", "|---|---|", "| 1.235 | n/a |", "| x \\| y | n/a |"]
+
+
+def test_gaussian_mixture_shapes_and_labels():
+    X, y = common.gaussian_mixture(500, 8, 5, seed=3)
+    assert X.shape == (500, 8) and X.dtype == np.float32
+    assert y.shape == (500,) and set(np.unique(y)) <= set(range(5))
+    X2, _ = common.gaussian_mixture(500, 8, 5, seed=3)
+    np.testing.assert_array_equal(X, X2)
+
+
+def test_features_like_keeps_float32_and_scale():
+    rng = np.random.default_rng(0)
+    real = np.abs(rng.normal(1.0, 0.5, (200, 16))).astype(np.float32)
+    X, y = common.features_like(real, 25_000, 4, seed=0)
+    assert X.dtype == np.float32 and X.shape == (25_000, 16) and y.shape == (25_000,)
+    assert (X >= 0).all()
+    # Same order of magnitude as the real features it imitates.
+    assert 0.2 < X.mean() / real.mean() < 5
+
+
+def test_inertia_is_zero_for_points_on_their_centres_and_grows_with_spread():
+    X = np.repeat(np.eye(3, dtype=np.float32), 4, axis=0)
+    labels = np.repeat(np.arange(3), 4)
+    assert inertia_of(X, labels) == pytest.approx(0.0)
+    assert inertia_of(X, np.zeros(12, dtype=int)) > 0
+
+
+def test_large_jpegs_are_written_once(tmp_path):
+    from PIL import Image
+
+    paths = common.make_large_jpegs(tmp_path, 2, size=(320, 240))
+    assert [p.exists() for p in paths] == [True, True]
+    with Image.open(paths[0]) as image:
+        assert image.size == (320, 240)
+    mtime = paths[0].stat().st_mtime_ns
+    assert common.make_large_jpegs(tmp_path, 2, size=(320, 240)) == paths
+    assert paths[0].stat().st_mtime_ns == mtime  # reused, not rewritten
+
+
+@pytest.mark.slow
+def test_speed_smoke_prints_tables_and_writes_json(tmp_path):
+    proc = _run_module("benchmarks.speed", "--smoke", "--threads", "1", "--out", str(tmp_path),
+                       "--only", "extraction,cache,clustering,scale")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Device:" in proc.stdout
+    assert any("naive loop img/s" in line for line in _table_headers(proc.stdout)), proc.stdout[-2000:]
+    assert any("speed-up vs sklearn" in line for line in _table_headers(proc.stdout)), proc.stdout[-2000:]
+    report = json.loads((tmp_path / "speed_smoke.json").read_text())
+    assert report["smoke"] is True
+    assert set(report["sections"]) == {"extraction", "cache", "clustering", "scale"}
+    record = report["sections"]["extraction"]["records"][0]
+    assert record["naive_ips"] > 0 and record["ceiling_ips"] > 0
+    assert (tmp_path / "speed_smoke.md").read_text().startswith("# Speed benchmarks")
+
+
+def test_speed_rejects_an_unknown_section(tmp_path):
+    proc = _run_module("benchmarks.speed", "--smoke", "--only", "warp", "--out", str(tmp_path))
+    assert proc.returncode == 2
+    assert "unknown section" in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_quality_smoke_prints_scores_on_a_real_dataset(tmp_path):
+    if not (DATASETS / "coil20").is_dir():
+        pytest.skip("../shared/datasets/coil20 is not present (it sits beside the repo on the project's machines)")
+    proc = _run_module("benchmarks.quality", "--smoke", "--threads", "1", "--algorithms", "kmeans", "--reference",
+                       "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    headers = _table_headers(proc.stdout)
+    assert any("| features | algorithm | K | NMI |" in line for line in headers), proc.stdout[-2000:]
+    report = json.loads((tmp_path / "quality_smoke.json").read_text())
+    scores = report["datasets"]["coil20"]["scores"]
+    assert "raw pixels | kmeans" in scores
+    nmi_mean, nmi_std = scores["raw pixels | kmeans"]["nmi"]
+    assert 0.0 <= nmi_mean <= 1.0 and nmi_std >= 0.0
+    assert report["datasets"]["coil20"]["auto_k"]["true_k"] == 20

@@ -1,0 +1,210 @@
+"""Deep clustering estimators (issue 4) on synthetic data: run, repeat under a seed, cancel, bounded memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from sklearn.cluster import KMeans
+from sklearn.metrics import normalized_mutual_info_score as nmi
+from torch import nn
+
+from imgcluster_gui.core.clustering.deep import DEC, DMVC, IDEC, UCNN, ConcatKMeans, DeepCluster, MultiViewEnsemble
+from imgcluster_gui.core.clustering.deep.multiview import parse_view_slices
+from imgcluster_gui.core.progress import Cancelled
+
+torch.set_num_threads(2)
+FAST = dict(hidden=(64, 32), latent_dim=8, pretrain_steps=60, max_epochs=15, batch_size=64, device="cpu")
+
+
+def blobs(n=240, d=24, k=4, seed=0, spread=1.0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 3.0, (k, d))
+    y = np.arange(n) % k
+    return (centres[y] + rng.normal(0, spread, (n, d))).astype(np.float32), y
+
+
+def two_views(n=240, k=4, seed=0):
+    """View A separates clusters {0,1} from {2,3}; view B the other pairing: only both views together tell all 4."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % k
+    a = np.where(y[:, None] < 2, 2.0, -2.0) * np.ones((n, 10)) + rng.normal(0, 1.0, (n, 10))
+    b = np.where(y[:, None] % 2 == 0, 2.0, -2.0) * np.ones((n, 12)) + rng.normal(0, 1.0, (n, 12))
+    return np.hstack([a, b]).astype(np.float32), y, [(0, 10), (10, 22)]
+
+
+def cancel_after(calls):
+    count = [0]
+
+    def callback(fraction, stage):
+        count[0] += 1
+        if count[0] > calls:
+            raise Cancelled("test")
+
+    return callback
+
+
+@pytest.mark.parametrize("cls", [IDEC, DEC])
+def test_autoencoder_methods_match_kmeans_and_report_history(cls):
+    X, y = blobs()
+    model = cls(n_clusters=4, **FAST).fit(X, y)
+    kmeans_nmi = nmi(y, KMeans(4, n_init=10, random_state=0).fit_predict(X))
+    assert model.labels_.shape == (240,) and model.partial_ is False
+    assert nmi(y, model.labels_) >= kmeans_nmi - 0.02
+    assert model.embedding_.shape == (240, 8) and model.cluster_centers_.shape == (4, 8)
+    assert ((model.confidence_ > 0) & (model.confidence_ <= 1)).all()
+    cluster_rows = [r for r in model.history_ if r["phase"] == "cluster"]
+    assert cluster_rows[0]["nmi_true"] is not None and "delta_label" in cluster_rows[-1]
+    assert any(r["phase"] == "pretrain" for r in model.history_)
+
+
+def test_idec_is_reproducible_under_a_seed():
+    X, _ = blobs(spread=2.5)
+    first = IDEC(n_clusters=4, random_state=3, **FAST).fit(X)
+    second = IDEC(n_clusters=4, random_state=3, **FAST).fit(X)
+    np.testing.assert_array_equal(first.labels_, second.labels_)
+    np.testing.assert_allclose(first.embedding_, second.embedding_, rtol=1e-5, atol=1e-6)
+
+
+def test_ground_truth_is_only_reported_never_used():
+    X, y = blobs(spread=2.0)
+    with_y = IDEC(n_clusters=4, **FAST).fit(X, y)
+    without = IDEC(n_clusters=4, **FAST).fit(X)
+    np.testing.assert_array_equal(with_y.labels_, without.labels_)
+    assert "nmi_true" not in without.history_[-1]
+
+
+def test_cancel_keeps_last_complete_epoch_and_reraises():
+    X, _ = blobs()
+    model = IDEC(n_clusters=4, **{**FAST, "tol": 0.0})
+    n_pretrain_calls = 60 + 4  # pre-training batches, then a few clustering batches
+    with pytest.raises(Cancelled):
+        model.fit(X, progress=cancel_after(n_pretrain_calls + 6))
+    assert model.partial_ is True
+    assert model.labels_.shape == (240,) and set(np.unique(model.labels_)) <= set(range(4))
+
+
+def test_cancel_during_pretraining_leaves_no_labels():
+    X, _ = blobs()
+    model = IDEC(n_clusters=4, **FAST)
+    with pytest.raises(Cancelled):
+        model.fit(X, progress=cancel_after(2))
+    assert model.partial_ is True and not hasattr(model, "labels_")
+
+
+def test_idec_save_and_load_predicts_the_same(tmp_path):
+    X, _ = blobs()
+    model = IDEC(n_clusters=4, **FAST).fit(X)
+    loaded = IDEC.load(model.save(tmp_path / "idec.pt"))
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    np.testing.assert_allclose(loaded.transform(X[:5]), model.embedding_[:5], rtol=1e-4, atol=1e-5)
+
+
+def test_bad_input_gives_clear_messages():
+    X, _ = blobs(n=20)
+    with pytest.raises(ValueError, match="n_clusters"):
+        IDEC(n_clusters=30, **FAST).fit(X)
+    with pytest.raises(ValueError, match="NaN"):
+        IDEC(n_clusters=2, **FAST).fit(np.full((10, 3), np.nan))
+    with pytest.raises(ValueError, match="init"):
+        IDEC(n_clusters=2, init="nope", **FAST).fit(X)
+    with pytest.raises(ValueError, match="cover"):
+        parse_view_slices([(0, 5), (6, 24)], 24)
+    with pytest.raises(ValueError, match="columns"):
+        parse_view_slices([(0, 5)], 24)
+
+
+@pytest.mark.parametrize("cls,kwargs", [(ConcatKMeans, {}), (MultiViewEnsemble, {}), (DMVC, FAST)])
+def test_multiview_methods_use_both_views(cls, kwargs):
+    X, y, views = two_views()
+    model = cls(n_clusters=4, **kwargs).fit(X, y, view_slices=views)
+    single_view = nmi(y, KMeans(4, n_init=10, random_state=0).fit_predict(X[:, :10]))
+    assert nmi(y, model.labels_) > single_view + 0.2  # one view alone can only find 2 groups
+    assert ((model.confidence_ >= 0) & (model.confidence_ <= 1)).all()
+    again = cls(n_clusters=4, **kwargs).fit(X, view_slices=views)
+    np.testing.assert_array_equal(again.labels_, model.labels_)
+
+
+def test_dmvc_takes_view_slices_as_a_parameter_too():
+    X, y, views = two_views()
+    model = DMVC(n_clusters=4, view_slices=views, **FAST).fit(X)
+    assert model.view_dims_ == [10, 12] and model.embedding_.shape == (240, 8)
+
+
+# ------------------------------------------------------------------------------------ image methods
+class TinyCNN(nn.Module):
+    """A 2-layer CNN giving (N, 16) features: stands in for a backbone so CPU tests stay fast."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2), nn.ReLU(),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def colour_images(folder, n_per_class=8):
+    """Red-ish and blue-ish noisy squares: two obvious classes."""
+    rng = np.random.default_rng(0)
+    paths, labels = [], []
+    for label, colour in enumerate([(200, 40, 40), (40, 40, 200)]):
+        for i in range(n_per_class):
+            pixels = np.clip(np.array(colour) + rng.normal(0, 25, (32, 32, 3)), 0, 255).astype(np.uint8)
+            path = folder / f"c{label}_{i}.png"
+            Image.fromarray(pixels).save(path)
+            paths.append(path)
+            labels.append(label)
+    return paths, np.array(labels)
+
+
+IMAGE_FAST = dict(input_size=32, batch_size=8, device="cpu")
+
+
+@pytest.mark.parametrize("cls,kwargs", [(DeepCluster, dict(epochs=2, pca_dims=8)), (UCNN, dict(epochs=2))])
+def test_image_methods_run_repeat_and_cancel(tmp_path, cls, kwargs):
+    paths, y = colour_images(tmp_path)
+    model = cls(n_clusters=2, **kwargs, **IMAGE_FAST).fit(None, y, paths=paths, backbone=TinyCNN())
+    assert nmi(y, model.labels_) > 0.9
+    assert model.history_[0]["nmi_true"] is not None and model.history_[1]["nmi_change"] is not None
+    again = cls(n_clusters=2, **kwargs, **IMAGE_FAST).fit(None, paths=paths, backbone=TinyCNN())
+    np.testing.assert_array_equal(again.labels_, model.labels_)
+    saved = torch.load(model.save(tmp_path / "net.pt"), weights_only=False)
+    assert saved["network"] and saved["method"] == cls.__name__
+
+    cancelled = cls(n_clusters=2, **kwargs, **IMAGE_FAST)
+    with pytest.raises(Cancelled):
+        cancelled.fit(None, paths=paths, backbone=TinyCNN(), progress=cancel_after(7))
+    assert cancelled.partial_ is True and cancelled.labels_.shape == (16,)
+
+
+def test_image_methods_refuse_missing_or_misaligned_paths(tmp_path):
+    paths, _ = colour_images(tmp_path, 2)
+    with pytest.raises(ValueError, match="paths"):
+        DeepCluster(n_clusters=2, **IMAGE_FAST).fit(None, backbone=TinyCNN())
+    with pytest.raises(ValueError, match="aligned"):
+        UCNN(n_clusters=2, **IMAGE_FAST).fit(np.zeros((3, 4)), paths=paths, backbone=TinyCNN())
+
+
+def test_ucnn_memory_is_bounded_by_the_batch_not_the_number_of_images(tmp_path):
+    sizes = {}
+    for n_per_class in (6, 24):
+        folder = tmp_path / str(n_per_class)
+        folder.mkdir()
+        paths, _ = colour_images(folder, n_per_class)
+        model = UCNN(n_clusters=2, epochs=1, init_size=8, augment=False, **IMAGE_FAST)
+        model.fit(None, paths=paths, backbone=TinyCNN())
+        sizes[len(paths)] = model.kept_state_nbytes()
+    small, large = sizes[12], sizes[48]
+    assert small == large and set(small) == {"centroids", "counts"}
+    assert small["centroids"] == 2 * 16 * 4
+
+
+def test_ucnn_drift_compensation_switch_changes_the_centroid_updates(tmp_path):
+    paths, _ = colour_images(tmp_path)
+    on = UCNN(n_clusters=2, epochs=1, **IMAGE_FAST).fit(None, paths=paths, backbone=TinyCNN())
+    off = UCNN(n_clusters=2, epochs=1, drift_compensation=False, **IMAGE_FAST).fit(None, paths=paths,
+                                                                                  backbone=TinyCNN())
+    assert not np.allclose(on.cluster_centers_, off.cluster_centers_)

@@ -1,0 +1,69 @@
+"""Deep clustering methods on a small subset of a real labelled set (COIL-20); skipped where absent.
+
+Pixels stand in for CNN features here so the test needs no backbone weights and stays fast on 2 CPU
+cores; the full-size comparison on CNN features is `python -m benchmarks.deep`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from sklearn.cluster import KMeans
+from sklearn.metrics import normalized_mutual_info_score as nmi
+from torch import nn
+
+from imgcluster_gui.core.clustering.deep import DMVC, IDEC, UCNN, DeepCluster
+
+DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
+torch.set_num_threads(2)
+
+
+def coil_subset(n_classes=5, per_class=12):
+    folder = DATASETS / "coil20"
+    if not folder.is_dir():
+        pytest.skip("../shared/datasets/coil20 is not present (it sits beside the repo on the project's machines)")
+    paths, labels = [], []
+    for label, sub in enumerate(sorted(p for p in folder.iterdir() if p.is_dir())[:n_classes]):
+        files = sorted(sub.glob("*.png"))
+        paths += files[:: max(1, len(files) // per_class)][:per_class]
+        labels += [label] * per_class
+    pixels = np.stack([np.asarray(Image.open(p).convert("L").resize((16, 16)), np.float32).ravel() / 255 for p in paths])
+    return paths, pixels, np.array(labels)
+
+
+def test_idec_and_dmvc_match_kmeans_on_real_images():
+    _, pixels, y = coil_subset()
+    pixels = pixels / np.linalg.norm(pixels, axis=1, keepdims=True)
+    baseline = nmi(y, KMeans(5, n_init=10, random_state=0).fit_predict(pixels))
+    fast = dict(hidden=(128, 64), latent_dim=10, pretrain_steps=150, max_epochs=20, device="cpu")
+    idec = IDEC(n_clusters=5, **fast).fit(pixels, y)
+    assert nmi(y, idec.labels_) >= baseline - 0.05
+    coarse = pixels.reshape(-1, 16, 16)[:, ::2, ::2].reshape(len(y), -1)
+    both = np.hstack([pixels, coarse])
+    dmvc = DMVC(n_clusters=5, **fast).fit(both, y, view_slices=[(0, 256), (256, 320)])
+    assert nmi(y, dmvc.labels_) >= baseline - 0.05
+    assert [r["nmi_true"] for r in dmvc.history_ if r["phase"] == "cluster"]
+
+
+class SmallCNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2), nn.ReLU(),
+                                  nn.AdaptiveAvgPool2d(2), nn.Flatten())
+
+    def forward(self, x):
+        return self.body(x)
+
+
+@pytest.mark.parametrize("cls", [DeepCluster, UCNN])
+def test_image_methods_fine_tune_on_real_images(cls):
+    paths, _, y = coil_subset(n_classes=4, per_class=6)
+    model = cls(n_clusters=4, epochs=2, input_size=32, batch_size=8, device="cpu")
+    model.fit(None, y, paths=paths, backbone=SmallCNN())
+    assert model.labels_.shape == (24,) and len(np.unique(model.labels_)) >= 2
+    assert model.history_[-1]["nmi_true"] is not None

@@ -1,0 +1,56 @@
+"""Fixtures for the Qt tests: a small folder of real image files and a session over it."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before any Qt import: no display needed
+
+from imgcluster_gui.ui._qt_compat import protect_singleton_refcounts  # noqa: E402
+
+protect_singleton_refcounts()  # PySide6 6.12 on Python 3.11 drops references to None and True
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgcluster_gui.core.session import ClusterSession
+
+N_CLUSTERS = 3
+PER_CLUSTER = 8
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> list[str]:
+    """24 small PNG/JPEG files (3 colour groups of 8), sorted paths."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    paths = []
+    for cluster in range(N_CLUSTERS):
+        base = np.zeros(3)
+        base[cluster] = 200
+        for k in range(PER_CLUSTER):
+            pixels = np.clip(base + rng.normal(0, 20, size=(40, 30, 3)), 0, 255).astype(np.uint8)
+            suffix = "jpg" if k % 2 else "png"
+            path = folder / f"c{cluster}_{k:02d}.{suffix}"
+            Image.fromarray(pixels).save(path)
+            paths.append(str(path))
+    return sorted(paths)
+
+
+@pytest.fixture
+def session(image_folder: list[str]) -> ClusterSession:
+    """A session over ``image_folder``: 3 clusters of 8, features and ground truth from the colours."""
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(N_CLUSTERS), PER_CLUSTER)
+    centres = np.eye(N_CLUSTERS, 6) * 5
+    features = (centres[labels] + rng.normal(0, 0.5, size=(labels.size, 6))).astype(np.float32)
+    result = ClusterSession(image_folder, labels, cluster_names={0: "Reds"}, embedding=features[:, :2],
+                            features=features, ground_truth=[f"class{c}" for c in labels],
+                            settings={"algorithm": "kmeans", "n_clusters": N_CLUSTERS},
+                            root=str(Path(image_folder[0]).parent))
+    result.recompute_metrics()
+    return result

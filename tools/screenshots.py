@@ -1,0 +1,122 @@
+"""Take the README's screenshots from the running app: grid, scatter and metrics after a real run.
+
+Usage::
+
+    python tools/screenshots.py [--folder resources/sample_images] [--out docs/screenshots]
+
+Runs the real main window on the folder (auto-K over 2-10 with the offline default backbone),
+waits for the worker, then grabs ``main_grid.png`` (the whole window), ``scatter.png`` (the
+scatter plot with a lasso selection and a hover card) and ``metrics.png`` (the metrics panel).
+Without a display it uses Qt's offscreen platform; settings, autosave and caches go to a
+temporary folder so the user's own are never touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _wait(app, condition, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the app did not finish in time")
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def _settle(app, seconds: float = 0.6) -> None:
+    """Let thumbnails decode and layouts settle before grabbing."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folder", default=str(REPO / "resources" / "sample_images"))
+    parser.add_argument("--out", default=str(REPO / "docs" / "screenshots"))
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the run")
+    args = parser.parse_args(argv)
+
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    scratch = Path(tempfile.mkdtemp(prefix="imgcluster-shots-"))
+    os.environ["IMGCLUSTER_DATA_DIR"] = str(scratch / "data")
+    os.environ.setdefault("IMGCLUSTER_CACHE_DIR", str(scratch / "cache"))
+    sys.path.insert(0, str(REPO))
+
+    from PySide6.QtCore import QSettings
+
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(scratch / "settings"))
+    from imgcluster_gui.ui.app import create_application
+    from imgcluster_gui.ui.main_window import MainWindow
+    from imgcluster_gui.ui.settings import AppSettings
+
+    app = create_application([sys.argv[0]])
+    window = MainWindow(settings=AppSettings(), autosave=False)
+    window.resize(1600, 1000)
+    window.show()
+    window.set_folder(args.folder)
+    window.side_panel.set_algorithm("kmeans")
+    window.side_panel.set_k(None, (2, 10))
+    outcome: list[str] = []
+    window.runFinished.connect(outcome.append)
+    window.start_run()
+    _wait(app, lambda: bool(outcome), args.timeout)
+    if outcome[0] != "succeeded":
+        print(f"run {outcome[0]}: {window.last_error}", file=sys.stderr)
+        return 1
+    _wait(app, lambda: not window.metrics_panel.is_refreshing(), 60)
+    session = window.session
+    for cluster in session.cluster_ids():
+        if cluster >= 0:
+            session.rename(cluster, _majority_name(session, cluster))
+    window.undo_stack.clear()
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    # Select one cluster through the scatter (a lasso around it), so the linked selection shows.
+    first = session.cluster_ids()[0]
+    members = session.indices_of(first)
+    points = session.embedding[members]
+    low, high = points.min(axis=0) - 0.05, points.max(axis=0) + 0.05
+    window.scatter.select_in_polygon([(low[0], low[1]), (high[0], low[1]), (high[0], high[1]), (low[0], high[1])])
+    _settle(app, 1.5)
+    window.grab().save(str(out / "main_grid.png"))
+
+    # The scatter on its own: give it most of the centre, hover one point of the selected cluster.
+    window.splitter.setSizes([300, 900])
+    _settle(app, 0.5)
+    window.scatter.view_box.autoRange()
+    hover_index = int(members[len(members) // 2])
+    window.scatter.show_hover(hover_index)
+    _settle(app, 1.0)
+    window.scatter.show_hover(hover_index)  # again, now that its thumbnail is decoded
+    _settle(app, 0.3)
+    window.scatter.grab().save(str(out / "scatter.png"))
+    window.metrics_dock.grab().save(str(out / "metrics.png"))
+    print(f"wrote {out / 'main_grid.png'}, {out / 'scatter.png'}, {out / 'metrics.png'}")
+    window.close()
+    return 0
+
+
+def _majority_name(session, cluster: int) -> str:
+    """Name a cluster after the sub-folder most of its images come from (what a user would type)."""
+    from collections import Counter
+
+    folders = Counter(Path(session.paths[i]).parent.name for i in session.indices_of(cluster))
+    name, _count = folders.most_common(1)[0]
+    return name.capitalize()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
