@@ -154,8 +154,9 @@ def _format_metric(value: Any) -> str:
     return str(value)
 
 
-def print_summary(result, out=sys.stdout) -> None:
+def print_summary(result, out=None) -> None:
     """Print what a person needs after a run: images used and skipped, K, metrics, time per stage."""
+    out = sys.stdout if out is None else out  # looked up at call time, so redirection is honoured
     feats = result.features
     print(f"Folder:      {result.config.folder}", file=out)
     print(f"Backbone:    {' + '.join(result.config.backbones)} on {getattr(feats, 'device', '?')}", file=out)
