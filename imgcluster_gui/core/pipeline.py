@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .progress import ProgressCallback, check, ensure, wrap_callback
+from .progress import Cancelled, ProgressCallback, check, ensure, wrap_callback
 
 # The share of the progress bar each stage gets: extraction dominates on a cold cache.
 _STAGE_SPANS = {
@@ -219,9 +219,28 @@ def fit_params_for(spec: Any, config: PipelineConfig, features: Any, paths: list
     return params
 
 
+class PartialCancelled(Cancelled):
+    """A run cancelled while a method trained, after it had a complete assignment.
+
+    Deep estimators keep their last complete epoch when cancelled (``labels_``, ``partial_ = True``);
+    ``result`` is the :class:`PipelineResult` of that best-so-far assignment, so a caller (the GUI)
+    can show it instead of losing the training done so far.
+    """
+
+    def __init__(self, result: "PipelineResult") -> None:
+        super().__init__("cancelled by user; the last complete epoch is kept")
+        self.result = result
+
+
 def cluster(config: PipelineConfig, X: np.ndarray, progress: Optional[ProgressCallback] = None,
-            fit_params: Optional[dict[str, Any]] = None):
-    """Fit the configured algorithm (choosing K first when asked) and return ``(estimator, labels, auto_k)``."""
+            fit_params: Optional[dict[str, Any]] = None,
+            on_estimator: Optional[Callable[[Any], None]] = None, keep_partial: bool = False):
+    """Fit the configured algorithm (choosing K first when asked) and return ``(estimator, labels, auto_k)``.
+
+    ``on_estimator(estimator)`` is called before fitting (the GUI polls its ``history_`` live). With
+    ``keep_partial``, a :class:`Cancelled` during a fit that already produced ``labels_`` is not
+    raised: the estimator's ``partial_`` attribute says so (set here when the estimator did not).
+    """
     from .clustering.autok import choose_k
     from .clustering.registry import get_algorithm, make_estimator
 
@@ -237,14 +256,23 @@ def cluster(config: PipelineConfig, X: np.ndarray, progress: Optional[ProgressCa
     kwargs = dict(config.algorithm_params)
     estimator = make_estimator(config.algorithm, n_clusters=n_clusters if spec.uses_k else None,
                                random_state=config.random_state, **kwargs)
+    if on_estimator is not None:
+        on_estimator(estimator)
     fit_params = dict(fit_params or {})
     y = fit_params.pop("y", None)
-    estimator.fit(X, y, progress=progress, **fit_params)
+    try:
+        estimator.fit(X, y, progress=progress, **fit_params)
+    except Cancelled:
+        # Only trained methods keep a best-so-far assignment; a classic fit's labels_ may be half-made.
+        if not keep_partial or spec.category != "deep" or getattr(estimator, "labels_", None) is None:
+            raise
+        estimator.partial_ = True
     labels = np.asarray(estimator.labels_, dtype=np.int64)
     return estimator, labels, auto_k
 
 
-def run_pipeline(config: PipelineConfig, progress: Optional[ProgressCallback] = None) -> PipelineResult:
+def run_pipeline(config: PipelineConfig, progress: Optional[ProgressCallback] = None,
+                 on_estimator: Optional[Callable[[Any], None]] = None) -> PipelineResult:
     """Run every stage on ``config.folder`` and return the result.
 
     Parameters
@@ -254,6 +282,9 @@ def run_pipeline(config: PipelineConfig, progress: Optional[ProgressCallback] = 
     progress : callable, optional
         ``progress(fraction, stage)``; raising :class:`Cancelled` from it stops the run cleanly
         (the feature cache keeps only complete entries).
+    on_estimator : callable, optional
+        Called with the estimator just before it is fitted, e.g. to watch a deep method's
+        per-epoch ``history_`` from another thread.
 
     Raises
     ------
@@ -261,12 +292,13 @@ def run_pipeline(config: PipelineConfig, progress: Optional[ProgressCallback] = 
         The folder does not exist, is not a folder, or holds no usable image.
     WeightsUnavailableError
         A backbone's weights are neither cached, downloadable, nor given as a file.
+    PartialCancelled
+        The callback asked to stop while a deep method trained, after its first complete
+        assignment: ``exc.result`` holds the result of that assignment (with a PCA layout).
     Cancelled
         The callback asked to stop.
     """
     from .dataset import DatasetError, scan_folder
-    from .embedding import embed_2d
-    from .metrics import external_metrics, internal_metrics
     from .preprocess import preprocess_features
 
     report = ensure(progress)
@@ -310,9 +342,40 @@ def run_pipeline(config: PipelineConfig, progress: Optional[ProgressCallback] = 
         fit_extra = fit_params_for(get_algorithm(config.algorithm), config, feats, paths, ground_truth)
 
     t0 = time.perf_counter()
-    estimator, labels, auto_k = cluster(config, X, progress=stage("cluster", "Clustering: "), fit_params=fit_extra)
+    estimator, labels, auto_k = cluster(config, X, progress=stage("cluster", "Clustering: "), fit_params=fit_extra,
+                                        on_estimator=on_estimator, keep_partial=True)
     timings["cluster"] = time.perf_counter() - t0
-    k = int(len(set(labels.tolist()) - {-1}))
+    cancelled = bool(getattr(estimator, "partial_", False))
+    if cancelled:
+        history = getattr(estimator, "history_", None) or [{}]
+        warnings.append(f"Cancelled during training: the result of epoch {history[-1].get('epoch', '?')} is kept.")
+        # Nothing below may raise Cancelled again: finish with a callback that only listens.
+        report = _silent
+    result = _finish(config, scan, feats, paths, X, labels, auto_k, ground_truth, estimator, timings, warnings,
+                     report, fast_embedding=cancelled)
+    if cancelled:
+        raise PartialCancelled(result)
+    return result
+
+
+def _silent(_fraction: float, _stage: str) -> None:
+    """A progress callback that ignores everything (used after a cancel, to finish without re-raising)."""
+
+
+def _finish(config: PipelineConfig, scan: Any, feats: Any, paths: list[str], X: np.ndarray, labels: np.ndarray,
+            auto_k: Any, ground_truth: Optional[list[str]], estimator: Any, timings: dict[str, float],
+            warnings: list[str], report: ProgressCallback, fast_embedding: bool = False) -> PipelineResult:
+    """Metrics and 2-D embedding of an assignment, packed as a :class:`PipelineResult`.
+
+    ``fast_embedding`` swaps a slow layout (t-SNE, UMAP) for PCA: the user asked to stop, and the
+    scatter's method menu can redo the slow one later.
+    """
+    from .embedding import embed_2d
+    from .metrics import external_metrics, internal_metrics
+
+    def stage(name: str, prefix: str) -> ProgressCallback:
+        start, end = _STAGE_SPANS[name]
+        return wrap_callback(report, start, end, prefix)
 
     t0 = time.perf_counter()
     metric_progress = stage("metrics", "Metrics: ")
@@ -329,16 +392,18 @@ def run_pipeline(config: PipelineConfig, progress: Optional[ProgressCallback] = 
 
     t0 = time.perf_counter()
     embedding = None
-    if config.embedding and config.embedding != "none":
-        embedding = embed_2d(X, method=config.embedding, random_state=config.random_state,
+    method = config.embedding
+    if method and method != "none":
+        embedding = embed_2d(X, method="pca" if fast_embedding else method, random_state=config.random_state,
                              progress=stage("embedding", "2-D embedding: "))
     timings["embedding"] = time.perf_counter() - t0
     report(1.0, "Done")
 
     confidence = getattr(estimator, "confidence_", None)
     return PipelineResult(
-        config=config, scan=scan, features=feats, paths=paths, X=X, labels=labels, k=k, auto_k=auto_k,
-        metrics=metrics, external=external, ground_truth=ground_truth, embedding=embedding,
+        config=config, scan=scan, features=feats, paths=paths, X=X, labels=labels,
+        k=int(len(set(labels.tolist()) - {-1})), auto_k=auto_k, metrics=metrics, external=external,
+        ground_truth=ground_truth, embedding=embedding,
         confidence=None if confidence is None else np.asarray(confidence, dtype=np.float32),
         timings=timings, estimator=estimator, warnings=warnings,
     )

@@ -129,6 +129,8 @@ class MainWindow(QMainWindow):
         from .thumbnails import ThumbnailLoader
 
         self.settings = settings if settings is not None else AppSettings()
+        manifest = self.settings.last_export_manifest()
+        self._startup_manifest = Path(manifest) if manifest and Path(manifest).is_file() else None
         self.setWindowTitle("imgcluster")
         self.setWindowIcon(app_icon("app"))
         self.setDockOptions(QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowTabbedDocks)
@@ -136,10 +138,13 @@ class MainWindow(QMainWindow):
         self.session: Any = None
         self.session_path: Optional[Path] = None
         self.last_error: Optional[tuple[str, str, str]] = None
-        self.last_manifest: Optional[Path] = None
+        # The last folder export's manifest (remembered across launches, so a move can be undone later).
+        self.last_manifest: Optional[Path] = self._startup_manifest
         self._dirty = False
         self._unsubscribe: Optional[Callable[[], None]] = None
         self._job: Optional[BackgroundJob] = None
+        self._watch: Any = None  # a deep run's _EstimatorWatch (its estimator's live history)
+        self._live_epochs = 0
         self._side_job: Optional[BackgroundJob] = None  # exports, undo of an export
         self._message_boxes: list[QMessageBox] = []
         self._run_started = 0.0
@@ -340,7 +345,7 @@ class MainWindow(QMainWindow):
         for action in (self.save_action, self.save_as_action, self.export_csv_action, self.export_json_action,
                        self.export_folders_action, self.new_cluster_action):
             action.setEnabled(has_session)
-        self.undo_export_action.setEnabled(self.last_manifest is not None and self._side_job is None)
+        self.undo_export_action.setEnabled(self._side_job is None)  # without a last manifest it asks for one
         self.restore_autosave_action.setEnabled(autosave_path().is_file())
         self.side_panel.set_running(running)
 
@@ -411,11 +416,17 @@ class MainWindow(QMainWindow):
         from ..core.pipeline import run_pipeline
 
         self.settings.set_panel_state(self.side_panel.state())
-        job = BackgroundJob(lambda progress: run_pipeline(config, progress), title="The run failed", parent=self)
+        # Deep methods: the metrics panel follows the training live (the estimator's history_, polled on
+        # each progress tick), and a cancel keeps the last complete epoch (the core's PartialCancelled).
+        watch = _EstimatorWatch() if _is_deep(config.algorithm) else None
+        self._watch = watch
+        job = BackgroundJob(lambda progress: run_pipeline(config, progress, on_estimator=watch),
+                            title="The run failed", parent=self)
+        self._live_epochs = 0
         job.progressed.connect(self._on_run_progress)
         job.succeeded.connect(lambda result, c=config: self._on_run_succeeded(c, result))
         job.failed.connect(self._on_run_failed)
-        job.cancelled.connect(self._on_run_cancelled)
+        job.cancelled.connect(lambda j=job, c=config: self._on_run_cancelled(c, j.partial_result))
         job.finished.connect(lambda j=job: self._on_run_finished(j))
         self._job = job
         self._run_started = time.monotonic()
@@ -439,13 +450,24 @@ class MainWindow(QMainWindow):
     def _on_run_progress(self, info: ProgressInfo) -> None:
         self.side_panel.show_progress(info)
         self._status(info.describe())
+        self._poll_training()
 
-    def _on_run_succeeded(self, config: Any, result: Any) -> None:
+    def _poll_training(self) -> None:
+        """Plot a deep method's history as its epochs complete (read from the worker's estimator)."""
+        if self._watch is None:
+            return
+        history = self._watch.history()
+        if len(history) != self._live_epochs:
+            self._live_epochs = len(history)
+            self.metrics_panel.set_history(history, live=True)
+
+    def _on_run_succeeded(self, config: Any, result: Any, partial: bool = False) -> None:
         seconds = time.monotonic() - self._run_started
         session = result.to_session()
         history = list(getattr(result.estimator, "history_", None) or [])
         record = RunRecord(number=self.run_list.next_number(), session=session, config=config.to_dict(),
-                           seconds=seconds, source="run", history=history)
+                           seconds=seconds, source="run", history=history,
+                           title="cancelled: best epoch so far" if partial else "")
         self.run_list.add_run(record)
         skipped = self.log_panel.log_skipped(result.skipped)
         for note in getattr(result, "warnings", []) or []:
@@ -459,22 +481,45 @@ class MainWindow(QMainWindow):
         self.show_session(session, history=history, path=None)
         self._dirty = True  # a new result is unsaved work
         self._update_title()
-        self.side_panel.show_status(f"Done in {format_duration(seconds)}", 1.0)
-        self._status(f"Run {record.number}: {len(session.paths)} images in {n_clusters} clusters.")
+        if partial:
+            self.side_panel.show_status(f"Cancelled after {format_duration(seconds)}: best epoch kept", 0.0)
+            self._status(f"Run {record.number} cancelled; its last complete epoch is shown "
+                         f"({len(session.paths)} images in {n_clusters} clusters).")
+        else:
+            self.side_panel.show_status(f"Done in {format_duration(seconds)}", 1.0)
+            self._status(f"Run {record.number}: {len(session.paths)} images in {n_clusters} clusters.")
 
     def _on_run_failed(self, failure: JobFailure) -> None:
         self.side_panel.show_status(f"Failed: {failure.message}", 0.0)
         self._status("The run failed; the previous result is still shown.")
         self.show_failure(failure)
 
-    def _on_run_cancelled(self) -> None:
+    def _on_run_cancelled(self, config: Any = None, partial_result: Any = None) -> None:
+        if partial_result is not None and config is not None:
+            # A deep method stopped mid-training: its last complete epoch is the best result so far.
+            self.log_panel.warning("Run cancelled during training; the last complete epoch is kept as a new run.")
+            try:
+                self._on_run_succeeded(config, partial_result, partial=True)
+                return
+            except Exception as exc:  # never lose the previous result over a partial one
+                self.show_failure(JobFailure.from_exception(exc, "Could not show the partial result"))
         self.log_panel.warning("Run cancelled; the previous result is kept.")
+        if self._watch is not None:  # the live curve belonged to the cancelled run
+            record = self._shown_record()
+            self.metrics_panel.set_history(record.history if record is not None else [])
         self.side_panel.show_status("Cancelled", 0.0)
         self._status("Cancelled; the previous result is still shown.")
+
+    def _shown_record(self) -> Optional[RunRecord]:
+        for record in self.run_list.records():
+            if record.session is self.session:
+                return record
+        return None
 
     def _on_run_finished(self, job: BackgroundJob) -> None:
         if self._job is job:
             self._job = None
+            self._watch = None
         outcome = job.outcome or "failed"
         job.deleteLater()
         self._update_actions()
@@ -724,21 +769,32 @@ class MainWindow(QMainWindow):
 
     def _on_folders_exported(self, result: Any) -> None:
         self.last_manifest = Path(result.manifest_path)
+        self.settings.set_last_export_manifest(str(self.last_manifest))
         self.log_panel.log_skipped(result.failed)
         self.log_panel.info(f"Exported {result.n_done} image(s) to {result.target} "
                             f"({len(result.failed)} failed); manifest {result.manifest_path}")
         self._status(f"Exported {result.n_done} image(s) to {result.target}")
 
-    def undo_last_export(self) -> Optional[BackgroundJob]:
-        """Reverse the last folder export from its manifest (on a worker)."""
-        if self.last_manifest is None or self._side_job is not None:
+    def undo_last_export(self, manifest_path: Optional[str] = None) -> Optional[BackgroundJob]:
+        """Reverse a folder export from its manifest (on a worker).
+
+        Uses ``manifest_path``, else the last export's manifest (also one from an earlier launch),
+        else asks for a manifest file.
+        """
+        if self._side_job is not None:
             return None
+        if manifest_path is None and self.last_manifest is None:
+            manifest_path, _ = QFileDialog.getOpenFileName(
+                self, "Undo a folder export: choose its manifest", self.settings.last_directory("export"),
+                "imgcluster export manifests (imgcluster-export-*.json);;JSON files (*.json)")
+            if not manifest_path:
+                return None
         from ..core.export import undo_export
 
-        manifest = self.last_manifest
+        manifest = Path(manifest_path) if manifest_path else self.last_manifest
         job = BackgroundJob(lambda progress: undo_export(manifest, progress=progress), title="Undo export failed",
                             parent=self)
-        job.succeeded.connect(self._on_export_undone)
+        job.succeeded.connect(lambda result, m=manifest: self._on_export_undone(result, m))
         job.failed.connect(self.show_failure)
         job.finished.connect(lambda j=job: self._on_side_job_finished(j))
         self._side_job = job
@@ -746,8 +802,10 @@ class MainWindow(QMainWindow):
         self._update_actions()
         return job
 
-    def _on_export_undone(self, result: Any) -> None:
-        self.last_manifest = None
+    def _on_export_undone(self, result: Any, manifest: Optional[Path] = None) -> None:
+        if manifest is None or manifest == self.last_manifest:
+            self.last_manifest = None
+            self.settings.set_last_export_manifest("")
         self.log_panel.log_skipped(result.problems)
         self.log_panel.info(f"Export undone: {result.restored} file(s) moved back, {result.removed} removed, "
                             f"{len(result.problems)} problem(s).")
@@ -805,3 +863,28 @@ class MainWindow(QMainWindow):
         self.scatter.set_session(None)
         self.metrics_panel.set_session(None)
         event.accept()
+
+
+def _is_deep(algorithm: str) -> bool:
+    """Whether a registry algorithm trains a network (its history is plotted live)."""
+    from ..core.clustering.registry import get_algorithm
+
+    try:
+        return get_algorithm(algorithm).category == "deep"
+    except KeyError:  # an unknown id fails later with the core's own message
+        return False
+
+
+class _EstimatorWatch:
+    """Given the estimator by the worker thread (``on_estimator``); the GUI thread reads its history."""
+
+    def __init__(self) -> None:
+        self.estimator: Any = None
+
+    def __call__(self, estimator: Any) -> None:
+        self.estimator = estimator
+
+    def history(self) -> list[dict]:
+        """A copy of the running estimator's per-epoch history so far (empty before training)."""
+        rows = getattr(self.estimator, "history_", None) if self.estimator is not None else None
+        return [dict(row) for row in list(rows or [])]

@@ -248,8 +248,37 @@ class ScatterView(QWidget):
         kind = getattr(event, "kind", event)
         if kind == "reset":
             self._reload_positions()
-        elif kind in ("labels", "names"):
-            self._recolour()
+        elif kind == "labels":
+            indices = np.asarray(getattr(event, "indices", ()), dtype=np.int64)
+            if not self._recolour_points(indices):
+                self._recolour()
+        elif kind == "names":
+            self._update_legend()
+
+    def _recolour_points(self, indices: np.ndarray) -> bool:
+        """Recolour only the images of a hand edit (a drag of 100 among 20,000 stays instant).
+
+        Returns False when a full recolour is needed (no indices, or points and labels disagree).
+        """
+        if self._session is None or not len(indices):
+            return False
+        labels = np.asarray(self._session.labels)
+        data = self.points.data
+        if len(data) != len(labels) or indices.min() < 0 or indices.max() >= len(labels):
+            return False
+        brushes: dict[int, Any] = {}
+        column = data["brush"]  # a view: writing into it changes the item's data
+        for index in indices.tolist():
+            cluster = int(labels[index])
+            brush = brushes.get(cluster)
+            if brush is None:
+                brush = brushes[cluster] = pg.mkBrush(cluster_colour(cluster))
+            column[index] = brush
+        data["sourceRect"][indices] = 0  # only these spots are looked up in the atlas again
+        self.points.updateSpots()
+        self.points.update()
+        self._update_legend()
+        return True
 
     def _reload_positions(self) -> None:
         embedding = None if self._session is None else getattr(self._session, "embedding", None)

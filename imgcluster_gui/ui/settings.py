@@ -116,6 +116,14 @@ class AppSettings:
     def set_last_directory(self, kind: str, folder: str) -> None:
         self._settings.setValue(f"dirs/{kind}", str(folder))
 
+    def last_export_manifest(self) -> str:
+        """The manifest of the last folder export not undone yet ('' when none), kept across launches."""
+        return str(self._settings.value("export/last_manifest", "") or "")
+
+    def set_last_export_manifest(self, path: str) -> None:
+        self._settings.setValue("export/last_manifest", str(path or ""))
+        self._settings.sync()
+
     # ---------------------------------------------------------------- crash detection
     def mark_started(self) -> None:
         """Record that the app is running (cleared by :meth:`mark_clean_exit`)."""

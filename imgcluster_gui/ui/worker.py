@@ -127,7 +127,7 @@ class _JobObject(QObject):
     progressed = Signal(float, str)
     succeeded = Signal(object)
     failed = Signal(object)
-    cancelled = Signal()
+    cancelled = Signal(object)  # the partial result a cancelled function handed over, or None
 
     def __init__(self, function: Callable[[ProgressCallback], Any], token: CancelToken, title: str) -> None:
         super().__init__()
@@ -140,14 +140,15 @@ class _JobObject(QObject):
         callback = self._token.callback(self._forward, min_interval=PROGRESS_INTERVAL_S)
         try:
             result = self._function(callback)
-        except Cancelled:
-            self.cancelled.emit()
+        except Cancelled as exc:
+            # A function may keep what it had (a deep method's last complete epoch) on the exception.
+            self.cancelled.emit(getattr(exc, "result", None))
         except BaseException as exc:  # every failure becomes a message; nothing escapes into Qt
             self.failed.emit(JobFailure.from_exception(exc, self._title))
         else:
             if self._token.cancelled:
                 # Cancel pressed after the last progress call: the user asked to keep the old result.
-                self.cancelled.emit()
+                self.cancelled.emit(None)
             else:
                 self.succeeded.emit(result)
 
@@ -170,7 +171,8 @@ class BackgroundJob(QObject):
     Signals
     -------
     progressed(ProgressInfo), succeeded(object), failed(JobFailure), cancelled(), finished()
-        ``finished`` comes last, after the thread has stopped.
+        ``finished`` comes last, after the thread has stopped.  After ``cancelled``,
+        :attr:`partial_result` holds what the function kept (``Cancelled.result``), or None.
     """
 
     progressed = Signal(object)
@@ -191,6 +193,8 @@ class BackgroundJob(QObject):
         self._stage = ""
         self._running = False
         self.outcome: Optional[str] = None  # 'succeeded' | 'failed' | 'cancelled'
+        # Set before ``cancelled`` when the function kept a partial result (``exc.result`` of its Cancelled).
+        self.partial_result: Any = None
 
     # ---------------------------------------------------------------- control
     def start(self) -> None:
@@ -256,9 +260,10 @@ class BackgroundJob(QObject):
         self._finish_thread()
         self.failed.emit(failure)
 
-    @Slot()
-    def _on_cancelled(self) -> None:
+    @Slot(object)
+    def _on_cancelled(self, partial: Any = None) -> None:
         self.outcome = "cancelled"
+        self.partial_result = partial
         self._finish_thread()
         self.cancelled.emit()
 

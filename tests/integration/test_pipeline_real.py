@@ -99,3 +99,29 @@ def test_skipped_files_are_reported_with_a_reason(tmp_path, sample_images):
     assert {"notes.txt", "empty.png"} <= set(skipped)
     assert all(reason for reason in skipped.values())
     assert len(result.paths) == 20
+
+
+def test_cancel_during_deep_training_keeps_the_last_complete_epoch(tmp_path, sample_images):
+    """A cancel after IDEC's first clustering epoch raises PartialCancelled carrying a usable result."""
+    from imgcluster_gui.core.pipeline import PartialCancelled
+
+    folder = _copy_subset(sample_images, tmp_path / "imgs", per_class=8)
+    watched = []
+    token = CancelToken()
+
+    def on_progress(fraction, stage):
+        history = getattr(watched[0], "history_", None) if watched else None
+        if history and any(row.get("phase") == "cluster" for row in history):
+            token.cancel()
+
+    config = PipelineConfig(folder=str(folder), n_clusters=5, algorithm="idec", embedding="tsne",
+                            algorithm_params=dict(pretrain_steps=20, max_epochs=200, tol=0.0, device="cpu"))
+    with pytest.raises(PartialCancelled) as info:
+        run_pipeline(config, progress=token.callback(on_progress), on_estimator=watched.append)
+    result = info.value.result
+    assert isinstance(info.value, Cancelled)
+    assert result.estimator is watched[0] and result.estimator.partial_
+    assert result.labels.shape == (40,) and result.k >= 2
+    assert result.embedding.shape == (40, 2)  # a quick PCA layout instead of the slow t-SNE
+    assert any("Cancelled during training" in w for w in result.warnings)
+    assert len(result.estimator.history_) < 200

@@ -277,8 +277,16 @@ def test_folder_export_move_needs_consent_and_can_be_undone(qtbot, window, image
     assert len(moved_files) == len(window.session.paths)
     assert not list(folder.rglob("*.png"))
     assert window.undo_export_action.isEnabled()
-    window.undo_last_export()
-    qtbot.waitUntil(lambda: window.side_job() is None, timeout=RUN_TIMEOUT_MS)
+    # The manifest outlives the window: a later launch can still put the files back.
+    manifest = window.last_manifest
+    later = _new_window(qtbot)
+    try:
+        assert later.last_manifest == manifest and later.undo_export_action.isEnabled()
+        later.undo_last_export()
+        qtbot.waitUntil(lambda: later.side_job() is None, timeout=RUN_TIMEOUT_MS)
+        assert later.last_manifest is None and later.settings.last_export_manifest() == ""
+    finally:
+        later.close()
     assert len(list(folder.rglob("*.png"))) == len(window.session.paths)
 
 
@@ -409,3 +417,78 @@ def test_deep_method_run_plots_its_training_curve(qtbot, window, image_folder):
     assert record.config["algorithm"] == "dec" and record.history
     assert window.metrics_panel.training_plot.isVisibleTo(window.metrics_panel)
     assert window.metrics_panel.history() == record.history
+
+
+def test_deep_run_shows_epochs_live_and_cancel_keeps_the_last_epoch(qtbot, window, image_folder):
+    import time
+
+    _configure(window, image_folder)
+    assert _run(qtbot, window) == "succeeded"  # a previous result (k-means)
+    previous = window.session
+    window.side_panel.set_algorithm("dec")
+    # tol 0: never converges, so only the cancel ends the training.
+    refused = window.side_panel.param_form.set_values({"pretrain_steps": 20, "max_epochs": 2000, "tol": 0.0,
+                                                       "device": "cpu"})
+    assert refused == []
+    live_titles: list[str] = []
+    cancelled_at: list[float] = []
+
+    def on_progress(_info) -> None:
+        # The metrics panel follows the training while it runs (the shown session is still the old one).
+        epochs = [r for r in window.metrics_panel.history() if r.get("phase", "cluster") != "pretrain"]
+        if window.session is previous and len(epochs) >= 3:
+            live_titles.append(window.metrics_panel.training_title())
+            if not cancelled_at:
+                cancelled_at.append(time.monotonic())
+                window.cancel_action.trigger()
+
+    with qtbot.waitSignal(window.runFinished, timeout=RUN_TIMEOUT_MS) as finished:
+        job = window.start_run()
+        job.progressed.connect(on_progress)
+    assert finished.args == ["cancelled"]
+    assert cancelled_at and time.monotonic() - cancelled_at[0] < 10  # stops promptly, not at max_epochs
+    assert live_titles and "live" in live_titles[0] and "epoch" in live_titles[0]
+    # The best result so far is kept as a new run and shown; the previous run stays in the list.
+    records = window.run_list.records()
+    assert len(records) == 2 and records[0].session is previous, window.log_panel.text()
+    kept = records[1]
+    assert window.session is kept.session and kept.config["algorithm"] == "dec"
+    assert len([r for r in kept.history if r.get("phase", "cluster") != "pretrain"]) >= 3
+    assert window.metrics_panel.history() == kept.history
+    assert "nmi_true" in kept.history[-1]  # sub-folders are the truth: NMI per epoch
+    assert len(kept.session.paths) == len(CLASSES) * PER_CLASS
+    assert _grid_cluster_count(window) == len([c for c in kept.session.cluster_ids() if c >= 0])
+    assert window.scatter.point_colours() == [cluster_colour(int(c)).name() for c in kept.session.labels]
+    assert "last complete epoch" in window.log_panel.text()
+    assert window.run_action.isEnabled() and not window.is_running()
+
+
+def test_deep_cancel_before_any_epoch_keeps_the_previous_result(qtbot, window, image_folder):
+    _configure(window, image_folder)
+    assert _run(qtbot, window) == "succeeded"
+    previous = window.session
+    window.side_panel.set_algorithm("dec")
+    assert window.side_panel.param_form.set_values({"pretrain_steps": 100000, "device": "cpu"}) == []
+    with qtbot.waitSignal(window.runFinished, timeout=RUN_TIMEOUT_MS) as finished:
+        job = window.start_run()
+        # Cancel during the autoencoder pre-training: no assignment exists yet.
+        job.progressed.connect(lambda info: window.cancel_action.trigger() if "Pre-training" in info.stage else None)
+    assert finished.args == ["cancelled"]
+    assert window.session is previous and len(window.run_list.records()) == 1
+    assert not window.metrics_panel.training_plot.isVisibleTo(window.metrics_panel)
+
+
+def test_unreadable_files_are_skipped_with_their_reason_in_the_log(qtbot, window, image_folder, tmp_path):
+    folder = tmp_path / "mixed"
+    for name in CLASSES:
+        (folder / name).mkdir(parents=True)
+        for source in sorted((image_folder / name).glob("*.png"))[:3]:
+            shutil.copy(source, folder / name / source.name)
+    broken = folder / "bag" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    _configure(window, folder)
+    assert _run(qtbot, window) == "succeeded"
+    assert len(window.session.paths) == 9 and str(broken) not in window.session.paths
+    lines = [line for line in window.log_panel.text().splitlines() if "broken.png" in line]
+    assert lines and lines[0].startswith("[warning] Skipped") and ":" in lines[0].split("broken.png", 1)[1]
+    assert "1 skipped" in window.log_panel.text()

@@ -41,8 +41,39 @@ def test_points_are_coloured_by_cluster_and_recoloured_after_an_edit(view):
     session.move([0, 1], 2)
     colours = view.point_colours()
     assert colours[0] == colours[1] == cluster_colour(2).name()
+    _assert_drawn_as(view, [0, 1], 25)
+    _assert_drawn_as(view, [2], 5)  # untouched points keep their own
     session.delete_cluster(1)
     assert set(view.point_colours()[10:20]) == {cluster_colour(-1).name()}
+
+
+def _assert_drawn_as(view, indices, like: int) -> None:
+    """The spots are painted from an atlas fragment of the same colour as point ``like``'s (what is on screen)."""
+    view.points.updateSpots()
+    atlas = view.points.fragmentAtlas.pixmap.toImage()
+    rects = view.points.data["sourceRect"]
+
+    def centre_colour(index: int) -> str:
+        rect = rects[index]
+        assert rect["w"] > 0
+        return atlas.pixelColor(int(rect["x"] + rect["w"] // 2), int(rect["y"] + rect["h"] // 2)).name()
+
+    expected = centre_colour(like)
+    assert expected == view.point_colours()[like]
+    assert [centre_colour(i) for i in indices] == [expected] * len(list(indices))
+
+
+def test_an_edit_recolours_only_what_it_moved_and_undo_restores(view):
+    session = _session(n_per_cluster=200)
+    view.set_session(session)
+    before = view.point_colours()
+    edit = session.move(list(range(0, 50)), 1)
+    after = view.point_colours()
+    assert after[:50] == [cluster_colour(1).name()] * 50 and after[50:] == before[50:]
+    _assert_drawn_as(view, range(0, 50), 250)
+    session.revert(edit)
+    assert view.point_colours() == before
+    _assert_drawn_as(view, range(0, 50), 60)
 
 
 def test_lasso_selects_the_points_inside_and_emits(view, qtbot):
