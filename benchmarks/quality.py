@@ -164,9 +164,8 @@ def classic_algorithms(selected: Optional[list[str]]) -> list[str]:
 # ---------------------------------------------------------------------------------------- toolkits
 @dataclass
 class Toolkit:
-    """The functions the benchmark runs: the project's, or reference stand-ins while those are missing."""
+    """The project's pipeline pieces the benchmark runs (gathered once, so the loop below reads plainly)."""
 
-    name: str
     backbones: Any          # () -> list[str]
     features: Any           # (paths, views, cache) -> (N, D) float32
     algorithms: Any         # (selected) -> list[str]
@@ -178,12 +177,8 @@ class Toolkit:
     cache: Any
 
 
-def project_toolkit() -> Optional[Toolkit]:
-    """The project's own pipeline pieces, or ``None`` when one is not importable yet."""
-    needed = ("features.backbones", "features.extract", "features.cache", "clustering.registry",
-              "clustering.classic", "clustering.autok", "metrics", "preprocess")
-    if not all(common.project_has(m) for m in needed):
-        return None
+def project_toolkit() -> Toolkit:
+    """The project's own extraction, registry, auto-K, metrics and preprocessing."""
     from imgcluster_gui.core.clustering.autok import choose_k
     from imgcluster_gui.core.clustering.registry import get_algorithm, make_estimator
     from imgcluster_gui.core.features.cache import FeatureCache
@@ -194,104 +189,10 @@ def project_toolkit() -> Optional[Toolkit]:
         out = preprocess_features(X)
         return out[0] if isinstance(out, tuple) else out
 
-    return Toolkit("project", offline_backbones, backbone_features, classic_algorithms,
+    return Toolkit(offline_backbones, backbone_features, classic_algorithms,
                    lambda a: get_algorithm(a).uses_k, make_estimator, external_metrics,
                    lambda X, k_min, k_max: choose_k(X, algorithm="kmeans", k_min=k_min, k_max=k_max, random_state=0),
                    preprocess, FeatureCache(root=common.tempfile_dir() / "feature_cache"))
-
-
-def reference_toolkit() -> Toolkit:
-    """Stand-ins from scikit-learn and the benchmark's own extraction (same weights, textbook transform).
-
-    Used only while the project's modules are not importable, so the tables exist from day one;
-    every table then says the figures come from these stand-ins, not from the project.
-    """
-    from sklearn.cluster import HDBSCAN, AgglomerativeClustering, KMeans, SpectralClustering
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
-    from sklearn.mixture import GaussianMixture
-
-    class GaussianMixtureLabels(GaussianMixture):  # a GMM with labels_ like the other estimators
-        def fit(self, X, y=None):
-            super().fit(X)
-            self.labels_ = self.predict(X)
-            return self
-
-    factories = {
-        "kmeans": lambda k, seed: KMeans(n_clusters=k, n_init=10, random_state=seed),
-        "agglomerative": lambda k, seed: AgglomerativeClustering(n_clusters=k, linkage="ward"),
-        "spectral": lambda k, seed: SpectralClustering(n_clusters=k, affinity="nearest_neighbors", n_neighbors=10,
-                                                       random_state=seed, assign_labels="cluster_qr"),
-        "gmm": lambda k, seed: GaussianMixtureLabels(n_components=k, covariance_type="diag", random_state=seed),
-        "hdbscan": lambda k, seed: HDBSCAN(min_cluster_size=5, copy=True),
-    }
-
-    def features(paths, views, cache):
-        blocks = []
-        for name in views:
-            cache_file = common.tempfile_dir() / "reference_features" / f"{name}_{_paths_digest(paths)}.npy"
-            blocks.append(_reference_features(name, paths, cache_file))
-        if len(blocks) == 1:
-            return blocks[0]
-        return np.concatenate([b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12) for b in blocks], axis=1)
-
-    def external(y_true, labels):
-        from scipy.optimize import linear_sum_assignment
-
-        _, truth = np.unique(np.asarray(y_true, dtype=str), return_inverse=True)
-        labels = np.asarray(labels)
-        pred = labels.copy()
-        pred[pred == -1] = pred.max() + 1  # noise as one more cluster
-        table = np.zeros((pred.max() + 1, truth.max() + 1))
-        np.add.at(table, (pred, truth), 1)
-        rows, cols = linear_sum_assignment(-table)
-        return dict(nmi=normalized_mutual_info_score(truth, pred), ari=adjusted_rand_score(truth, pred),
-                    acc=table[rows, cols].sum() / len(truth), purity=table.max(axis=1).sum() / len(truth))
-
-    def choose(X, k_min, k_max):
-        best = None
-        for k in range(k_min, k_max + 1):
-            labels = KMeans(n_clusters=k, n_init=3, random_state=0).fit_predict(X)
-            score = silhouette_score(X, labels, sample_size=min(len(X), 5000), random_state=0)
-            if best is None or score > best[1]:
-                best = (k, score, labels)
-        return type("AutoK", (), dict(best_k=best[0], labels=best[2]))()
-
-    def preprocess(X):
-        return (X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-
-    def algorithms(selected):
-        return [a for a in factories if not selected or a in selected]
-
-    return Toolkit("reference (scikit-learn stand-ins)", lambda: [n for n in ("efficientnet_lite0", "mobilenet_v2")
-                                                                   if n != "mobilenet_v2" or common.CORAL_WEIGHTS.is_file()],
-                   features, algorithms, lambda a: a != "hdbscan",
-                   lambda a, n_clusters, random_state: factories[a](n_clusters, random_state),
-                   external, choose, preprocess, None)
-
-
-def _paths_digest(paths: list[Path]) -> str:
-    import hashlib
-
-    return hashlib.sha1("\n".join(map(str, paths)).encode()).hexdigest()[:16]
-
-
-def _reference_features(name: str, paths: list[Path], cache_file: Path) -> np.ndarray:
-    if cache_file.is_file():
-        return np.load(cache_file)
-    import torch
-    from PIL import Image
-
-    model = common.naive_model(name)
-    transform = common.naive_transform(name)
-    chunks = []
-    with torch.inference_mode():
-        for start in range(0, len(paths), 8):
-            batch = torch.stack([transform(Image.open(p).convert("RGB")) for p in paths[start:start + 8]])
-            chunks.append(model(batch).float().numpy())
-    features = np.concatenate(chunks).astype(np.float32)
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    np.save(cache_file, features)
-    return features
 
 
 # ---------------------------------------------------------------------------------------- main
@@ -311,8 +212,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="an algorithm whose fit takes longer runs one seed only (default 30)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--smoke", action="store_true", help="a few images per class, one dataset, one seed")
-    parser.add_argument("--reference", action="store_true",
-                        help="if the project's modules are not importable, run scikit-learn stand-ins (labelled so)")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
     return parser
 
@@ -324,12 +223,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     kit = project_toolkit()
-    if kit is None:
-        if not args.reference:
-            print("the project's features/clustering/metrics modules are not importable yet; "
-                  "--reference runs scikit-learn stand-ins instead", file=sys.stderr)
-            return 1
-        kit = reference_toolkit()
 
     if args.smoke:
         args.seeds, args.per_class = 1, args.per_class or 3
@@ -353,7 +246,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     algorithms = kit.algorithms(args.algorithms)
     device = common.device_label()
     out = common.results_dir(args.out)
-    print(f"Device: {common.device_line(device)}; implementation: {kit.name}; seeds {args.seeds}; "
+    print(f"Device: {common.device_line(device)}; seeds {args.seeds}; "
           f"backbones {backbones}; algorithms {algorithms}"
           + ("  [SMOKE RUN: a few images per class, the figures mean nothing]" if args.smoke else ""))
 
@@ -414,18 +307,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     print("\n" + sections[-1])
     sections.append(published_section(results))
     print("\n" + sections[-1])
-    _plot_nmi(results, algorithms, out / ("quality_nmi_smoke.png" if args.smoke else "quality_nmi.png"),
-              "" if kit.name == "project" else f" - {kit.name}")
+    _plot_nmi(results, algorithms, out / ("quality_nmi_smoke.png" if args.smoke else "quality_nmi.png"))
     suffix = "_smoke" if args.smoke else ""
     common.write_json(out / f"quality{suffix}.json",
-                      dict(device=device, implementation=kit.name, smoke=args.smoke, seeds=args.seeds, backbones=backbones,
+                      dict(device=device, smoke=args.smoke, seeds=args.seeds, backbones=backbones,
                            algorithms=algorithms, datasets=results,
                            published=[row.__dict__ for row in PUBLISHED],
                            total_seconds=time.perf_counter() - started))
-    if kit.name != "project":
-        sections.insert(0, f"> **Implementation: {kit.name}.** The project's extraction/clustering modules were not "
-                           "importable when this ran: features come from the same pretrained weights with the textbook "
-                           "transform, and the algorithms are scikit-learn's. Rerun to get the project's own figures.")
     common.save_markdown(out / f"quality{suffix}.md", "Quality benchmarks" + (" (smoke run)" if args.smoke else ""),
                          sections, common.device_line(device))
     print(f"\nWrote {out / f'quality{suffix}.json'} and {out / f'quality{suffix}.md'} "

@@ -104,7 +104,7 @@ def test_speed_rejects_an_unknown_section(tmp_path):
 def test_quality_smoke_prints_scores_on_a_real_dataset(tmp_path):
     if not (DATASETS / "coil20").is_dir():
         pytest.skip("../shared/datasets/coil20 is not present (it sits beside the repo on the project's machines)")
-    proc = _run_module("benchmarks.quality", "--smoke", "--threads", "1", "--algorithms", "kmeans", "--reference",
+    proc = _run_module("benchmarks.quality", "--smoke", "--threads", "1", "--algorithms", "kmeans",
                        "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     headers = _table_headers(proc.stdout)
