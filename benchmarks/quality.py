@@ -27,7 +27,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import common
-from .common import fmt, markdown_table
+from .common import markdown_table
 
 RAW_PIXELS = "raw pixels"
 RAW_SIZE = 32  # raw-pixel floor: each image as a 32x32 grey vector (all shared sets are at most that size)

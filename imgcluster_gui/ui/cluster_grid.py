@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 from PySide6.QtCore import (QAbstractListModel, QEvent, QItemSelection, QItemSelectionModel, QMimeData, QModelIndex,
-                            QPersistentModelIndex, QPoint, QRect, QSize, Qt, QTimer, Signal)
+                            QPoint, QRect, QSize, Qt, QTimer, Signal)
 from PySide6.QtGui import (QColor, QContextMenuEvent, QDrag, QDragEnterEvent, QDragMoveEvent, QDropEvent,
                            QFont, QFontMetrics, QMouseEvent, QPainter, QPalette, QPen, QPixmap, QResizeEvent, QUndoStack,
                            QWheelEvent)

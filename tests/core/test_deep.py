@@ -14,7 +14,7 @@ from imgcluster_gui.core.clustering.deep import DEC, DMVC, IDEC, UCNN, ConcatKMe
 from imgcluster_gui.core.clustering.deep.multiview import parse_view_slices
 from imgcluster_gui.core.progress import Cancelled
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # 1 thread: fast here, and no OpenMP spin-waits when the CPU is shared
 FAST = dict(hidden=(64, 32), latent_dim=8, pretrain_steps=60, max_epochs=15, batch_size=64, device="cpu")
 
 
@@ -59,10 +59,30 @@ def test_autoencoder_methods_match_kmeans_and_report_history(cls):
     assert any(r["phase"] == "pretrain" for r in model.history_)
 
 
-def test_idec_is_reproducible_under_a_seed():
-    X, _ = blobs(spread=2.5)
-    first = IDEC(n_clusters=4, random_state=3, **FAST).fit(X)
-    second = IDEC(n_clusters=4, random_state=3, **FAST).fit(X)
+def wide_and_tight(n=240, seed=0, d=10, gap=1.5):
+    """One wide cluster far away and three tight, close ones: k-means (equal-variance) splits the wide
+    cluster and merges tight ones; the learned embedding + self-training must undo part of that."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 4
+    centres = np.zeros((4, d))
+    centres[1, 0], centres[2, 1], centres[3, 0] = gap, gap, -8.0
+    spread = np.where(y[:, None] == 3, 2.5, 0.5)
+    return (centres[y] + rng.normal(0, 1, (n, d)) * spread).astype(np.float32), y
+
+
+@pytest.mark.parametrize("cls", [IDEC, DEC])
+def test_beats_kmeans_on_the_same_features_where_kmeans_splits_a_wide_cluster(cls):
+    X, y = wide_and_tight()
+    kmeans_nmi = nmi(y, KMeans(4, n_init=10, random_state=0).fit_predict(X))
+    model = cls(n_clusters=4, **FAST).fit(X, y)
+    assert nmi(y, model.labels_) > kmeans_nmi + 0.03
+
+
+@pytest.mark.parametrize("cls", [IDEC, DEC, DMVC])
+def test_autoencoder_methods_are_reproducible_under_a_seed(cls):
+    X, _, views = two_views()
+    first = cls(n_clusters=4, random_state=3, **FAST).fit(X, view_slices=views)
+    second = cls(n_clusters=4, random_state=3, **FAST).fit(X, view_slices=views)
     np.testing.assert_array_equal(first.labels_, second.labels_)
     np.testing.assert_allclose(first.embedding_, second.embedding_, rtol=1e-5, atol=1e-6)
 
@@ -75,14 +95,28 @@ def test_ground_truth_is_only_reported_never_used():
     assert "nmi_true" not in without.history_[-1]
 
 
-def test_cancel_keeps_last_complete_epoch_and_reraises():
-    X, _ = blobs()
-    model = IDEC(n_clusters=4, **{**FAST, "tol": 0.0})
+@pytest.mark.parametrize("cls", [IDEC, DEC, DMVC])
+def test_cancel_keeps_last_complete_epoch_and_reraises(cls):
+    X, _, views = two_views()
+    model = cls(n_clusters=4, **{**FAST, "tol": 0.0})
     n_pretrain_calls = 60 + 4  # pre-training batches, then a few clustering batches
     with pytest.raises(Cancelled):
-        model.fit(X, progress=cancel_after(n_pretrain_calls + 6))
+        model.fit(X, progress=cancel_after(n_pretrain_calls + 6), view_slices=views)
     assert model.partial_ is True
     assert model.labels_.shape == (240,) and set(np.unique(model.labels_)) <= set(range(4))
+    completed = [r for r in model.history_ if r.get("phase") == "cluster"]
+    assert 1 <= len(completed) < 1 + FAST["max_epochs"]  # stopped inside the clustering phase
+
+
+@pytest.mark.parametrize("cls", [ConcatKMeans, MultiViewEnsemble])
+def test_multiview_kmeans_methods_cancel_cleanly(cls):
+    X, _, views = two_views()
+    model = cls(n_clusters=4)
+    with pytest.raises(Cancelled):
+        model.fit(X, view_slices=views, progress=cancel_after(0))
+    assert model.partial_ is True and not hasattr(model, "labels_")
+    model.fit(X, view_slices=views)  # the same instance fits normally afterwards
+    assert model.partial_ is False and model.labels_.shape == (240,)
 
 
 def test_cancel_during_pretraining_leaves_no_labels():
@@ -124,6 +158,17 @@ def test_multiview_methods_use_both_views(cls, kwargs):
     assert ((model.confidence_ >= 0) & (model.confidence_ <= 1)).all()
     again = cls(n_clusters=4, **kwargs).fit(X, view_slices=views)
     np.testing.assert_array_equal(again.labels_, model.labels_)
+
+
+@pytest.mark.parametrize("cls,kwargs", [(ConcatKMeans, {}), (MultiViewEnsemble, {}), (DMVC, FAST)])
+def test_multiview_methods_beat_kmeans_on_the_same_features_when_one_view_dominates(cls, kwargs):
+    """View A has 50x the scale of view B: k-means on the concatenation sees only A's two groups."""
+    X, y, views = two_views()
+    X = X.copy()
+    X[:, :10] *= 50.0
+    kmeans_nmi = nmi(y, KMeans(4, n_init=10, random_state=0).fit_predict(X))
+    model = cls(n_clusters=4, **kwargs).fit(X, y, view_slices=views)
+    assert nmi(y, model.labels_) > kmeans_nmi + 0.2
 
 
 def test_dmvc_takes_view_slices_as_a_parameter_too():

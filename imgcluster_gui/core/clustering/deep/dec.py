@@ -37,6 +37,8 @@ from .common import (
 )
 
 DEFAULT_HIDDEN = (500, 500, 2000)
+#: Fewest batches between two target refreshes / convergence checks (DEC/IDEC use 140 on MNIST).
+MIN_UPDATE_INTERVAL = 100
 
 
 def _mlp(sizes: Sequence[int], last_activation: bool) -> nn.Sequential:
@@ -143,9 +145,11 @@ class IDEC(DeepClusterEstimator):
     max_epochs : int
         Upper bound on clustering epochs.
     update_interval : int or None
-        Batches between refreshes of the target distribution P; ``None`` = once per epoch.
+        Batches between refreshes of the target distribution P (and convergence checks);
+        ``None`` = ``max(one epoch, MIN_UPDATE_INTERVAL)`` batches. On small sets one epoch is a
+        handful of batches, too few for any label to move, which used to stop the fit at once.
     tol : float
-        Stop when fewer than this fraction of labels change between two refreshes.
+        Stop when fewer than this fraction of labels change between two target refreshes.
     batch_size : int
     lr : float
         Adam learning rate of the clustering phase (pre-training uses ``10 * lr``).
@@ -304,15 +308,23 @@ class IDEC(DeepClusterEstimator):
         if keep_reconstruction:
             parameters = [centroids] + list(model.parameters())
         optimiser = torch.optim.Adam(parameters, lr=self.lr)
-        update_interval = int(self.update_interval or per_epoch)
+        update_interval = int(self.update_interval or max(per_epoch, MIN_UPDATE_INTERVAL))
         target = target_distribution(q).detach()
+        refresh_labels = labels
+        converged = False
         step = 0
         for epoch in range(1, self.max_epochs + 1):
             model.train()
             totals = {"loss": 0.0, "kl": 0.0, "reconstruction": 0.0}
+            done_in_epoch = 0
             for index in batches(n_samples, batch_size, generator):
                 if step and step % update_interval == 0:
-                    target = self._refresh_target(data_t, centroids)
+                    target, q_all = self._refresh_target(data_t, centroids)
+                    current = to_numpy(q_all.argmax(dim=1)).astype(np.int64)
+                    if float(np.mean(current != refresh_labels)) < self.tol:
+                        converged = True  # finish this epoch's record below, then stop
+                        break
+                    refresh_labels = current
                 step += 1
                 batch = data_t[index]
                 with autocast(device):
@@ -330,16 +342,21 @@ class IDEC(DeepClusterEstimator):
                 optimiser.step()
                 for name, value in (("loss", loss), ("kl", kl), ("reconstruction", rec)):
                     totals[name] += float(value.detach()) * len(index)
+                done_in_epoch += len(index)
                 reporter.step(f"Clustering, epoch {epoch}/{self.max_epochs}")
+            if converged and not done_in_epoch:
+                break  # converged at an epoch boundary: the previous epoch's record is the result
             embedding = self._embed(data_t)
             q = student_t(torch.from_numpy(embedding).to(device), centroids.detach(), self.alpha)
             labels = to_numpy(q.argmax(dim=1)).astype(np.int64)
-            row = self._record_epoch(epoch, totals["loss"] / n_samples, labels, y, phase="cluster",
-                                     kl=totals["kl"] / n_samples,
-                                     reconstruction=totals["reconstruction"] / n_samples if keep_reconstruction else None)
+            seen = max(1, done_in_epoch)
+            self._record_epoch(epoch, totals["loss"] / seen, labels, y, phase="cluster",
+                               kl=totals["kl"] / seen,
+                               reconstruction=totals["reconstruction"] / seen if keep_reconstruction else None)
             self._keep_result(labels, to_numpy(q.max(dim=1).values), to_numpy(centroids), embedding)
-            if row["delta_label"] is not None and row["delta_label"] < self.tol:
+            if converged:
                 break
+        self.converged_ = converged
         self.n_epochs_ = len([r for r in self.history_ if r.get("phase") == "cluster"]) - 1
         reporter.finish("done")
 
@@ -354,10 +371,12 @@ class IDEC(DeepClusterEstimator):
         return to_numpy(torch.cat(chunks))
 
     @torch.no_grad()
-    def _refresh_target(self, data_t: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    def _refresh_target(self, data_t: torch.Tensor, centroids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(P, Q)`` over every sample with the current network (P is the new training target)."""
         embedding = torch.from_numpy(self._embed(data_t)).to(data_t.device)
         self.model_.train()
-        return target_distribution(student_t(embedding, centroids.detach(), self.alpha))
+        q = student_t(embedding, centroids.detach(), self.alpha)
+        return target_distribution(q), q
 
     # ------------------------------------------------------------------------------------ reuse
     def transform(self, X) -> np.ndarray:
