@@ -7,9 +7,10 @@ BIN    := $(VENV)/bin
 # The install is redone only when pyproject.toml changes (the stamp is older than it).
 STAMP_RUN  := $(VENV)/.stamp-run
 STAMP_TEST := $(VENV)/.stamp-test
+STAMP_BENCH := $(VENV)/.stamp-bench
 FOLDER ?= resources/sample_images
 
-.PHONY: run test cli clean-venv bench-quality bench-speed
+.PHONY: run test cli clean-venv bench-quality bench-speed bench-deep bench-app
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +24,10 @@ $(STAMP_TEST): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@ $(STAMP_RUN)
 
+$(STAMP_BENCH): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	touch $@ $(STAMP_TEST) $(STAMP_RUN)
+
 run: $(STAMP_RUN)
 	$(BIN)/python -m imgcluster_gui $(FOLDER)
 
@@ -32,11 +37,17 @@ cli: $(STAMP_RUN)
 test: $(STAMP_TEST)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench-quality: $(STAMP_TEST)
+bench-quality: $(STAMP_BENCH)
 	$(BIN)/python -m benchmarks.quality
 
-bench-speed: $(STAMP_TEST)
+bench-speed: $(STAMP_BENCH)
 	$(BIN)/python -m benchmarks.speed
+
+bench-deep: $(STAMP_BENCH)
+	$(BIN)/python -m benchmarks.deep
+
+bench-app: $(STAMP_BENCH)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m benchmarks.app_grid
 
 clean-venv:
 	rm -rf $(VENV)

@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .progress import Cancelled, ProgressCallback, check, ensure, wrap_callback
+from .jsonable import to_jsonable as _jsonable
 
 # The share of the progress bar each stage gets: extraction dominates on a cold cache.
 _STAGE_SPANS = {
@@ -152,18 +153,6 @@ def _auto_k_dict(auto_k: Any) -> dict[str, Any]:
         "calinski_harabasz": [None if v is None else float(v) for v in auto_k.calinski_harabasz],
         "davies_bouldin": [None if v is None else float(v) for v in auto_k.davies_bouldin],
     }
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
 
 
 def load_ground_truth(config: PipelineConfig, root: Path, paths: list[Path]) -> Optional[list[str]]:

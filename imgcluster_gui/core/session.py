@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import uuid
 import zipfile
@@ -40,6 +39,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from .export import ExportError, atomic_write, default_cluster_name
+from .jsonable import to_jsonable as _jsonable
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -631,25 +631,6 @@ def _optional_rows(values, n: int, what: str, dtype, ndim: int) -> Optional[np.n
     if array.ndim != ndim or array.shape[0] != n:
         raise ValueError(f"{what} must have {n} rows and {ndim} dimension(s), got shape {array.shape}")
     return array
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON values from numpy scalars / arrays, paths, tuples and int-keyed dicts."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return _jsonable(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # JSON has no NaN / inf
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)
 
 
 def _restore_metrics(metrics: Mapping[str, Any]) -> dict:
