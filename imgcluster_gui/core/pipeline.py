@@ -131,7 +131,7 @@ class PipelineResult:
             metrics["external"] = dict(self.external)
         if self.auto_k is not None:
             metrics["auto_k"] = _auto_k_dict(self.auto_k)
-        return ClusterSession(
+        session = ClusterSession(
             paths=list(self.paths),
             labels=np.asarray(self.labels, dtype=np.int64).copy(),
             cluster_names=None,
@@ -143,6 +143,8 @@ class PipelineResult:
             settings=self.config.to_dict(),
             root=str(self.config.folder),
         )
+        session.trained_model = self.estimator  # saved beside the session file only for trained networks
+        return session
 
 
 def _auto_k_dict(auto_k: Any) -> dict[str, Any]:

@@ -21,15 +21,28 @@ atomically (temporary file + ``os.replace``):
 ``embedding.npy`` ``(N, 2)``, ``features.npy`` ``(N, D)``, ``confidence.npy`` ``(N,)``
     Present only when the session has them.
 
+``trained_model`` in ``session.json`` (optional; absent in older files, which still load)
+    ``{"file": "<session name>.models/<method>.pt", "method", "sha256", "bytes"}``: the trained
+    network of a deep run (autoencoder of DEC / IDEC / DMVC; fine-tuned backbone + head / centroids
+    of DeepCluster / UCNN), written *beside* the session file, atomically and before it, by the
+    method's ``save`` (see ``core.clustering.deep.saving``). ``file`` is relative to the session's
+    folder, so the two move together. It is kept out of the zip so that autosaves do not rewrite a
+    large backbone each time (an unchanged model file is not written again). A missing or damaged
+    model file never stops the session from loading: :attr:`ClusterSession.model_warning` says why,
+    and :meth:`ClusterSession.load_trained_model` raises :class:`SessionFileError` with that reason.
+
 Arrays are read with ``allow_pickle=False``; a damaged, foreign or newer file raises
 :class:`SessionFileError` with a one-line message.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import logging
 import os
+import shutil
 import uuid
 import zipfile
 from dataclasses import dataclass, field
@@ -49,6 +62,10 @@ SESSION_VERSION = 1
 SESSION_SUFFIX = ".imgcluster"
 _JSON_MEMBER = "session.json"
 _OPTIONAL_ARRAYS = ("embedding", "features", "confidence")
+_MODEL_KEY = "trained_model"
+MODELS_SUFFIX = ".models"
+
+log = logging.getLogger(__name__)
 
 
 class SessionFileError(Exception):
@@ -194,6 +211,13 @@ class ClusterSession:
         self.history: list[Edit] = list(history or [])
         self.modified = False  # True after an edit, False after save / load
         self.uid = uuid.uuid4().hex  # tells drags from another session (or app instance) apart
+        # The deep run's trained estimator (set after construction by the pipeline), or the file it
+        # was saved to (after load / save): see the module docstring and load_trained_model().
+        self._trained_model: Any = None
+        self.model_path: Optional[Path] = None  # the trained-model file on disk, when there is one
+        self.model_reference: Optional[dict] = None  # its entry in session.json
+        self.model_warning: Optional[str] = None  # why the trained network was not saved / is unusable
+        self._model_written: Optional[tuple] = None  # (estimator id, path, size, mtime_ns) of the last write
         self._subscribers: list[Subscriber] = []
         self._metrics_labels: Optional[np.ndarray] = self.labels.copy() if metrics else None
 
@@ -457,6 +481,122 @@ class ClusterSession:
             self.metrics = result
         return result
 
+    # ------------------------------------------------------------------ trained network of a deep run
+    @property
+    def trained_model(self) -> Any:
+        """The deep estimator whose trained network is saved beside the session (None: nothing to save).
+
+        Set it after building the session from a deep run; any estimator without a trained network
+        (classic methods, CC, MVEC) is simply not saved. After :meth:`load` it is None until
+        :meth:`load_trained_model` reads the file.
+        """
+        return self._trained_model
+
+    @trained_model.setter
+    def trained_model(self, estimator: Any) -> None:
+        self._trained_model = estimator
+        self.model_path = None
+        self.model_reference = None
+        self.model_warning = None
+        self._model_written = None
+
+    @property
+    def has_trained_model(self) -> bool:
+        """True when a trained network is in memory or referenced by the loaded / saved file."""
+        return _saveable(self._trained_model) or self.model_path is not None
+
+    def load_trained_model(self, device: str = "cpu", backbone: Any = None) -> Any:
+        """The trained estimator of this session (in memory, or read from its model file).
+
+        Parameters
+        ----------
+        device : str
+            Where to put the network ('cpu', 'cuda', 'auto').
+        backbone : torch.nn.Module, optional
+            For DeepCluster / UCNN trained from a module given directly: a module of the same
+            architecture (a registry backbone is rebuilt by name, without downloading weights).
+
+        Returns
+        -------
+        estimator
+            DEC / IDEC / DMVC: ``transform(features)`` gives the embedding, ``predict`` the clusters.
+            DeepCluster / UCNN: ``transform(paths)`` / ``predict(paths)`` on image files.
+
+        Raises
+        ------
+        SessionFileError
+            No trained network, or its file is missing, damaged or does not fit (one line).
+            The session itself is unaffected.
+        """
+        if self._trained_model is not None:
+            return self._trained_model
+        if self.model_path is None:
+            raise SessionFileError("This session has no saved trained network (it is not from a deep method, "
+                                   "or was saved before networks were saved with sessions)")
+        path = self.model_path
+        if not path.is_file():
+            raise SessionFileError(f"The trained network of this session is missing: {path} "
+                                   "(the clusters are intact; run the method again to get a network)")
+        expected = (self.model_reference or {}).get("sha256")
+        if expected and _sha256(path) != expected:
+            raise SessionFileError(f"The trained network file {path.name} is damaged (it does not match the "
+                                   "session); the clusters are intact, but the network cannot be reused")
+        from .clustering.deep.saving import ModelFileError, load_model
+
+        try:
+            estimator = load_model(path, device=device, backbone=backbone)
+        except ModelFileError as exc:
+            raise SessionFileError(f"Cannot load the trained network: {exc}") from None
+        self._trained_model = estimator
+        stat = path.stat()
+        self._model_written = (id(estimator), path, stat.st_size, stat.st_mtime_ns, expected or _sha256(path))
+        return estimator
+
+    def _save_model(self, target: Path) -> tuple[Optional[dict], Optional[Path], Optional[str]]:
+        """Write (or keep, or copy) the trained network beside ``target``: ``(reference, file, warning)``.
+
+        Never raises: a network that cannot be written leaves the session savable, with a warning.
+        Each new network gets a fresh file name, so the session file on disk keeps a valid
+        reference until the new session file replaces it.
+        """
+        models_dir = _models_dir(target)
+        estimator = self._trained_model
+        try:
+            if _saveable(estimator):
+                method = type(estimator).__name__
+                written = self._model_written
+                if (written is not None and written[0] == id(estimator) and written[1].parent == models_dir
+                        and _same_file_state(written[1], written[2], written[3])):
+                    dest, sha = written[1], written[4]  # unchanged since the last save there
+                else:
+                    from .clustering.deep.saving import save_model
+
+                    dest = models_dir / f"{method.lower()}-{uuid.uuid4().hex[:8]}.pt"
+                    save_model(estimator, dest)
+                    sha = _sha256(dest)
+            elif estimator is None and self.model_path is not None:
+                source = self.model_path
+                method = str((self.model_reference or {}).get("method", ""))
+                if not source.is_file():
+                    raise OSError(f"its file {source} is missing")
+                dest = source
+                if source.parent.resolve() != models_dir.resolve():
+                    dest = models_dir / source.name
+                    _atomic_copy(source, dest)
+                sha = (self.model_reference or {}).get("sha256") or _sha256(dest)
+            else:
+                return None, None, None
+            stat = dest.stat()
+            if _saveable(estimator):
+                self._model_written = (id(estimator), dest, stat.st_size, stat.st_mtime_ns, sha)
+        except Exception as exc:  # noqa: BLE001 - ModelFileError, OSError, torch errors: the session still saves
+            warning = f"The trained network was not saved with the session: {exc}"
+            log.warning(warning)
+            return None, None, warning
+        reference = {"file": f"{models_dir.name}/{dest.name}", "method": method, "sha256": sha,
+                     "bytes": int(stat.st_size)}
+        return reference, dest, None
+
     # ------------------------------------------------------------------ (de)serialising
     def to_dict(self) -> dict[str, Any]:
         """Everything except the large arrays, JSON-able (see the module docstring)."""
@@ -538,7 +678,12 @@ class ClusterSession:
             The folder is missing or not writable, or the disk is full.
         """
         target = Path(os.fsdecode(path))
-        text = json.dumps(self.to_dict(), ensure_ascii=True, allow_nan=False)
+        writable = target.parent.is_dir() and not target.is_dir()  # else atomic_write below says why
+        reference, model_file, warning = self._save_model(target) if writable else (None, None, None)
+        data = self.to_dict()
+        if reference is not None:
+            data[_MODEL_KEY] = reference
+        text = json.dumps(data, ensure_ascii=True, allow_nan=False)
         try:
             with atomic_write(target, "wb") as fh:
                 with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as archive:
@@ -552,6 +697,8 @@ class ClusterSession:
         except OSError as exc:
             raise SessionFileError(f"Cannot save the session to {target}: {exc.strerror or exc}") from None
         self.modified = False
+        self.model_path, self.model_reference, self.model_warning = model_file, reference, warning
+        _prune_models(_models_dir(target), keep=model_file)
         return target
 
     @classmethod
@@ -592,8 +739,30 @@ class ClusterSession:
             session = cls.from_dict(data, arrays)
         except SessionFileError as exc:
             raise SessionFileError(f"{source.name}: {exc}") from None
+        if data.get(_MODEL_KEY) is not None:
+            session._attach_model_file(source, data[_MODEL_KEY])
         session.modified = False
         return session
+
+    def _attach_model_file(self, source: Path, reference: Any) -> None:
+        """Point at the trained-model file a loaded session refers to; a problem only sets :attr:`model_warning`."""
+        from pathlib import PurePosixPath
+
+        relative = reference.get("file") if isinstance(reference, Mapping) else None
+        if not isinstance(relative, str) or not relative or PurePosixPath(relative).is_absolute() \
+                or ".." in PurePosixPath(relative).parts:
+            self.model_warning = "The session's reference to its trained network is damaged: the network is lost"
+            return
+        path = source.parent / PurePosixPath(relative)
+        self.model_path, self.model_reference = path, dict(reference)
+        if not path.is_file():
+            self.model_warning = (f"The trained network saved with this session is missing ({path}); "
+                                  "the clusters are intact, but the network cannot be reused")
+        elif isinstance(reference.get("bytes"), int) and path.stat().st_size != reference["bytes"]:
+            self.model_warning = (f"The trained network file {path.name} is damaged (wrong size); "
+                                  "the clusters are intact, but the network cannot be reused")
+        if self.model_warning:
+            log.warning(self.model_warning)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -631,6 +800,63 @@ def _optional_rows(values, n: int, what: str, dtype, ndim: int) -> Optional[np.n
     if array.ndim != ndim or array.shape[0] != n:
         raise ValueError(f"{what} must have {n} rows and {ndim} dimension(s), got shape {array.shape}")
     return array
+
+
+def _models_dir(session_file: Path) -> Path:
+    """``<session file>.models``: the folder of the trained networks saved with a session."""
+    return session_file.with_name(session_file.name + MODELS_SUFFIX)
+
+
+def _saveable(estimator: Any) -> bool:
+    # Only deep estimators can have a network; checking the module first keeps torch unimported otherwise.
+    if estimator is None or not type(estimator).__module__.startswith("imgcluster_gui.core.clustering.deep"):
+        return False
+    from .clustering.deep.saving import has_trained_network
+
+    return has_trained_network(estimator)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _same_file_state(path: Path, size: int, mtime_ns: int) -> bool:
+    try:
+        stat = path.stat()
+    except OSError:
+        return False
+    return stat.st_size == size and stat.st_mtime_ns == mtime_ns
+
+
+def _atomic_copy(source: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _prune_models(models_dir: Path, keep: Optional[Path]) -> None:
+    """Remove the networks of earlier saves from ``models_dir`` (and the folder once empty)."""
+    if not models_dir.is_dir():
+        return
+    for old in models_dir.glob("*.pt"):
+        if keep is None or old.name != keep.name:
+            try:
+                old.unlink()
+            except OSError as exc:
+                log.warning("Could not remove the old trained network %s: %s", old, exc)
+    try:
+        models_dir.rmdir()  # only succeeds when empty
+    except OSError:
+        pass
 
 
 def _restore_metrics(metrics: Mapping[str, Any]) -> dict:

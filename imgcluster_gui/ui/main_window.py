@@ -619,6 +619,7 @@ class MainWindow(QMainWindow):
         self._dirty = False
         self.settings.set_last_directory("session", str(target.parent))
         self.log_panel.info(f"Session saved to {target}")
+        self._log_model_warning(self.session)
         self._update_title()
         return True
 
@@ -651,7 +652,14 @@ class MainWindow(QMainWindow):
             self.side_panel.set_folder(str(settings["folder"]))
         self.settings.set_last_directory("session", str(Path(path).parent))
         self.log_panel.info(f"Opened session {path}")
+        self._log_model_warning(session)
         return True
+
+    def _log_model_warning(self, session: Any) -> None:
+        """Say when a deep run's trained network could not be saved or read back (the session itself is fine)."""
+        warning = getattr(session, "model_warning", None)
+        if warning:
+            self.log_panel.warning(warning)
 
     def autosave_now(self, force: bool = True) -> Optional[Path]:
         """Write the shown session to the autosave file; returns the path (None when nothing was written).

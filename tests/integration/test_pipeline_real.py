@@ -125,3 +125,12 @@ def test_cancel_during_deep_training_keeps_the_last_complete_epoch(tmp_path, sam
     assert result.embedding.shape == (40, 2)  # a quick PCA layout instead of the slow t-SNE
     assert any("Cancelled during training" in w for w in result.warnings)
     assert len(result.estimator.history_) < 200
+    # The trained network travels with the saved session and reproduces the embedding.
+    from imgcluster_gui.core.session import ClusterSession
+
+    session_file = tmp_path / "run.imgcluster"
+    result.to_session().save(session_file)
+    reopened = ClusterSession.load(session_file)
+    assert reopened.has_trained_model and not reopened.model_warning
+    model = reopened.load_trained_model(device="cpu")
+    np.testing.assert_allclose(model.transform(result.X), result.estimator.transform(result.X), rtol=1e-4, atol=1e-5)

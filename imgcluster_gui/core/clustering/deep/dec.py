@@ -398,36 +398,56 @@ class IDEC(DeepClusterEstimator):
         return q.argmax(dim=1).numpy().astype(np.int64)
 
     def save(self, path) -> Path:
-        """Save the trained network, centroids and input scaling (``torch.save``) to ``path``."""
+        """Save the trained autoencoder, centroids and input scaling to ``path`` (atomically).
+
+        The file is read back by :meth:`load` (or ``deep.saving.load_model``), with
+        ``weights_only=True``: it holds tensors and plain values only.
+        """
+        from .saving import params_to_json, tensor, write_payload
+
         if not hasattr(self, "model_"):
             raise RuntimeError(f"{type(self).__name__} is not fitted yet: nothing to save")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "method": type(self).__name__,
-            "params": self.get_params(),
-            "view_dims": self.view_dims_,
-            "input_stats": [(m, s) for m, s in self.input_stats_],
-            "state_dict": {k: v.cpu() for k, v in self.model_.state_dict().items()},
-            "cluster_centers": getattr(self, "cluster_centers_", None),
+            "params_json": params_to_json(self.get_params()),
+            "view_dims": [int(d) for d in self.view_dims_],
+            "input_means": [tensor(m) for m, _ in self.input_stats_],
+            "input_scales": [float(s) for _, s in self.input_stats_],
+            "state_dict": {k: v.detach().cpu() for k, v in self.model_.state_dict().items()},
+            "cluster_centers": tensor(getattr(self, "cluster_centers_", None)),
         }
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(payload, tmp)
-        tmp.replace(path)  # atomic: a crash never leaves half a file
-        return path
+        return write_payload(payload, path)
 
     @classmethod
     def load(cls, path, device: str = "cpu") -> "IDEC":
-        """An estimator ready for :meth:`transform` / :meth:`predict` from a :meth:`save` file."""
-        payload = torch.load(Path(path), map_location="cpu", weights_only=False)
-        estimator = cls(**payload["params"])
-        estimator.view_dims_ = payload["view_dims"]
-        estimator.input_stats_ = payload["input_stats"]
-        model = MultiViewAutoencoder(estimator.view_dims_, estimator.hidden, estimator.latent_dim)
-        model.load_state_dict(payload["state_dict"])
+        """An estimator ready for :meth:`transform` / :meth:`predict` from a :meth:`save` file.
+
+        Raises
+        ------
+        deep.saving.ModelFileError
+            Missing, damaged or foreign file, or one of another method.
+        """
+        from .saving import read_payload
+
+        return cls.from_payload(read_payload(path, cls.__name__), path, device=device)
+
+    @classmethod
+    def from_payload(cls, payload: dict, path, device: str = "cpu") -> "IDEC":
+        from .saving import ModelFileError, array, load_state, params_from_json
+
+        try:
+            estimator = cls(**params_from_json(payload))
+            estimator.view_dims_ = [int(d) for d in payload["view_dims"]]
+            estimator.input_stats_ = [(array(m).astype(np.float32), float(s))
+                                      for m, s in zip(payload["input_means"], payload["input_scales"])]
+            model = MultiViewAutoencoder(estimator.view_dims_, estimator.hidden, estimator.latent_dim)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{Path(path).name} is damaged: {exc}") from None
+        load_state(model, payload.get("state_dict") or {}, "autoencoder", path)
         estimator.model_ = model.to(resolve_device(device))
-        if payload["cluster_centers"] is not None:
-            estimator.cluster_centers_ = payload["cluster_centers"]
+        centers = array(payload.get("cluster_centers"))
+        if centers is not None:
+            estimator.cluster_centers_ = centers.astype(np.float32)
         return estimator
 
 

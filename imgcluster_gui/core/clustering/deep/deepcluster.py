@@ -1,6 +1,7 @@
 """DeepCluster (Caron et al. 2018): alternate clustering the CNN's features and training the CNN on them.
 
-Each epoch: features of every image with the current network, PCA-whitening, L2, k-means (or PIC)
+Each epoch: features of every image with the current network, PCA-whitening, L2, k-means (the
+project's, :mod:`..fast_kmeans`, registry id ``'kmeans'``) or power-iteration clustering (``'pic'``)
 -> pseudo-labels; then a fresh linear classifier head and one pass of cross-entropy training on
 images sampled uniformly over the pseudo-labels, under augmentation (random resized crop, flip).
 The convergence curve is the NMI between consecutive assignments (``history_[i]['nmi_change']``).
@@ -23,7 +24,6 @@ from .common import (
     autocast,
     check_n_clusters,
     check_y,
-    kmeans,
     resolve_device,
     seed_everything,
     set_threads,
@@ -36,35 +36,82 @@ from .images import (
     compute_features,
     eval_transform,
     feature_dim,
+    features_of_images,
     loader,
+    preprocessing_from_dict,
+    preprocessing_to_dict,
     state_of,
     train_transform,
     uniform_over_clusters,
+    untrained_backbone,
 )
 
 CLUSTERERS = ("kmeans", "pic")
 
 
-def whiten_l2(features: np.ndarray, pca_dims: int, random_state: int) -> np.ndarray:
-    """PCA-whitening to at most ``pca_dims`` dimensions (and n/8), then L2 per row: ``(n, d') float32``."""
+def fit_whitening(features: np.ndarray, pca_dims: int, random_state: int) -> dict[str, np.ndarray]:
+    """PCA-whitening to at most ``pca_dims`` dimensions (and n/8): ``{'mean', 'components', 'scale'}``.
+
+    Kept with the model so new images are whitened exactly as the clustered ones (:func:`apply_whitening`).
+    """
     # Whitening gives every kept direction unit variance, so it needs several samples per direction:
     # on small sets a noisy minor direction would weigh as much as the main one.
     dims = int(max(2, min(pca_dims, features.shape[0] // 8, features.shape[1])))
-    reduced = PCA(n_components=dims, whiten=True, random_state=random_state).fit_transform(features)
+    pca = PCA(n_components=dims, whiten=True, random_state=random_state).fit(features)
+    return {"mean": pca.mean_.astype(np.float32), "components": pca.components_.astype(np.float32),
+            "scale": np.sqrt(np.maximum(pca.explained_variance_, 1e-12)).astype(np.float32)}
+
+
+def apply_whitening(features: np.ndarray, whitening: dict[str, np.ndarray]) -> np.ndarray:
+    """Project on the whitening's components, divide by their spread, L2 per row: ``(n, d') float32``."""
+    reduced = (np.asarray(features, np.float32) - whitening["mean"]) @ whitening["components"].T
+    reduced /= whitening["scale"]
     reduced /= np.maximum(np.linalg.norm(reduced, axis=1, keepdims=True), 1e-12)
-    return reduced.astype(np.float32)
+    return np.ascontiguousarray(reduced, dtype=np.float32)
+
+
+def whiten_l2(features: np.ndarray, pca_dims: int, random_state: int) -> np.ndarray:
+    """PCA-whitening to at most ``pca_dims`` dimensions (and n/8), then L2 per row: ``(n, d') float32``."""
+    return apply_whitening(features, fit_whitening(features, pca_dims, random_state))
+
+
+def assign_with_centers(features: np.ndarray, n_clusters: int, clusterer: str,
+                        random_state: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pseudo-labels ``(n,)`` of whitened features and centres ``(k, d')`` for assigning new images.
+
+    ``'kmeans'``: the project's k-means (the registry's ``'kmeans'``, :mod:`..fast_kmeans`: k-means++
+    seeding, restarts, deterministic under the seed); the labels are exactly the nearest centres.
+    ``'pic'``: the registry's power-iteration clustering; its centres are the (L2-normalised) means
+    of each cluster, so new images go to the nearest mean.
+    """
+    from ..registry import make_estimator
+
+    if clusterer == "kmeans":
+        n_init = 5 if features.shape[0] <= 20000 else 1  # restarts are cheap on small sets, costly on huge ones
+        model = make_estimator("kmeans", n_clusters=n_clusters, random_state=random_state, n_init=n_init)
+        model.fit(features)
+        return np.asarray(model.labels_, dtype=np.int64), np.asarray(model.cluster_centers_, dtype=np.float32)
+    model = make_estimator("pic", n_clusters=n_clusters, random_state=random_state)
+    labels = np.asarray(model.fit(features).labels_, dtype=np.int64)
+    centers = np.zeros((n_clusters, features.shape[1]), np.float32)
+    for cluster in range(n_clusters):
+        members = features[labels == cluster]
+        if len(members):
+            mean = members.mean(axis=0)
+            centers[cluster] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+    return labels, centers
 
 
 def assign(features: np.ndarray, n_clusters: int, clusterer: str, random_state: int) -> np.ndarray:
-    """Pseudo-labels ``(n,)`` of whitened features by k-means++ (restarts) or the registry's PIC."""
-    if clusterer == "kmeans":
-        n_init = 5 if features.shape[0] <= 20000 else 1  # restarts are cheap on small sets, costly on huge ones
-        labels, _ = kmeans(features, n_clusters, random_state, n_init=n_init)
-        return labels
-    from ..registry import make_estimator
+    """Pseudo-labels ``(n,)`` of whitened features by the project's k-means or the registry's PIC."""
+    return assign_with_centers(features, n_clusters, clusterer, random_state)[0]
 
-    model = make_estimator("pic", n_clusters=n_clusters, random_state=random_state)
-    return np.asarray(model.fit(features).labels_, dtype=np.int64)
+
+def nearest_center(features: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Index of the nearest (Euclidean) centre of each row, ``(n,)`` int64."""
+    from ..fast_kmeans import assign as nearest
+
+    return nearest(np.ascontiguousarray(features, np.float32), np.ascontiguousarray(centers, np.float32))[0]
 
 
 class FineTunedNetwork(nn.Module):
@@ -91,6 +138,8 @@ class DeepCluster(DeepClusterEstimator):
     pca_dims : int
         PCA-whitening width before clustering (capped by the number of images).
     clusterer : {'kmeans', 'pic'}
+        ``'kmeans'``: the project's k-means (k-means++ seeding, restarts; deterministic under the
+        seed); ``'pic'``: the registry's power-iteration clustering.
     lr : float
         SGD learning rate of the backbone (the fresh head uses ``10 * lr``).
     momentum, weight_decay : float
@@ -111,7 +160,9 @@ class DeepCluster(DeepClusterEstimator):
     ----------
     labels_, confidence_ (the largest softmax output of the last head), history_, partial_
     network_ : FineTunedNetwork
-        The fine-tuned network (``save`` writes it with the head).
+        The fine-tuned network (``save`` writes it with the head; ``load`` reads it back).
+    whitening_, assignment_centers_ : dict, ndarray
+        PCA-whitening and centres of the final assignment (``predict`` places new images with them).
     """
 
     def __init__(self, n_clusters: int = 8, epochs: int = 10, pca_dims: int = 256, clusterer: str = "kmeans",
@@ -181,7 +232,9 @@ class DeepCluster(DeepClusterEstimator):
         model, prep, self.backbone_name_ = build_backbone(backbone, layer, weights_path, device, self.input_size)
         network = FineTunedNetwork(model, bool(self.sobel)).to(device)
         self.network_ = network
+        self.layer_, self.preprocessing_ = layer, prep
         width = feature_dim(network, prep, device)
+        self.feature_dim_ = width
         n_images = len(paths)
         per_pass = math.ceil(n_images / self.batch_size)
         reuse_first = features is not None and not self.sobel  # pretrained features = the epoch-0 pass
@@ -198,7 +251,11 @@ class DeepCluster(DeepClusterEstimator):
                 current = compute_features(network, loader(plain, self.batch_size, self.num_workers), device,
                                            reporter, f"Epoch {epoch}/{self.epochs}: features", n_images)
             reporter.heartbeat(f"Epoch {epoch}/{self.epochs}: clustering")
-            labels = assign(whiten_l2(current, self.pca_dims, seed), self.n_clusters, self.clusterer, seed)
+            whitening = fit_whitening(current, self.pca_dims, seed)
+            labels, centers = assign_with_centers(apply_whitening(current, whitening), self.n_clusters,
+                                                  self.clusterer, seed)
+            # What predict() needs to place new images as this assignment placed these.
+            self.whitening_, self.assignment_centers_ = whitening, centers
             if epoch == self.epochs:
                 head_confidence = self._confidence(network, head, plain, device, reporter) if epoch else None
                 self._keep_result(labels, head_confidence)
@@ -245,19 +302,87 @@ class DeepCluster(DeepClusterEstimator):
         return confidence
 
     def save(self, path) -> Path:
-        """Save the fine-tuned backbone and the last head (state_dicts) with the parameters."""
+        """Save the fine-tuned backbone, the last head, the whitening and the final centres (atomically).
+
+        Read back by :meth:`load` (``weights_only=True``). After a cancel the network may have
+        trained past the kept labels; the file says so (``partial``).
+        """
+        from .saving import params_to_json, tensor, write_payload
+
         if not hasattr(self, "network_"):
             raise RuntimeError("DeepCluster is not fitted yet: nothing to save")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        whitening = getattr(self, "whitening_", None)
         payload: dict[str, Any] = {
             "method": "DeepCluster",
-            "params": self.get_params(),
+            "params_json": params_to_json(self.get_params()),
             "backbone": self.backbone_name_,
+            "layer": getattr(self, "layer_", None),
+            "preprocessing": preprocessing_to_dict(self.preprocessing_),
+            "feature_dim": int(self.feature_dim_),
             "network": state_of(self.network_),
             "head": state_of(self.head_) if getattr(self, "head_", None) is not None else None,
+            "whitening": None if whitening is None else {k: tensor(v) for k, v in whitening.items()},
+            "cluster_centers": tensor(getattr(self, "assignment_centers_", None)),
+            "partial": bool(getattr(self, "partial_", False)),
         }
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(payload, tmp)
-        tmp.replace(path)
-        return path
+        return write_payload(payload, path)
+
+    @classmethod
+    def load(cls, path, device: str = "cpu", backbone: Optional[nn.Module] = None) -> "DeepCluster":
+        """The fine-tuned network (and head) from a :meth:`save` file, ready for :meth:`transform` / :meth:`predict`.
+
+        ``backbone``: a module of the same architecture, needed when the network was trained from
+        a module given directly (a registry name is rebuilt without any download).
+
+        Raises
+        ------
+        deep.saving.ModelFileError
+        """
+        from .saving import read_payload
+
+        return cls.from_payload(read_payload(path, "DeepCluster"), path, device=device, backbone=backbone)
+
+    @classmethod
+    def from_payload(cls, payload: dict, path, device: str = "cpu",
+                     backbone: Optional[nn.Module] = None) -> "DeepCluster":
+        from .saving import ModelFileError, array, load_state, params_from_json
+
+        try:
+            estimator = cls(**params_from_json(payload))
+            estimator.backbone_name_ = str(payload["backbone"])
+            estimator.layer_ = payload.get("layer")
+            estimator.preprocessing_ = preprocessing_from_dict(payload["preprocessing"])
+            estimator.feature_dim_ = int(payload["feature_dim"])
+            network = FineTunedNetwork(untrained_backbone(estimator.backbone_name_, estimator.layer_, backbone),
+                                       bool(estimator.sobel))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{Path(path).name}: cannot rebuild the network: {exc}") from None
+        load_state(network, payload.get("network") or {}, "fine-tuned network", path)
+        torch_device = resolve_device(device)
+        estimator.network_ = network.to(torch_device).eval()
+        estimator.head_ = None
+        if payload.get("head") is not None:
+            head = nn.Linear(estimator.feature_dim_, int(estimator.n_clusters))
+            load_state(head, payload["head"], "classifier head", path)
+            estimator.head_ = head.to(torch_device).eval()
+        whitening = payload.get("whitening")
+        if whitening is not None:
+            estimator.whitening_ = {k: array(v).astype(np.float32) for k, v in whitening.items()}
+        centers = array(payload.get("cluster_centers"))
+        if centers is not None:
+            estimator.assignment_centers_ = centers.astype(np.float32)
+        estimator.partial_ = bool(payload.get("partial", False))
+        return estimator
+
+    def transform(self, paths) -> np.ndarray:
+        """Features ``(n, D)`` of image files with the fine-tuned network (the reusable embedding)."""
+        if not hasattr(self, "network_"):
+            raise RuntimeError("DeepCluster is not fitted yet: call fit or load first")
+        return features_of_images(self.network_, check_paths(paths, None), self.preprocessing_,
+                                  int(self.batch_size), int(self.num_workers))
+
+    def predict(self, paths) -> np.ndarray:
+        """Cluster of image files as the final assignment would place them (whitening + nearest centre)."""
+        if getattr(self, "assignment_centers_", None) is None or getattr(self, "whitening_", None) is None:
+            raise RuntimeError("DeepCluster has no final assignment to predict with: fit it to the end first")
+        return nearest_center(apply_whitening(self.transform(paths), self.whitening_), self.assignment_centers_)

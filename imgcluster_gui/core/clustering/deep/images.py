@@ -190,3 +190,54 @@ def check_paths(paths: Any, n_rows: Optional[int]) -> list[str]:
 
 def state_of(module: nn.Module) -> dict[str, Any]:
     return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+
+
+# ---------------------------------------------------------------------------- saved fine-tuned networks
+
+def preprocessing_to_dict(prep: Preprocessing) -> dict[str, Any]:
+    return {"input_size": int(prep.input_size), "resize_size": int(prep.resize_size),
+            "mean": [float(v) for v in prep.mean], "std": [float(v) for v in prep.std]}
+
+
+def preprocessing_from_dict(data: dict[str, Any]) -> Preprocessing:
+    return Preprocessing(int(data["input_size"]), int(data["resize_size"]), tuple(float(v) for v in data["mean"]),
+                         tuple(float(v) for v in data["std"]))
+
+
+def untrained_backbone(name: str, layer: Optional[str], backbone: Optional[nn.Module]) -> nn.Module:
+    """The architecture a saved fine-tuned network had, without downloading or reading any weights.
+
+    ``backbone`` (a module of the same architecture) is used when given, and is needed when the
+    network was trained from a module passed directly rather than a registry name.
+    """
+    if backbone is not None:
+        return copy.deepcopy(backbone)
+    from ...features import backbones
+
+    try:
+        entry = backbones._entry(name)  # noqa: SLF001 - the registry's own architecture builder, no weights
+    except KeyError:
+        raise ValueError(f"the network was trained from a {name!r} module, not a registered backbone: "
+                         "pass backbone=<a module of the same architecture> to load it") from None
+    net = backbones._architecture(entry)  # noqa: SLF001
+    net.eval()
+    return entry.layers[backbones.resolve_layer(name, layer)].make(net)
+
+
+@torch.no_grad()
+def features_of_images(network: nn.Module, paths: Sequence[Union[str, Path]], prep: Preprocessing,
+                       batch_size: int = 32, num_workers: int = 0) -> np.ndarray:
+    """Features ``(n, D)`` float32 of image files with a (fine-tuned) network, as the fit computed them.
+
+    Never reads or writes the feature cache.
+    """
+    device = next(network.parameters()).device
+    data = loader(ImageList([str(p) for p in paths], eval_transform(prep), prep.resize_size), batch_size, num_workers)
+    network.eval()
+    out = np.empty((len(paths), 0), np.float32)
+    parts = []
+    for images, index in data:
+        with autocast(device):
+            feats = network(images.to(device)).float()
+        parts.append(feats.reshape(feats.shape[0], -1).cpu().numpy())
+    return np.concatenate(parts) if parts else out

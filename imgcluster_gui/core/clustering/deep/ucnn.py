@@ -43,7 +43,19 @@ from .common import (
     set_threads,
 )
 from .deepcluster import FineTunedNetwork
-from .images import ImageList, build_backbone, check_paths, eval_transform, loader, state_of, train_transform
+from .images import (
+    ImageList,
+    build_backbone,
+    check_paths,
+    eval_transform,
+    features_of_images,
+    loader,
+    preprocessing_from_dict,
+    preprocessing_to_dict,
+    state_of,
+    train_transform,
+    untrained_backbone,
+)
 
 
 class UCNN(DeepClusterEstimator):
@@ -154,6 +166,7 @@ class UCNN(DeepClusterEstimator):
         model, prep, self.backbone_name_ = build_backbone(backbone, layer, weights_path, device, self.input_size)
         network = FineTunedNetwork(model, sobel=False).to(device)
         self.network_ = network
+        self.layer_, self.preprocessing_ = layer, prep
         n_images, batch_size = len(paths), int(self.batch_size)
         init_size = int(min(n_images, self.init_size or max(10 * self.n_clusters, 2 * batch_size)))
         per_pass = math.ceil(n_images / batch_size)
@@ -241,22 +254,76 @@ class UCNN(DeepClusterEstimator):
         return {name: int(t.numel() * t.element_size()) for name, t in kept.items()}
 
     def save(self, path) -> Path:
-        """Save the fine-tuned backbone and the centroids (state_dict + arrays) with the parameters."""
+        """Save the fine-tuned backbone and the centroids with the parameters (atomically).
+
+        Read back by :meth:`load` (``weights_only=True``).
+        """
+        from .saving import params_to_json, tensor, write_payload
+
         if not hasattr(self, "network_"):
             raise RuntimeError("UCNN is not fitted yet: nothing to save")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         payload: dict[str, Any] = {
             "method": "UCNN",
-            "params": self.get_params(),
+            "params_json": params_to_json(self.get_params()),
             "backbone": self.backbone_name_,
+            "layer": getattr(self, "layer_", None),
+            "preprocessing": preprocessing_to_dict(self.preprocessing_),
             "network": state_of(self.network_),
-            "cluster_centers": getattr(self, "cluster_centers_", None),
+            "cluster_centers": tensor(getattr(self, "cluster_centers_", None)),
+            "counts": tensor(getattr(self, "counts_", None)),
+            "partial": bool(getattr(self, "partial_", False)),
         }
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(payload, tmp)
-        tmp.replace(path)
-        return path
+        return write_payload(payload, path)
+
+    @classmethod
+    def load(cls, path, device: str = "cpu", backbone: Optional[nn.Module] = None) -> "UCNN":
+        """The fine-tuned network and centroids from a :meth:`save` file (see ``DeepCluster.load``).
+
+        Raises
+        ------
+        deep.saving.ModelFileError
+        """
+        from .saving import read_payload
+
+        return cls.from_payload(read_payload(path, "UCNN"), path, device=device, backbone=backbone)
+
+    @classmethod
+    def from_payload(cls, payload: dict, path, device: str = "cpu", backbone: Optional[nn.Module] = None) -> "UCNN":
+        from .saving import ModelFileError, array, load_state, params_from_json
+
+        try:
+            estimator = cls(**params_from_json(payload))
+            estimator.backbone_name_ = str(payload["backbone"])
+            estimator.layer_ = payload.get("layer")
+            estimator.preprocessing_ = preprocessing_from_dict(payload["preprocessing"])
+            network = FineTunedNetwork(untrained_backbone(estimator.backbone_name_, estimator.layer_, backbone),
+                                       sobel=False)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{Path(path).name}: cannot rebuild the network: {exc}") from None
+        load_state(network, payload.get("network") or {}, "fine-tuned network", path)
+        estimator.network_ = network.to(resolve_device(device)).eval()
+        for name, key in (("cluster_centers_", "cluster_centers"), ("counts_", "counts")):
+            value = array(payload.get(key))
+            if value is not None:
+                setattr(estimator, name, value.astype(np.float32))
+        estimator.partial_ = bool(payload.get("partial", False))
+        return estimator
+
+    def transform(self, paths) -> np.ndarray:
+        """L2-normalised features ``(n, D)`` of image files with the fine-tuned network."""
+        if not hasattr(self, "network_"):
+            raise RuntimeError("UCNN is not fitted yet: call fit or load first")
+        features = features_of_images(self.network_, check_paths(paths, None), self.preprocessing_,
+                                      int(self.batch_size), int(self.num_workers))
+        return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+
+    def predict(self, paths) -> np.ndarray:
+        """Cluster of image files: the most similar centroid (cosine), as the final assignment."""
+        if getattr(self, "cluster_centers_", None) is None:
+            raise RuntimeError("UCNN has no centroids: fit it first")
+        centers = self.cluster_centers_ / np.maximum(np.linalg.norm(self.cluster_centers_, axis=1, keepdims=True),
+                                                     1e-12)
+        return np.argmax(self.transform(paths) @ centers.T, axis=1).astype(np.int64)
 
 
 def _nmi(a, b) -> Optional[float]:
