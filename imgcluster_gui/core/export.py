@@ -324,10 +324,18 @@ def _reserve(destination: Path) -> None:
 
 
 def _copy_into_reserved(source: Path, destination: Path) -> None:
-    """Copy ``source``'s bytes and times into the empty file :func:`_reserve` made."""
-    with open(source, "rb") as src, open(destination, "r+b") as dst:
-        shutil.copyfileobj(src, dst, length=1024 * 1024)
-    shutil.copystat(source, destination)
+    """Copy ``source``'s bytes and times into the empty file :func:`_reserve` made.
+
+    On any failure (or a cancel) the reserved file is removed, so no half-written copy is left.
+    """
+    try:
+        with open(source, "rb") as src, open(destination, "r+b") as dst:
+            shutil.copyfileobj(src, dst, length=1024 * 1024)
+        shutil.copystat(source, destination)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(destination)
+        raise
 
 
 def _move_no_overwrite(source: Path, destination: Path) -> None:
@@ -341,12 +349,7 @@ def _move_no_overwrite(source: Path, destination: Path) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(destination)
             raise
-        try:
-            _copy_into_reserved(source, destination)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(destination)
-            raise
+        _copy_into_reserved(source, destination)
         os.unlink(source)
 
 
@@ -466,12 +469,7 @@ def export_folders(target: PathLike, paths: Sequence[PathLike], labels,
                     raise FileNotFoundError(errno.ENOENT, "source file not found")
                 if mode == "copy":
                     _reserve(destination)
-                    try:
-                        _copy_into_reserved(source, destination)
-                    except BaseException:
-                        with contextlib.suppress(OSError):
-                            os.unlink(destination)
-                        raise
+                    _copy_into_reserved(source, destination)
                 elif mode == "symlink":
                     os.symlink(source, destination)  # fails if the name exists: never overwrites
                 else:
