@@ -337,6 +337,9 @@ def run_pipeline(config: PipelineConfig, progress: Optional[ProgressCallback] = 
                                         on_estimator=on_estimator, keep_partial=True)
     timings["cluster"] = time.perf_counter() - t0
     cancelled = bool(getattr(estimator, "partial_", False))
+    if getattr(estimator, "collapsed_", False):
+        warnings.append(f"Self-training began merging clusters away at epoch {estimator.collapsed_epoch_}: the "
+                        "result of the epoch before is kept. A lower learning rate or gamma avoids this.")
     if cancelled:
         history = getattr(estimator, "history_", None) or [{}]
         warnings.append(f"Cancelled during training: the result of epoch {history[-1].get('epoch', '?')} is kept.")

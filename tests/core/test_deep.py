@@ -78,6 +78,52 @@ def test_beats_kmeans_on_the_same_features_where_kmeans_splits_a_wide_cluster(cl
     assert nmi(y, model.labels_) > kmeans_nmi + 0.03
 
 
+def rings(n=240, d=10, k=4, seed=0, radius=3.0, spread=0.5, noise=0.05):
+    """k circles of radius 3 in random planes, centres only ~0.5 apart (like COIL-20's turntable
+    poses): k-means on these features cuts across the rings, while each ring is one chain of
+    nearest neighbours that the neighbourhood term keeps together."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % k
+    centres = rng.normal(0, spread, (k, d))
+    X = np.zeros((n, d))
+    for c in range(k):
+        plane, _ = np.linalg.qr(rng.normal(size=(d, 2)))
+        angle = rng.uniform(0, 2 * np.pi, (y == c).sum())
+        X[y == c] = centres[c] + radius * (np.cos(angle)[:, None] * plane[:, 0] + np.sin(angle)[:, None] * plane[:, 1])
+    return (X + rng.normal(0, noise, X.shape)).astype(np.float32), y
+
+
+RING_FIT = {**FAST, "pretrain_steps": 1000}
+
+
+@pytest.mark.parametrize("cls", [IDEC, DMVC])
+def test_neighbourhood_term_beats_kmeans_where_clusters_are_rings(cls):
+    X, y = rings()
+    kmeans_nmi = nmi(y, KMeans(4, n_init=10, random_state=0).fit_predict(X))
+    model = cls(n_clusters=4, **RING_FIT).fit(X, y)
+    assert kmeans_nmi < 0.3  # the case is built so that k-means alone cannot solve it
+    assert nmi(y, model.labels_) > kmeans_nmi + 0.25
+    assert model.n_neighbors_ == 10
+
+
+def test_without_the_neighbourhood_term_idec_is_the_papers_objective_and_loses_the_rings():
+    X, y = rings()
+    plain = IDEC(n_clusters=4, n_neighbors=0, **RING_FIT).fit(X, y)
+    with_graph = IDEC(n_clusters=4, **RING_FIT).fit(X, y)
+    assert plain.n_neighbors_ == 0
+    assert nmi(y, with_graph.labels_) > nmi(y, plain.labels_) + 0.2
+
+
+def test_neighbour_embedding_loss_prefers_neighbours_close_and_strangers_apart():
+    from imgcluster_gui.core.clustering.deep.dec import neighbour_embedding_loss
+
+    z = torch.tensor([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0], [5.0, 5.0]])
+    close = neighbour_embedding_loss(z, z + 0.1, negatives=2)
+    far = neighbour_embedding_loss(z, z + 3.0, negatives=2)
+    crowded = neighbour_embedding_loss(z * 0.01, z * 0.01, negatives=2)
+    assert close < far and close < crowded
+
+
 @pytest.mark.parametrize("cls", [IDEC, DEC, DMVC])
 def test_autoencoder_methods_are_reproducible_under_a_seed(cls):
     X, _, views = two_views()
@@ -143,6 +189,8 @@ def test_bad_input_gives_clear_messages():
         IDEC(n_clusters=2, **FAST).fit(np.full((10, 3), np.nan))
     with pytest.raises(ValueError, match="init"):
         IDEC(n_clusters=2, init="nope", **FAST).fit(X)
+    with pytest.raises(ValueError, match="n_neighbors"):
+        IDEC(n_clusters=2, n_neighbors=-1, **FAST).fit(X)
     with pytest.raises(ValueError, match="cover"):
         parse_view_slices([(0, 5), (6, 24)], 24)
     with pytest.raises(ValueError, match="columns"):
@@ -253,3 +301,19 @@ def test_ucnn_drift_compensation_switch_changes_the_centroid_updates(tmp_path):
     off = UCNN(n_clusters=2, epochs=1, drift_compensation=False, **IMAGE_FAST).fit(None, paths=paths,
                                                                                   backbone=TinyCNN())
     assert not np.allclose(on.cluster_centers_, off.cluster_centers_)
+
+
+@pytest.mark.parametrize("cls", [IDEC, DEC])
+def test_a_collapsing_fit_stops_and_keeps_the_last_epoch_before_it(cls):
+    """A learning rate 500x the default makes self-training merge clusters away (seen on COIL-20 at
+    lr 1e-3, gamma 1: NMI 0.0). The fit stops there and keeps the epoch before the collapse."""
+    rng = np.random.default_rng(0)
+    y = np.arange(240) % 8
+    X = (rng.normal(0, 3, (8, 24))[y] + rng.normal(0, 2.5, (240, 24))).astype(np.float32)
+    model = cls(n_clusters=8, lr=0.05, gamma=1.0, n_neighbors=0, **FAST).fit(X)
+    assert model.collapsed_ is True and model.partial_ is False
+    assert len(np.unique(model.labels_)) >= 4  # what is kept still uses most clusters
+    cluster_epochs = [r["epoch"] for r in model.history_ if r["phase"] == "cluster"]
+    assert model.collapsed_epoch_ == cluster_epochs[-1] + 1
+    steady = cls(n_clusters=8, n_neighbors=0, **FAST).fit(X)
+    assert steady.collapsed_ is False

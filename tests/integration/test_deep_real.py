@@ -67,3 +67,26 @@ def test_image_methods_fine_tune_on_real_images(cls):
     model.fit(None, y, paths=paths, backbone=SmallCNN())
     assert model.labels_.shape == (24,) and len(np.unique(model.labels_)) >= 2
     assert model.history_[-1]["nmi_true"] is not None
+
+
+@pytest.mark.integration
+def test_idec_beats_kmeans_on_cnn_features_of_ten_coil20_objects(tmp_path, shared_dataset):
+    """Through the whole pipeline (default backbone, registry): on 10 COIL-20 objects (36 poses each)
+    k-means on the pretrained features cuts some turntable rings in two (NMI ~0.85); IDEC with its
+    neighbourhood term follows each ring of neighbours (~0.93). The full-size table is benchmarks/deep.py."""
+    import shutil
+
+    from imgcluster_gui.core.pipeline import PipelineConfig, run_pipeline
+
+    source = shared_dataset("coil20")
+    for obj in sorted(p for p in source.iterdir() if p.is_dir())[:10]:
+        (tmp_path / obj.name).mkdir()
+        for f in sorted(obj.glob("*.png"))[::2]:
+            shutil.copy(f, tmp_path / obj.name / f.name)
+    base = dict(folder=str(tmp_path), n_clusters=10, embedding="none")
+    kmeans_run = run_pipeline(PipelineConfig(**base))
+    idec_run = run_pipeline(PipelineConfig(**base, algorithm="idec", algorithm_params=dict(
+        hidden=(128, 64), pretrain_steps=300, max_epochs=20, batch_size=128, device="cpu")))
+    assert idec_run.features.n_extracted == 0  # the same pretrained features, from the cache
+    assert len(idec_run.paths) == 360
+    assert idec_run.external["nmi"] >= kmeans_run.external["nmi"] + 0.04, (kmeans_run.external, idec_run.external)

@@ -191,11 +191,14 @@ def _ensure_loaded() -> None:
 
 
 def list_algorithms(category: Optional[str] = None) -> list[AlgorithmSpec]:
-    """Every registered algorithm, in registration order (classic first), optionally of one category."""
+    """Every registered algorithm, classic first then in registration order, optionally of one category."""
     _ensure_loaded()
     if category is not None and category not in CATEGORIES:
         raise ValueError(f"category must be one of {CATEGORIES} or None, got {category!r}")
-    return [spec for spec in _REGISTRY.values() if category is None or spec.category == category]
+    specs = [spec for spec in _REGISTRY.values() if category is None or spec.category == category]
+    # Classic first whatever was imported first (importing the deep package directly registers it
+    # before the classic module loads); within a category, registration order.
+    return sorted(specs, key=lambda spec: CATEGORIES.index(spec.category))
 
 
 def get_algorithm(algorithm_id: str) -> AlgorithmSpec:

@@ -35,8 +35,14 @@ def _specs():
         ParamSpec("tol", "float", 0.001, minimum=0.0, maximum=0.5,
                   help="Stop when fewer than this fraction of labels change in an epoch."),
         ParamSpec("lr", "float", 1e-4, minimum=1e-6, maximum=1e-1, help="Learning rate of the clustering phase."),
-        ParamSpec("init", "choice", "features", choices=("features", "embedding"),
-                  help="Initial clusters from k-means on the input features (default) or on the embedding."),
+        ParamSpec("n_neighbors", "int", 10, minimum=0, maximum=200,
+                  help="Nearest neighbours each image keeps close in the learned embedding "
+                       "(0 = the paper's objective, reconstruction only)."),
+        ParamSpec("graph_weight", "float", 0.1, minimum=0.0, maximum=10.0,
+                  help="Weight of keeping neighbours close, against the reconstruction loss."),
+        ParamSpec("init", "choice", "auto", choices=("auto", "features", "embedding"),
+                  help="Initial clusters from k-means on the embedding or on the input features "
+                       "('auto': the embedding when neighbours are kept close)."),
         device,
     )
     gamma = ParamSpec("gamma", "float", 0.1, minimum=0.0, maximum=10.0,
@@ -53,7 +59,7 @@ def _specs():
     return [
         (AlgorithmSpec("idec", "IDEC (deep embedded, local structure kept)",
                        "Autoencoder over the features + clustering layer, keeping the reconstruction loss "
-                       "(Guo et al. 2017). A good first deep method.", IDEC, (gamma, *autoencoder), **seed_free), {}),
+                       "(Guo et al. 2017) and each image's nearest neighbours close. A good first deep method.", IDEC, (gamma, *autoencoder), **seed_free), {}),
         (AlgorithmSpec("dec", "DEC (deep embedded clustering)",
                        "Autoencoder over the features, then sharpened soft assignments (Xie et al. 2016).",
                        DEC, autoencoder, **seed_free), {}),

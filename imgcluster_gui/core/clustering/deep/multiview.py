@@ -204,12 +204,13 @@ class DMVC(IDEC):
                  hidden: tuple[int, ...] = (500, 500, 2000), pretrain_epochs: Optional[int] = None,
                  pretrain_steps: int = 2000, max_epochs: int = 150, update_interval: Optional[int] = None,
                  tol: float = 0.001, batch_size: int = 256, lr: float = 1e-4, alpha: float = 1.0,
-                 init: str = "features", device: str = "auto", n_threads: Optional[int] = None,
+                 init: str = "auto", n_neighbors: int = 10, graph_weight: float = 0.1,
+                 device: str = "auto", n_threads: Optional[int] = None,
                  random_state: Optional[int] = 0, view_slices: Any = None) -> None:
         super().__init__(n_clusters=n_clusters, gamma=gamma, latent_dim=latent_dim, hidden=hidden,
                          pretrain_epochs=pretrain_epochs, pretrain_steps=pretrain_steps, max_epochs=max_epochs,
                          update_interval=update_interval, tol=tol, batch_size=batch_size, lr=lr, alpha=alpha,
-                         init=init, device=device, n_threads=n_threads, random_state=random_state)
+                         init=init, n_neighbors=n_neighbors, graph_weight=graph_weight, device=device, n_threads=n_threads, random_state=random_state)
         self.view_slices = view_slices
 
     def _view_dims(self, n_features: int, view_slices: Any) -> list[int]:
