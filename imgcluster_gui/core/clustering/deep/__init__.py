@@ -59,7 +59,8 @@ def _specs():
     return [
         (AlgorithmSpec("idec", "IDEC (deep embedded, local structure kept)",
                        "Autoencoder over the features + clustering layer, keeping the reconstruction loss "
-                       "(Guo et al. 2017) and each image's nearest neighbours close. A good first deep method.", IDEC, (gamma, *autoencoder), **seed_free), {}),
+                       "(Guo et al. 2017) and each image's nearest neighbours close. A good first deep method.",
+                       IDEC, (gamma, *autoencoder), **seed_free), {}),
         (AlgorithmSpec("dec", "DEC (deep embedded clustering)",
                        "Autoencoder over the features, then sharpened soft assignments (Xie et al. 2016).",
                        DEC, autoencoder, **seed_free), {}),

@@ -223,7 +223,9 @@ class IDEC(DeepClusterEstimator):
     collapsed_ : bool
         True when self-training started merging clusters away (fewer than half the clusters
         left in use, e.g. a learning rate too high) and the fit stopped, keeping the last epoch
-        before that.
+        before that (``collapsed_epoch_`` is the epoch that collapsed).
+    n_neighbors_ : int
+        Neighbours per sample the neighbourhood term used (0 when it was off).
     model_ : MultiViewAutoencoder
     """
 
@@ -359,7 +361,7 @@ class IDEC(DeepClusterEstimator):
         q = student_t(torch.from_numpy(embedding).to(device), centroids.detach(), self.alpha)
         self._keep_result(labels, to_numpy(q.max(dim=1).values), centers, embedding)
         self._record_epoch(0, None, labels, y, phase="cluster")
-        clusters_at_start = len(np.unique(labels))
+        clusters_at_start = np.unique(labels).size
 
         # --- 3. clustering: KL(P || Q) (+ reconstruction for IDEC)
         keep_reconstruction = self._reconstruction_in_clustering and self.gamma is not None
@@ -409,7 +411,7 @@ class IDEC(DeepClusterEstimator):
             embedding = self._embed(data_t)
             q = student_t(torch.from_numpy(embedding).to(device), centroids.detach(), self.alpha)
             labels = to_numpy(q.argmax(dim=1)).astype(np.int64)
-            if len(np.unique(labels)) < max(2, math.ceil(COLLAPSE_SHARE * clusters_at_start)):
+            if np.unique(labels).size < max(2, math.ceil(COLLAPSE_SHARE * clusters_at_start)):
                 # Self-training is merging clusters away (a known DEC failure with a high learning
                 # rate): stop, and keep the last epoch before it as the result.
                 self.collapsed_ = True
@@ -436,14 +438,13 @@ class IDEC(DeepClusterEstimator):
         The standardised input (each view centred and scaled to the same weight) keeps the geometry
         of every view, so for L2-normalised CNN features these are the cosine neighbours.
         """
-        X = data
-        k = min(int(self.n_neighbors), X.shape[0] - 1)
+        k = min(int(self.n_neighbors), data.shape[0] - 1)
         if k <= 0 or float(self.graph_weight) <= 0:
             return None
         from ..neighbors import nearest_neighbors
 
         reporter.heartbeat(f"{k} nearest neighbours of every sample")
-        _, indices = nearest_neighbors(X, k)
+        _, indices = nearest_neighbors(data, k)
         return torch.from_numpy(indices).to(device)
 
     def _graph_term(self, data_t: torch.Tensor, index: np.ndarray, z: torch.Tensor,
