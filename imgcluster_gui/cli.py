@@ -3,7 +3,7 @@
 ::
 
     imgcluster cluster FOLDER [--backbone NAME ...] [--layer L] [--algorithm NAME] [--k N|auto]
-                              [--pca N] [--out labels.csv]
+                              [--resolution R] [--pca N] [--out labels.csv]
     imgcluster evaluate FOLDER ...        # same, plus external metrics against sub-folder names
     imgcluster backbones                  # what is usable offline and what needs a download
     imgcluster algorithms                 # the clustering registry with each algorithm's parameters
@@ -33,6 +33,16 @@ def _parse_k(text: str) -> Optional[int]:
     if k < 1:
         raise argparse.ArgumentTypeError("--k must be at least 1")
     return k
+
+
+def _parse_resolution(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--resolution must be a number, not {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("--resolution must be a positive number")
+    return value
 
 
 def _parse_k_range(text: str) -> tuple[int, int]:
@@ -70,11 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--layer", help="backbone layer (default: penultimate, pooled)")
         p.add_argument("--weights", dest="weights_path", help="a .pth state_dict to load into the backbone")
         p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-        p.add_argument("--algorithm", default="kmeans", help="clustering algorithm (see `imgcluster algorithms`)")
+        p.add_argument("--algorithm", default="leiden",
+                       help="clustering algorithm (default leiden: finds the groups itself; see `imgcluster algorithms`)")
         p.add_argument("--k", type=_parse_k, default=None, metavar="N|auto",
-                       help="number of clusters, or 'auto' for a silhouette sweep (default: auto)")
+                       help="exactly N groups, or 'auto' to let the neighbour graph decide (default: auto)")
+        p.add_argument("--resolution", type=_parse_resolution, default=None, metavar="R",
+                       help="granularity of leiden: lower gives fewer, larger groups (default 1.0)")
+        p.add_argument("--k-selection", choices=("graph", "silhouette"), default="graph",
+                       help="how an algorithm that needs K gets one under --k auto: the neighbour graph's "
+                            "communities (default) or a silhouette sweep over --k-range")
         p.add_argument("--k-range", type=_parse_k_range, default=(2, 30), metavar="MIN:MAX",
-                       help="range for --k auto (default 2:30)")
+                       help="range of the silhouette sweep (default 2:30)")
         p.add_argument("--param", type=_parse_param, action="append", default=[], metavar="NAME=VALUE",
                        help="an algorithm parameter, e.g. --param linkage=average (repeatable)")
         p.add_argument("--pca", type=int, default=None, metavar="N", help="reduce features to N dims with PCA")
@@ -123,12 +139,17 @@ def _config_from_args(args: argparse.Namespace):
         raise UsageError(f"unknown algorithm {args.algorithm!r}; choose one of: {names}") from None
     params = dict(args.param)
     known = {p.name for p in spec.params}
+    if args.resolution is not None:
+        if "resolution" not in known:
+            raise UsageError(f"--resolution applies to graph clustering (leiden), not {args.algorithm}")
+        params["resolution"] = args.resolution
     unknown = sorted(set(params) - known)
     if unknown:
         raise UsageError(f"{args.algorithm} has no parameter {', '.join(unknown)}; it takes: {', '.join(sorted(known)) or 'none'}")
 
     config = PipelineConfig(folder=str(folder), recursive=not args.no_recursive, algorithm=spec.id,
-                            n_clusters=args.k, k_min=args.k_range[0], k_max=args.k_range[1],
+                            n_clusters=args.k, k_selection=args.k_selection,
+                            k_min=args.k_range[0], k_max=args.k_range[1],
                             algorithm_params=params, layer=args.layer, weights_path=args.weights_path,
                             device=args.device, pca_dims=args.pca, whiten=args.whiten, l2=not args.no_l2,
                             embedding=args.embedding, random_state=args.seed, use_cache=not args.no_cache,
@@ -166,11 +187,11 @@ def print_summary(result, out=None) -> None:
         print(f"  skipped {item.path}: {item.reason}", file=out)
     if len(result.skipped) > 20:
         print(f"  ... and {len(result.skipped) - 20} more", file=out)
-    k_note = f" (auto: silhouette sweep {result.config.k_min}-{result.config.k_max})" if result.auto_k is not None else ""
-    print(f"Algorithm:   {result.config.algorithm}, K = {result.k}{k_note}", file=out)
+    print(f"Algorithm:   {result.config.algorithm}, {_k_note(result)}", file=out)
     n_noise = int((result.labels == -1).sum())
     if n_noise:
-        print(f"Unassigned:  {n_noise} image(s) (noise)", file=out)
+        print(f"Unassigned:  {n_noise} image(s) in no group", file=out)
+    _print_ladder(result, out)
     m = result.metrics
     print("Internal:    silhouette {}  Calinski-Harabasz {}  Davies-Bouldin {}".format(
         _format_metric(m.get("silhouette")), _format_metric(m.get("calinski_harabasz")),
@@ -186,6 +207,33 @@ def print_summary(result, out=None) -> None:
         print(f"Extraction:  {result.images_per_second:.1f} images/s", file=out)
     for note in result.warnings:
         print(f"Note:        {note}", file=out)
+
+
+def _k_note(result) -> str:
+    """How the number of groups came about, in words."""
+    config = result.config
+    if config.n_clusters is not None:
+        return f"K = {result.k} (asked for)"
+    auto = result.auto_k
+    if auto is None:
+        return f"found {result.k} group(s) itself"
+    if getattr(auto, "method", "") == "graph":
+        return f"K = {result.k} (the neighbour graph's communities)"
+    return f"K = {result.k} (silhouette sweep {config.k_min}-{config.k_max})"
+
+
+def _print_ladder(result, out) -> None:
+    """The granularity levels: what --resolution gives, with the internal scores of each."""
+    levels = result.levels or []
+    if len(levels) < 2:
+        return
+    print("Granularity: level  groups  unsorted  resolution  modularity  silhouette", file=out)
+    for position, level in enumerate(levels):
+        mark = "*" if level.extra.get("selected") else " "
+        resolution = "-" if level.resolution is None else f"{level.resolution:.3g}"
+        print(f"           {mark}{position:>5}  {level.n_clusters:>6}  {level.n_unsorted:>8}  {resolution:>10}  "
+              f"{_format_metric(level.modularity):>10}  {_format_metric(level.silhouette):>10}", file=out)
+    print("             (* = this result; --resolution R picks another level of leiden)", file=out)
 
 
 def _cmd_cluster(args: argparse.Namespace) -> int:
@@ -246,8 +294,11 @@ def _cmd_cache(args: argparse.Namespace) -> int:
 
     cache = FeatureCache()
     if args.action == "clear":
+        from .core.graph import default_graph_cache
+
         cache.clear()
-        print(f"Cleared the feature cache at {cache.root}")
+        default_graph_cache().clear()
+        print(f"Cleared the feature and neighbour-graph cache at {cache.root}")
     else:
         print(f"Feature cache: {cache.root} ({cache.size_bytes() / 1e6:.1f} MB)")
     return 0

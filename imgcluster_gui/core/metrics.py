@@ -120,6 +120,47 @@ def internal_metrics(X, labels, sample_size: Optional[int] = 10000, random_state
     return result
 
 
+def silhouettes_of(X, label_sets: Sequence, sample_size: int = 2000, random_state: int = 0) -> list[Optional[float]]:
+    """The mean silhouette of several labelings of the same ``X``, on one shared sample.
+
+    The pairwise distances of one random sample (``sample_size`` rows) are computed once (one
+    BLAS product) and every labeling is scored on them, so a ladder of granularity levels costs
+    about one silhouette. Noise (-1) is left out; None where a labeling has fewer than 2 groups
+    in the sample.
+    """
+    X = np.asarray(X, dtype=np.float32)
+    n = X.shape[0]
+    rng = np.random.default_rng(random_state)
+    rows = np.sort(rng.choice(n, size=sample_size, replace=False)) if n > sample_size else np.arange(n)
+    sample = X[rows]
+    norms = np.einsum("ij,ij->i", sample, sample)
+    distances = norms[:, None] + norms[None, :] - 2.0 * (sample @ sample.T)
+    np.maximum(distances, 0.0, out=distances)
+    np.sqrt(distances, out=distances)
+    scores: list[Optional[float]] = []
+    for labels in label_sets:
+        labels = np.asarray(labels, dtype=np.int64)[rows]
+        keep = labels != NOISE
+        groups, codes = np.unique(labels[keep], return_inverse=True)
+        if groups.size < 2 or groups.size >= keep.sum():
+            scores.append(None)
+            continue
+        d = distances[np.ix_(keep, keep)]
+        onehot = np.zeros((codes.size, groups.size), dtype=np.float32)
+        onehot[np.arange(codes.size), codes] = 1.0
+        sizes = onehot.sum(axis=0)
+        totals = d @ onehot  # distance of each sample to each group, summed
+        own = totals[np.arange(codes.size), codes] / np.maximum(sizes[codes] - 1, 1)
+        mean_to = totals / sizes[None, :]
+        mean_to[np.arange(codes.size), codes] = np.inf
+        nearest = mean_to.min(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = (nearest - own) / np.maximum(own, nearest)
+        value[sizes[codes] <= 1] = 0.0  # scikit-learn's convention for singletons
+        scores.append(float(np.nan_to_num(value).mean()))
+    return scores
+
+
 def _encode(values: Sequence, name: str) -> np.ndarray:
     """Integer codes for labels of any hashable type (strings, ints, mixed)."""
     array = np.asarray(values, dtype=object)

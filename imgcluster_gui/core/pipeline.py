@@ -17,6 +17,9 @@ import numpy as np
 from .progress import Cancelled, ProgressCallback, check, ensure, wrap_callback
 from .jsonable import to_jsonable as _jsonable
 
+#: How an algorithm that needs K gets one when none is given (see PipelineConfig).
+K_SELECTIONS = ("graph", "silhouette")
+
 # The share of the progress bar each stage gets: extraction dominates on a cold cache.
 _STAGE_SPANS = {
     "scan": (0.00, 0.05),
@@ -32,8 +35,11 @@ _STAGE_SPANS = {
 class PipelineConfig:
     """Everything a run needs, as plain data (saved with sessions and shown in the run list).
 
-    ``n_clusters=None`` means "choose K automatically" by a silhouette sweep over
-    ``[k_min, k_max]``.
+    The default algorithm, Leiden on the neighbour graph, finds the number of groups itself
+    (``n_clusters=None``) and gives the granularity levels. ``n_clusters=N`` gives exactly N
+    groups with any algorithm. An algorithm that needs K, run without one, gets it from
+    ``k_selection``: ``'graph'`` (the number of Leiden communities of the neighbour graph, the
+    default) or ``'silhouette'`` (the silhouette sweep over ``[k_min, k_max]``).
     """
 
     folder: str
@@ -45,8 +51,9 @@ class PipelineConfig:
     pca_dims: Optional[int] = None
     whiten: bool = False
     l2: bool = True
-    algorithm: str = "kmeans"
+    algorithm: str = "leiden"
     n_clusters: Optional[int] = None
+    k_selection: str = "graph"
     k_min: int = 2
     k_max: int = 30
     algorithm_params: dict[str, Any] = field(default_factory=dict)
@@ -93,6 +100,8 @@ class PipelineResult:
     timings: dict[str, float]
     estimator: Any
     warnings: list[str] = field(default_factory=list)
+    #: The granularity steps (``GranularityLevel``, fewest groups first), for graph methods.
+    levels: Optional[list] = None
 
     @property
     def skipped(self) -> list:
@@ -120,6 +129,10 @@ class PipelineResult:
             "n_extracted": int(getattr(self.features, "n_extracted", 0)),
             "n_cached": int(getattr(self.features, "n_cached", 0)),
             "device": str(getattr(self.features, "device", "")),
+            "n_unsorted": int(np.count_nonzero(np.asarray(self.labels) < 0)),
+            "k_selection": None if self.auto_k is None else _auto_k_dict(self.auto_k).get("method"),
+            "granularity": [level.summary() | {"selected": bool(level.extra.get("selected"))}
+                            for level in (self.levels or [])],
         }
 
     def to_session(self):
@@ -131,6 +144,8 @@ class PipelineResult:
             metrics["external"] = dict(self.external)
         if self.auto_k is not None:
             metrics["auto_k"] = _auto_k_dict(self.auto_k)
+        levels = self.levels or []
+        granularity_labels = np.stack([level.labels for level in levels], axis=1) if levels else None
         session = ClusterSession(
             paths=list(self.paths),
             labels=np.asarray(self.labels, dtype=np.int64).copy(),
@@ -142,13 +157,40 @@ class PipelineResult:
             metrics=metrics,
             settings=self.config.to_dict(),
             root=str(self.config.folder),
+            granularity_labels=granularity_labels,
+            granularity=[level.summary() | {"selected": bool(level.extra.get("selected"))} for level in levels] or None,
         )
         session.trained_model = self.estimator  # saved beside the session file only for trained networks
         return session
 
 
+@dataclass
+class GraphKResult:
+    """K taken from the neighbour graph: the number of Leiden communities (``k_selection='graph'``)."""
+
+    best_k: int
+    resolution: float
+    modularity: Optional[float]
+    n_unsorted: int
+    method: str = "graph"
+
+
+def choose_k_from_graph(X: np.ndarray, random_state: int = 0,
+                        progress: Optional[ProgressCallback] = None) -> GraphKResult:
+    """How many groups the neighbour graph holds: Leiden's count with its defaults (at least 1)."""
+    from .clustering.registry import make_estimator
+
+    leiden = make_estimator("leiden", random_state=random_state).fit(X, progress=progress)
+    return GraphKResult(max(1, int(leiden.n_clusters_)), float(leiden.resolution_), leiden.modularity_,
+                        int(leiden.n_unsorted_))
+
+
 def _auto_k_dict(auto_k: Any) -> dict[str, Any]:
+    if isinstance(auto_k, GraphKResult):
+        return {"method": "graph", "best_k": int(auto_k.best_k), "resolution": auto_k.resolution,
+                "modularity": auto_k.modularity, "n_unsorted": auto_k.n_unsorted}
     return {
+        "method": "silhouette",
         "best_k": int(auto_k.best_k),
         "ks": [int(k) for k in auto_k.ks],
         "silhouette": [None if v is None else float(v) for v in auto_k.silhouette],
@@ -238,11 +280,18 @@ def cluster(config: PipelineConfig, X: np.ndarray, progress: Optional[ProgressCa
     spec = get_algorithm(config.algorithm)
     auto_k = None
     n_clusters = config.n_clusters
-    if spec.uses_k and n_clusters is None:
-        sweep_algorithm = config.algorithm if spec.supports_auto_k else "kmeans"
-        auto_k = choose_k(X, algorithm=sweep_algorithm, k_min=config.k_min, k_max=config.k_max,
-                          random_state=config.random_state, progress=wrap_callback(progress, 0.0, 0.7, "Auto-K: "))
-        n_clusters = auto_k.best_k
+    if spec.uses_k and n_clusters is None and not spec.k_optional:
+        if config.k_selection not in K_SELECTIONS:
+            raise ValueError(f"k_selection must be one of {K_SELECTIONS}, got {config.k_selection!r}")
+        if config.k_selection == "silhouette":
+            sweep_algorithm = config.algorithm if spec.supports_auto_k else "kmeans"
+            auto_k = choose_k(X, algorithm=sweep_algorithm, k_min=config.k_min, k_max=config.k_max,
+                              random_state=config.random_state,
+                              progress=wrap_callback(progress, 0.0, 0.7, "Auto-K: "))
+        else:
+            auto_k = choose_k_from_graph(X, random_state=config.random_state,
+                                         progress=wrap_callback(progress, 0.0, 0.7, "Groups in the graph: "))
+        n_clusters = min(auto_k.best_k, X.shape[0])
         progress = wrap_callback(progress, 0.7, 1.0)
     kwargs = dict(config.algorithm_params)
     estimator = make_estimator(config.algorithm, n_clusters=n_clusters if spec.uses_k else None,
@@ -345,11 +394,49 @@ def run_pipeline(config: PipelineConfig, progress: Optional[ProgressCallback] = 
         warnings.append(f"Cancelled during training: the result of epoch {history[-1].get('epoch', '?')} is kept.")
         # Nothing below may raise Cancelled again: finish with a callback that only listens.
         report = _silent
+    levels = None
+    if not cancelled and hasattr(estimator, "ladder"):
+        t0 = time.perf_counter()
+        levels = granularity_levels(estimator, X, progress=stage("cluster", "Granularity levels: "))
+        timings["granularity"] = time.perf_counter() - t0
+    n_unsorted = int(np.count_nonzero(labels < 0))
+    if n_unsorted and getattr(estimator, "n_unsorted_", 0):
+        warnings.append(f"{n_unsorted} image(s) fit no group (too unlike the others, or in groups smaller "
+                        "than min_cluster_size): they are in the 'Unassigned' group for you to place.")
     result = _finish(config, scan, feats, paths, X, labels, auto_k, ground_truth, estimator, timings, warnings,
                      report, fast_embedding=cancelled)
+    result.levels = levels
     if cancelled:
         raise PartialCancelled(result)
     return result
+
+
+def spec_of(config: PipelineConfig) -> Any:
+    """The registry entry of the configured algorithm."""
+    from .clustering.registry import get_algorithm
+
+    return get_algorithm(config.algorithm)
+
+
+def granularity_levels(estimator: Any, X: np.ndarray, progress: Optional[ProgressCallback] = None,
+                       silhouette_sample: int = 2000) -> list:
+    """The estimator's granularity ladder, each level with its (sampled) silhouette.
+
+    Parameters
+    ----------
+    estimator : fitted estimator with a ``ladder(X, progress=)`` method
+    X : ndarray
+        The features the estimator was fitted on.
+    silhouette_sample : int
+        Images the per-level silhouette is computed on (stratified sample above that size).
+    """
+    from .metrics import silhouettes_of
+
+    levels = estimator.ladder(X, progress=wrap_callback(progress, 0.0, 0.9))
+    check(progress, "granularity levels: silhouettes")
+    for level, score in zip(levels, silhouettes_of(X, [level.labels for level in levels], silhouette_sample)):
+        level.silhouette = score
+    return levels
 
 
 def _silent(_fraction: float, _stage: str) -> None:

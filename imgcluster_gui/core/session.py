@@ -57,11 +57,13 @@ from .jsonable import to_jsonable as _jsonable
 PathLike = Union[str, "os.PathLike[str]"]
 
 UNASSIGNED = -1
+#: Description prefix of the edits the granularity control makes (not counted as hand placements).
+REGROUP_PREFIX = "Regroup into "
 SESSION_FORMAT = "imgcluster-session"
 SESSION_VERSION = 1
 SESSION_SUFFIX = ".imgcluster"
 _JSON_MEMBER = "session.json"
-_OPTIONAL_ARRAYS = ("embedding", "features", "confidence")
+_OPTIONAL_ARRAYS = ("embedding", "features", "confidence", "granularity_labels")
 _MODEL_KEY = "trained_model"
 MODELS_SUFFIX = ".models"
 
@@ -183,13 +185,21 @@ class ClusterSession:
         The labels the clustering produced (default: ``labels``); saved so hand edits are visible.
     history : list of Edit, optional
         The hand edits applied so far, oldest first.
+    granularity_labels : array-like of int, shape (N, L), optional
+        The groupings of the granularity control, one column per level, fewest groups first
+        (from :meth:`LeidenClusterer.ladder` and the like); :meth:`plan_regroup` switches to one.
+    granularity : list of dict, optional
+        One summary per column of ``granularity_labels`` (``n_clusters``, ``n_unsorted``,
+        ``resolution``, ``modularity``, ``silhouette``), and ``"selected": True`` on the level the
+        clustering returned.
     """
 
     def __init__(self, paths: Sequence[PathLike], labels, cluster_names: Optional[Mapping[int, str]] = None,
                  embedding=None, features=None, confidence=None,
                  ground_truth: Optional[Sequence[Optional[str]]] = None, metrics: Optional[dict] = None,
                  settings: Optional[dict] = None, root: Optional[PathLike] = None,
-                 original_labels=None, history: Optional[Sequence[Edit]] = None) -> None:
+                 original_labels=None, history: Optional[Sequence[Edit]] = None,
+                 granularity_labels=None, granularity: Optional[Sequence[Mapping[str, Any]]] = None) -> None:
         self.paths: list[str] = [os.fsdecode(p) for p in paths]
         n = len(self.paths)
         self.labels: np.ndarray = _as_labels(labels, n, "labels")
@@ -209,6 +219,14 @@ class ClusterSession:
         self.settings: dict = dict(settings or {})
         self.root: Optional[str] = None if root is None else os.fsdecode(root)
         self.history: list[Edit] = list(history or [])
+        self.granularity_labels = _optional_rows(granularity_labels, n, "granularity_labels", np.int64, ndim=2)
+        self.granularity: list[dict] = [dict(level) for level in (granularity or [])]
+        if self.granularity_labels is not None:
+            if len(self.granularity) != self.granularity_labels.shape[1]:
+                raise ValueError(f"granularity has {len(self.granularity)} level summaries for "
+                                 f"{self.granularity_labels.shape[1]} label columns")
+            if self.granularity_labels.size and self.granularity_labels.min() < UNASSIGNED:
+                raise ValueError("granularity labels must be >= -1")
         self.modified = False  # True after an edit, False after save / load
         self.uid = uuid.uuid4().hex  # tells drags from another session (or app instance) apart
         # The deep run's trained estimator (set after construction by the pipeline), or the file it
@@ -353,6 +371,60 @@ class ClusterSession:
         names = ", ".join(self.name_of(c) for c in sources)
         return Edit(f"Merge {names} into {self.name_of(into)}", changing, old, new,
                     dropped, {c: None for c in dropped})
+
+    @property
+    def n_granularity_levels(self) -> int:
+        """Steps of the granularity control (0 when the result has none)."""
+        return 0 if self.granularity_labels is None else int(self.granularity_labels.shape[1])
+
+    def granularity_level(self) -> Optional[int]:
+        """The level whose grouping the labels show now, ignoring hand-placed images; None if none fits."""
+        if self.granularity_labels is None:
+            return None
+        free = np.ones(len(self.paths), dtype=bool)
+        free[self.hand_placed()] = False
+        for level in range(self.granularity_labels.shape[1]):
+            if np.array_equal(self.granularity_labels[free, level], self.labels[free]):
+                return level
+        return None
+
+    def hand_placed(self) -> np.ndarray:
+        """Indices (ascending) of the images a hand edit moved, and that are not back where they started."""
+        moved = [edit.indices for edit in self.history
+                 if edit.indices.size and not edit.description.startswith(REGROUP_PREFIX)]
+        if not moved:
+            return np.zeros(0, dtype=np.int64)
+        touched = np.unique(np.concatenate(moved))
+        return touched[self.labels[touched] != self.original_labels[touched]]
+
+    def plan_regroup(self, level: int, keep_hand_placed: bool = True) -> Edit:
+        """Switch to granularity level ``level`` (an undoable edit).
+
+        Parameters
+        ----------
+        level : int
+            Column of ``granularity_labels``.
+        keep_hand_placed : bool
+            Images a hand edit moved stay in the group they were put in; the rest follow the level.
+            False replaces those placements too.
+        """
+        if self.granularity_labels is None:
+            raise ValueError("this result has no granularity levels")
+        if not 0 <= int(level) < self.granularity_labels.shape[1]:
+            raise IndexError(f"granularity level must be in 0..{self.granularity_labels.shape[1] - 1}, got {level}")
+        target = self.granularity_labels[:, int(level)].copy()
+        if keep_hand_placed:
+            placed = self.hand_placed()
+            target[placed] = self.labels[placed]
+        changing = np.flatnonzero(target != self.labels).astype(np.int64)
+        summary = self.granularity[int(level)] if int(level) < len(self.granularity) else {}
+        groups = summary.get("n_clusters", count_clusters(target))
+        return Edit(f"{REGROUP_PREFIX}{_count(int(groups), 'group')}", changing, self.labels[changing].copy(),
+                    target[changing])
+
+    def regroup(self, level: int, keep_hand_placed: bool = True) -> Edit:
+        """Apply :meth:`plan_regroup`; returns the applied edit."""
+        return self.apply(self.plan_regroup(level, keep_hand_placed))
 
     def plan_delete_cluster(self, cluster: int) -> Edit:
         """The :class:`Edit` that sends ``cluster``'s images to Unassigned and drops its name (not applied)."""
@@ -611,6 +683,7 @@ class ClusterSession:
             "metrics_current": not self.metrics_stale if self._metrics else False,
             "ground_truth": self.ground_truth,
             "history": [edit.to_dict() for edit in self.history],
+            "granularity": _jsonable(self.granularity),
         }
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -652,7 +725,9 @@ class ClusterSession:
                           features=arrays.get("features"), confidence=arrays.get("confidence"),
                           ground_truth=data.get("ground_truth"), metrics=metrics,
                           settings=dict(data.get("settings") or {}), root=data.get("root"),
-                          original_labels=arrays.get("original_labels"), history=history)
+                          original_labels=arrays.get("original_labels"), history=history,
+                          granularity_labels=arrays.get("granularity_labels"),
+                          granularity=list(data.get("granularity") or []) if "granularity_labels" in arrays else None)
             for edit in history:
                 if edit.indices.size and (edit.indices.min() < 0 or edit.indices.max() >= len(paths)):
                     raise ValueError("an edit refers to an image that is not in the session")
@@ -766,6 +841,12 @@ class ClusterSession:
 
 
 # ---------------------------------------------------------------------------- helpers
+
+def count_clusters(labels: np.ndarray) -> int:
+    """Groups in ``labels``, the unassigned (-1) not counted."""
+    labels = np.asarray(labels)
+    return int(np.unique(labels[labels != UNASSIGNED]).size)
+
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")

@@ -21,7 +21,7 @@ from imgcluster_gui.core.clustering.classic import (
     estimate_eps,
 )
 from imgcluster_gui.core.clustering.fast_kmeans import kmeans_plusplus
-from imgcluster_gui.core.clustering.neighbors import nearest_neighbors
+from imgcluster_gui.core.graph import nearest_neighbors
 from imgcluster_gui.core.progress import Cancelled
 
 
@@ -212,12 +212,16 @@ def test_pic_granularity_and_merging_disconnected_groups():
 
 def test_nearest_neighbors_matches_brute_force():
     X, _ = blobs(n=120, d=5)
-    squared, indices = nearest_neighbors(X, 4, block_bytes=4 * 120 * 7)  # several blocks
     full = ((X[:, None, :].astype(np.float64) - X[None, :, :]) ** 2).sum(-1)
     np.fill_diagonal(full, np.inf)
     expected = np.sort(full, axis=1)[:, :4]
+    squared, indices = nearest_neighbors(X, 4, cache=False)  # the whole graph
     np.testing.assert_allclose(squared, expected, rtol=1e-3, atol=1e-3)
     assert (indices != np.arange(120)[:, None]).all()
+    rows = np.array([3, 50, 119])
+    squared_some, indices_some = nearest_neighbors(X, 4, queries=rows)  # a sample against all
+    np.testing.assert_allclose(squared_some, expected[rows], rtol=1e-3, atol=1e-3)
+    assert (indices_some != rows[:, None]).all()
 
 
 def test_classic_estimators_refuse_tiny_inputs_clearly():

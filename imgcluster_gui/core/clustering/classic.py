@@ -27,7 +27,7 @@ from sklearn.utils import check_random_state
 
 from ..progress import ProgressCallback, check, ensure
 from .fast_kmeans import as_float32_rows, assign, centroid_confidence, fast_kmeans
-from .neighbors import nearest_neighbors
+from ..graph import build_knn_graph, nearest_neighbors
 from .registry import AlgorithmSpec, ParamSpec, register
 
 #: Memory an algorithm may plan to allocate before it refuses with an explanation (bytes).
@@ -608,6 +608,7 @@ class SpectralClusterer(ProgressClusterer):
         self.random_state = random_state
 
     def fit(self, X: Any, y: Any = None, progress: Optional[ProgressCallback] = None) -> "SpectralClusterer":
+        from scipy import sparse
         from sklearn.cluster import SpectralClustering
 
         report = ensure(progress)
@@ -616,17 +617,34 @@ class SpectralClusterer(ProgressClusterer):
         n_clusters = check_n_clusters(self.n_clusters, n_samples)
         n_neighbors = min(check_positive_int(self.n_neighbors, "n_neighbors"), n_samples - 1)
         assign_labels = check_choice(self.assign_labels, "assign_labels", ("kmeans", "discretize", "cluster_qr"))
-        report(0.0, "spectral clustering")
-        model = SpectralClustering(n_clusters=n_clusters, affinity="nearest_neighbors", n_neighbors=n_neighbors,
+        report(0.0, "spectral clustering: neighbour graph")
+        # The project's (cached, faiss) neighbour graph instead of scikit-learn's own search; the
+        # affinity is scikit-learn's 'nearest_neighbors' one: each image and its k - 1 nearest
+        # (itself included in the k), symmetrised as (A + A^T) / 2.
+        knn = build_knn_graph(data, max(n_neighbors - 1, 1), metric="euclidean", progress=progress)
+        connectivity = _directed_binary(knn)
+        affinity = 0.5 * (connectivity + connectivity.T) + sparse.identity(n_samples, format="csr")
+        report(0.3, "spectral clustering")
+        model = SpectralClustering(n_clusters=n_clusters, affinity="precomputed",
                                    assign_labels=assign_labels, random_state=seed_from(self.random_state))
         with warnings.catch_warnings():
             # A disconnected graph is common with small n_neighbors; the result is still usable.
             warnings.filterwarnings("ignore", message="Graph is not fully connected")
-            labels = model.fit_predict(data).astype(np.int64)
+            labels = model.fit_predict(affinity.tocsr()).astype(np.int64)
         self.labels_ = labels
         self.cluster_centers_ = cluster_means(data, labels, n_clusters)
         report(1.0, "spectral clustering done")
         return self
+
+
+def _directed_binary(knn: Any) -> Any:
+    """Each row's neighbours as a 0/1 sparse matrix (not symmetrised)."""
+    from scipy import sparse
+
+    n, k = knn.indices.shape
+    valid = knn.indices >= 0
+    rows = np.repeat(np.arange(n), k)[valid.ravel()]
+    return sparse.csr_matrix((np.ones(rows.size), (rows, knn.indices[valid])), shape=(n, n))
 
 
 # ========================================================================================== PIC
@@ -965,7 +983,7 @@ def _register_all() -> None:
                        help="Give one-image clusters to their nearest neighbour's cluster."),
              ParamSpec("merge_to_k", "bool", True,
                        help="Merge PIC's clusters down to K; off keeps the number PIC finds.")),
-            uses_k=True, supports_auto_k=False),
+            uses_k=True, supports_auto_k=False, k_optional=True),
     ]
     for spec in specs:
         register(spec)

@@ -124,6 +124,9 @@ class AlgorithmSpec:
     slow : bool
         A fit with default parameters takes long (e.g. trains a network). The common estimator
         checks run it with ``check_params`` when given, and skip it otherwise.
+    k_optional : bool
+        ``n_clusters=None`` is valid: the algorithm then finds its own number of groups (graph
+        communities, PIC's density peaks); a number still gives exactly that many.
     check_params : tuple of (name, value) pairs
         Parameter overrides that make a fit on a few hundred samples quick (e.g. fewer epochs),
         for the common checks and smoke runs; results must still be meaningful.
@@ -140,6 +143,7 @@ class AlgorithmSpec:
     needs_images: bool = False
     uses_views: bool = False
     slow: bool = False
+    k_optional: bool = False
     check_params: tuple = ()
 
     def __post_init__(self) -> None:
@@ -182,6 +186,7 @@ def _ensure_loaded() -> None:
         if _loaded:
             return
         importlib.import_module(f"{__package__}.classic")
+        importlib.import_module(f"{__package__}.community")
         try:
             importlib.import_module(f"{__package__}.deep")
         except Exception as error:  # noqa: BLE001 - any failure in optional deep methods must not hide classic ones

@@ -441,7 +441,7 @@ class IDEC(DeepClusterEstimator):
         k = min(int(self.n_neighbors), data.shape[0] - 1)
         if k <= 0 or float(self.graph_weight) <= 0:
             return None
-        from ..neighbors import nearest_neighbors
+        from ...graph import nearest_neighbors
 
         reporter.heartbeat(f"{k} nearest neighbours of every sample")
         _, indices = nearest_neighbors(data, k)
