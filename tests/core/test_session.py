@@ -264,3 +264,58 @@ def test_edit_dict_round_trip():
     assert again.description == edit.description and again.old_names == edit.old_names
     np.testing.assert_array_equal(again.indices, edit.indices)
     np.testing.assert_array_equal(again.old_labels, edit.old_labels)
+
+
+def _session_with_levels() -> ClusterSession:
+    # 12 images; levels: 2 groups, 3 groups (the clustering's result), 4 groups
+    coarse = np.array([0] * 6 + [1] * 6)
+    middle = np.array([0] * 4 + [2] * 2 + [1] * 6)
+    fine = np.array([0] * 4 + [2] * 2 + [1] * 3 + [3] * 3)
+    levels = np.stack([coarse, middle, fine], axis=1)
+    summaries = [{"n_clusters": 2, "resolution": 0.5}, {"n_clusters": 3, "resolution": 1.0, "selected": True},
+                 {"n_clusters": 4, "resolution": 2.0}]
+    return ClusterSession([f"/img/{i}.png" for i in range(12)], middle.copy(), granularity_labels=levels,
+                          granularity=summaries)
+
+
+def test_regroup_switches_level_as_one_undoable_edit():
+    session = _session_with_levels()
+    assert session.n_granularity_levels == 3 and session.granularity_level() == 1
+    events = []
+    session.subscribe(events.append)
+    edit = session.regroup(0)
+    assert edit.description == "Regroup into 2 groups"
+    assert session.labels.tolist() == [0] * 6 + [1] * 6 and session.granularity_level() == 0
+    assert events and events[-1].kind == "labels"
+    session.revert(edit)
+    assert session.granularity_level() == 1 and session.n_edits == 0
+    assert session.plan_regroup(1).is_noop
+    with pytest.raises(IndexError):
+        session.plan_regroup(3)
+    with pytest.raises(ValueError, match="no granularity"):
+        ClusterSession(["/a.png", "/b.png"], [0, 1]).plan_regroup(0)
+
+
+def test_regroup_keeps_hand_placed_images_unless_told_otherwise():
+    session = _session_with_levels()
+    session.move([0], 1)  # a person puts image 0 with the second group
+    assert session.hand_placed().tolist() == [0]
+    assert session.granularity_level() == 1  # hand-placed images do not count against the level
+    session.regroup(2)
+    assert session.labels[0] == 1  # kept where the person put it
+    assert session.labels[1:].tolist() == [0] * 3 + [2] * 2 + [1] * 3 + [3] * 3
+    assert session.hand_placed().tolist() == [0]  # a regroup is not a hand placement
+    session.regroup(2, keep_hand_placed=False)
+    assert session.labels[0] == 0
+
+
+def test_granularity_levels_survive_save_and_load(tmp_path):
+    session = _session_with_levels()
+    session.regroup(2)
+    path = session.save(tmp_path / "levels.imgcluster")
+    reopened = ClusterSession.load(path)
+    np.testing.assert_array_equal(reopened.granularity_labels, session.granularity_labels)
+    assert reopened.granularity == session.granularity
+    assert reopened.granularity_level() == 2
+    with pytest.raises(ValueError, match="level summaries"):
+        ClusterSession(["/a.png", "/b.png"], [0, 1], granularity_labels=[[0], [1]], granularity=[])
