@@ -10,7 +10,7 @@ STAMP_TEST := $(VENV)/.stamp-test
 STAMP_BENCH := $(VENV)/.stamp-bench
 FOLDER ?= resources/sample_images
 
-.PHONY: run test cli clean-venv bench-quality bench-speed bench-deep bench-app
+.PHONY: run test cli clean-venv bench-quality bench-speed bench-deep bench-app bench-graph
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,9 @@ bench-deep: $(STAMP_BENCH)
 
 bench-app: $(STAMP_BENCH)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m benchmarks.app_grid
+
+bench-graph: $(STAMP_BENCH)
+	$(BIN)/python -m benchmarks.graph_scale
 
 clean-venv:
 	rm -rf $(VENV)

@@ -4,14 +4,19 @@
 
     python -m benchmarks.quality [--smoke] [--datasets coil20 umist ...] [FOLDER ...] [--seeds N]
                                  [--backbones NAME ...] [--algorithms ID ...] [--out DIR]
+                                 [--only classic,nok]
 
 For each dataset (the shared ones under ``../shared/datasets`` and any FOLDER given, class =
 sub-folder): every offline backbone and their concatenation, plus raw pixels as the floor, x every
 classic registry algorithm (at the true K when it takes K, with defaults otherwise), mean and
 standard deviation over seeds; then the K the silhouette sweep picks against the true class count;
 then the published figures of the seed papers for the datasets we share with them, with citations.
+Then the **no K given** section (``nok``): on the default backbone, the automatic default (Leiden with
+the registry's defaults), FINCH and the old default (silhouette sweep) against k-means at the true K,
+and at the true K Leiden ``n_clusters=K`` against k-means and spectral (which path ``--k N`` takes).
 Prints markdown tables; writes ``quality.json``, ``quality.md`` and ``quality_nmi.png`` to
-``benchmarks/results/``. ``--smoke`` uses a few images per class, one dataset and one seed.
+``benchmarks/results/`` (``--only nok``: ``quality_nok.json`` / ``quality_nok.md``, so a full run's
+files are kept). ``--smoke`` uses a few images per class, one dataset and one seed.
 """
 
 from __future__ import annotations
@@ -29,6 +34,11 @@ import numpy as np
 from . import common
 from .common import markdown_table
 
+SECTIONS = ("classic", "nok")
+#: The no-K section also runs on the 10-class ImageNet subset (the classic tables keep their four sets).
+NOK_EXTRA_DATASETS = ("imagenette-1k",)
+#: "Found K within x of the true K" targets of the automatic default (datasets not listed: NMI target only).
+NOK_K_TOLERANCE = {"coil20": 0.10, "fashion-mnist-2k": 0.10, "umist": 0.25, "orl": 0.25}
 RAW_PIXELS = "raw pixels"
 RAW_SIZE = 32  # raw-pixel floor: each image as a 32x32 grey vector (all shared sets are at most that size)
 METRICS = ("nmi", "ari", "acc", "purity")
@@ -175,6 +185,8 @@ class Toolkit:
     choose_k: Any           # (X, k_min, k_max) -> object with best_k, labels
     preprocess: Any         # (X) -> X float32
     cache: Any
+    default_backbone: str = "efficientnet_lite0"
+    knn_graph: Any = None   # (X, n_neighbors) -> KnnGraph (the neighbour graph Leiden / FINCH read)
 
 
 def project_toolkit() -> Toolkit:
@@ -185,14 +197,176 @@ def project_toolkit() -> Toolkit:
     from imgcluster_gui.core.metrics import external_metrics
     from imgcluster_gui.core.preprocess import preprocess_features
 
+    try:
+        from imgcluster_gui.core.features.backbones import DEFAULT_BACKBONE
+    except ImportError:
+        DEFAULT_BACKBONE = "efficientnet_lite0"
+    try:
+        from imgcluster_gui.core.graph import build_knn_graph
+
+        def knn_graph(X, n_neighbors):  # not the on-disk cache: every run times a fresh build
+            return build_knn_graph(X, n_neighbors, metric="cosine", method="auto", cache=False)
+    except ImportError:
+        knn_graph = None
+
     def preprocess(X):
-        out = preprocess_features(X)
+        out = preprocess_features(X, l2=True)  # as the pipeline does
         return out[0] if isinstance(out, tuple) else out
 
     return Toolkit(offline_backbones, backbone_features, classic_algorithms,
                    lambda a: get_algorithm(a).uses_k, make_estimator, external_metrics,
                    lambda X, k_min, k_max: choose_k(X, algorithm="kmeans", k_min=k_min, k_max=k_max, random_state=0),
-                   preprocess, FeatureCache(root=common.tempfile_dir() / "feature_cache"))
+                   preprocess, FeatureCache(root=common.tempfile_dir() / "feature_cache"), DEFAULT_BACKBONE, knn_graph)
+
+
+# ---------------------------------------------------------------------------------------- no K given
+def _fit_scored(kit: "Toolkit", X: np.ndarray, y_true: list[str], algorithm: str, seeds: int,
+                n_clusters: Optional[int] = None, graph: Any = None, graph_seconds: float = 0.0) -> dict[str, Any]:
+    """One registry estimator over ``seeds`` seeds: scores, groups found, unsorted images, seconds.
+
+    ``graph`` (a neighbour graph built once, timed as ``graph_seconds``) is handed to the estimators
+    that read one; their ``seconds`` are graph + fit, what a first run in the app pays.
+    """
+    import warnings
+
+    scores: dict[str, list[float]] = {m: [] for m in METRICS}
+    found_k, unsorted, seconds, notes = [], [], [], []
+    for seed in range(seeds):
+        estimator = kit.make_estimator(algorithm, n_clusters=n_clusters, random_state=seed)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            start = time.perf_counter()
+            if graph is not None:
+                estimator.fit(X, graph=graph)
+            else:
+                estimator.fit(X)
+            seconds.append(time.perf_counter() - start + graph_seconds)
+        notes.extend(str(w.message) for w in caught if str(w.message) not in notes)
+        labels = np.asarray(estimator.labels_)
+        metrics = kit.external_metrics(y_true, labels)
+        for name in METRICS:
+            scores[name].append(float(metrics[name]))
+        found_k.append(len(set(labels.tolist()) - {-1}))
+        unsorted.append(int(np.count_nonzero(labels < 0)))
+    result: dict[str, Any] = {name: (float(np.mean(v)), float(np.std(v))) for name, v in scores.items()}
+    result.update(seeds=seeds, found_k=found_k, unsorted=unsorted, seconds=float(np.mean(seconds)),
+                  graph_seconds=graph_seconds, notes=notes[:3])
+    return result
+
+
+def _k_text(found: list[int]) -> str:
+    return str(found[0]) if len(set(found)) == 1 else "/".join(str(k) for k in found)
+
+
+def _pm(score: dict[str, Any], metric: str) -> str:
+    mean, std = score[metric]
+    return f"{mean:.3f} ± {std:.3f}" if std > 0 else f"{mean:.3f}"
+
+
+def no_k_dataset(kit: "Toolkit", name: str, X_raw: np.ndarray, y_true: list[str], seeds: int) -> dict[str, Any]:
+    """The no-K comparison on one dataset's default-backbone features (see :func:`no_k_section`)."""
+    from imgcluster_gui.core.clustering.registry import get_algorithm
+
+    X = kit.preprocess(X_raw)
+    true_k = len(set(y_true))
+    defaults = {p.name: p.default for p in get_algorithm("leiden").params}
+    graph, graph_seconds = None, 0.0
+    if kit.knn_graph is not None:  # built once, timed once, handed to Leiden and FINCH (same k: 15 for both)
+        start = time.perf_counter()
+        graph = kit.knn_graph(X, int(defaults.get("n_neighbors", 15)))
+        graph_seconds = time.perf_counter() - start
+    out: dict[str, Any] = dict(n=int(X.shape[0]), true_k=true_k, dims=int(X.shape[1]), graph_seconds=graph_seconds,
+                               graph_method=getattr(graph, "method", None), leiden_defaults=defaults)
+    out["leiden"] = _fit_scored(kit, X, y_true, "leiden", seeds, graph=graph, graph_seconds=graph_seconds)
+    out["finch"] = _fit_scored(kit, X, y_true, "finch", seeds, graph=graph, graph_seconds=graph_seconds)
+    k_max = min(max(30, math.ceil(1.5 * true_k)), X.shape[0] - 1)
+    start = time.perf_counter()
+    auto = kit.choose_k(X, 2, k_max)
+    sweep_seconds = time.perf_counter() - start
+    sweep_metrics = kit.external_metrics(y_true, np.asarray(auto.labels))
+    out["silhouette_sweep"] = {**{m: (float(sweep_metrics[m]), 0.0) for m in METRICS},
+                               "seeds": 1, "found_k": [int(auto.best_k)], "unsorted": [0], "seconds": sweep_seconds,
+                               "k_range": (2, k_max), "notes": []}
+    out["kmeans_true_k"] = _fit_scored(kit, X, y_true, "kmeans", seeds, n_clusters=true_k)
+    # The --k N question: at the true K, which path gives the best grouping?
+    out["at_true_k"] = {
+        "leiden": _fit_scored(kit, X, y_true, "leiden", seeds, n_clusters=true_k, graph=graph, graph_seconds=graph_seconds),
+        "kmeans": out["kmeans_true_k"],
+        "spectral": _fit_scored(kit, X, y_true, "spectral", seeds, n_clusters=true_k),
+    }
+    leiden = out["leiden"]
+    found_mean = float(np.mean(leiden["found_k"]))
+    tolerance = NOK_K_TOLERANCE.get(name)
+    k_met = None if tolerance is None else bool(abs(found_mean - true_k) <= tolerance * true_k + 1e-9)
+    nmi_met = bool(leiden["nmi"][0] >= out["kmeans_true_k"]["nmi"][0])
+    out["targets"] = dict(found_k_mean=found_mean, k_tolerance=tolerance, k_met=k_met,
+                          nmi=leiden["nmi"][0], kmeans_nmi=out["kmeans_true_k"]["nmi"][0], nmi_met=nmi_met,
+                          met=nmi_met and k_met is not False)
+    return out
+
+
+def _status(value: Optional[bool]) -> str:
+    return {True: "met", False: "NOT met", None: "n/a"}[value]
+
+
+def target_line(name: str, result: dict[str, Any]) -> str:
+    """One line per dataset: the automatic default's K and NMI against their targets."""
+    t = result["targets"]
+    k_part = (f"found K {t['found_k_mean']:.1f} vs true {result['true_k']} (within {t['k_tolerance']:.0%}: "
+              f"{_status(t['k_met'])})" if t["k_tolerance"] is not None
+              else f"found K {t['found_k_mean']:.1f} vs true {result['true_k']} (no K target)")
+    return (f"target {name}: {k_part}; NMI {t['nmi']:.3f} >= k-means at true K {t['kmeans_nmi']:.3f}: "
+            f"{_status(t['nmi_met'])} -> {'MET' if t['met'] else 'NOT MET'}")
+
+
+def no_k_section(results: dict[str, dict[str, Any]], backbone: str, seeds: int) -> str:
+    """Markdown of the no-K section from :func:`no_k_dataset`'s results (name -> result)."""
+    rows, k_rows, target_rows = [], [], []
+    labels = (("leiden", "**Leiden (automatic default)**"), ("finch", "FINCH"),
+              ("silhouette_sweep", "silhouette sweep + k-means (old default)"),
+              ("kmeans_true_k", "k-means at the TRUE K (baseline)"))
+    wins: dict[str, int] = {"leiden": 0, "kmeans": 0, "spectral": 0}
+    means: dict[str, list[float]] = {key: [] for key in wins}
+    for name, result in results.items():
+        for key, label in labels:
+            score = result[key]
+            k_text = _k_text(score["found_k"]) if key != "kmeans_true_k" else f"{result['true_k']} (given)"
+            if key == "silhouette_sweep":
+                k_text += f" (of {score['k_range'][0]}..{score['k_range'][1]})"
+            unsorted = round(float(np.mean(score["unsorted"])))
+            rows.append([name, result["true_k"], label, k_text, unsorted, _pm(score, "nmi"), _pm(score, "ari"),
+                         _pm(score, "acc"), f"{score['seconds']:.2f}"])
+        at_k = result["at_true_k"]
+        best = max(wins, key=lambda key: at_k[key]["nmi"][0])
+        wins[best] += 1
+        for key in wins:
+            means[key].append(at_k[key]["nmi"][0])
+        k_rows.append([name, result["true_k"]] + [_pm(at_k[key], "nmi") for key in wins]
+                      + [_pm(at_k[key], "acc") for key in wins] + [f"{at_k['leiden']['seconds']:.2f}", best])
+        t = result["targets"]
+        target_rows.append([name, result["true_k"], f"{t['found_k_mean']:.1f}",
+                            "-" if t["k_tolerance"] is None else f"±{t['k_tolerance']:.0%}", _status(t["k_met"]),
+                            f"{t['nmi']:.3f}", f"{t['kmeans_nmi']:.3f}", _status(t["nmi_met"]),
+                            "MET" if t["met"] else "NOT MET"])
+    average = {key: float(np.mean(v)) for key, v in means.items() if v}
+    choice = max(average, key=average.get) if average else None
+    text = (f"## No K given ({backbone} features, L2-normalised; {seeds} seed(s))\n\n"
+            "The automatic default is Leiden with the registry's defaults (fuzzy-weighted cosine 15-NN graph, "
+            "modularity, resolution 1, groups under 2 images unsorted). Seconds: graph + fit (the graph is built once, "
+            f"{'/'.join(sorted({str(r['graph_method']) for r in results.values()}))} search, and shared by Leiden "
+            "and FINCH; the sweep fits k-means for every K of its range).\n\n"
+            + markdown_table(["dataset", "true K", "method", "K found", "unsorted", "NMI", "ARI", "ACC", "seconds"], rows)
+            + "\n\n### Targets of the automatic default\n\n"
+            + markdown_table(["dataset", "true K", "Leiden K (mean)", "K target", "K", "Leiden NMI",
+                              "k-means NMI at true K", "NMI >= k-means", "overall"], target_rows)
+            + "\n\n### `--k N`: at the true K, which path\n\n"
+            + markdown_table(["dataset", "K", "Leiden n_clusters=K NMI", "k-means NMI", "spectral NMI",
+                              "Leiden ACC", "k-means ACC", "spectral ACC", "Leiden s", "best NMI"], k_rows))
+    if choice:
+        text += ("\n\nMean NMI over the datasets at the true K: "
+                 + ", ".join(f"{key} {value:.3f} (best on {wins[key]})" for key, value in average.items())
+                 + f". Recommended path for `--k N`: **{choice}**.")
+    return text
 
 
 # ---------------------------------------------------------------------------------------- main
@@ -213,6 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--smoke", action="store_true", help="a few images per class, one dataset, one seed")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help="comma-separated sections (default all): classic (every backbone x algorithm at the "
+                             "true K, auto-K, published rows), nok (no K given: Leiden / FINCH / silhouette sweep "
+                             "against k-means at the true K; writes quality_nok.* when run alone)")
     return parser
 
 
@@ -222,18 +400,31 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    only = [part.strip() for part in args.only.split(",") if part.strip()]
+    unknown = sorted(set(only) - set(SECTIONS))
+    if unknown or not only:
+        print(f"unknown section(s): {', '.join(unknown) or '(none given)'}; choose from {', '.join(SECTIONS)}",
+              file=sys.stderr)
+        return 2
+    run_classic, run_nok = "classic" in only, "nok" in only
     kit = project_toolkit()
 
     if args.smoke:
         args.seeds, args.per_class = 1, args.per_class or 3
         if args.datasets is None:
             args.datasets = ["coil20"]
-    datasets = common.shared_datasets(args.datasets) if args.datasets != [] else {}
+    if args.datasets is None:
+        names = list(common.SHARED_DATASET_NAMES) + (list(NOK_EXTRA_DATASETS) if run_nok else [])
+        classic_names = set(common.SHARED_DATASET_NAMES)
+    else:
+        names, classic_names = list(args.datasets), set(args.datasets)
+    datasets = common.shared_datasets(names) if names else {}
     for folder in args.folders:
         if not folder.is_dir():
             print(f"not a folder: {folder}", file=sys.stderr)
             return 2
         datasets[folder.name] = folder
+        classic_names.add(folder.name)
     if not datasets:
         print("no dataset: ../shared/datasets is absent and no FOLDER was given", file=sys.stderr)
         return 2
@@ -246,7 +437,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     algorithms = kit.algorithms(args.algorithms)
     device = common.device_label()
     out = common.results_dir(args.out)
-    print(f"Device: {common.device_line(device)}; seeds {args.seeds}; "
+    print(f"Device: {common.device_line(device)}; seeds {args.seeds}; sections {','.join(only)}; "
           f"backbones {backbones}; algorithms {algorithms}"
           + ("  [SMOKE RUN: a few images per class, the figures mean nothing]" if args.smoke else ""))
 
@@ -254,6 +445,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     results: dict[str, Any] = {}
     sections: list[str] = []
     auto_rows = []
+    no_k: dict[str, dict[str, Any]] = {}
     for name, folder in datasets.items():
         paths, labels = common.labelled_images(folder, per_class=args.per_class)
         classes = sorted(set(labels))
@@ -263,6 +455,17 @@ def main(argv: Optional[list[str]] = None) -> int:
             continue
         dataset_result: dict[str, Any] = dict(n=len(paths), true_k=true_k, folder=str(folder), features={})
         feature_sets: dict[str, np.ndarray] = {}
+        if run_nok:
+            t0 = time.perf_counter()
+            default_features = kit.features(paths, [kit.default_backbone], kit.cache)
+            dataset_result["features"][kit.default_backbone] = dict(seconds=time.perf_counter() - t0,
+                                                                    dims=int(default_features.shape[1]))
+            no_k[name] = no_k_dataset(kit, name, default_features, labels, args.seeds)
+            dataset_result["no_k"] = no_k[name]
+            print(target_line(name, no_k[name]), flush=True)
+        if not (run_classic and name in classic_names):
+            results[name] = dataset_result
+            continue
         for view in views:
             t0 = time.perf_counter()
             feature_sets[" + ".join(view)] = kit.features(paths, view, kit.cache)
@@ -302,21 +505,31 @@ def main(argv: Optional[list[str]] = None) -> int:
         auto_rows.append([name, views[0][0], true_k, int(auto.best_k), f"2..{k_max}", auto_nmi])
         results[name] = dataset_result
 
-    sections.append("## Auto-K (silhouette sweep, k-means) against the true class count\n\n"
-                    + markdown_table(["dataset", "features", "true K", "chosen K", "range", "NMI at chosen K"], auto_rows))
-    print("\n" + sections[-1])
-    sections.append(published_section(results))
-    print("\n" + sections[-1])
-    _plot_nmi(results, algorithms, out / ("quality_nmi_smoke.png" if args.smoke else "quality_nmi.png"))
+    classic_results = {name: r for name, r in results.items() if "scores" in r}
+    if run_classic and classic_results:
+        sections.append("## Auto-K (silhouette sweep, k-means) against the true class count\n\n"
+                        + markdown_table(["dataset", "features", "true K", "chosen K", "range", "NMI at chosen K"],
+                                         auto_rows))
+        print("\n" + sections[-1])
+        sections.append(published_section(classic_results))
+        print("\n" + sections[-1])
+        _plot_nmi(classic_results, algorithms, out / ("quality_nmi_smoke.png" if args.smoke else "quality_nmi.png"))
+    if no_k:
+        sections.append(no_k_section(no_k, kit.default_backbone, args.seeds))
+        print("\n" + sections[-1])
+        print("\n" + "\n".join(target_line(name, result) for name, result in no_k.items()))
+    # Run alone, the no-K section writes its own files, so the full run's quality.* are kept.
+    stem = "quality" if run_classic else "quality_nok"
     suffix = "_smoke" if args.smoke else ""
-    common.write_json(out / f"quality{suffix}.json",
-                      dict(device=device, smoke=args.smoke, seeds=args.seeds, backbones=backbones,
-                           algorithms=algorithms, datasets=results,
-                           published=[row.__dict__ for row in PUBLISHED],
+    common.write_json(out / f"{stem}{suffix}.json",
+                      dict(device=device, smoke=args.smoke, seeds=args.seeds, sections=only, backbones=backbones,
+                           algorithms=algorithms if run_classic else [], datasets=results,
+                           no_k=no_k, published=[row.__dict__ for row in PUBLISHED] if run_classic else [],
                            total_seconds=time.perf_counter() - started))
-    common.save_markdown(out / f"quality{suffix}.md", "Quality benchmarks" + (" (smoke run)" if args.smoke else ""),
+    title = "Quality benchmarks" + ("" if run_classic else ": no K given")
+    common.save_markdown(out / f"{stem}{suffix}.md", title + (" (smoke run)" if args.smoke else ""),
                          sections, common.device_line(device))
-    print(f"\nWrote {out / f'quality{suffix}.json'} and {out / f'quality{suffix}.md'} "
+    print(f"\nWrote {out / f'{stem}{suffix}.json'} and {out / f'{stem}{suffix}.md'} "
           f"({time.perf_counter() - started:.0f} s in all)")
     return 0
 

@@ -115,3 +115,58 @@ def test_quality_smoke_prints_scores_on_a_real_dataset(tmp_path):
     nmi_mean, nmi_std = scores["raw pixels | kmeans"]["nmi"]
     assert 0.0 <= nmi_mean <= 1.0 and nmi_std >= 0.0
     assert report["datasets"]["coil20"]["auto_k"]["true_k"] == 20
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_quality_no_k_section_alone_writes_its_own_files(tmp_path):
+    if not (DATASETS / "coil20").is_dir():
+        pytest.skip("../shared/datasets/coil20 is not present (it sits beside the repo on the project's machines)")
+    proc = _run_module("benchmarks.quality", "--smoke", "--threads", "1", "--only", "nok", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert any("| dataset | true K | method | K found |" in line for line in _table_headers(proc.stdout)), \
+        proc.stdout[-2000:]
+    assert "target coil20:" in proc.stdout
+    assert not (tmp_path / "quality_smoke.json").exists()  # the full run's files are left alone
+    report = json.loads((tmp_path / "quality_nok_smoke.json").read_text())
+    result = report["no_k"]["coil20"]
+    assert result["true_k"] == 20
+    for key in ("leiden", "finch", "silhouette_sweep", "kmeans_true_k"):
+        assert 0.0 <= result[key]["nmi"][0] <= 1.0
+    assert set(result["at_true_k"]) == {"leiden", "kmeans", "spectral"}
+    assert result["at_true_k"]["leiden"]["found_k"] == [20]
+    assert isinstance(result["targets"]["met"], bool)
+
+
+def test_quality_rejects_an_unknown_section(tmp_path):
+    proc = _run_module("benchmarks.quality", "--smoke", "--only", "warp", "--out", str(tmp_path))
+    assert proc.returncode == 2
+    assert "unknown section" in proc.stderr
+
+
+@pytest.mark.slow
+def test_graph_scale_smoke_prints_every_section_and_writes_json(tmp_path):
+    proc = _run_module("benchmarks.graph_scale", "--smoke", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    headers = _table_headers(proc.stdout)
+    assert any("| run | stage | seconds | peak RSS MB (stage) |" in line for line in headers), proc.stdout[-2000:]
+    assert any("recall@10" in line for line in headers), proc.stdout[-2000:]
+    report = json.loads((tmp_path / "graph_scale_smoke.json").read_text())
+    assert report["smoke"] is True
+    sections = report["sections"]
+    assert set(sections) == {"leiden100k", "recall", "crossover", "threads", "million"}
+    assert sections["leiden100k"]["status"] == "ok"
+    assert {"synthesise", "graph (auto)", "Leiden (defaults)"} <= set(sections["leiden100k"]["stages"])
+    assert sections["leiden100k"]["peak_rss_mb"] > 0
+    for d in ("1280", "256"):
+        assert 0.0 <= sections["recall"][d]["recall"]["ivf"] <= 1.0
+        assert 0.0 <= sections["recall"][d]["recall"]["hnsw"] <= 1.0
+    assert sections["crossover"]["current_exact_budget"] > 0
+    assert sections["million"]["ivf"]["status"] == "ok"
+    assert (tmp_path / "graph_scale_smoke.md").read_text().startswith("# Neighbour graph and Leiden at scale")
+
+
+def test_graph_scale_rejects_an_unknown_section(tmp_path):
+    proc = _run_module("benchmarks.graph_scale", "--smoke", "--only", "warp", "--out", str(tmp_path))
+    assert proc.returncode == 2
+    assert "unknown section" in proc.stderr

@@ -84,7 +84,7 @@ def test_idec_beats_kmeans_on_cnn_features_of_ten_coil20_objects(tmp_path, share
         for f in sorted(obj.glob("*.png"))[::2]:
             shutil.copy(f, tmp_path / obj.name / f.name)
     base = dict(folder=str(tmp_path), n_clusters=10, embedding="none")
-    kmeans_run = run_pipeline(PipelineConfig(**base))
+    kmeans_run = run_pipeline(PipelineConfig(**base, algorithm="kmeans"))
     idec_run = run_pipeline(PipelineConfig(**base, algorithm="idec", algorithm_params=dict(
         hidden=(128, 64), pretrain_steps=300, max_epochs=20, batch_size=128, device="cpu")))
     assert idec_run.features.n_extracted == 0  # the same pretrained features, from the cache
