@@ -86,9 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="exactly N groups, or 'auto' to let the neighbour graph decide (default: auto)")
         p.add_argument("--resolution", type=_parse_resolution, default=None, metavar="R",
                        help="granularity of leiden: lower gives fewer, larger groups (default 1.0)")
-        p.add_argument("--k-selection", choices=("graph", "silhouette"), default="graph",
+        p.add_argument("--k-selection", choices=("graph", "silhouette", "silhouette-umap"), default="graph",
                        help="how an algorithm that needs K gets one under --k auto: the neighbour graph's "
-                            "communities (default) or a silhouette sweep over --k-range")
+                            "communities (default), a silhouette sweep over --k-range, or that sweep in a "
+                            "10-d UMAP space (needs umap-learn)")
         p.add_argument("--k-range", type=_parse_k_range, default=(2, 30), metavar="MIN:MAX",
                        help="range of the silhouette sweep (default 2:30)")
         p.add_argument("--param", type=_parse_param, action="append", default=[], metavar="NAME=VALUE",
@@ -219,7 +220,8 @@ def _k_note(result) -> str:
         return f"found {result.k} group(s) itself"
     if getattr(auto, "method", "") == "graph":
         return f"K = {result.k} (the neighbour graph's communities)"
-    return f"K = {result.k} (silhouette sweep {config.k_min}-{config.k_max})"
+    where = " in UMAP space" if config.k_selection == "silhouette-umap" else ""
+    return f"K = {result.k} (silhouette sweep {config.k_min}-{config.k_max}{where})"
 
 
 def _print_ladder(result, out) -> None:

@@ -18,7 +18,7 @@ from .progress import Cancelled, ProgressCallback, check, ensure, wrap_callback
 from .jsonable import to_jsonable as _jsonable
 
 #: How an algorithm that needs K gets one when none is given (see PipelineConfig).
-K_SELECTIONS = ("graph", "silhouette")
+K_SELECTIONS = ("graph", "silhouette", "silhouette-umap")
 
 # The share of the progress bar each stage gets: extraction dominates on a cold cache.
 _STAGE_SPANS = {
@@ -39,7 +39,8 @@ class PipelineConfig:
     (``n_clusters=None``) and gives the granularity levels. ``n_clusters=N`` gives exactly N
     groups with any algorithm. An algorithm that needs K, run without one, gets it from
     ``k_selection``: ``'graph'`` (the number of Leiden communities of the neighbour graph, the
-    default) or ``'silhouette'`` (the silhouette sweep over ``[k_min, k_max]``).
+    default), ``'silhouette'`` (the silhouette sweep over ``[k_min, k_max]``) or
+    ``'silhouette-umap'`` (the same sweep in a 10-d UMAP space, with umap-learn installed).
     """
 
     folder: str
@@ -283,10 +284,11 @@ def cluster(config: PipelineConfig, X: np.ndarray, progress: Optional[ProgressCa
     if spec.uses_k and n_clusters is None and not spec.k_optional:
         if config.k_selection not in K_SELECTIONS:
             raise ValueError(f"k_selection must be one of {K_SELECTIONS}, got {config.k_selection!r}")
-        if config.k_selection == "silhouette":
+        if config.k_selection.startswith("silhouette"):
             sweep_algorithm = config.algorithm if spec.supports_auto_k else "kmeans"
             auto_k = choose_k(X, algorithm=sweep_algorithm, k_min=config.k_min, k_max=config.k_max,
                               random_state=config.random_state,
+                              space="umap" if config.k_selection == "silhouette-umap" else "features",
                               progress=wrap_callback(progress, 0.0, 0.7, "Auto-K: "))
         else:
             auto_k = choose_k_from_graph(X, random_state=config.random_state,

@@ -72,3 +72,22 @@ def test_progress_and_cancel():
 
     with pytest.raises(Cancelled):
         choose_k(X, k_min=2, k_max=6, progress=cancel_at_k3)
+
+
+def test_the_sweep_can_score_in_a_umap_space():
+    pytest.importorskip("umap")
+    X, y = five_blobs(n=300)
+    result = choose_k(X, k_min=2, k_max=8, space="umap")
+    assert result.best_k == 5 and result.ks == list(range(2, 9))
+    assert adjusted_rand_score(y, result.labels) > 0.95
+    with pytest.raises(ValueError, match="space"):
+        choose_k(X, space="pixels")
+
+
+def test_the_umap_sweep_explains_a_missing_umap(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "umap", None)  # import umap raises ImportError
+    X, _ = five_blobs(n=100)
+    with pytest.raises(ValueError, match="umap-learn"):
+        choose_k(X, k_min=2, k_max=4, space="umap")
