@@ -445,6 +445,9 @@ class IDEC(DeepClusterEstimator):
 
         reporter.heartbeat(f"{k} nearest neighbours of every sample")
         _, indices = nearest_neighbors(data, k)
+        missing = indices < 0  # an approximate search (large sets) may find fewer than k
+        if missing.any():
+            indices = np.where(missing, indices[:, :1], indices)
         return torch.from_numpy(indices).to(device)
 
     def _graph_term(self, data_t: torch.Tensor, index: np.ndarray, z: torch.Tensor,
