@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     window.show()
     window.set_folder(args.folder)
     window.side_panel.set_algorithm("kmeans")
-    window.side_panel.set_k(None, (2, 10))
+    window.side_panel.set_k(None, (2, 10), k_selection="silhouette")  # the metrics shot shows the auto-K curve
     outcome: list[str] = []
     window.runFinished.connect(outcome.append)
     window.start_run()

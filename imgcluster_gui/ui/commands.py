@@ -75,3 +75,20 @@ class DeleteClusterCommand(SessionEditCommand):
 
     def __init__(self, session: ClusterSession, cluster: int, parent: Optional[QUndoCommand] = None) -> None:
         super().__init__(session, session.plan_delete_cluster(cluster), parent)
+
+
+class RegroupCommand(SessionEditCommand):
+    """Switch to granularity level ``level`` (the granularity control), optionally keeping hand placements.
+
+    The undo text names the number of groups ("Regroup into 20 groups"), and says when images
+    placed by hand were kept where they are.
+    """
+
+    def __init__(self, session: ClusterSession, level: int, keep_hand_placed: bool = True,
+                 parent: Optional[QUndoCommand] = None) -> None:
+        kept = int(session.hand_placed().size) if keep_hand_placed else 0
+        super().__init__(session, session.plan_regroup(level, keep_hand_placed=keep_hand_placed), parent)
+        self.level = int(level)
+        self.keep_hand_placed = bool(keep_hand_placed)
+        if kept:
+            self.setText(f"{self.edit.description} (keeping {kept} hand-placed image{'' if kept == 1 else 's'})")

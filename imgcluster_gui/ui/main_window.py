@@ -1,6 +1,7 @@
 """The main window: the side panel runs jobs; the grid, scatter and metrics show and edit the result.
 
-Layout: the cluster grid and the scatter plot share the centre (a splitter); the run settings
+Layout: the cluster grid (under the granularity control: fewer, larger <-> more, smaller groups,
+for graph clusterings) and the scatter plot share the centre (a splitter); the run settings
 (left), metrics (right), log and run list (bottom) are dock widgets the user can move, float or
 close.  Every long job runs on a :class:`~imgcluster_gui.ui.worker.BackgroundJob`; a failure
 shows a short message with the traceback under "Show Details…" (never a crash) and goes to the
@@ -20,8 +21,9 @@ from PySide6.QtWidgets import (QApplication, QButtonGroup, QDialog, QDialogButto
                                QFormLayout, QHBoxLayout, QLabel, QLineEdit, QMainWindow, QMessageBox, QPushButton,
                                QRadioButton, QSplitter, QStyle, QVBoxLayout, QWidget)
 
+from .granularity import GranularityBar, groups_text, label_counts
 from .log_panel import LogPanel
-from .metrics_panel import MetricsPanel
+from .metrics_panel import MetricsPanel, k_origin
 from .run_list import RunList, RunRecord
 from .scatter import ScatterView
 from .settings import AppSettings, autosave_path
@@ -154,9 +156,16 @@ class MainWindow(QMainWindow):
         self.loader = ThumbnailLoader(parent=self)
         self.grid = ClusterGridWidget(None, self.undo_stack, self.loader)
         self.grid.setObjectName("cluster_grid")
+        self.granularity_bar = GranularityBar()
+        grid_column = QWidget()
+        grid_layout = QVBoxLayout(grid_column)
+        grid_layout.setContentsMargins(0, 0, 0, 0)
+        grid_layout.setSpacing(0)
+        grid_layout.addWidget(self.granularity_bar)
+        grid_layout.addWidget(self.grid, 1)
         self.scatter = ScatterView(self.loader)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.addWidget(self.grid)
+        self.splitter.addWidget(grid_column)
         self.splitter.addWidget(self.scatter)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 2)
@@ -190,6 +199,9 @@ class MainWindow(QMainWindow):
         self.scatter.embeddingFailed.connect(self._on_embedding_failed)
         self.scatter.embeddingChanged.connect(self._on_embedding_changed)
         self.metrics_panel.metricsUpdated.connect(self._on_metrics_updated)
+        # The slider and the ladder table switch levels through the same undoable path.
+        self.granularity_bar.levelRequested.connect(self.set_granularity_level)
+        self.metrics_panel.levelActivated.connect(self.set_granularity_level)
         self.run_list.runActivated.connect(self._on_run_activated)
 
         self.side_panel.set_recent_folders(self.settings.recent_folders())
@@ -431,7 +443,7 @@ class MainWindow(QMainWindow):
         self._job = job
         self._run_started = time.monotonic()
         backbones = " + ".join(config.backbones)
-        k_text = "auto" if config.n_clusters is None else str(config.n_clusters)
+        k_text = self.side_panel.k_text()
         self.log_panel.info(f"Run {self.run_list.next_number()}: {config.folder} · {backbones} · "
                             f"{config.algorithm} · K {k_text}")
         self._status("Running…")
@@ -473,8 +485,11 @@ class MainWindow(QMainWindow):
         for note in getattr(result, "warnings", []) or []:
             self.log_panel.warning(note)
         n_clusters = len([c for c in session.cluster_ids() if c >= 0])
+        origin = k_origin(session)
+        levels = session.n_granularity_levels
+        steps = f"; {levels} granularity levels to choose from over the grid" if levels >= 2 else ""
         self.log_panel.info(f"Run {record.number} done in {format_duration(seconds)}: {len(session.paths)} images, "
-                            f"{n_clusters} clusters, {skipped} skipped.")
+                            f"{n_clusters} clusters, {skipped} skipped. {origin}{steps}.")
         self.settings.add_recent_folder(config.folder)
         self.side_panel.set_recent_folders(self.settings.recent_folders())
         self._rebuild_recent_menu()
@@ -487,7 +502,7 @@ class MainWindow(QMainWindow):
                          f"({len(session.paths)} images in {n_clusters} clusters).")
         else:
             self.side_panel.show_status(f"Done in {format_duration(seconds)}", 1.0)
-            self._status(f"Run {record.number}: {len(session.paths)} images in {n_clusters} clusters.")
+            self._status(f"Run {record.number}: {len(session.paths)} images in {n_clusters} clusters ({origin}).")
 
     def _on_run_failed(self, failure: JobFailure) -> None:
         self.side_panel.show_status(f"Failed: {failure.message}", 0.0)
@@ -539,6 +554,7 @@ class MainWindow(QMainWindow):
         if session is not None:
             self._unsubscribe = session.subscribe(self._on_session_event)
         self.grid.set_session(session)
+        self.granularity_bar.set_session(session)
         self.scatter.set_session(session)
         self.metrics_panel.set_session(session, history=history)
         self._update_title()
@@ -573,6 +589,59 @@ class MainWindow(QMainWindow):
                 return None
             name = text or None
         return self.grid.new_cluster_from_selection(name)
+
+    # ================================================================ granularity
+    def set_granularity_level(self, level: int, keep_hand_placed: Optional[bool] = None) -> bool:
+        """Show granularity level ``level`` of the session (an undoable edit); True when the labels changed.
+
+        With images placed by hand, ``keep_hand_placed=None`` asks (:meth:`ask_keep_hand_placed`)
+        whether they stay where they are; cancelling changes nothing.
+        """
+        from .commands import RegroupCommand
+
+        session = self.session
+        if session is None or session.n_granularity_levels < 2 or not 0 <= int(level) < session.n_granularity_levels:
+            return False
+        if keep_hand_placed is None:
+            placed = int(session.hand_placed().size)
+            if placed and session.granularity_level() != int(level):
+                choice = self.ask_keep_hand_placed(placed)
+                if choice is None:
+                    self._status("Regrouping cancelled.")
+                    return False
+                keep_hand_placed = choice
+            else:
+                keep_hand_placed = True
+        command = RegroupCommand(session, int(level), keep_hand_placed=bool(keep_hand_placed))
+        if command.edit.is_noop:
+            return False
+        self.undo_stack.push(command)
+        groups, unsorted = label_counts(session.labels)
+        self._status(f"{groups_text(groups, unsorted)} (Ctrl+Z goes back).")
+        self.log_panel.info(f"{command.text()}: level {int(level) + 1} of {session.n_granularity_levels}, "
+                            f"{command.edit.indices.size} image(s) changed group.")
+        return True
+
+    def ask_keep_hand_placed(self, count: int) -> Optional[bool]:
+        """Ask whether the ``count`` images placed by hand keep their place: True keep, False replace, None cancel."""
+        images = f"{count} hand-placed image" + ("" if count == 1 else "s")
+        box = QMessageBox(QMessageBox.Icon.Question, "Regroup the images",
+                          f"You placed {images} by hand. Keep them where they are, or regroup them too?",
+                          QMessageBox.StandardButton.NoButton, self)
+        box.setObjectName("hand_placed_box")
+        keep = box.addButton(f"Keep my {images} where they are", QMessageBox.ButtonRole.AcceptRole)
+        replace = box.addButton("Replace them too", QMessageBox.ButtonRole.DestructiveRole)
+        cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(keep)
+        box.setEscapeButton(cancel)
+        box.exec()
+        clicked = box.clickedButton()
+        box.deleteLater()
+        if clicked is keep:
+            return True
+        if clicked is replace:
+            return False
+        return None
 
     def _on_run_activated(self, number: int) -> None:
         record = self.run_list.record(number)
@@ -869,6 +938,7 @@ class MainWindow(QMainWindow):
             self._unsubscribe()
             self._unsubscribe = None
         self.scatter.set_session(None)
+        self.granularity_bar.set_session(None)
         self.metrics_panel.set_session(None)
         event.accept()
 

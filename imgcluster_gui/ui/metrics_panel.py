@@ -1,8 +1,10 @@
 """The metrics panel: how good the clustering is, and how it changed with hand edits.
 
 Shows silhouette, Calinski-Harabasz and Davies-Bouldin; NMI / ARI / ACC / purity when the
-session has ground truth; the per-cluster silhouette as a bar chart; the auto-K curve with the
-chosen K marked; and the per-epoch training curve of deep methods (``history_``).  After a
+session has ground truth; the granularity ladder of a graph clustering (one row per level, the
+shown one highlighted; double-click a row to switch to it); the per-cluster silhouette as a bar
+chart; the auto-K curve with the chosen K marked (a silhouette sweep); and the per-epoch training
+curve of deep methods (``history_``).  After a
 hand edit the metrics are recomputed (debounced, on a background thread) from the session.
 """
 
@@ -13,7 +15,9 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QFormLayout, QGroupBox, QHBoxLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtGui import QBrush, QColor, QFont
+from PySide6.QtWidgets import (QAbstractItemView, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
+                               QScrollArea, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from .scatter import cluster_colour
 from .worker import BackgroundJob, JobFailure
@@ -30,6 +34,15 @@ EXTERNAL_ROWS = (("nmi", "NMI", "{:.3f}", "Normalised mutual information with th
                  ("ari", "ARI", "{:.3f}", "Adjusted Rand index"),
                  ("acc", "ACC", "{:.3f}", "Accuracy after the best cluster-to-class matching"),
                  ("purity", "Purity", "{:.3f}", "Share of each cluster's majority class"))
+# The granularity ladder's columns: (header, key of a session.granularity summary, format, tooltip).
+LADDER_COLUMNS = (("Groups", "n_clusters", "{:d}", "Groups at this level (unsorted images not counted)"),
+                  ("Unsorted", "n_unsorted", "{:d}", "Images in no group at this level"),
+                  ("Resol.", "resolution", "{:.3g}", "Resolution of the graph clustering (lower: fewer, larger "
+                                                     "groups)"),
+                  ("Modul.", "modularity", "{:.2f}", "Modularity: how much denser the groups are than chance "
+                                                     "(higher: better separated)"),
+                  ("Silh.", "silhouette", "{:.2f}", "Mean silhouette of the level (sampled; higher is better)"))
+_CURRENT_LEVEL_BRUSH = QBrush(QColor("#fff2b3"))
 
 
 def _format(value: Any, fmt: str) -> str:
@@ -64,6 +77,7 @@ class MetricsPanel(QWidget):
     """
 
     metricsUpdated = Signal(dict)
+    levelActivated = Signal(int)
 
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
@@ -99,6 +113,27 @@ class MetricsPanel(QWidget):
         self.note.setWordWrap(True)
         self.note.setStyleSheet("color: #555")
         layout.addWidget(self.note)
+
+        self.ladder_box = QGroupBox("Granularity levels")
+        self.ladder_box.setObjectName("ladder_box")
+        self.ladder_box.setToolTip("The groupings the clustering found, fewest groups first. Double-click a row to "
+                                   "show it (Ctrl+Z undoes); the highlighted row is the one shown.")
+        ladder_layout = QVBoxLayout(self.ladder_box)
+        ladder_layout.setContentsMargins(4, 4, 4, 4)
+        self.ladder_table = QTableWidget(0, len(LADDER_COLUMNS))
+        self.ladder_table.setObjectName("ladder_table")
+        self.ladder_table.setHorizontalHeaderLabels([c[0] for c in LADDER_COLUMNS])
+        for column, (_title, _key, _fmt, tip) in enumerate(LADDER_COLUMNS):
+            self.ladder_table.horizontalHeaderItem(column).setToolTip(tip)
+        self.ladder_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.ladder_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.ladder_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.ladder_table.verticalHeader().setVisible(False)
+        self.ladder_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.ladder_table.horizontalHeader().setStretchLastSection(True)
+        self.ladder_table.cellDoubleClicked.connect(lambda row, _column: self.levelActivated.emit(int(row)))
+        ladder_layout.addWidget(self.ladder_table)
+        layout.addWidget(self.ladder_box)
 
         self.silhouette_plot = _plot("Silhouette per cluster", "silhouette", "cluster")
         self.silhouette_plot.setObjectName("silhouette_plot")
@@ -160,6 +195,7 @@ class MetricsPanel(QWidget):
         self._session = session
         if session is not None:
             self._unsubscribe = session.subscribe(self._on_session_event)
+        self._fill_ladder()
         self.set_history(history or [])
         self.show_metrics((getattr(session, "metrics", None) or {}) if session is not None else {})
 
@@ -167,6 +203,7 @@ class MetricsPanel(QWidget):
         kind = getattr(event, "kind", event)
         if kind in ("labels", "reset"):
             self.schedule_recompute()
+            self._highlight_ladder()
         elif kind == "metrics" and self._session is not None:
             self.show_metrics(self._session.metrics)
 
@@ -285,12 +322,16 @@ class MetricsPanel(QWidget):
         return [float(h) for h in self.bars.opts["height"]]
 
     def _draw_auto_k(self, auto_k: Optional[dict]) -> None:
+        """The silhouette sweep's curve; without a sweep the plot is hidden and its title says why."""
         if not auto_k or not auto_k.get("ks"):
             self.auto_k_curve.setData([], [])
             self.auto_k_marker.setData([], [])
             self.auto_k_line.hide()
-            self.auto_k_plot.setTitle("Auto-K: not used (K was given)", size="9pt", color="#777")
+            self.auto_k_plot.setTitle(f"Auto-K: not used ({k_origin(self._session, auto_k)})", size="9pt",
+                                      color="#777")
+            self.auto_k_plot.setVisible(False)
             return
+        self.auto_k_plot.setVisible(True)
         ks = [int(k) for k in auto_k["ks"]]
         scores = [np.nan if v is None else float(v) for v in auto_k.get("silhouette", [])]
         self.auto_k_curve.setData(ks, scores, connect="finite")
@@ -304,6 +345,65 @@ class MetricsPanel(QWidget):
     def auto_k_points(self) -> tuple[list[float], list[float]]:
         xs, ys = self.auto_k_curve.getData()
         return ([] if xs is None else list(xs)), ([] if ys is None else list(ys))
+
+    # ================================================================ granularity ladder
+    def _fill_ladder(self) -> None:
+        """One row per granularity level of the session (hidden when it has fewer than two)."""
+        session = self._session
+        levels = list(getattr(session, "granularity", None) or []) if session is not None else []
+        if session is None or int(getattr(session, "n_granularity_levels", 0) or 0) < 2:
+            levels = []
+        table = self.ladder_table
+        table.blockSignals(True)
+        table.setRowCount(len(levels))
+        for row, summary in enumerate(levels):
+            for column, (_title, key, fmt, _tip) in enumerate(LADDER_COLUMNS):
+                item = QTableWidgetItem(_format(summary.get(key), fmt))
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if summary.get("selected"):
+                    item.setToolTip("The level the clustering chose")
+                table.setItem(row, column, item)
+        table.blockSignals(False)
+        self.ladder_box.setVisible(bool(levels))
+        if levels:
+            rows_height = sum(table.rowHeight(r) for r in range(len(levels)))
+            table.setFixedHeight(min(rows_height, 10 * table.verticalHeader().defaultSectionSize())
+                                 + table.horizontalHeader().height() + 2 * table.frameWidth() + 2
+                                 # room for the horizontal scroll bar of a narrow dock
+                                 + table.horizontalScrollBar().sizeHint().height())
+        self._highlight_ladder()
+
+    def _highlight_ladder(self) -> None:
+        """Bold, tinted row for the level the grid shows now (none when the labels fit no level)."""
+        session = self._session
+        table = self.ladder_table
+        if session is None or table.rowCount() == 0:
+            self._ladder_current = None
+            return
+        current = session.granularity_level()
+        self._ladder_current = current
+        bold = QFont(table.font())
+        bold.setBold(True)
+        for row in range(table.rowCount()):
+            for column in range(table.columnCount()):
+                item = table.item(row, column)
+                item.setFont(bold if row == current else table.font())
+                item.setBackground(_CURRENT_LEVEL_BRUSH if row == current else QBrush())
+        table.blockSignals(True)
+        if current is None:
+            table.clearSelection()
+        else:
+            table.selectRow(current)
+        table.blockSignals(False)
+
+    def current_ladder_row(self) -> Optional[int]:
+        """The highlighted row (the level shown now), or None."""
+        return getattr(self, "_ladder_current", None)
+
+    def ladder_rows(self) -> list[list[str]]:
+        """The ladder table's texts, row by row."""
+        table = self.ladder_table
+        return [[table.item(r, c).text() for c in range(table.columnCount())] for r in range(table.rowCount())]
 
     def set_history(self, history: Sequence[dict], live: bool = False) -> None:
         """Plot a deep method's per-epoch ``history_`` (loss, NMI between epochs, NMI to the truth).
@@ -334,6 +434,45 @@ class MetricsPanel(QWidget):
 
     def training_title(self) -> str:
         return str(self.training_plot.getPlotItem().titleLabel.text)
+
+
+def k_origin(session: Any, auto_k: Optional[dict] = None) -> str:
+    """How the session's number of groups came about, in words ('Leiden found 20 groups', 'K = 15 from the
+    neighbour graph', 'K was given')."""
+    auto_k = auto_k if auto_k is not None else ((getattr(session, "metrics", None) or {}).get("auto_k")
+                                                if session is not None else None)
+    if auto_k and auto_k.get("method") == "graph":
+        return f"K = {int(auto_k.get('best_k', 0))} from the neighbour graph"
+    if auto_k and auto_k.get("method") == "silhouette":
+        return f"K = {int(auto_k.get('best_k', 0))} from the silhouette sweep"
+    settings = dict(getattr(session, "settings", None) or {}) if session is not None else {}
+    algorithm = settings.get("algorithm")
+    spec = None
+    if algorithm:
+        from ..core.clustering.registry import get_algorithm
+
+        try:
+            spec = get_algorithm(str(algorithm))
+        except KeyError:
+            spec = None
+    if spec is not None and (not spec.uses_k or (getattr(spec, "k_optional", False)
+                                                 and settings.get("n_clusters") is None)):
+        groups = _selected_groups(session)
+        return f"{str(spec.name).split(' (')[0]} found {groups} group" + ("" if groups == 1 else "s")
+    if settings.get("n_clusters") is not None:
+        return f"K = {int(settings['n_clusters'])} was given"
+    return "K was given"
+
+
+def _selected_groups(session: Any) -> int:
+    """Groups of the level the clustering chose (else of the original labels)."""
+    from ..core.session import count_clusters
+
+    for summary in getattr(session, "granularity", None) or []:
+        if summary.get("selected"):
+            return int(summary.get("n_clusters", 0))
+    labels = getattr(session, "original_labels", None)
+    return count_clusters(labels) if labels is not None else 0
 
 
 def training_title(row: dict, live: bool = False) -> str:

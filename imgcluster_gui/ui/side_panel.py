@@ -4,6 +4,8 @@ It turns the user's choices into a :class:`~imgcluster_gui.core.pipeline.Pipelin
 (:meth:`SidePanel.config`), remembers them between launches (:meth:`state` /
 :meth:`restore_state`) and shows the running job's progress.  The backbone list and the
 algorithm combo come from the core registries, so new entries appear without GUI changes.
+The defaults are the core's (:class:`PipelineConfig`): Leiden with an automatic number of groups;
+for an algorithm that needs K, automatic means K from the neighbour graph, or a silhouette sweep.
 """
 
 from __future__ import annotations
@@ -21,12 +23,26 @@ from .worker import ProgressInfo
 
 # Values the device combo maps to PipelineConfig.device.
 DEVICES = (("Automatic (GPU when available)", "auto"), ("CPU", "cpu"), ("GPU (CUDA)", "cuda"))
+# How an algorithm that needs K gets one when K is automatic (PipelineConfig.k_selection).
+K_SELECTIONS = (("neighbour graph", "graph"), ("silhouette sweep", "silhouette"))
 GROUND_TRUTH_SOURCES = (("Sub-folder names", "subfolders"), ("Labels CSV…", "csv"), ("None", "none"))
 # The auto-K sweep's range limits: a silhouette sweep past a few hundred clusters is not useful.
 K_LIMIT = 1000
 DEFAULT_K = 5
 DEFAULT_K_RANGE = (2, 30)
 PCA_LIMIT = 4096
+
+
+def _default_config_value(name: str) -> Any:
+    """The :class:`PipelineConfig` default of field ``name`` (the window's defaults follow the core's)."""
+    from ..core.pipeline import PipelineConfig
+
+    return PipelineConfig.__dataclass_fields__[name].default
+
+
+def _short_name(spec: Any) -> str:
+    """``'Leiden'`` from ``'Leiden (automatic groups)'``."""
+    return str(spec.name).split(" (")[0]
 
 
 class SidePanel(QWidget):
@@ -78,6 +94,7 @@ class SidePanel(QWidget):
         outer.addWidget(self._build_run_box())
 
         self._on_backbones_changed()
+        self.set_algorithm(str(_default_config_value("algorithm")))  # the core's default (Leiden)
         self._on_algorithm_changed()
         self.set_running(False)
 
@@ -169,18 +186,31 @@ class SidePanel(QWidget):
         self.algorithm_combo.currentIndexChanged.connect(lambda _i: self._on_algorithm_changed())
         form.addRow("Algorithm", self.algorithm_combo)
 
-        k_row = QHBoxLayout()
         self.k_spin = QSpinBox()
         self.k_spin.setObjectName("k_spin")
         self.k_spin.setRange(1, K_LIMIT)
         self.k_spin.setValue(DEFAULT_K)
-        self.auto_k_check = QCheckBox("Auto")
+        form.addRow("Clusters (K)", self.k_spin)
+        # Automatic by default, as the core's: the algorithm's own count, or K from the graph.
+        self.auto_k_check = QCheckBox("Automatic")
         self.auto_k_check.setObjectName("auto_k_check")
-        self.auto_k_check.setToolTip("Choose K by a silhouette sweep over the range.")
+        self.auto_k_check.setChecked(_default_config_value("n_clusters") is None)
         self.auto_k_check.toggled.connect(lambda _c: self._update_k_widgets())
-        k_row.addWidget(self.k_spin, 1)
-        k_row.addWidget(self.auto_k_check)
-        form.addRow("Clusters (K)", k_row)
+        form.addRow("", self.auto_k_check)
+
+        self.k_selection_combo = QComboBox()
+        self.k_selection_combo.setObjectName("k_selection_combo")
+        for text, value in K_SELECTIONS:
+            self.k_selection_combo.addItem(text, value)
+        self.k_selection_combo.setCurrentIndex(max(0, self.k_selection_combo.findData(
+            _default_config_value("k_selection"))))
+        self.k_selection_combo.setItemData(0, "The number of communities Leiden finds in the neighbour graph (fast)",
+                                           Qt.ItemDataRole.ToolTipRole)
+        self.k_selection_combo.setItemData(1, "Run the algorithm for every K of the range and keep the best "
+                                              "silhouette (slow on large folders)", Qt.ItemDataRole.ToolTipRole)
+        self.k_selection_combo.currentIndexChanged.connect(lambda _i: self._update_k_widgets())
+        self.k_selection_label = QLabel("K from")
+        form.addRow(self.k_selection_label, self.k_selection_combo)
 
         range_row = QHBoxLayout()
         self.k_min_spin = QSpinBox()
@@ -192,8 +222,9 @@ class SidePanel(QWidget):
         range_row.addWidget(self.k_min_spin)
         range_row.addWidget(QLabel("to"))
         range_row.addWidget(self.k_max_spin)
-        self.k_range_label = QLabel("Auto range")
+        self.k_range_label = QLabel("Sweep range")
         form.addRow(self.k_range_label, range_row)
+        self._k_form = form
         layout.addLayout(form)
 
         self.param_box = QGroupBox("Parameters")
@@ -302,15 +333,42 @@ class SidePanel(QWidget):
 
     def _update_k_widgets(self) -> None:
         spec = self._current_algorithm()
-        self.k_spin.setEnabled(spec.uses_k and not self.auto_k_check.isChecked())
-        self.auto_k_check.setEnabled(spec.uses_k)
+        optional = bool(getattr(spec, "k_optional", False))
         auto = spec.uses_k and self.auto_k_check.isChecked()
+        self.k_spin.setEnabled(spec.uses_k and not auto)
+        self.auto_k_check.setEnabled(spec.uses_k)
+        if optional:
+            self.auto_k_check.setText("Automatic (found by the graph)")
+            self.auto_k_check.setToolTip(f"{_short_name(spec)} finds the number of groups itself; the granularity "
+                                         "control over the grid then gives fewer or more groups. Untick to ask "
+                                         "for exactly K.")
+        else:
+            self.auto_k_check.setText("Automatic")
+            self.auto_k_check.setToolTip("Choose K for you: from the neighbour graph, or by a silhouette sweep.")
+        # 'K from' only means something for an algorithm that needs K, when K is automatic.
+        chooses_k = auto and not optional
+        self._k_form.setRowVisible(self.k_selection_combo, chooses_k)
+        sweep = chooses_k and self.k_selection_combo.currentData() == "silhouette"
+        self._k_form.setRowVisible(self.k_range_label, sweep)
         for widget in (self.k_min_spin, self.k_max_spin, self.k_range_label):
-            widget.setEnabled(auto)
+            widget.setEnabled(sweep)
         if not spec.uses_k:
             self.k_spin.setToolTip(f"{spec.name} finds the number of clusters itself.")
         else:
             self.k_spin.setToolTip("Number of clusters")
+
+    def k_text(self) -> str:
+        """How the next run gets its number of groups, in words (for the log)."""
+        spec = self._current_algorithm()
+        if not spec.uses_k:
+            return "found by the algorithm"
+        if not self.auto_k_check.isChecked():
+            return str(self.k_spin.value())
+        if getattr(spec, "k_optional", False):
+            return "automatic (found by the graph)"
+        if self.k_selection_combo.currentData() == "silhouette":
+            return f"from a silhouette sweep {self.k_min_spin.value()}–{self.k_max_spin.value()}"
+        return "from the neighbour graph"
 
     def _update_csv_widgets(self) -> None:
         uses_csv = self.ground_truth_combo.currentData() == "csv"
@@ -368,9 +426,15 @@ class SidePanel(QWidget):
         if index >= 0:
             self.algorithm_combo.setCurrentIndex(index)
 
-    def set_k(self, k: Optional[int], k_range: Optional[tuple[int, int]] = None) -> None:
-        """``k=None`` ticks Auto; ``k_range`` sets the sweep range."""
+    def set_k(self, k: Optional[int], k_range: Optional[tuple[int, int]] = None,
+              k_selection: Optional[str] = None) -> None:
+        """``k=None`` ticks Automatic; ``k_range`` sets the sweep range, ``k_selection`` 'graph' / 'silhouette'."""
+        index = -1 if k_selection is None else self.k_selection_combo.findData(k_selection)
+        if k_selection is not None and index < 0:
+            raise ValueError(f"k_selection must be one of {[v for _t, v in K_SELECTIONS]}, got {k_selection!r}")
         self.auto_k_check.setChecked(k is None)
+        if index >= 0:
+            self.k_selection_combo.setCurrentIndex(index)
         if k is not None:
             self.k_spin.setValue(int(k))
         if k_range is not None:
@@ -399,8 +463,10 @@ class SidePanel(QWidget):
         defaults = {p.name: p.default for p in spec.params}
         params = {name: value for name, value in params.items() if value != defaults.get(name)}
         auto = spec.uses_k and self.auto_k_check.isChecked()
+        k_selection = str(self.k_selection_combo.currentData())
+        sweep = auto and not getattr(spec, "k_optional", False) and k_selection == "silhouette"
         k_min, k_max = self.k_min_spin.value(), self.k_max_spin.value()
-        if auto and k_min > k_max:
+        if sweep and k_min > k_max:
             raise ValueError(f"The auto-K range is empty ({k_min} to {k_max}).")
         source = self.ground_truth_combo.currentData()
         labels_csv = self.labels_csv_edit.text().strip() if source == "csv" else None
@@ -414,7 +480,7 @@ class SidePanel(QWidget):
             layer=self.layer_combo.currentData(), device=self.device_combo.currentData(),
             pca_dims=pca_dims, whiten=self.whiten_check.isChecked(), l2=self.l2_check.isChecked(),
             algorithm=spec.id, n_clusters=None if auto else (self.k_spin.value() if spec.uses_k else None),
-            k_min=k_min, k_max=k_max, algorithm_params=params, embedding=embedding,
+            k_selection=k_selection, k_min=k_min, k_max=k_max, algorithm_params=params, embedding=embedding,
             labels_csv=labels_csv, use_subfolder_labels=(source == "subfolders"))
 
     def state(self) -> dict[str, Any]:
@@ -429,7 +495,8 @@ class SidePanel(QWidget):
             "pca_dims": self.pca_spin.value(), "whiten": self.whiten_check.isChecked(),
             "l2": self.l2_check.isChecked(), "device": self.device_combo.currentData(),
             "algorithm": self._current_algorithm().id, "k": self.k_spin.value(),
-            "auto_k": self.auto_k_check.isChecked(), "k_min": self.k_min_spin.value(),
+            "auto_k": self.auto_k_check.isChecked(), "k_selection": self.k_selection_combo.currentData(),
+            "k_min": self.k_min_spin.value(),
             "k_max": self.k_max_spin.value(), "params": self._param_values,
             "ground_truth": self.ground_truth_combo.currentData(), "labels_csv": self.labels_csv_edit.text(),
         }
@@ -461,7 +528,8 @@ class SidePanel(QWidget):
             combo_to(self.algorithm_combo, state.get("algorithm"))
             self._on_algorithm_changed()
             self.k_spin.setValue(int(state.get("k", DEFAULT_K)))
-            self.auto_k_check.setChecked(bool(state.get("auto_k", False)))
+            self.auto_k_check.setChecked(bool(state.get("auto_k", True)))
+            combo_to(self.k_selection_combo, state.get("k_selection"))
             self.k_min_spin.setValue(int(state.get("k_min", DEFAULT_K_RANGE[0])))
             self.k_max_spin.setValue(int(state.get("k_max", DEFAULT_K_RANGE[1])))
             combo_to(self.ground_truth_combo, state.get("ground_truth"))

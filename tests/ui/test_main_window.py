@@ -492,3 +492,29 @@ def test_unreadable_files_are_skipped_with_their_reason_in_the_log(qtbot, window
     lines = [line for line in window.log_panel.text().splitlines() if "broken.png" in line]
     assert lines and lines[0].startswith("[warning] Skipped") and ":" in lines[0].split("broken.png", 1)[1]
     assert "1 skipped" in window.log_panel.text()
+
+
+def test_default_run_is_leiden_and_the_granularity_control_regroups_it(qtbot, window, image_folder):
+    window.set_folder(str(image_folder))
+    panel = window.side_panel
+    assert panel.algorithm_combo.currentData() == "leiden" and panel.auto_k_check.isChecked()
+    assert _run(qtbot, window) == "succeeded"
+    session = window.session
+    groups = len([c for c in session.cluster_ids() if c >= 0])
+    # How K came about is said in the log and the status bar.
+    assert f"Leiden found {groups} group" in window.log_panel.text()
+    assert f"Leiden found {groups} group" in window.status_label.text()
+    assert "K automatic (found by the graph)" in window.log_panel.text()
+    assert session.n_granularity_levels >= 2, session.granularity
+    bar = window.granularity_bar
+    assert bar.is_active() and bar.level() == session.granularity_level()
+    assert len(window.metrics_panel.ladder_rows()) == session.n_granularity_levels
+    before = session.labels.copy()
+    other = 0 if bar.level() != 0 else session.n_granularity_levels - 1
+    bar.slider.setValue(other)
+    expected = session.granularity[other]["n_clusters"]
+    assert _grid_cluster_count(window) - (1 if -1 in window.grid.sections() else 0) == expected
+    assert window.scatter.point_colours() == [cluster_colour(int(c)).name() for c in session.labels]
+    window.undo_action.trigger()
+    np.testing.assert_array_equal(session.labels, before)
+    assert bar.level() == session.granularity_level() != other
