@@ -6,11 +6,12 @@ built once, cached on disk beside the features, and never by an O(N^2) dense dis
 
 Search
     Exact (``faiss.IndexFlatIP`` / ``IndexFlatL2``, blocked so that cancel works) while
-    ``n_samples * n_samples * n_features`` stays under :data:`EXACT_BUDGET` (about 15 s of BLAS
-    on a 2-core laptop: ~100,000 points at 256 dimensions, ~40,000 at 1280), approximate above
-    it: an inverted file (``IndexIVFFlat``, the default: its batched search of all points is the
-    fastest at 100k-1M points) or HNSW (``IndexHNSWFlat``). ``benchmarks/graph_scale.py`` prints
-    the recall@10 of each against exact.
+    ``n_samples * n_samples * n_features`` stays under :data:`EXACT_BUDGET` (the measured
+    crossover with the approximate search on 2 cores), approximate above it: an inverted file
+    (``IndexIVFFlat``, the default: its batched search of all points is the fastest at 100k-1M
+    points) or HNSW (``IndexHNSWFlat``). Features wider than :data:`SEARCH_DIMS` are searched in
+    a PCA projection and the 2k candidates re-ranked by their exact distance in the full space.
+    ``benchmarks/graph_scale.py`` prints the recall@10 of each against exact.
 Metric
     ``'cosine'`` (the default for CNN features) searches the L2-normalised rows by inner
     product; ``'euclidean'`` the rows as given. Distances are always *squared Euclidean* in the
@@ -51,8 +52,13 @@ METRICS = ("cosine", "euclidean")
 METHODS = ("auto", "exact", "ivf", "hnsw")
 WEIGHTINGS = ("binary", "similarity", "snn", "fuzzy")
 SYMMETRIZE = ("union", "mutual")
-#: n_samples^2 * n_features below which the exact search is used by ``method='auto'``.
-EXACT_BUDGET = 2.5e12
+#: n_samples^2 * n_features below which the exact search is used by ``method='auto'``: measured
+#: crossover of exact and IVF search on 2 cores (benchmarks/graph_scale.py): ~11,000 points at
+#: 1280 dimensions, ~24,000 at 256.
+EXACT_BUDGET = 1.5e11
+#: Approximate searches on wider features search a PCA projection to this many dimensions, then
+#: re-rank the candidates by their exact distance in the full space.
+SEARCH_DIMS = 256
 THREADS_ENV_VAR = "IMGCLUSTER_GRAPH_THREADS"
 #: Graphs kept in memory (the granularity ladder and several algorithms reuse the same one).
 _MEMORY_SLOTS = 4
@@ -345,15 +351,24 @@ def build_knn_graph(X: Any, n_neighbors: int = 15, metric: str = "cosine", metho
     faiss.omp_set_num_threads(int(threads or default_threads()))
     inner_product = stored_metric == "cosine"
     report(0.0, f"neighbour graph ({resolved}, {n_samples} images)")
-    index = _build_index(faiss, data, resolved, inner_product, k, random_state, report)
-    # One more than asked: a point usually finds itself first and is dropped below.
-    search_k = min(k + 1, n_samples)
+    searched = data
+    rerank = resolved != "exact" and n_features > SEARCH_DIMS
+    if rerank:
+        searched = _pca_projection(faiss, data, SEARCH_DIMS, inner_product, random_state)
+        check(report, "neighbour graph: projected")
+    index = _build_index(faiss, searched, resolved, inner_product, k, random_state, report)
+    # One more than asked: a point usually finds itself first and is dropped below. A projected
+    # search collects twice as many candidates for the exact re-ranking.
+    search_k = min((2 * k if rerank else k) + 1, n_samples)
     indices = np.empty((n_samples, k), dtype=np.int64)
     distances = np.empty((n_samples, k), dtype=np.float32)
     for start in range(0, n_samples, _BLOCK_ROWS):
         stop = min(start + _BLOCK_ROWS, n_samples)
-        scores, found = index.search(data[start:stop], search_k)
-        rows_idx, rows_dist = _drop_self(found, scores, np.arange(start, stop), k, inner_product)
+        rows = np.arange(start, stop)
+        scores, found = index.search(searched[start:stop], search_k)
+        if rerank:
+            found, scores = _rerank(data, rows, found, inner_product)
+        rows_idx, rows_dist = _drop_self(found, scores, rows, k, inner_product)
         indices[start:stop] = rows_idx
         distances[start:stop] = rows_dist
         report(0.2 + 0.8 * stop / n_samples, f"neighbour graph: {stop}/{n_samples}")
@@ -361,6 +376,45 @@ def build_knn_graph(X: Any, n_neighbors: int = 15, metric: str = "cosine", metho
     if store is not None:
         store.put(graph)
     return graph
+
+
+def _pca_projection(faiss: Any, data: np.ndarray, dims: int, inner_product: bool, random_state: int) -> np.ndarray:
+    """``data`` projected on its first ``dims`` principal axes (trained on a sample); unit rows
+    again for a cosine search, so inner products stay cosines of the projection."""
+    rng = np.random.default_rng(random_state)
+    n_samples, n_features = data.shape
+    sample = data[np.sort(rng.choice(n_samples, size=min(n_samples, 20000), replace=False))]
+    pca = faiss.PCAMatrix(n_features, dims)
+    pca.train(sample)
+    projected = np.empty((n_samples, dims), dtype=np.float32)
+    for start in range(0, n_samples, 8 * _BLOCK_ROWS):
+        projected[start:start + 8 * _BLOCK_ROWS] = pca.apply(data[start:start + 8 * _BLOCK_ROWS])
+    if inner_product:
+        projected /= np.maximum(np.linalg.norm(projected, axis=1, keepdims=True), 1e-12)
+    return projected
+
+
+def _rerank(data: np.ndarray, rows: np.ndarray, found: np.ndarray, inner_product: bool,
+            block: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """The candidates of each row sorted by their exact score in the full space (faiss's convention:
+    inner products descending, squared distances ascending); missing candidates (-1) last."""
+    found = found.astype(np.int64, copy=False)
+    scores = np.empty(found.shape, dtype=np.float32)
+    for start in range(0, len(rows), block):
+        stop = min(start + block, len(rows))
+        candidates = np.where(found[start:stop] >= 0, found[start:stop], rows[start:stop, None])
+        vectors = data[candidates]  # (block, m, d)
+        query = data[rows[start:stop]][:, None, :]
+        if inner_product:
+            part = np.einsum("bmd,bod->bm", vectors, query)
+            part[found[start:stop] < 0] = -np.inf
+        else:
+            difference = vectors - query
+            part = np.einsum("bmd,bmd->bm", difference, difference)
+            part[found[start:stop] < 0] = np.inf
+        scores[start:stop] = part
+    order = np.argsort(-scores if inner_product else scores, axis=1, kind="stable")
+    return np.take_along_axis(found, order, axis=1), np.take_along_axis(scores, order, axis=1)
 
 
 def _build_index(faiss: Any, data: np.ndarray, method: str, inner_product: bool, k: int,
@@ -378,14 +432,16 @@ def _build_index(faiss: Any, data: np.ndarray, method: str, inner_product: bool,
             report(0.2 * min(1.0, (start + 8 * _BLOCK_ROWS) / n_samples), "neighbour graph: indexing")
         return index
     else:
-        # Inverted file: ~4 sqrt(N) lists, trained on a sample, 1/32 of them probed (at least 16);
+        # Inverted file: ~2 sqrt(N) lists, trained on a sample, 1/32 of them probed (at least 16);
         # benchmarks/graph_scale.py measures the recall@10 this gives against exact.
-        # (faiss wants >= 39 training points per list.)
-        n_lists = int(max(1, min(4 * np.sqrt(n_samples), n_samples // 40, 16384)))
+        # (faiss wants >= 39 training points per list; 10 training iterations are plenty for a
+        # coarse quantiser and cost a quarter of faiss's default 25.)
+        n_lists = int(max(1, min(2 * np.sqrt(n_samples), n_samples // 40, 16384)))
         quantizer = faiss.IndexFlatIP(n_features) if inner_product else faiss.IndexFlatL2(n_features)
         index = faiss.IndexIVFFlat(quantizer, n_features, n_lists, faiss_metric)
+        index.cp.niter = 10
         rng = np.random.default_rng(random_state)
-        sample_size = min(n_samples, max(64 * n_lists, 10000))
+        sample_size = min(n_samples, max(40 * n_lists, 10000))
         sample = data[np.sort(rng.choice(n_samples, size=sample_size, replace=False))]
         check(report, "neighbour graph: training the index")
         index.train(sample)

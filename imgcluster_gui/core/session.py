@@ -389,13 +389,21 @@ class ClusterSession:
         return None
 
     def hand_placed(self) -> np.ndarray:
-        """Indices (ascending) of the images a hand edit moved, and that are not back where they started."""
-        moved = [edit.indices for edit in self.history
-                 if edit.indices.size and not edit.description.startswith(REGROUP_PREFIX)]
-        if not moved:
-            return np.zeros(0, dtype=np.int64)
-        touched = np.unique(np.concatenate(moved))
-        return touched[self.labels[touched] != self.original_labels[touched]]
+        """Indices (ascending) of the images whose latest change was a hand edit (not a regroup).
+
+        An image a person dragged stays hand-placed through regroups that keep it; a regroup that
+        replaces its placement ("replace them too") makes it follow the levels again.
+        """
+        seen = np.zeros(len(self.paths), dtype=bool)
+        placed = np.zeros(len(self.paths), dtype=bool)
+        for edit in reversed(self.history):
+            if not edit.indices.size:
+                continue
+            fresh = edit.indices[~seen[edit.indices]]
+            if not edit.description.startswith(REGROUP_PREFIX):
+                placed[fresh] = True
+            seen[edit.indices] = True
+        return np.flatnonzero(placed).astype(np.int64)
 
     def plan_regroup(self, level: int, keep_hand_placed: bool = True) -> Edit:
         """Switch to granularity level ``level`` (an undoable edit).

@@ -319,3 +319,21 @@ def test_granularity_levels_survive_save_and_load(tmp_path):
     assert reopened.granularity_level() == 2
     with pytest.raises(ValueError, match="level summaries"):
         ClusterSession(["/a.png", "/b.png"], [0, 1], granularity_labels=[[0], [1]], granularity=[])
+
+
+def test_replacing_hand_placements_makes_those_images_follow_the_levels_again():
+    chosen = np.repeat([0, 1], 4)
+    fewer = np.zeros(8, dtype=np.int64)
+    more = np.array([0, 0, 2, 2, 1, 1, 3, 3])
+    session = ClusterSession([f"/x/{i}.png" for i in range(8)], chosen,
+                             granularity_labels=np.stack([fewer, chosen, more], axis=1),
+                             granularity=[{"n_clusters": 1}, {"n_clusters": 2, "selected": True}, {"n_clusters": 4}])
+    session.move([2], 1)
+    session.regroup(2, keep_hand_placed=False)
+    assert session.hand_placed().size == 0
+    session.regroup(0, keep_hand_placed=True)
+    assert session.labels.tolist() == [0] * 8  # no stray group left at the one-group level
+    session.move([5], 1)  # dragged by hand back into the group it started in: still placed by hand
+    assert session.hand_placed().tolist() == [5]
+    session.regroup(2, keep_hand_placed=True)
+    assert session.labels[5] == 1 and session.labels[4] == 1 and session.labels[6] == 3
