@@ -526,7 +526,7 @@ class ClusterGridWidget(QWidget):
         loader.thumbnailReady.connect(self._on_thumbnail_ready)
         self.set_session(session)
         # A deleted grid must not stay subscribed to a session that outlives it.
-        self.destroyed.connect(_unsubscriber(self))
+        self.destroyed.connect(unsubscriber_on_destroy(self))
 
     # ------------------------------------------------------------------ session
     def session(self) -> Optional[ClusterSession]:
@@ -854,8 +854,9 @@ class ClusterGridWidget(QWidget):
         self._selection_timer.stop()
 
 
-def _unsubscriber(grid: ClusterGridWidget) -> Callable[..., None]:
-    holder = grid.__dict__  # the Python side outlives the C++ widget
+def unsubscriber_on_destroy(widget: Any) -> Callable[..., None]:
+    """A ``destroyed`` slot that ends ``widget._unsubscribe``'s session subscription (grid, granularity bar)."""
+    holder = widget.__dict__  # the Python side outlives the C++ widget
 
     def on_destroyed(*_args: Any) -> None:
         unsubscribe = holder.get("_unsubscribe")

@@ -17,6 +17,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QSlider, QWidget
 
 from ..core.session import UNASSIGNED
+from .cluster_grid import unsubscriber_on_destroy as _unsubscriber
 
 NO_LEVELS_TIP = ("This result has a single grouping. Leiden and FINCH runs (automatic number of groups) "
                  "give levels to choose from here without re-running.")
@@ -192,15 +193,3 @@ class GranularityBar(QWidget):
             self.slider.setSliderPosition(int(value))
         finally:
             self._updating = False
-
-
-def _unsubscriber(bar: GranularityBar) -> Callable[..., None]:
-    holder = bar.__dict__  # the Python side outlives the C++ widget (as the grid's)
-
-    def on_destroyed(*_args: Any) -> None:
-        unsubscribe = holder.get("_unsubscribe")
-        if unsubscribe is not None:
-            unsubscribe()
-            holder["_unsubscribe"] = None
-
-    return on_destroyed
