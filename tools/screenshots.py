@@ -4,9 +4,10 @@ Usage::
 
     python tools/screenshots.py [--folder resources/sample_images] [--out docs/screenshots]
 
-Runs the real main window on the folder (auto-K over 2-10 with the offline default backbone),
-waits for the worker, then grabs ``main_grid.png`` (the whole window), ``scatter.png`` (the
-scatter plot with a lasso selection and a hover card) and ``metrics.png`` (the metrics panel).
+Runs the real main window on the folder (the default run: Leiden finds the groups, offline default
+backbone), waits for the worker, then grabs ``main_grid.png`` (the whole window), ``scatter.png`` (the
+scatter plot with a lasso selection and a hover card) and ``metrics.png`` (the metrics panel with
+the granularity levels).
 Without a display it uses Qt's offscreen platform; settings, autosave and caches go to a
 temporary folder so the user's own are never touched.
 """
@@ -66,8 +67,6 @@ def main(argv=None) -> int:
     window.resize(1600, 1000)
     window.show()
     window.set_folder(args.folder)
-    window.side_panel.set_algorithm("kmeans")
-    window.side_panel.set_k(None, (2, 10), k_selection="silhouette")  # the metrics shot shows the auto-K curve
     outcome: list[str] = []
     window.runFinished.connect(outcome.append)
     window.start_run()
