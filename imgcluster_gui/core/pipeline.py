@@ -132,8 +132,7 @@ class PipelineResult:
             "device": str(getattr(self.features, "device", "")),
             "n_unsorted": int(np.count_nonzero(np.asarray(self.labels) < 0)),
             "k_selection": None if self.auto_k is None else _auto_k_dict(self.auto_k).get("method"),
-            "granularity": [level.summary() | {"selected": bool(level.extra.get("selected"))}
-                            for level in (self.levels or [])],
+            "granularity": [level.summary() for level in (self.levels or [])],
         }
 
     def to_session(self):
@@ -159,7 +158,7 @@ class PipelineResult:
             settings=self.config.to_dict(),
             root=str(self.config.folder),
             granularity_labels=granularity_labels,
-            granularity=[level.summary() | {"selected": bool(level.extra.get("selected"))} for level in levels] or None,
+            granularity=[level.summary() for level in levels] or None,
         )
         session.trained_model = self.estimator  # saved beside the session file only for trained networks
         return session
@@ -413,13 +412,6 @@ def run_pipeline(config: PipelineConfig, progress: Optional[ProgressCallback] = 
     return result
 
 
-def spec_of(config: PipelineConfig) -> Any:
-    """The registry entry of the configured algorithm."""
-    from .clustering.registry import get_algorithm
-
-    return get_algorithm(config.algorithm)
-
-
 def granularity_levels(estimator: Any, X: np.ndarray, progress: Optional[ProgressCallback] = None,
                        silhouette_sample: int = 2000) -> list:
     """The estimator's granularity ladder, each level with its (sampled) silhouette.
@@ -430,7 +422,7 @@ def granularity_levels(estimator: Any, X: np.ndarray, progress: Optional[Progres
     X : ndarray
         The features the estimator was fitted on.
     silhouette_sample : int
-        Images the per-level silhouette is computed on (stratified sample above that size).
+        Images the per-level silhouette is computed on (one random sample shared by every level).
     """
     from .metrics import silhouettes_of
 

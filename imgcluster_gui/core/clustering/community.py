@@ -76,8 +76,9 @@ class GranularityLevel:
     extra: dict = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        """The level without its labels (JSON-able)."""
+        """The level without its labels (JSON-able), ``selected`` True on the fitted result's level."""
         return {"n_clusters": int(self.n_clusters), "n_unsorted": int(self.n_unsorted),
+                "selected": bool(self.extra.get("selected")),
                 "resolution": None if self.resolution is None else float(self.resolution),
                 "modularity": None if self.modularity is None else float(self.modularity),
                 "silhouette": None if self.silhouette is None else float(self.silhouette)}
@@ -250,15 +251,8 @@ class _GraphClusterer(ProgressClusterer):
         self.labels_ = labels.astype(np.int64)
         self.n_clusters_ = count_groups(self.labels_)
         self.n_unsorted_ = int(np.count_nonzero(self.labels_ < 0))
-        self.cluster_centers_ = cluster_means(data, np.maximum(self.labels_, 0), max(self.n_clusters_, 1)) \
-            if self.n_unsorted_ == 0 else _means_of_assigned(data, self.labels_, self.n_clusters_)
-
-
-def _means_of_assigned(data: np.ndarray, labels: np.ndarray, n_clusters: int) -> np.ndarray:
-    centres = np.zeros((max(n_clusters, 1), data.shape[1]), dtype=np.float32)
-    for cluster in range(n_clusters):
-        centres[cluster] = data[labels == cluster].mean(axis=0)
-    return centres
+        # cluster_means leaves the unsorted images (-1) out.
+        self.cluster_centers_ = cluster_means(data, self.labels_, max(self.n_clusters_, 1))
 
 
 # ===================================================================================== Leiden
