@@ -154,6 +154,19 @@ class KnnGraph:
         sims[self.indices < 0] = 0.0
         return sims
 
+    def directed(self, weights: Optional[np.ndarray] = None):
+        """Each point's edges to its found neighbours as a ``csr_matrix`` (not symmetrised).
+
+        ``weights`` gives one value per found neighbour (``indices >= 0``, row by row); 1 when omitted.
+        """
+        from scipy import sparse
+
+        n, k = self.indices.shape
+        valid = self.indices >= 0
+        rows = np.repeat(np.arange(n, dtype=np.int64), k)[valid.ravel()]
+        values = np.ones(rows.size, dtype=np.float32) if weights is None else weights
+        return sparse.csr_matrix((values, (rows, self.indices[valid])), shape=(n, n))
+
     def adjacency(self, weighting: str = "binary", symmetrize: str = "union", n_neighbors: Optional[int] = None):
         """The graph as a symmetric ``scipy.sparse.csr_matrix`` of edge weights (no self-loops).
 
@@ -178,13 +191,10 @@ class KnnGraph:
         if symmetrize not in SYMMETRIZE:
             raise ValueError(f"symmetrize must be one of {SYMMETRIZE}, got {symmetrize!r}")
         graph = self if n_neighbors is None else self.truncated(int(n_neighbors))
-        n, k = graph.indices.shape
         valid = graph.indices >= 0
-        rows = np.repeat(np.arange(n, dtype=np.int64), k)[valid.ravel()]
-        cols = graph.indices[valid]
         distances = graph.distances[valid].astype(np.float64)
         if weighting == "binary" or weighting == "snn":
-            weights = np.ones(rows.size)
+            weights = np.ones(distances.size)
         elif weighting == "similarity":
             if graph.metric == "cosine":
                 weights = np.clip(1.0 - distances / 2.0, 1e-6, None)
@@ -193,7 +203,7 @@ class KnnGraph:
                 weights = np.exp(-distances / scale)
         else:
             weights = _fuzzy_strengths(graph.distances, valid)[valid]
-        directed = sparse.csr_matrix((weights, (rows, cols)), shape=(n, n))
+        directed = graph.directed(weights)
         directed.setdiag(0)
         directed.eliminate_zeros()
         transpose = directed.T.tocsr()
@@ -207,7 +217,7 @@ class KnnGraph:
             combined = directed.maximum(transpose)
         combined = combined.tocsr()
         if weighting == "snn":
-            combined = _shared_neighbour_weights(combined, graph.indices, valid)
+            combined = _shared_neighbour_weights(combined, graph)
         combined.sum_duplicates()
         combined.eliminate_zeros()
         return combined
@@ -241,14 +251,12 @@ def _fuzzy_strengths(distances: np.ndarray, valid: np.ndarray, iterations: int =
     return strengths
 
 
-def _shared_neighbour_weights(adjacency: Any, indices: np.ndarray, valid: np.ndarray) -> Any:
+def _shared_neighbour_weights(adjacency: Any, graph: "KnnGraph") -> Any:
     """Re-weight each edge of ``adjacency`` by the share of neighbour lists its ends have in common."""
     from scipy import sparse
 
-    n, k = indices.shape
-    rows = np.repeat(np.arange(n, dtype=np.int64), k)[valid.ravel()]
-    membership = sparse.csr_matrix((np.ones(rows.size, dtype=np.float32), (rows, indices[valid])), shape=(n, n))
-    membership = membership + sparse.identity(n, dtype=np.float32, format="csr")  # a point is in its own list
+    n, k = graph.indices.shape
+    membership = graph.directed() + sparse.identity(n, dtype=np.float32, format="csr")  # a point is in its own list
     coo = adjacency.tocoo()
     # |N(i) & N(j)| for the existing edges only: row-wise dot products of the membership rows.
     shared = np.asarray(membership[coo.row].multiply(membership[coo.col]).sum(axis=1)).ravel()

@@ -622,7 +622,7 @@ class SpectralClusterer(ProgressClusterer):
         # affinity is scikit-learn's 'nearest_neighbors' one: each image and its k - 1 nearest
         # (itself included in the k), symmetrised as (A + A^T) / 2.
         knn = build_knn_graph(data, max(n_neighbors - 1, 1), metric="euclidean", progress=progress)
-        connectivity = _directed_binary(knn)
+        connectivity = knn.directed()
         affinity = 0.5 * (connectivity + connectivity.T) + sparse.identity(n_samples, format="csr")
         report(0.3, "spectral clustering")
         model = SpectralClustering(n_clusters=n_clusters, affinity="precomputed",
@@ -635,16 +635,6 @@ class SpectralClusterer(ProgressClusterer):
         self.cluster_centers_ = cluster_means(data, labels, n_clusters)
         report(1.0, "spectral clustering done")
         return self
-
-
-def _directed_binary(knn: Any) -> Any:
-    """Each row's neighbours as a 0/1 sparse matrix (not symmetrised)."""
-    from scipy import sparse
-
-    n, k = knn.indices.shape
-    valid = knn.indices >= 0
-    rows = np.repeat(np.arange(n), k)[valid.ravel()]
-    return sparse.csr_matrix((np.ones(rows.size), (rows, knn.indices[valid])), shape=(n, n))
 
 
 # ========================================================================================== PIC
