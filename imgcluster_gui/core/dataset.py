@@ -277,7 +277,7 @@ def scan_folder(folder: PathLike, recursive: bool = True, follow_symlinks: bool 
     step = max(1, n // 100)
     for i, path in enumerate(candidates):
         if i % step == 0:
-            report(0.05 + 0.95 * i / max(n, 1), f"checking images ({i}/{n})")
+            report(0.05 + 0.95 * i / max(n, 1), "checking images", done=i, total=n, unit="images")
         if check_content:
             reason = _identify(path, max_pixels)
         else:

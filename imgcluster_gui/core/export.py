@@ -461,7 +461,7 @@ def export_folders(target: PathLike, paths: Sequence[PathLike], labels,
     try:
         for i, entry in enumerate(entries):
             if i % step == 0:
-                report(i / max(n, 1), f"{mode} {i}/{n}")
+                report(i / max(n, 1), mode, done=i, total=n, unit="files")
             source, destination = Path(entry.source), Path(entry.destination)
             try:
                 destination.parent.mkdir(exist_ok=True)
@@ -543,7 +543,7 @@ def undo_export(manifest_path: PathLike, progress: Optional[ProgressCallback] = 
     step = max(1, n // 100)
     for i, raw in enumerate(entries):
         if i % step == 0:
-            report(i / max(n, 1), f"undo {i}/{n}")
+            report(i / max(n, 1), "undo", done=i, total=n, unit="files")
         entry = ExportEntry(**{k: raw.get(k, "") for k in ("source", "destination", "mode", "status", "reason")})
         if entry.status not in ("done", "planned"):  # a failed entry touched nothing
             continue

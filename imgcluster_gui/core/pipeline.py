@@ -14,7 +14,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .progress import Cancelled, ProgressCallback, check, ensure, wrap_callback
+from .progress import (Cancelled, Progress, ProgressCallback, ProgressEvent, ProgressLike, check, ensure,
+                       notes_from_warnings, wrap_callback)
 from .jsonable import to_jsonable as _jsonable
 
 #: How an algorithm that needs K gets one when none is given (see PipelineConfig).
@@ -25,7 +26,8 @@ _STAGE_SPANS = {
     "scan": (0.00, 0.05),
     "features": (0.05, 0.75),
     "preprocess": (0.75, 0.77),
-    "cluster": (0.77, 0.92),
+    "cluster": (0.77, 0.89),
+    "granularity": (0.89, 0.92),
     "metrics": (0.92, 0.95),
     "embedding": (0.95, 1.00),
 }
@@ -342,11 +344,32 @@ def run_pipeline(config: PipelineConfig, progress: Optional[ProgressCallback] = 
     from .dataset import DatasetError, scan_folder
     from .preprocess import preprocess_features
 
-    report = ensure(progress)
     timings: dict[str, float] = {}
+    # Notes travel in the progress events (the window logs them as they come, the CLI prints
+    # them); the run also keeps the warnings among them, for its summary and its record.
     warnings: list[str] = []
+    consumer = progress
+    listening = [True]
 
-    def stage(name: str, prefix: str) -> ProgressCallback:
+    def record(event: ProgressEvent) -> None:
+        if event.note is not None and event.level == "warning":
+            warnings.append(event.note)
+        if consumer is None:
+            return
+        if listening[0] or event.note is not None:
+            # After a cancel nothing may raise Cancelled again: the consumer only hears notes.
+            try:
+                if isinstance(consumer, Progress):
+                    consumer.emit(event)
+                else:
+                    consumer(event)
+            except Cancelled:
+                if listening[0]:
+                    raise
+
+    report = Progress(record)
+
+    def stage(name: str, prefix: str) -> Progress:
         start, end = _STAGE_SPANS[name]
         return wrap_callback(report, start, end, prefix)
 
@@ -367,9 +390,10 @@ def run_pipeline(config: PipelineConfig, progress: Optional[ProgressCallback] = 
     check(report, "Preprocessing features")
     X = preprocess_features(feats.features, pca_dims=config.pca_dims, whiten=config.whiten, l2=config.l2,
                             random_state=config.random_state)
-    if isinstance(X, tuple):  # (X, notes) form: keep the notes as warnings
+    if isinstance(X, tuple):  # (X, notes) form: the notes are passed on
         X, notes = X
-        warnings.extend(notes or [])
+        for note in notes or []:
+            report.warn(note)
     timings["preprocess"] = time.perf_counter() - t0
 
     from .clustering.registry import get_algorithm
@@ -377,33 +401,34 @@ def run_pipeline(config: PipelineConfig, progress: Optional[ProgressCallback] = 
     root = Path(config.folder)
     ground_truth = load_ground_truth(config, root, [Path(p) for p in paths])
     if config.pca_dims and len(config.backbones) > 1 and getattr(get_algorithm(config.algorithm), "uses_views", False):
-        warnings.append("PCA mixes the backbones' feature blocks: the multi-view method sees them as one view.")
+        report.warn("PCA mixes the backbones' feature blocks: the multi-view method sees them as one view.")
         fit_extra = {}
     else:
         fit_extra = fit_params_for(get_algorithm(config.algorithm), config, feats, paths, ground_truth)
 
     t0 = time.perf_counter()
-    estimator, labels, auto_k = cluster(config, X, progress=stage("cluster", "Clustering: "), fit_params=fit_extra,
-                                        on_estimator=on_estimator, keep_partial=True)
+    with notes_from_warnings(report):
+        estimator, labels, auto_k = cluster(config, X, progress=stage("cluster", "Clustering: "),
+                                            fit_params=fit_extra, on_estimator=on_estimator, keep_partial=True)
     timings["cluster"] = time.perf_counter() - t0
     cancelled = bool(getattr(estimator, "partial_", False))
     if getattr(estimator, "collapsed_", False):
-        warnings.append(f"Self-training began merging clusters away at epoch {estimator.collapsed_epoch_}: the "
-                        "result of the epoch before is kept. A lower learning rate or gamma avoids this.")
+        report.warn(f"Self-training began merging clusters away at epoch {estimator.collapsed_epoch_}: the "
+                    "result of the epoch before is kept. A lower learning rate or gamma avoids this.")
     if cancelled:
         history = getattr(estimator, "history_", None) or [{}]
-        warnings.append(f"Cancelled during training: the result of epoch {history[-1].get('epoch', '?')} is kept.")
-        # Nothing below may raise Cancelled again: finish with a callback that only listens.
-        report = _silent
+        # Nothing below may raise Cancelled again: from here the consumer only hears notes.
+        listening[0] = False
+        report.warn(f"Cancelled during training: the result of epoch {history[-1].get('epoch', '?')} is kept.")
     levels = None
     if not cancelled and hasattr(estimator, "ladder"):
         t0 = time.perf_counter()
-        levels = granularity_levels(estimator, X, progress=stage("cluster", "Granularity levels: "))
+        levels = granularity_levels(estimator, X, progress=stage("granularity", "Granularity levels: "))
         timings["granularity"] = time.perf_counter() - t0
     n_unsorted = int(np.count_nonzero(labels < 0))
     if n_unsorted and getattr(estimator, "n_unsorted_", 0):
-        warnings.append(f"{n_unsorted} image(s) fit no group (too unlike the others, or in groups smaller "
-                        "than min_cluster_size): they are in the 'Unassigned' group for you to place.")
+        report.warn(f"{n_unsorted} image(s) fit no group (too unlike the others, or in groups smaller "
+                    "than min_cluster_size): they are in the 'Unassigned' group for you to place.")
     result = _finish(config, scan, feats, paths, X, labels, auto_k, ground_truth, estimator, timings, warnings,
                      report, fast_embedding=cancelled)
     result.levels = levels
@@ -431,10 +456,6 @@ def granularity_levels(estimator: Any, X: np.ndarray, progress: Optional[Progres
     for level, score in zip(levels, silhouettes_of(X, [level.labels for level in levels], silhouette_sample)):
         level.silhouette = score
     return levels
-
-
-def _silent(_fraction: float, _stage: str) -> None:
-    """A progress callback that ignores everything (used after a cancel, to finish without re-raising)."""
 
 
 def _finish(config: PipelineConfig, scan: Any, feats: Any, paths: list[str], X: np.ndarray, labels: np.ndarray,

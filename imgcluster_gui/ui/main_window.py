@@ -436,6 +436,7 @@ class MainWindow(QMainWindow):
                             title="The run failed", parent=self)
         self._live_epochs = 0
         job.progressed.connect(self._on_run_progress)
+        job.noted.connect(self._on_job_note)
         job.succeeded.connect(lambda result, c=config: self._on_run_succeeded(c, result))
         job.failed.connect(self._on_run_failed)
         job.cancelled.connect(lambda j=job, c=config: self._on_run_cancelled(c, j.partial_result))
@@ -458,6 +459,13 @@ class MainWindow(QMainWindow):
         self._job.cancel()
         self.side_panel.show_status("Cancelling…")
         self._status("Cancelling…")
+
+    def _on_job_note(self, level: str, text: str) -> None:
+        """A job's notes reach the log as they come (the run keeps its warnings in its record too)."""
+        if level == "warning":
+            self.log_panel.warning(text)
+        else:
+            self.log_panel.info(text)
 
     def _on_run_progress(self, info: ProgressInfo) -> None:
         self.side_panel.show_progress(info)
@@ -482,8 +490,6 @@ class MainWindow(QMainWindow):
                            title="cancelled: best epoch so far" if partial else "")
         self.run_list.add_run(record)
         skipped = self.log_panel.log_skipped(result.skipped)
-        for note in getattr(result, "warnings", []) or []:
-            self.log_panel.warning(note)
         n_clusters = len([c for c in session.cluster_ids() if c >= 0])
         origin = k_origin(session)
         levels = session.n_granularity_levels
@@ -511,8 +517,8 @@ class MainWindow(QMainWindow):
 
     def _on_run_cancelled(self, config: Any = None, partial_result: Any = None) -> None:
         if partial_result is not None and config is not None:
-            # A deep method stopped mid-training: its last complete epoch is the best result so far.
-            self.log_panel.warning("Run cancelled during training; the last complete epoch is kept as a new run.")
+            # A deep method stopped mid-training: its last complete epoch is the best result so far
+            # (the run's own note said which epoch).
             try:
                 self._on_run_succeeded(config, partial_result, partial=True)
                 return

@@ -4,13 +4,13 @@ A job is any function ``function(progress) -> result`` from the core (``run_pipe
 ``embed_2d``...).  :class:`BackgroundJob` runs it on its own thread with a
 :class:`~imgcluster_gui.core.progress.CancelToken` callback (throttled, so the GUI thread is not
 flooded), and reports back on the GUI thread through signals: ``progressed`` with a
-:class:`ProgressInfo` (stage, images/s, time left), then exactly one of ``succeeded``,
+:class:`ProgressInfo` (the core's :class:`~imgcluster_gui.core.progress.ProgressEvent` plus the time
+left), ``noted`` for each note the job sends, then exactly one of ``succeeded``,
 ``failed`` (a :class:`JobFailure`, never an exception escaping into Qt) or ``cancelled``.
 """
 
 from __future__ import annotations
 
-import re
 import time
 import traceback
 from dataclasses import dataclass
@@ -18,46 +18,50 @@ from typing import Any, Callable, Optional
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from ..core.progress import CancelToken, Cancelled, ProgressCallback
+from ..core.progress import CancelToken, Cancelled, Progress, ProgressEvent
 
 # The GUI needs no more than ~10 progress updates a second.
 PROGRESS_INTERVAL_S = 0.1
 # Below this fraction the time-left estimate is noise.
 MIN_FRACTION_FOR_ETA = 0.03
 
-_COUNT_PATTERN = re.compile(r"(\d+)\s*/\s*(\d+)\s+images")
-_RATE_PATTERN = re.compile(r"([\d.]+)\s+images/s")
 
 
 @dataclass(frozen=True)
 class ProgressInfo:
-    """One progress report as the GUI shows it.
+    """One progress report as the GUI shows it: the core's event plus timing.
 
     Attributes
     ----------
-    fraction : float
-        Overall progress in ``[0, 1]``.
-    stage : str
-        The core's stage text (``"Features: efficientnet_lite0: 32/160 images, 30.1 images/s"``).
-    images_per_second : float or None
-        Taken from the stage text when the core reports it.
+    event : ProgressEvent
+        What the core reported (overall fraction, stage, done/total, unit, rate).
     seconds_left : float or None
         Linear extrapolation of the elapsed time; None until enough progress is made.
     elapsed : float
         Seconds since the job started.
     """
 
-    fraction: float
-    stage: str
-    images_per_second: Optional[float]
+    event: ProgressEvent
     seconds_left: Optional[float]
     elapsed: float
 
+    @property
+    def fraction(self) -> float:
+        """Overall progress in ``[0, 1]``."""
+        return min(max(float(self.event.fraction or 0.0), 0.0), 1.0)
+
+    @property
+    def stage(self) -> str:
+        return self.event.stage
+
+    @property
+    def images_per_second(self) -> Optional[float]:
+        """The rate the core measured, when it counts images."""
+        return self.event.rate if self.event.unit == "images" else None
+
     def describe(self) -> str:
-        """Short status text: stage, images/s and time left when known."""
-        parts = [self.stage or "Working"]
-        if self.images_per_second:
-            parts.append(f"{self.images_per_second:.1f} images/s")
+        """Short status text: stage, count, rate and time left when known."""
+        parts = [self.event.describe() or "Working"]
         if self.seconds_left is not None:
             parts.append(f"{format_duration(self.seconds_left)} left")
         return " · ".join(parts)
@@ -73,17 +77,6 @@ def format_duration(seconds: float) -> str:
         return f"{minutes} min {seconds:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
-
-
-def images_per_second_from_stage(stage: str) -> Optional[float]:
-    """The rate the core writes into its stage text (``"..., 31.2 images/s"``), or None."""
-    match = _RATE_PATTERN.search(stage or "")
-    if match is None:
-        return None
-    try:
-        return float(match.group(1))
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True)
@@ -124,12 +117,12 @@ class JobFailure:
 class _JobObject(QObject):
     """Lives on the worker thread and calls the function there."""
 
-    progressed = Signal(float, str)
+    progressed = Signal(object)  # ProgressEvent
     succeeded = Signal(object)
     failed = Signal(object)
     cancelled = Signal(object)  # the partial result a cancelled function handed over, or None
 
-    def __init__(self, function: Callable[[ProgressCallback], Any], token: CancelToken, title: str) -> None:
+    def __init__(self, function: Callable[[Progress], Any], token: CancelToken, title: str) -> None:
         super().__init__()
         self._function = function
         self._token = token
@@ -137,9 +130,10 @@ class _JobObject(QObject):
 
     @Slot()
     def run(self) -> None:
-        callback = self._token.callback(self._forward, min_interval=PROGRESS_INTERVAL_S)
+        # The function gets the producer side: it may report itself or hand it to the core.
+        progress = Progress(self._token.callback(self._forward, min_interval=PROGRESS_INTERVAL_S))
         try:
-            result = self._function(callback)
+            result = self._function(progress)
         except Cancelled as exc:
             # A function may keep what it had (a deep method's last complete epoch) on the exception.
             self.cancelled.emit(getattr(exc, "result", None))
@@ -152,8 +146,8 @@ class _JobObject(QObject):
             else:
                 self.succeeded.emit(result)
 
-    def _forward(self, fraction: float, stage: str) -> None:
-        self.progressed.emit(float(fraction), str(stage))
+    def _forward(self, event: ProgressEvent) -> None:
+        self.progressed.emit(event)
 
 
 class BackgroundJob(QObject):
@@ -170,18 +164,20 @@ class BackgroundJob(QObject):
 
     Signals
     -------
-    progressed(ProgressInfo), succeeded(object), failed(JobFailure), cancelled(), finished()
-        ``finished`` comes last, after the thread has stopped.  After ``cancelled``,
+    progressed(ProgressInfo), noted(str level, str text), succeeded(object), failed(JobFailure),
+    cancelled(), finished()
+        ``noted`` carries the job's notes (``'info'`` or ``'warning'``) as they come; ``finished`` comes last, after the thread has stopped.  After ``cancelled``,
         :attr:`partial_result` holds what the function kept (``Cancelled.result``), or None.
     """
 
     progressed = Signal(object)
+    noted = Signal(str, str)
     succeeded = Signal(object)
     failed = Signal(object)
     cancelled = Signal()
     finished = Signal()
 
-    def __init__(self, function: Callable[[ProgressCallback], Any], title: str = "The job failed",
+    def __init__(self, function: Callable[[Progress], Any], title: str = "The job failed",
                  parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
         self._token = CancelToken()
@@ -190,7 +186,6 @@ class BackgroundJob(QObject):
         self._function = function
         self._title = title
         self._started_at = 0.0
-        self._stage = ""
         self._running = False
         self.outcome: Optional[str] = None  # 'succeeded' | 'failed' | 'cancelled'
         # Set before ``cancelled`` when the function kept a partial result (``exc.result`` of its Cancelled).
@@ -235,18 +230,19 @@ class BackgroundJob(QObject):
         return self._thread.wait(milliseconds)
 
     # ---------------------------------------------------------------- thread -> GUI
-    @Slot(float, str)
-    def _on_progress(self, fraction: float, stage: str) -> None:
-        if fraction < 0:  # heartbeat: nothing new to show
+    @Slot(object)
+    def _on_progress(self, event: ProgressEvent) -> None:
+        if event.note is not None:
+            self.noted.emit(event.level, event.note)
             return
-        self._stage = stage or self._stage
+        if event.fraction is None:  # heartbeat: nothing new to show
+            return
         elapsed = time.monotonic() - self._started_at
+        fraction = min(max(float(event.fraction), 0.0), 1.0)
         seconds_left = None
         if fraction >= MIN_FRACTION_FOR_ETA:
             seconds_left = elapsed * (1.0 - fraction) / fraction
-        self.progressed.emit(ProgressInfo(fraction=min(max(fraction, 0.0), 1.0), stage=self._stage,
-                                          images_per_second=images_per_second_from_stage(self._stage),
-                                          seconds_left=seconds_left, elapsed=elapsed))
+        self.progressed.emit(ProgressInfo(event=event, seconds_left=seconds_left, elapsed=elapsed))
 
     @Slot(object)
     def _on_succeeded(self, result: Any) -> None:

@@ -63,11 +63,11 @@ def test_identical_points_give_a_clear_error():
 def test_progress_and_cancel():
     X, _ = five_blobs(n=200)
     stages = []
-    choose_k(X, k_min=2, k_max=4, progress=lambda fraction, stage: stages.append((fraction, stage)))
+    choose_k(X, k_min=2, k_max=4, progress=lambda e: stages.append((e.fraction, e.stage)))
     assert stages[-1][0] == pytest.approx(1.0) and any(stage.startswith("K=3") for _, stage in stages)
 
-    def cancel_at_k3(fraction, stage):
-        if stage.startswith("K=3"):
+    def cancel_at_k3(event):
+        if event.stage.startswith("K=3"):
             raise Cancelled("test")
 
     with pytest.raises(Cancelled):

@@ -96,9 +96,9 @@ def test_kmeans_cancel_between_restarts():
     X, _ = blobs()
     calls = []
 
-    def cancel_on_second_restart(fraction, stage):
-        calls.append(stage)
-        if "restart 2" in stage:
+    def cancel_on_second_restart(event):
+        calls.append(event.stage)
+        if "restart 2" in event.stage:
             raise Cancelled("test")
 
     with pytest.raises(Cancelled):

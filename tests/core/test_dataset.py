@@ -194,11 +194,11 @@ def test_scan_reports_progress_and_can_be_cancelled(tmp_path):
     for i in range(5):
         (tmp_path / f"{i}.png").write_bytes(_png_bytes())
     seen = []
-    scan_folder(tmp_path, progress=lambda f, s: seen.append(f))
+    scan_folder(tmp_path, progress=lambda e: seen.append(e.fraction) if e.fraction is not None else None)
     assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen)
 
-    def cancel(fraction, stage):
-        if fraction > 0:
+    def cancel(event):
+        if event.fraction:
             raise Cancelled()
 
     with pytest.raises(Cancelled):

@@ -37,7 +37,7 @@ def two_views(n=240, k=4, seed=0):
 def cancel_after(calls):
     count = [0]
 
-    def callback(fraction, stage):
+    def callback(event):
         count[0] += 1
         if count[0] > calls:
             raise Cancelled("test")

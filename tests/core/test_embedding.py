@@ -57,7 +57,7 @@ def test_one_feature_gets_a_zero_second_axis():
 
 def test_progress_is_reported():
     seen = []
-    embed_2d(_blobs()[0], method="tsne", progress=lambda f, s: seen.append((f, s)))
+    embed_2d(_blobs()[0], method="tsne", progress=lambda e: seen.append((e.fraction, e.stage)))
     assert seen[0][0] == 0.0 and seen[-1][0] == 1.0
     assert any("PCA to 50" in s for _, s in seen)  # 80 features: t-SNE runs on 50 PCA components
 

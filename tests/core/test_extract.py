@@ -45,7 +45,7 @@ def test_broken_files_are_reported_not_fatal(coil_images, tmp_path):
     paths = coil_images[:4] + [broken] + coil_images[4:6] + [truncated, tmp_path / "vanished.png"]
     updates = []
     result = extract_features(paths, device="cpu", batch_size=4, num_workers=1, cache=False,
-                              progress=lambda f, s: updates.append((f, s)))
+                              progress=updates.append)
     assert result.paths == coil_images[:6]
     assert {Path(s.path).name for s in result.failed} == {"broken.png", "truncated.png", "vanished.png"}
     assert all(s.reason for s in result.failed)
@@ -53,9 +53,10 @@ def test_broken_files_are_reported_not_fatal(coil_images, tmp_path):
     assert result.features.shape == (6, dim) and result.features.dtype == np.float32
     assert np.isfinite(result.features).all() and (np.linalg.norm(result.features, axis=1) > 0).all()
     assert result.n_extracted == 6 and result.n_cached == 0 and result.device == "cpu"
-    fractions = [f for f, _ in updates if f >= 0]
+    fractions = [e.fraction for e in updates if e.fraction is not None]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
-    assert any("images/s" in stage for _, stage in updates)
+    rated = [e for e in updates if e.rate is not None]
+    assert rated and all(e.unit == "images" and e.rate > 0 and e.total == len(paths) for e in rated)
     # Batching and workers do not change the numbers.
     single = extract_features(coil_images[:2], device="cpu", batch_size=1, num_workers=0, cache=False,
                               channels_last=False)
@@ -97,8 +98,8 @@ def test_cancel_keeps_only_whole_batches_and_stops_workers(coil_images, tmp_path
     cache = FeatureCache(tmp_path / "cache")
     token = CancelToken()
 
-    def cancel_after_first_batch(fraction, stage):
-        if "images/s" in stage:
+    def cancel_after_first_batch(event):
+        if event.rate is not None:  # the first extracted batch reports its rate
             token.cancel()
 
     with pytest.raises(Cancelled):

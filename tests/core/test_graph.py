@@ -147,9 +147,11 @@ def test_cancel_stops_the_search(monkeypatch):
     X, _ = clustered(n_per=50, n_groups=4)
     calls = []
 
-    def cancel_after_first_block(fraction, stage):
-        calls.append(fraction)
-        if fraction > 0.2:
+    def cancel_after_first_block(event):
+        if event.fraction is None:
+            return
+        calls.append(event.fraction)
+        if event.fraction > 0.2:
             raise Cancelled()
 
     with pytest.raises(Cancelled):

@@ -97,9 +97,9 @@ def test_cancel_during_a_stage_raises_cleanly_and_leaves_app_state_usable(tmp_pa
     token = CancelToken()
     stages = []
 
-    def on_progress(fraction, stage):
-        stages.append(stage)
-        if stage.startswith(stage_word) and fraction > 0:
+    def on_progress(event):
+        stages.append(event.stage)
+        if event.stage.startswith(stage_word) and event.fraction:
             token.cancel()
 
     with pytest.raises(Cancelled):
@@ -130,7 +130,7 @@ def test_cancel_during_deep_training_keeps_the_last_complete_epoch(tmp_path, sam
     watched = []
     token = CancelToken()
 
-    def on_progress(fraction, stage):
+    def on_progress(event):
         history = getattr(watched[0], "history_", None) if watched else None
         if history and any(row.get("phase") == "cluster" for row in history):
             token.cancel()

@@ -8,8 +8,7 @@ import pytest
 from PySide6.QtCore import QThread, QTimer
 
 from imgcluster_gui.core.dataset import DatasetError
-from imgcluster_gui.ui.worker import (BackgroundJob, JobFailure, ProgressInfo, format_duration,
-                                      images_per_second_from_stage)
+from imgcluster_gui.ui.worker import BackgroundJob, JobFailure, ProgressInfo, format_duration
 
 # Generous upper bound for the worker to report back (a safety net, not a speed assertion).
 WAIT_MS = 20_000
@@ -36,8 +35,8 @@ def test_result_and_progress_arrive_on_the_gui_thread(qtbot):
 
     def work(progress):
         seen_threads.append(QThread.currentThread())
-        progress(0.0, "Features: 0/4 images, 0.0 images/s")
-        progress(0.5, "Features: 2/4 images, 12.5 images/s")
+        progress(0.0, "Features", done=0, total=4, unit="images")
+        progress(0.5, "Features", done=2, total=4, unit="images", rate=12.5)
         progress(1.0, "Done")
         return 42
 
@@ -57,7 +56,7 @@ def test_result_and_progress_arrive_on_the_gui_thread(qtbot):
 
 def test_progress_info_carries_stage_rate_and_eta(qtbot):
     def work(progress):
-        progress(0.5, "Features: 8/16 images, 20.0 images/s")
+        progress(0.5, "Features", done=8, total=16, unit="images", rate=20.0)
         progress(1.0, "Done")
 
     _job, reports, _outcome = _run(qtbot, work)
@@ -65,17 +64,41 @@ def test_progress_info_carries_stage_rate_and_eta(qtbot):
     assert first.fraction == 0.5
     assert first.images_per_second == 20.0
     assert first.seconds_left is not None and first.seconds_left >= 0
-    assert "20.0 images/s" in first.describe() and "left" in first.describe()
+    assert first.describe().startswith("Features · 8/16 images · 20.0 images/s · ")
+    assert first.describe().endswith(" left")
     assert reports[-1].fraction == 1.0
 
 
 def test_heartbeats_are_not_shown_as_progress(qtbot):
     def work(progress):
-        progress(-1.0, "still here")
+        progress.heartbeat("still here")
         progress(0.3, "stage")
 
     _job, reports, _outcome = _run(qtbot, work)
     assert [r.fraction for r in reports] == [0.3]
+
+
+def test_notes_arrive_as_their_own_signal_even_after_a_cancel(qtbot):
+    def work(progress):
+        progress.note("PCA capped at 12 dimensions")
+        progress(0.2, "stage")
+        for _ in range(2000):  # the GUI thread cancels when it sees the first report
+            if job.cancel_requested:
+                break
+            threading.Event().wait(0.005)
+        progress.warn("stopping: the last epoch is kept")
+        progress(0.4, "stage")  # raises Cancelled
+
+    job = BackgroundJob(work, title="Test job")
+    notes, reports = [], []
+    job.noted.connect(lambda level, text: notes.append((level, text)))
+    job.progressed.connect(reports.append)
+    job.progressed.connect(lambda _info: job.cancel())
+    with qtbot.waitSignal(job.finished, timeout=WAIT_MS):
+        job.start()
+    assert job.outcome == "cancelled"
+    assert [r.fraction for r in reports] == [0.2]
+    assert notes == [("info", "PCA capped at 12 dimensions"), ("warning", "stopping: the last epoch is kept")]
 
 
 def test_user_error_becomes_a_short_message(qtbot):
@@ -175,15 +198,6 @@ def test_a_job_runs_once(qtbot):
     job, _reports, _outcome = _run(qtbot, lambda progress: None)
     with pytest.raises(RuntimeError):
         job.start()
-
-
-@pytest.mark.parametrize("stage, expected", [
-    ("Features: efficientnet_lite0: 32/160 images, 30.5 images/s", 30.5),
-    ("Clustering: epoch 3/10", None),
-    ("", None),
-])
-def test_rate_is_read_from_the_stage_text(stage, expected):
-    assert images_per_second_from_stage(stage) == expected
 
 
 @pytest.mark.parametrize("seconds, text", [(4.2, "4 s"), (75, "1 min 15 s"), (3725, "1 h 02 min"), (-3, "0 s")])

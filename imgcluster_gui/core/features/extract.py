@@ -398,7 +398,7 @@ def extract_features(paths: Sequence[PathLike], backbone: str = DEFAULT_BACKBONE
         try:
             with torch.inference_mode(), _cudnn_benchmark(torch_device):
                 for local_indices, batch, failures in iterator:
-                    check(progress, f"{backbone}: {done}/{n} images")  # no work after a cancel
+                    check(progress, backbone)  # no work after a cancel
                     for local, reason in failures:
                         for index in pending[_group_of(todo[local], content_keys)]:
                             failed_reason[index] = reason
@@ -418,8 +418,8 @@ def extract_features(paths: Sequence[PathLike], backbone: str = DEFAULT_BACKBONE
                             feature_cache.put_many(key, to_store)  # the batch, committed whole
                     rate = n_extracted / max(time.perf_counter() - run_started, 1e-9)
                     # Once per batch: the bar moves and a cancel is seen.
-                    progress(base + (1 - base) * done / max(n, 1),
-                             f"{backbone}: {done}/{n} images, {rate:.1f} images/s")
+                    progress(base + (1 - base) * done / max(n, 1), backbone, done=done, total=n, unit="images",
+                             rate=rate)
         finally:
             _shutdown(iterator)
             del iterator

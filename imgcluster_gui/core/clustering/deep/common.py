@@ -154,7 +154,7 @@ class EpochReporter:
         self._progress(min(1.0, self._done / self._total), stage)
 
     def heartbeat(self, stage: str) -> None:
-        self._progress(-1.0, stage)
+        self._progress.heartbeat(stage)
 
     def finish(self, stage: str = "done") -> None:
         self._progress(1.0, stage)
