@@ -46,13 +46,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .cli import main as cli_main
 
         return cli_main(["cluster", args.folder])
-    from .ui.app import create_application, open_main_window
+    from .ui.app import run_app
 
-    app = create_application(sys.argv[:1])
-    window = open_main_window(args.folder, run=not args.no_run)
-    status = app.exec()
-    del window
-    return int(status)
+    return run_app(args.folder, run=not args.no_run, argv=sys.argv[:1])
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ _USER_ERRORS = (
     ("imgcluster_gui.core.dataset", "ImageLoadError"),
     ("imgcluster_gui.core.features.backbones", "WeightsUnavailableError"),
     ("imgcluster_gui.core.export", "ExportError"),
+    ("imgcluster_gui.core.storage", "StorageError"),
     ("imgcluster_gui.core.session", "SessionFileError"),
 )
 

@@ -25,7 +25,6 @@ import json
 import os
 import re
 import shutil
-import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from . import storage
 from .dataset import SkippedFile
 from .progress import ProgressCallback, ensure
 
@@ -49,17 +49,6 @@ _WINDOWS_RESERVED = frozenset({"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in 
                                *(f"LPT{i}" for i in range(1, 10))})
 # Leaves room for a collision suffix within the usual 255-byte limit of a file name.
 _MAX_FOLDER_NAME = 100
-
-
-def _current_umask() -> int:
-    # os.umask can only be read by setting it; done once, at import, before any worker thread runs.
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-# tempfile.mkstemp makes files private (0600); a written table should get the usual permissions.
-_NEW_FILE_MODE = 0o666 & ~_current_umask()
 
 
 class ExportError(Exception):
@@ -124,41 +113,18 @@ def _rows(paths: Sequence[PathLike], labels, cluster_names: Optional[Mapping[int
 
 @contextlib.contextmanager
 def atomic_write(path: PathLike, mode: str = "w", **open_kwargs) -> Iterator[Any]:
-    """Open a temporary file beside ``path``; on success it replaces ``path`` atomically.
-
-    On any error the temporary file is removed and ``path`` is left as it was.
+    """:func:`~imgcluster_gui.core.storage.atomic_write`, its refusals raised as :class:`ExportError`.
 
     Raises
     ------
     ExportError
         The folder does not exist or is not writable.
     """
-    target = Path(os.fsdecode(path))
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise ExportError(f"Folder not found: {os.fspath(folder)}")
-    if target.is_dir():
-        raise ExportError(f"Cannot write {os.fspath(target)}: it is a folder")
     try:
-        fd, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise ExportError(f"Cannot write in {os.fspath(folder)}: {exc.strerror or exc}") from None
-    try:
-        try:
-            file_mode = stat.S_IMODE(os.stat(target).st_mode)  # replacing a file keeps its permissions
-        except OSError:
-            file_mode = _NEW_FILE_MODE
-        with os.fdopen(fd, mode, **open_kwargs) as fh:
+        with storage.atomic_write(path, mode, **open_kwargs) as fh:
             yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        with contextlib.suppress(OSError):  # e.g. file systems without POSIX permissions
-            os.chmod(temp_name, file_mode)
-        os.replace(temp_name, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
+    except storage.StorageError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def export_csv(path: PathLike, paths: Sequence[PathLike], labels, cluster_names: Optional[Mapping[int, str]] = None,

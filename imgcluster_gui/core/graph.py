@@ -45,6 +45,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .progress import ProgressCallback, check, ensure
+from .storage import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -593,10 +594,9 @@ class GraphCache:
             return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-            np.savez(temporary, indices=graph.indices.astype(np.int32 if graph.n_samples < 2 ** 31 else np.int64),
-                     distances=graph.distances, metric=np.array(graph.metric), method=np.array(graph.method))
-            os.replace(temporary, path)  # atomic: a reader never sees half a file
+            with atomic_write(path, "wb") as fh:  # a reader never sees half a file
+                np.savez(fh, indices=graph.indices.astype(np.int32 if graph.n_samples < 2 ** 31 else np.int64),
+                         distances=graph.distances, metric=np.array(graph.metric), method=np.array(graph.method))
             self._prune(path.parent)
         except OSError as error:
             log.warning("could not cache the neighbour graph in %s: %s", path.parent, error)

@@ -58,10 +58,11 @@ def open_main_window(folder: Optional[str] = None, run: bool = True, offer_resto
     return window
 
 
-def run_app(folder: Optional[str] = None, argv: Optional[Sequence[str]] = None) -> int:
-    """Run the GUI event loop until the window closes; returns the exit status."""
+def run_app(folder: Optional[str] = None, run: bool = True, argv: Optional[Sequence[str]] = None) -> int:
+    """Open the window (on ``folder``, clustering it at once when ``run``) and run the event loop
+    until it closes; returns the exit status."""
     app = create_application(argv)
-    window = open_main_window(folder)
+    window = open_main_window(folder, run=run)
     status = app.exec()
     del window
     return int(status)

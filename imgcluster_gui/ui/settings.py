@@ -9,12 +9,13 @@ The autosave file and the crash marker live in the platformdirs user data folder
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Optional
 
 from PySide6.QtCore import QByteArray, QSettings
+
+from ..core.storage import data_dir
 
 ORGANISATION = "imgcluster"
 APPLICATION = "imgcluster"
@@ -25,16 +26,8 @@ AUTOSAVE_FILE_NAME = "autosave.imgcluster"
 
 
 def user_data_dir() -> Path:
-    """Folder for the autosave (``IMGCLUSTER_DATA_DIR`` or the platformdirs user data dir); created."""
-    override = os.environ.get("IMGCLUSTER_DATA_DIR")
-    if override:
-        folder = Path(override)
-    else:
-        import platformdirs
-
-        folder = Path(platformdirs.user_data_dir(APPLICATION, ORGANISATION))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    """Folder for the autosave (the app's data folder, see :mod:`~imgcluster_gui.core.storage`); created."""
+    return data_dir()
 
 
 def autosave_path() -> Path:

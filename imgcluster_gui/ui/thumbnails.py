@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -33,6 +32,7 @@ from PySide6.QtCore import QObject, QRunnable, Qt, QThread, QThreadPool, Signal,
 from PySide6.QtGui import QImage  # noqa: E402
 
 from ..core.dataset import ImageLoadError, load_image  # noqa: E402
+from ..core.storage import atomic_write, cache_dir  # noqa: E402
 
 DEFAULT_THUMBNAIL_SIZE = 96
 DEFAULT_MEMORY_BYTES = 96 * 1024 * 1024  # ~2,500 thumbnails of 96 px: several screens of a grid
@@ -44,13 +44,8 @@ Decoder = Callable[[str, int], Image.Image]
 
 
 def thumbnail_cache_dir() -> Path:
-    """The disk thumbnail cache folder (``$IMGCLUSTER_CACHE_DIR`` wins over the user cache dir)."""
-    override = os.environ.get("IMGCLUSTER_CACHE_DIR")
-    if override:
-        return Path(override) / "thumbnails"
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("imgcluster")) / "thumbnails"
+    """The disk thumbnail cache folder (the app's cache folder, see :mod:`~imgcluster_gui.core.storage`)."""
+    return cache_dir("thumbnails")
 
 
 def decode_thumbnail(path: str, size: int) -> Image.Image:
@@ -315,15 +310,7 @@ def _write_disk_thumbnail(cache_file: Path, image: Image.Image) -> None:
     """Best effort: a read-only or full cache must not stop the thumbnails from showing."""
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(dir=cache_file.parent, suffix=".tmp")
+        with atomic_write(cache_file, "wb") as fh:  # readers see a whole file or none
+            image.convert("RGB").save(fh, "JPEG", quality=_DISK_QUALITY)
     except OSError:
         return
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            image.convert("RGB").save(fh, "JPEG", quality=_DISK_QUALITY)
-        os.replace(temp_name, cache_file)  # readers see a whole file or none
-    except OSError:
-        try:
-            os.unlink(temp_name)
-        except OSError:
-            pass

@@ -7,17 +7,20 @@ import os
 import numpy as np
 import pytest
 
-from imgcluster_gui.core.features.cache import CACHE_ENV_VAR, FeatureCache, default_cache_dir
+from imgcluster_gui.core.features.cache import FeatureCache, default_cache_dir
 from imgcluster_gui.core.progress import CancelToken, Cancelled
+from imgcluster_gui.core.storage import CACHE_ENV_VAR, cache_dir
 
 
 def test_env_var_and_argument_choose_the_folder(tmp_path, monkeypatch):
     monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "from-env"))
-    assert default_cache_dir() == tmp_path / "from-env"
-    assert FeatureCache().root == tmp_path / "from-env"
+    assert default_cache_dir() == tmp_path / "from-env" / "features"
+    assert FeatureCache().root == tmp_path / "from-env" / "features"
     assert FeatureCache(tmp_path / "given").root == tmp_path / "given"
     monkeypatch.delenv(CACHE_ENV_VAR)
     assert default_cache_dir().name == "features"
+    # one resolver: the thumbnails and the features share the app's cache folder on every platform
+    assert default_cache_dir().parent == cache_dir()
 
 
 def test_keys_follow_content_not_names(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgcluster_gui.core import export
+from imgcluster_gui.core import export, storage
 from imgcluster_gui.core.export import (
     ExportError,
     escape_formula,
@@ -239,7 +239,7 @@ def test_undo_rejects_a_corrupt_or_foreign_manifest(tmp_path):
 
 def test_written_tables_get_ordinary_permissions_not_private_temp_ones(tmp_path):
     out = export_csv(tmp_path / "x.csv", ["/a.png"], [0])
-    assert out.stat().st_mode & 0o777 == export._NEW_FILE_MODE
+    assert out.stat().st_mode & 0o777 == storage._NEW_FILE_MODE
     os.chmod(out, 0o640)
     export_json(tmp_path / "x.csv", ["/a.png"], [0])
     assert out.stat().st_mode & 0o777 == 0o640  # replacing keeps the file's own permissions

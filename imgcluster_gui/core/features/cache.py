@@ -15,9 +15,9 @@ Hashing every file on each run would cost as much as reading the whole folder, s
 file is remembered together with its size, modification and change time and inode, the way git's
 index does; a file whose stat changed is hashed again.
 
-The location is ``platformdirs.user_cache_dir("imgcluster")/features``, or the environment
-variable ``IMGCLUSTER_CACHE_DIR``, or the ``root`` argument (in that order of precedence:
-argument, variable, default).
+The location is the ``root`` argument, else ``features`` in the app's cache folder
+(:func:`~imgcluster_gui.core.storage.cache_dir`: ``$IMGCLUSTER_CACHE_DIR`` or the platformdirs
+user cache folder).
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from typing import Iterable, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from ..progress import ProgressCallback, check, ensure
+from ..storage import cache_dir
 
 PathLike = Union[str, os.PathLike]
 
-CACHE_ENV_VAR = "IMGCLUSTER_CACHE_DIR"
 DATABASE_NAME = "features.sqlite3"
 # Files hashed between two progress calls (each one a cancel point).
 _HASH_CHUNK = 256
@@ -45,13 +45,8 @@ _SQL_CHUNK = 900
 
 
 def default_cache_dir() -> Path:
-    """``$IMGCLUSTER_CACHE_DIR`` when set, else ``<user cache dir>/imgcluster/features``."""
-    override = os.environ.get(CACHE_ENV_VAR)
-    if override:
-        return Path(override).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("imgcluster", appauthor=False)) / "features"
+    """``$IMGCLUSTER_CACHE_DIR/features`` when set, else ``<user cache dir>/imgcluster/features``."""
+    return cache_dir("features")
 
 
 def content_hash(path: PathLike) -> str:
