@@ -14,8 +14,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .progress import (Cancelled, Progress, ProgressCallback, ProgressEvent, ProgressLike, check, ensure,
-                       notes_from_warnings, wrap_callback)
+from .progress import (Cancelled, Progress, ProgressCallback, ProgressEvent, check, notes_from_warnings,
+                       wrap_callback)
 from .jsonable import to_jsonable as _jsonable
 
 #: How an algorithm that needs K gets one when none is given (see PipelineConfig).
