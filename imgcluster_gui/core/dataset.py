@@ -27,7 +27,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from .progress import ProgressCallback, check, ensure
+from .progress import ProgressLike, check, ensure
 
 PathLike = Union[str, os.PathLike]
 
@@ -140,7 +140,7 @@ def _identify(path: Path, max_pixels: Optional[int]) -> Optional[str]:
 
 
 def _walk(root: Path, recursive: bool, follow_symlinks: bool, skipped: list[SkippedFile],
-          progress: Optional[ProgressCallback]) -> list[Path]:
+          progress: ProgressLike) -> list[Path]:
     """Every candidate file under ``root`` (hidden entries left out), depth-first, loop-safe."""
     files: list[Path] = []
     root_stat = root.stat()
@@ -231,7 +231,7 @@ def _check_root(folder: PathLike) -> Path:
 
 
 def scan_folder(folder: PathLike, recursive: bool = True, follow_symlinks: bool = False,
-                check_content: bool = True, progress: Optional[ProgressCallback] = None,
+                check_content: bool = True, progress: ProgressLike = None,
                 max_pixels: Optional[int] = None) -> ScanResult:
     """List the images under ``folder`` in a deterministic (sorted) order.
 
@@ -248,7 +248,7 @@ def scan_folder(folder: PathLike, recursive: bool = True, follow_symlinks: bool 
         Identify each file from its header with Pillow (no pixel decode).  When ``False`` only
         the extension is looked at (quicker on slow network drives, but trusts the names).
     progress : callable, optional
-        ``progress(fraction, stage)``; raising :class:`~imgcluster_gui.core.progress.Cancelled`
+        a progress consumer (``ProgressEvent`` receiver) or ``Progress``; raising :class:`~imgcluster_gui.core.progress.Cancelled`
         stops the scan.
     max_pixels : int, optional
         Refuse images larger than this; default Pillow's own refusal threshold (see :func:`pixel_limit`).

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
-from typing import Optional
 
 import numpy as np
 from sklearn.decomposition import PCA
 
-from .progress import ProgressCallback, ensure
+from .progress import Progress, ProgressLike, ensure
 
 # t-SNE's neighbour search is run on this many PCA components (the usual speed-up, as in openTSNE
 # and the t-SNE FAQ): CNN features have 1000+ dimensions and most of the variance sits in the first few dozen.
@@ -53,7 +52,7 @@ def _pca_2d(X: np.ndarray, random_state: int) -> np.ndarray:
     return out
 
 
-def _tsne(X: np.ndarray, random_state: int, report: ProgressCallback) -> np.ndarray:
+def _tsne(X: np.ndarray, random_state: int, report: Progress) -> np.ndarray:
     from sklearn.manifold import TSNE
 
     n_samples, n_features = X.shape
@@ -73,7 +72,7 @@ def _tsne(X: np.ndarray, random_state: int, report: ProgressCallback) -> np.ndar
     return tsne.fit_transform(X)
 
 
-def _umap(X: np.ndarray, random_state: int, report: ProgressCallback) -> np.ndarray:
+def _umap(X: np.ndarray, random_state: int, report: Progress) -> np.ndarray:
     try:
         import umap
     except ImportError as exc:
@@ -92,7 +91,7 @@ def _umap(X: np.ndarray, random_state: int, report: ProgressCallback) -> np.ndar
 
 
 def embed_2d(X, method: str = "pca", random_state: int = 0,
-             progress: Optional[ProgressCallback] = None) -> np.ndarray:
+             progress: ProgressLike = None) -> np.ndarray:
     """Embed features in 2-D for plotting.
 
     Parameters
@@ -104,7 +103,7 @@ def embed_2d(X, method: str = "pca", random_state: int = 0,
     random_state : int
         Seed: the same input and seed give the same layout.
     progress : callable, optional
-        ``progress(fraction, stage)``.  t-SNE and UMAP report only at their start and end (the
+        a progress consumer (``ProgressEvent`` receiver) or ``Progress``.  t-SNE and UMAP report only at their start and end (the
         libraries have no callback), so a cancel is seen between steps.
 
     Returns

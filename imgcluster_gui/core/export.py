@@ -34,7 +34,7 @@ import numpy as np
 
 from . import storage
 from .dataset import SkippedFile
-from .progress import ProgressCallback, ensure
+from .progress import ProgressLike, ensure
 
 PathLike = Union[str, os.PathLike]
 
@@ -356,7 +356,7 @@ def _plan(target: Path, paths: Sequence[PathLike], labels: np.ndarray, cluster_n
 
 def export_folders(target: PathLike, paths: Sequence[PathLike], labels,
                    cluster_names: Optional[Mapping[int, str]] = None, mode: str = "copy",
-                   allow_move: bool = False, progress: Optional[ProgressCallback] = None) -> FolderExportResult:
+                   allow_move: bool = False, progress: ProgressLike = None) -> FolderExportResult:
     """Put each image in a folder named after its cluster, under ``target``.
 
     Parameters
@@ -478,7 +478,7 @@ def _same_copy(source: Path, copy: Path) -> bool:
     return a.st_size == b.st_size and int(a.st_mtime) == int(b.st_mtime)
 
 
-def undo_export(manifest_path: PathLike, progress: Optional[ProgressCallback] = None) -> UndoResult:
+def undo_export(manifest_path: PathLike, progress: ProgressLike = None) -> UndoResult:
     """Reverse a folder export from its manifest.
 
     Moved files go back to their original place (never over a file that is there now); copies

@@ -44,7 +44,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .progress import ProgressCallback, check, ensure
+from .progress import Progress, ProgressLike, check, ensure
 from .storage import atomic_write
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,6 @@ class KnnGraph:
         n_neighbors : int, optional
             Use only each point's nearest ``n_neighbors`` (default: all stored).
         """
-        from scipy import sparse
 
         if weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
@@ -310,7 +309,7 @@ def choose_method(n_samples: int, n_features: int) -> str:
 
 def build_knn_graph(X: Any, n_neighbors: int = 15, metric: str = "cosine", method: str = "auto",
                     threads: Optional[int] = None, cache: Any = True, random_state: int = 0,
-                    progress: Optional[ProgressCallback] = None) -> KnnGraph:
+                    progress: ProgressLike = None) -> KnnGraph:
     """The ``n_neighbors`` nearest neighbours of every row of ``X``.
 
     Parameters
@@ -427,7 +426,7 @@ def _rerank(data: np.ndarray, rows: np.ndarray, found: np.ndarray, inner_product
 
 
 def _build_index(faiss: Any, data: np.ndarray, method: str, inner_product: bool, k: int,
-                 random_state: int, report: ProgressCallback) -> Any:
+                 random_state: int, report: Progress) -> Any:
     n_samples, n_features = data.shape
     faiss_metric = faiss.METRIC_INNER_PRODUCT if inner_product else faiss.METRIC_L2
     if method == "exact":
@@ -488,7 +487,7 @@ def _drop_self(found: np.ndarray, scores: np.ndarray, rows: np.ndarray, k: int,
 
 
 def nearest_neighbors(X: Any, n_neighbors: int, queries: Optional[np.ndarray] = None,
-                      metric: str = "euclidean", progress: Optional[ProgressCallback] = None,
+                      metric: str = "euclidean", progress: ProgressLike = None,
                       cache: Any = True) -> tuple[np.ndarray, np.ndarray]:
     """Squared distances and indices of each query row's ``n_neighbors`` nearest rows of ``X``.
 

@@ -14,8 +14,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .progress import (Cancelled, Progress, ProgressCallback, ProgressEvent, check, notes_from_warnings,
-                       wrap_callback)
+from .progress import (Cancelled, Progress, ProgressEvent, ProgressLike, check, notes_from_warnings, wrap_callback)
 from .jsonable import to_jsonable as _jsonable
 
 #: How an algorithm that needs K gets one when none is given (see PipelineConfig).
@@ -142,8 +141,7 @@ class PipelineResult:
         from .session import ClusterSession
 
         metrics = dict(self.metrics)
-        if self.external:
-            metrics["external"] = dict(self.external)
+        metrics["external"] = dict(self.external) if self.external else None  # clustering_metrics' form
         if self.auto_k is not None:
             metrics["auto_k"] = _auto_k_dict(self.auto_k)
         levels = self.levels or []
@@ -163,6 +161,7 @@ class PipelineResult:
             granularity=[level.summary() for level in levels] or None,
         )
         session.trained_model = self.estimator  # saved beside the session file only for trained networks
+        session.mark_modified()  # a new result is unsaved work
         return session
 
 
@@ -178,7 +177,7 @@ class GraphKResult:
 
 
 def choose_k_from_graph(X: np.ndarray, random_state: int = 0,
-                        progress: Optional[ProgressCallback] = None) -> GraphKResult:
+                        progress: ProgressLike = None) -> GraphKResult:
     """How many groups the neighbour graph holds: Leiden's count with its defaults (at least 1)."""
     from .clustering.registry import make_estimator
 
@@ -216,7 +215,7 @@ def load_ground_truth(config: PipelineConfig, root: Path, paths: list[Path]) -> 
     return None
 
 
-def extract(config: PipelineConfig, paths: list[Path], progress: Optional[ProgressCallback] = None):
+def extract(config: PipelineConfig, paths: list[Path], progress: ProgressLike = None):
     """Extract (or read from the cache) the features of ``paths`` for the configured backbone(s)."""
     from .features.extract import extract_features, extract_multiview
 
@@ -267,7 +266,7 @@ class PartialCancelled(Cancelled):
         self.result = result
 
 
-def cluster(config: PipelineConfig, X: np.ndarray, progress: Optional[ProgressCallback] = None,
+def cluster(config: PipelineConfig, X: np.ndarray, progress: ProgressLike = None,
             fit_params: Optional[dict[str, Any]] = None,
             on_estimator: Optional[Callable[[Any], None]] = None, keep_partial: bool = False):
     """Fit the configured algorithm (choosing K first when asked) and return ``(estimator, labels, auto_k)``.
@@ -314,7 +313,7 @@ def cluster(config: PipelineConfig, X: np.ndarray, progress: Optional[ProgressCa
     return estimator, labels, auto_k
 
 
-def run_pipeline(config: PipelineConfig, progress: Optional[ProgressCallback] = None,
+def run_pipeline(config: PipelineConfig, progress: ProgressLike = None,
                  on_estimator: Optional[Callable[[Any], None]] = None) -> PipelineResult:
     """Run every stage on ``config.folder`` and return the result.
 
@@ -323,7 +322,7 @@ def run_pipeline(config: PipelineConfig, progress: Optional[ProgressCallback] = 
     config : PipelineConfig
         What to run.
     progress : callable, optional
-        ``progress(fraction, stage)``; raising :class:`Cancelled` from it stops the run cleanly
+        a progress consumer (``ProgressEvent`` receiver) or ``Progress``; raising :class:`Cancelled` from it stops the run cleanly
         (the feature cache keeps only complete entries).
     on_estimator : callable, optional
         Called with the estimator just before it is fitted, e.g. to watch a deep method's
@@ -437,7 +436,7 @@ def run_pipeline(config: PipelineConfig, progress: Optional[ProgressCallback] = 
     return result
 
 
-def granularity_levels(estimator: Any, X: np.ndarray, progress: Optional[ProgressCallback] = None,
+def granularity_levels(estimator: Any, X: np.ndarray, progress: ProgressLike = None,
                        silhouette_sample: int = 2000) -> list:
     """The estimator's granularity ladder, each level with its (sampled) silhouette.
 
@@ -460,29 +459,24 @@ def granularity_levels(estimator: Any, X: np.ndarray, progress: Optional[Progres
 
 def _finish(config: PipelineConfig, scan: Any, feats: Any, paths: list[str], X: np.ndarray, labels: np.ndarray,
             auto_k: Any, ground_truth: Optional[list[str]], estimator: Any, timings: dict[str, float],
-            warnings: list[str], report: ProgressCallback, fast_embedding: bool = False) -> PipelineResult:
+            warnings: list[str], report: Progress, fast_embedding: bool = False) -> PipelineResult:
     """Metrics and 2-D embedding of an assignment, packed as a :class:`PipelineResult`.
 
     ``fast_embedding`` swaps a slow layout (t-SNE, UMAP) for PCA: the user asked to stop, and the
     scatter's method menu can redo the slow one later.
     """
     from .embedding import embed_2d
-    from .metrics import external_metrics, internal_metrics
+    from .metrics import clustering_metrics
 
-    def stage(name: str, prefix: str) -> ProgressCallback:
+    def stage(name: str, prefix: str) -> Progress:
         start, end = _STAGE_SPANS[name]
         return wrap_callback(report, start, end, prefix)
 
     t0 = time.perf_counter()
     metric_progress = stage("metrics", "Metrics: ")
     metric_progress(0.0, "internal")
-    metrics = internal_metrics(X, labels)
-    external = None
-    if ground_truth is not None:
-        known = [i for i, g in enumerate(ground_truth) if g is not None]
-        if len(known) >= 2:
-            external = external_metrics([ground_truth[i] for i in known], labels[known])
-            external["n_labelled"] = len(known)
+    metrics = clustering_metrics(X, labels, ground_truth)  # the session rescores edits with it too
+    external = metrics.pop("external")
     metric_progress(1.0, "done")
     timings["metrics"] = time.perf_counter() - t0
 

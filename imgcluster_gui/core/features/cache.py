@@ -32,7 +32,7 @@ from typing import Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from ..progress import ProgressCallback, check, ensure
+from ..progress import ProgressLike, check, ensure
 from ..storage import cache_dir
 
 PathLike = Union[str, os.PathLike]
@@ -138,7 +138,7 @@ class FeatureCache:
             raise OSError(failures[0][1])
         return keys[0]  # type: ignore[return-value]
 
-    def keys_for(self, paths: Sequence[PathLike], progress: Optional[ProgressCallback] = None,
+    def keys_for(self, paths: Sequence[PathLike], progress: ProgressLike = None,
                  n_threads: int = 4) -> tuple[list[Optional[str]], list[tuple[int, str]]]:
         """Content keys of many files.
 

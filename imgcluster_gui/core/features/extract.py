@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ... import __version__
 from ..dataset import ImageLoadError, SkippedFile, load_image
-from ..progress import ProgressCallback, check, ensure, wrap_callback
+from ..progress import ProgressLike, check, ensure, wrap_callback
 from .backbones import (DEFAULT_BACKBONE, Preprocessing, build_feature_model, get_backbone, resolve_layer,
                         resolve_preprocessing, weights_identity)
 from .cache import FeatureCache
@@ -289,7 +289,7 @@ def extract_features(paths: Sequence[PathLike], backbone: str = DEFAULT_BACKBONE
                      weights_path: Optional[PathLike] = None, device: Union[str, torch.device] = "auto",
                      batch_size: Optional[int] = None, num_workers: Optional[int] = None,
                      cache: Union[FeatureCache, bool, None] = True,
-                     progress: Optional[ProgressCallback] = None, *,
+                     progress: ProgressLike = None, *,
                      mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
                      channels_last: Optional[bool] = None, compile: bool = False) -> FeatureResult:
     """Features of ``paths`` from one backbone, reading and filling the cache.
@@ -310,7 +310,7 @@ def extract_features(paths: Sequence[PathLike], backbone: str = DEFAULT_BACKBONE
     cache : FeatureCache, bool or None
         ``True`` = the default cache, a :class:`FeatureCache` = that one, ``False``/``None`` = none.
     progress : callable, optional
-        ``progress(fraction, stage)``; raising :class:`~..progress.Cancelled` stops the run.
+        a progress consumer (``ProgressEvent`` receiver) or ``Progress``; raising :class:`~..progress.Cancelled` stops the run.
     mean, std : 3 floats, optional
         Override the normalisation (e.g. ``0.5`` for weights trained on ``[-1, 1]`` inputs).
     channels_last : bool, optional
@@ -455,7 +455,7 @@ def extract_multiview(paths: Sequence[PathLike], backbones: Sequence[str], layer
                       weights_path: Optional[PathLike] = None, device: Union[str, torch.device] = "auto",
                       batch_size: Optional[int] = None, num_workers: Optional[int] = None,
                       cache: Union[FeatureCache, bool, None] = True,
-                      progress: Optional[ProgressCallback] = None, *,
+                      progress: ProgressLike = None, *,
                       layers: Optional[Mapping[str, Optional[str]]] = None,
                       weights_paths: Optional[Mapping[str, Optional[PathLike]]] = None,
                       channels_last: Optional[bool] = None, compile: bool = False) -> FeatureResult:
