@@ -120,6 +120,65 @@ def internal_metrics(X, labels, sample_size: Optional[int] = 10000, random_state
     return result
 
 
+def clustering_metrics(X, labels, ground_truth: Optional[Sequence] = None, sample_size: Optional[int] = 10000,
+                       random_state: int = 0) -> dict[str, Any]:
+    """The metrics of one assignment as a result shows them: the one function for a run and after edits.
+
+    The pipeline scores its result with it, and a session rescoring its labels after hand edits
+    calls it too, so the same labels always give the same numbers.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features), or None
+        The features the clustering ran on. None (a session saved without features): the
+        internal scores are None with a ``reason``; the sizes and counts are still given.
+    labels : array-like of int, shape (n_samples,)
+        Cluster of each sample; ``-1`` = unassigned.
+    ground_truth : sequence of hashable or None, length n_samples, optional
+        Known classes; ``None`` entries (images without a class) are left out of the external
+        metrics.
+    sample_size, random_state
+        Passed to :func:`internal_metrics`.
+
+    Returns
+    -------
+    dict
+        :func:`internal_metrics` keys, plus ``"external"``: :func:`external_metrics` over the
+        samples with a known class, with ``n_labelled`` (how many), or None when fewer than two
+        samples have one.
+    """
+    labels = np.asarray(labels).astype(np.int64, copy=False)
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be 1-D, got shape {labels.shape}")
+    if X is not None:
+        result = internal_metrics(X, labels, sample_size=sample_size, random_state=random_state)
+    else:
+        keep = labels != NOISE
+        clusters, sizes = np.unique(labels[keep], return_counts=True)
+        result = {
+            "silhouette": None,
+            "silhouette_sample_size": 0,
+            "calinski_harabasz": None,
+            "davies_bouldin": None,
+            "per_cluster_silhouette": {},
+            "per_cluster_size": {int(c): int(s) for c, s in zip(clusters, sizes)},
+            "n_clusters": int(clusters.size),
+            "n_noise": int((~keep).sum()),
+            "n_samples": int(keep.sum()),
+            "reason": "the session has no features",
+        }
+    result["external"] = None
+    if ground_truth is not None:
+        if len(ground_truth) != labels.shape[0]:
+            raise ValueError(f"ground_truth has {len(ground_truth)} entries for {labels.shape[0]} labels")
+        known = [i for i, g in enumerate(ground_truth) if g is not None]
+        if len(known) >= 2:
+            external = external_metrics([ground_truth[i] for i in known], labels[known])
+            external["n_labelled"] = len(known)
+            result["external"] = external
+    return result
+
+
 def silhouettes_of(X, label_sets: Sequence, sample_size: int = 2000, random_state: int = 0) -> list[Optional[float]]:
     """The mean silhouette of several labelings of the same ``X``, on one shared sample.
 

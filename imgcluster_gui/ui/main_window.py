@@ -142,7 +142,6 @@ class MainWindow(QMainWindow):
         self.last_error: Optional[tuple[str, str, str]] = None
         # The last folder export's manifest (remembered across launches, so a move can be undone later).
         self.last_manifest: Optional[Path] = self._startup_manifest
-        self._dirty = False
         self._unsubscribe: Optional[Callable[[], None]] = None
         self._job: Optional[BackgroundJob] = None
         self._watch: Any = None  # a deep run's _EstimatorWatch (its estimator's live history)
@@ -150,7 +149,8 @@ class MainWindow(QMainWindow):
         self._side_job: Optional[BackgroundJob] = None  # exports, undo of an export
         self._message_boxes: list[QMessageBox] = []
         self._run_started = 0.0
-        self._changed_since_autosave = False  # the periodic autosave skips an unchanged session
+        # (uid, revision) of the session the autosave file holds: the periodic autosave skips it unchanged.
+        self._autosaved: Optional[tuple[str, int]] = None
 
         self.undo_stack = QUndoStack(self)
         self.loader = ThumbnailLoader(parent=self)
@@ -369,7 +369,7 @@ class MainWindow(QMainWindow):
             if self.session_path is not None:
                 parts.append(self.session_path.name)
         title = " — ".join(parts)
-        if self._dirty:
+        if self.session is not None and self.session.modified:  # the session owns the unsaved flag
             title += " *"
         self.setWindowTitle(title)
 
@@ -499,9 +499,7 @@ class MainWindow(QMainWindow):
         self.settings.add_recent_folder(config.folder)
         self.side_panel.set_recent_folders(self.settings.recent_folders())
         self._rebuild_recent_menu()
-        self.show_session(session, history=history, path=None)
-        self._dirty = True  # a new result is unsaved work
-        self._update_title()
+        self.show_session(session, history=history, path=None)  # to_session() marked it modified
         if partial:
             self.side_panel.show_status(f"Cancelled after {format_duration(seconds)}: best epoch kept", 0.0)
             self._status(f"Run {record.number} cancelled; its last complete epoch is shown "
@@ -555,8 +553,7 @@ class MainWindow(QMainWindow):
         self.undo_stack.clear()  # commands refer to the session they edited
         self.session = session
         self.session_path = path
-        self._dirty = False
-        self._changed_since_autosave = session is not None
+        self._autosaved = None
         if session is not None:
             self._unsubscribe = session.subscribe(self._on_session_event)
         self.grid.set_session(session)
@@ -577,9 +574,7 @@ class MainWindow(QMainWindow):
         self.run_list.refresh()
 
     def _on_session_event(self, event: Any) -> None:
-        if getattr(event, "kind", "") in ("labels", "names", "reset"):
-            self._dirty = True
-            self._changed_since_autosave = True
+        if getattr(event, "kind", "") == "modified":
             self._update_title()
 
     def new_cluster_from_selection(self, name: Optional[str] = None) -> Optional[int]:
@@ -691,7 +686,6 @@ class MainWindow(QMainWindow):
             self.show_failure(JobFailure.from_exception(exc, "Could not save the session"))
             return False
         self.session_path = target
-        self._dirty = False
         self.settings.set_last_directory("session", str(target.parent))
         self.log_panel.info(f"Session saved to {target}")
         self._log_model_warning(self.session)
@@ -699,9 +693,7 @@ class MainWindow(QMainWindow):
         return True
 
     def _sync_session_settings(self) -> None:
-        settings = getattr(self.session, "settings", None)
-        if isinstance(settings, dict):
-            settings.setdefault("embedding", self.scatter.method())
+        self.session.set_setting("embedding", self.scatter.method(), overwrite=False)
 
     def open_session(self, path: Optional[str] = None) -> bool:
         """Open a saved session file (a corrupt one gives a message); True when opened."""
@@ -742,16 +734,17 @@ class MainWindow(QMainWindow):
         ``force=False`` (the periodic timer) skips a session unchanged since the last autosave, so
         a large idle session does not hit the disk every few minutes.
         """
-        if self.session is None or (not force and not self._changed_since_autosave):
+        session = self.session
+        if session is None or (not force and self._autosaved == (session.uid, session.revision)):
             return None
         target = autosave_path()
         self._sync_session_settings()
         try:
-            self.session.save(target)
+            session.save(target, mark_saved=False)  # a copy: the work still counts as unsaved
         except Exception as exc:  # the autosave must never interrupt the user; say it in the log
             self.log_panel.warning(f"Autosave failed: {exc}")
             return None
-        self._changed_since_autosave = False
+        self._autosaved = (session.uid, session.revision)
         self.restore_autosave_action.setEnabled(True)
         return target
 
@@ -766,7 +759,7 @@ class MainWindow(QMainWindow):
         opened = self.open_session(str(path))
         if opened:
             self.session_path = None  # saving must not overwrite the autosave by default
-            self._dirty = True
+            self.session.mark_modified()
             self._update_title()
         return opened
 

@@ -5,7 +5,8 @@ session has ground truth; the granularity ladder of a graph clustering (one row 
 shown one highlighted; double-click a row to switch to it); the per-cluster silhouette as a bar
 chart; the auto-K curve with the chosen K marked (a silhouette sweep); and the per-epoch training
 curve of deep methods (``history_``).  After a
-hand edit the metrics are recomputed (debounced, on a background thread) from the session.
+hand edit the metrics are recomputed (debounced, on a background thread) by the session's
+``recompute_metrics`` and stored with ``set_metrics``: the panel only reads the session.
 """
 
 from __future__ import annotations
@@ -241,13 +242,8 @@ class MetricsPanel(QWidget):
     def _on_recomputed(self, session: Any, labels: np.ndarray, metrics: dict) -> None:
         if session is not self._session:
             return
-        previous = session.metrics or {}
-        metrics = dict(metrics)
-        if previous.get("auto_k") is not None:
-            metrics["auto_k"] = previous["auto_k"]  # how K was chosen does not change with edits
-        if np.array_equal(labels, np.asarray(session.labels)):
-            session.metrics = metrics  # emits 'metrics', which redraws
-        else:
+        # Stored (emitting 'metrics', which redraws) only when these are still the session's labels.
+        if not session.set_metrics(metrics, labels=labels):
             self.show_metrics(metrics)  # edits went on meanwhile: show it, the pending run will store
 
     def _on_failed(self, failure: JobFailure) -> None:

@@ -1,20 +1,23 @@
 """The run list: every run of this session kept side by side, like the papers' comparison tables.
 
-Each row is a :class:`RunRecord` (backbone, algorithm, K, internal and external metrics, time).
-Selecting a row asks the window to show that run; the table itself is the side-by-side
-comparison, sortable by any column, and "Compare selected" opens a transposed table of the
-chosen runs (one column per run).
+Each row is a :class:`~imgcluster_gui.core.session.RunRecord` (backbone, algorithm, K, internal and
+external metrics, time) of the widget's :class:`~imgcluster_gui.core.session.RunHistory`: the runs
+are core state, this widget only displays them. Selecting a row asks the window to show that run;
+the table itself is the side-by-side comparison, sortable by any column, and "Compare selected"
+opens a transposed table of the chosen runs (one column per run).
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QHBoxLayout, QHeaderView, QPushButton,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+from ..core.session import RunHistory, RunRecord
+
+__all__ = ["COLUMNS", "RunList", "RunRecord"]
 
 # (header, key into RunRecord.row(), number format)
 COLUMNS = (
@@ -52,63 +55,6 @@ class _SortableItem(QTableWidgetItem):
         return str(mine) < str(theirs)
 
 
-@dataclass
-class RunRecord:
-    """One run as the list shows it, with the session it produced.
-
-    Attributes
-    ----------
-    number : int
-        1-based run number in this window.
-    session : ClusterSession
-        The (editable) result; hand edits made while it is shown stay with it.
-    config : dict
-        ``PipelineConfig.to_dict()`` (or the saved settings of an opened session file).
-    seconds : float
-        Wall time of the run (0 for an opened file).
-    source : str
-        ``'run'`` or ``'file'``.
-    title : str
-        Shown instead of the backbone when the config has none (an opened file's name).
-    history : list of dict
-        Per-epoch training history of deep methods (empty for the others).
-    """
-
-    number: int
-    session: Any
-    config: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
-    started: float = field(default_factory=time.time)
-    source: str = "run"
-    title: str = ""
-    history: list = field(default_factory=list)  # a deep method's per-epoch ``history_``
-
-    def row(self) -> dict[str, Any]:
-        """The values of the table's columns (None where unknown)."""
-        metrics = dict(getattr(self.session, "metrics", None) or {})
-        external = metrics.get("external") or {}
-        backbones = self.config.get("backbones") or []
-        labels = getattr(self.session, "labels", None)
-        cluster_ids = [c for c in self.session.cluster_ids() if c >= 0] if hasattr(self.session, "cluster_ids") else []
-        return {
-            "number": self.number,
-            "started": time.strftime("%H:%M:%S", time.localtime(self.started)),
-            "backbone": " + ".join(backbones) if backbones else (self.title or "—"),
-            "layer": self.config.get("layer") or "penultimate",
-            "algorithm": self.config.get("algorithm") or "—",
-            "k": len(cluster_ids),
-            "n_images": 0 if labels is None else int(len(labels)),
-            "silhouette": metrics.get("silhouette"),
-            "calinski_harabasz": metrics.get("calinski_harabasz"),
-            "davies_bouldin": metrics.get("davies_bouldin"),
-            "nmi": external.get("nmi"),
-            "ari": external.get("ari"),
-            "acc": external.get("acc"),
-            "purity": external.get("purity"),
-            "seconds": float(self.seconds) if self.seconds else None,
-        }
-
-
 def _format(value: Any, fmt: Optional[str]) -> str:
     if value is None:
         return "—"
@@ -121,7 +67,13 @@ def _format(value: Any, fmt: Optional[str]) -> str:
 
 
 class RunList(QWidget):
-    """The table of runs.
+    """The table of a :class:`RunHistory`'s runs.
+
+    Parameters
+    ----------
+    runs : RunHistory, optional
+        The runs to show (default: a new, empty history); :attr:`runs` gives it.
+    parent : QWidget, optional
 
     Signals
     -------
@@ -131,10 +83,9 @@ class RunList(QWidget):
 
     runActivated = Signal(int)
 
-    def __init__(self, parent: Optional[QWidget] = None) -> None:
+    def __init__(self, parent: Optional[QWidget] = None, runs: Optional[RunHistory] = None) -> None:
         super().__init__(parent)
-        self._records: list[RunRecord] = []
-        self._current: Optional[int] = None
+        self.runs: RunHistory = runs if runs is not None else RunHistory()
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setObjectName("run_table")
         self.table.setHorizontalHeaderLabels([c[0] for c in COLUMNS])
@@ -160,33 +111,33 @@ class RunList(QWidget):
 
     # ---------------------------------------------------------------- records
     def records(self) -> list[RunRecord]:
-        return list(self._records)
+        return self.runs.records()
 
     def record(self, number: int) -> RunRecord:
-        return next(r for r in self._records if r.number == number)
+        return self.runs.record(number)
 
     def next_number(self) -> int:
-        return 1 + max((r.number for r in self._records), default=0)
+        return self.runs.next_number()
 
     def add_run(self, record: RunRecord) -> None:
         """Append a run and make it the current one (selected, without emitting runActivated)."""
-        self._records.append(record)
-        self._current = record.number
+        self.runs.add(record)
         self.refresh()
 
     def current_number(self) -> Optional[int]:
-        return self._current
+        return self.runs.current_number
 
     def set_current(self, number: int) -> None:
-        self._current = number
+        self.runs.set_current(number)
         self._select_row_of(number)
 
     def refresh(self, number: Optional[int] = None) -> None:
         """Redraw the table (metrics change after hand edits)."""
         self.table.blockSignals(True)
         self.table.setSortingEnabled(False)
-        self.table.setRowCount(len(self._records))
-        for row, record in enumerate(self._records):
+        records = self.runs.records()
+        self.table.setRowCount(len(records))
+        for row, record in enumerate(records):
             values = record.row()
             for column, (_header, key, fmt) in enumerate(COLUMNS):
                 item = _SortableItem(_format(values[key], fmt), values[key])
@@ -196,8 +147,8 @@ class RunList(QWidget):
                 self.table.setItem(row, column, item)
         self.table.setSortingEnabled(True)
         self.table.blockSignals(False)
-        if self._current is not None:
-            self._select_row_of(self._current)
+        if self.runs.current_number is not None:
+            self._select_row_of(self.runs.current_number)
 
     def _select_row_of(self, number: int) -> None:
         self.table.blockSignals(True)
@@ -213,14 +164,14 @@ class RunList(QWidget):
 
     def _on_selection(self) -> None:
         numbers = self.selected_numbers()
-        if len(numbers) == 1 and numbers[0] != self._current:
-            self._current = numbers[0]
+        if len(numbers) == 1 and numbers[0] != self.runs.current_number:
+            self.runs.set_current(numbers[0])
             self.runActivated.emit(numbers[0])
 
     # ---------------------------------------------------------------- comparison
     def comparison_table(self, numbers: Optional[list[int]] = None) -> QTableWidget:
         """A table with one column per run and one row per column of the list."""
-        chosen = [self.record(n) for n in (numbers or [r.number for r in self._records])]
+        chosen = [self.record(n) for n in (numbers or [r.number for r in self.runs])]
         table = QTableWidget(len(COLUMNS) - 1, len(chosen))
         table.setObjectName("comparison_table")
         table.setVerticalHeaderLabels([c[0] for c in COLUMNS[1:]])
@@ -237,7 +188,7 @@ class RunList(QWidget):
         """Open (non-modal) the side-by-side table of the selected runs, or all runs."""
         numbers = self.selected_numbers()
         if len(numbers) < 2:
-            numbers = [r.number for r in self._records]
+            numbers = [r.number for r in self.runs]
         dialog = QDialog(self)
         dialog.setWindowTitle("Compare runs")
         layout = QVBoxLayout(dialog)

@@ -6,7 +6,9 @@
   carries the selected image indices, and :meth:`ScatterView.set_selection` takes the grid's
   selection the other way, without echoing it back.
 * The embedding method (PCA / t-SNE / UMAP) is recomputed from ``session.features`` on a
-  :class:`~imgcluster_gui.ui.worker.BackgroundJob`, never on the GUI thread.
+  :class:`~imgcluster_gui.ui.worker.BackgroundJob`, never on the GUI thread, and handed to
+  ``session.set_embedding``; the view redraws on the session's ``'embedding'`` event (it only
+  reads the session).
 """
 
 from __future__ import annotations
@@ -247,6 +249,11 @@ class ScatterView(QWidget):
     def _on_session_event(self, event: Any) -> None:
         kind = getattr(event, "kind", event)
         if kind == "reset":
+            self._reload_positions()
+        elif kind == "embedding":
+            method = (getattr(self._session, "settings", None) or {}).get("embedding")
+            if method:
+                self._set_method_silently(method)
             self._reload_positions()
         elif kind == "labels":
             indices = np.asarray(getattr(event, "indices", ()), dtype=np.int64)
@@ -508,11 +515,8 @@ class ScatterView(QWidget):
     def _apply_embedding(self, session: Any, method: str, coords: np.ndarray) -> None:
         if session is not self._session:
             return  # the user moved on to another run meanwhile
-        session.embedding = np.asarray(coords, dtype=np.float32)
-        if isinstance(getattr(session, "settings", None), dict):
-            session.settings["embedding"] = method
         self._method = method
-        self._reload_positions()
+        session.set_embedding(coords, method=method)  # its 'embedding' event redraws the points
         self.view_box.autoRange()
         self.embeddingChanged.emit(method)
 

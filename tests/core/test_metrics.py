@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imgcluster_gui.core.metrics import cluster_accuracy, external_metrics, internal_metrics, purity
+from imgcluster_gui.core.metrics import cluster_accuracy, clustering_metrics, external_metrics, internal_metrics, purity
 
 # Two clusters on a line: {0, 1} and {10, 11}.
 LINE_X = np.array([[0.0], [1.0], [10.0], [11.0]])
@@ -103,3 +103,56 @@ def test_external_metrics_reject_bad_input():
         external_metrics(["a", None], [0, 1])
     with pytest.raises(ValueError, match="no samples"):
         external_metrics([], [])
+
+
+def test_clustering_metrics_scores_internal_and_the_known_classes_only():
+    truth = ["a", None, "b", "b"]
+    m = clustering_metrics(LINE_X, LINE_LABELS, truth)
+    assert {k: v for k, v in m.items() if k != "external"} == internal_metrics(LINE_X, LINE_LABELS)
+    expected = external_metrics(["a", "b", "b"], [0, 1, 1])
+    assert m["external"] == {**expected, "n_labelled": 3}
+    assert clustering_metrics(LINE_X, LINE_LABELS, [None, None, "a", None])["external"] is None  # one known: none
+    assert clustering_metrics(LINE_X, LINE_LABELS)["external"] is None
+    with pytest.raises(ValueError, match="ground_truth"):
+        clustering_metrics(LINE_X, LINE_LABELS, ["a"])
+
+
+def test_clustering_metrics_without_features_keep_the_internal_keys():
+    m = clustering_metrics(None, [0, 0, 1, -1])
+    assert set(m) == set(internal_metrics(LINE_X, LINE_LABELS)) | {"external"}
+    assert m["silhouette"] is None and m["reason"] and m["per_cluster_size"] == {0: 2, 1: 1}
+    assert m["n_clusters"] == 2 and m["n_noise"] == 1 and m["n_samples"] == 3
+
+
+def test_the_pipeline_and_the_session_after_edits_give_identical_metrics_for_the_same_labels(tmp_path,
+                                                                                              sample_images):
+    """One function scores a run and its edits: undoing back to the run's labels gives the run's metrics exactly."""
+    import shutil
+
+    from imgcluster_gui.core.pipeline import PipelineConfig, run_pipeline
+
+    folder = tmp_path / "imgs"
+    rows = ["path,label"]
+    for cls in ("bag", "trouser", "sneaker"):
+        (folder / cls).mkdir(parents=True)
+        for position, source in enumerate(sorted((sample_images / cls).glob("*.png"))[:5]):
+            shutil.copy(source, folder / cls / source.name)
+            if position:  # one image per class has no known class
+                rows.append(f"{cls}/{source.name},{cls}")
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    # K from the silhouette sweep: the metrics also carry how K was chosen.
+    result = run_pipeline(PipelineConfig(folder=str(folder), algorithm="kmeans", k_selection="silhouette", k_max=5,
+                                         embedding="none", labels_csv=str(folder / "labels.csv")))
+    assert result.external["n_labelled"] == 12 and result.auto_k is not None
+    session = result.to_session()
+    from_the_run = {**result.metrics, "external": result.external, "auto_k": session.metrics["auto_k"]}
+    assert session.metrics == from_the_run
+    moved = session.move([0], int(session.labels[0]) + 1)
+    assert session.recompute_metrics() != from_the_run
+    session.revert(moved)
+    session.move([1], int(session.labels[1]) + 1)
+    session.move([1], int(result.labels[1]))  # a second hand edit puts it back: the run's labels again
+    np.testing.assert_array_equal(session.labels, result.labels)
+    assert session.n_edits == 2 and session.metrics_stale
+    assert session.recompute_metrics() == from_the_run
+    assert session.recompute_metrics(labels=result.labels) == from_the_run  # the panel's worker path

@@ -1,17 +1,19 @@
-"""ClusterSession: edits, exact undo/redo, events, metrics, save / load (no Qt)."""
+"""ClusterSession: edits, exact undo/redo, events, metrics, the modified flag, save / load, the run history (no Qt)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from imgcluster_gui.core import session as session_module
-from imgcluster_gui.core.session import ClusterSession, Edit, SessionEvent, SessionFileError
+from imgcluster_gui.core.session import ClusterSession, Edit, RunHistory, RunRecord, SessionEvent, SessionFileError
+
+UI = Path(__file__).resolve().parents[2] / "imgcluster_gui" / "ui"
 
 
 def make_session(n: int = 30, k: int = 3, with_noise: bool = True) -> ClusterSession:
@@ -87,8 +89,8 @@ def test_subscribers_get_precise_events():
     s = make_session()
     events: list[SessionEvent] = []
     unsubscribe = s.subscribe(events.append)
-    s.move([0, 1], 2)  # 0 -> 2 and 1 -> 2
-    assert [e.kind for e in events] == ["labels"]
+    s.move([0, 1], 2)  # 0 -> 2 and 1 -> 2; the first change also flips `modified`, after the edit's own event
+    assert [e.kind for e in events] == ["labels", "modified"]
     assert events[0].indices.tolist() == [0, 1] and events[0].clusters == {0, 1, 2}
     events.clear()
     s.rename(2, "Fish")
@@ -189,7 +191,7 @@ def test_save_replaces_atomically_and_keeps_the_old_file_on_failure(tmp_path, mo
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(session_module.np.lib.format, "write_array", disk_full)
+    monkeypatch.setattr(np.lib.format, "write_array", disk_full)
     with pytest.raises(SessionFileError, match="No space left"):
         s.save(path)
     monkeypatch.undo()
@@ -286,7 +288,7 @@ def test_regroup_switches_level_as_one_undoable_edit():
     edit = session.regroup(0)
     assert edit.description == "Regroup into 2 groups"
     assert session.labels.tolist() == [0] * 6 + [1] * 6 and session.granularity_level() == 0
-    assert events and events[-1].kind == "labels"
+    assert [e.kind for e in events] == ["labels", "modified"]  # one edit, then the flag flips
     session.revert(edit)
     assert session.granularity_level() == 1 and session.n_edits == 0
     assert session.plan_regroup(1).is_noop
@@ -337,3 +339,131 @@ def test_replacing_hand_placements_makes_those_images_follow_the_levels_again():
     assert session.hand_placed().tolist() == [5]
     session.regroup(2, keep_hand_placed=True)
     assert session.labels[5] == 1 and session.labels[4] == 1 and session.labels[6] == 3
+
+
+# ---------------------------------------------------------------------------- one unsaved-changes flag
+
+def test_the_session_owns_the_modified_flag_and_says_when_it_flips(tmp_path):
+    s = make_session()
+    events = []
+    s.subscribe(lambda e: events.append(e.kind))
+    assert not s.modified and s.revision == 0
+    s.apply(s.plan_move([0], 0))  # a no-op edit (image 0 is in cluster 0): nothing to save
+    assert not s.modified and s.revision == 0 and events == []
+    s.move([0], 1)
+    assert s.modified and s.revision == 1 and events == ["labels", "modified"]
+    s.rename(1, "Wolves")
+    assert s.revision == 2 and events[2:] == ["names"]  # already modified: no second 'modified'
+    s.save(tmp_path / "copy.imgcluster", mark_saved=False)  # the autosave: a copy, the work stays unsaved
+    assert s.modified and events[3:] == []
+    s.save(tmp_path / "work.imgcluster")
+    assert not s.modified and events[3:] == ["modified"] and s.revision == 2
+    s.revert(s.history[-1])  # undo is a change too
+    assert s.modified and s.revision == 3 and events[4:] == ["names", "modified"]
+    loaded = ClusterSession.load(tmp_path / "work.imgcluster")
+    assert not loaded.modified
+    heard = []
+    loaded.subscribe(lambda e: heard.append(e.kind))
+    loaded.mark_modified()  # e.g. a restored autosave
+    assert loaded.modified and heard == ["modified"]
+    loaded.save(tmp_path / "work.imgcluster")
+    loaded.reset_edits()
+    assert loaded.modified and heard[-2:] == ["reset", "modified"]
+
+
+def test_a_new_pipeline_result_is_unsaved_work():
+    from types import SimpleNamespace
+
+    from imgcluster_gui.core.pipeline import PipelineConfig, PipelineResult
+
+    labels = np.array([0, 0, 1, 1])
+    result = PipelineResult(config=PipelineConfig(folder="/data"), scan=None, features=None,
+                            paths=[f"/data/{i}.png" for i in range(4)], X=np.eye(4, dtype=np.float32), labels=labels,
+                            k=2, auto_k=None, metrics={"silhouette": 0.5}, external=None, ground_truth=None,
+                            embedding=None, confidence=None, timings={}, estimator=SimpleNamespace())
+    session = result.to_session()
+    assert session.modified and session.metrics == {"silhouette": 0.5, "external": None}
+
+
+# ---------------------------------------------------------------------------- views only read
+
+def test_set_metrics_stores_only_metrics_of_the_current_labels():
+    s = make_session()
+    snapshot = s.labels.copy()
+    scored = s.recompute_metrics(labels=snapshot)  # a worker's result, not stored
+    s.move([0], 1)  # edits go on meanwhile
+    events = []
+    s.subscribe(lambda e: events.append(e.kind))
+    assert s.set_metrics(scored, labels=snapshot) is False
+    assert s.metrics == {} and events == [] and s.metrics_stale
+    current = s.recompute_metrics(labels=s.labels.copy())
+    assert s.set_metrics(current, labels=s.labels.copy()) is True
+    assert s.metrics == current and events == ["metrics"] and not s.metrics_stale
+
+
+def test_recomputed_metrics_keep_how_k_was_chosen():
+    auto_k = {"method": "graph", "best_k": 3, "resolution": 1.0, "modularity": 0.4, "n_unsorted": 0}
+    s = make_session()
+    s.set_metrics({"silhouette": 0.1, "auto_k": auto_k})
+    s.move([0], 1)
+    assert s.recompute_metrics(labels=s.labels.copy())["auto_k"] == auto_k  # a worker's snapshot has it too
+    assert s.recompute_metrics()["auto_k"] == auto_k and s.metrics["auto_k"] == auto_k
+
+
+def test_set_embedding_checks_the_shape_records_the_method_and_emits():
+    s = make_session()
+    events = []
+    s.subscribe(lambda e: events.append(e.kind))
+    coords = np.arange(2 * len(s), dtype=np.float64).reshape(-1, 2)
+    s.set_embedding(coords, method="tsne")
+    assert s.embedding.dtype == np.float32 and np.array_equal(s.embedding, coords)
+    assert s.settings["embedding"] == "tsne" and events == ["embedding"] and not s.modified
+    with pytest.raises(ValueError, match="embedding"):
+        s.set_embedding(np.zeros((len(s), 3)))
+    s.embedding = None  # assigning is the same call
+    assert s.embedding is None and events == ["embedding", "embedding"]
+    s.set_setting("embedding", "pca", overwrite=False)
+    assert s.settings["embedding"] == "tsne"
+    s.set_setting("layout", "pca", overwrite=False)
+    assert s.settings["layout"] == "pca"
+
+
+_SESSION_WRITE = re.compile(
+    r"\b_?session\.(?P<attr>\w+)(\[[^\]\n]*\])?\s*(\+|-|\*|/|\|)?=(?!=)"  # session.x = / session.x[k] =
+    r"|\b_?session\.(?P<owner>\w+)\.(setdefault|update|append|extend|insert|pop|clear|remove)\(")
+
+
+def test_views_never_write_session_state():
+    offenders = []
+    for path in sorted(UI.glob("*.py")):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if _SESSION_WRITE.search(line.split("#", 1)[0]):
+                offenders.append(f"{path.name}:{number}: {line.strip()}")
+    assert offenders == [], "views must change a session through its methods:\n" + "\n".join(offenders)
+    assert _SESSION_WRITE.search("        session.embedding = coords")  # the check itself catches a write
+    assert _SESSION_WRITE.search('self._session.settings["embedding"] = method')
+    assert _SESSION_WRITE.search("session.settings.setdefault('embedding', m)")
+    assert not _SESSION_WRITE.search("if session.metrics == other:")
+
+
+# ---------------------------------------------------------------------------- the runs of a sitting
+
+def test_run_history_numbers_the_runs_and_knows_the_current_one():
+    runs = RunHistory()
+    assert runs.next_number() == 1 and runs.current is None and runs.current_number is None
+    first, second = make_session(), make_session()
+    runs.add(RunRecord(number=runs.next_number(), session=first, config={"backbones": ["a", "b"]}, seconds=2.5))
+    runs.add(RunRecord(number=runs.next_number(), session=second, source="file", title="old.imgcluster"))
+    assert [r.number for r in runs] == [1, 2] and len(runs) == 2
+    assert runs.current_number == 2 and runs.current.session is second
+    assert runs.record_of(first).number == 1 and runs.record_of(object()) is None
+    assert runs.set_current(1).session is first and runs.current_number == 1
+    with pytest.raises(KeyError):
+        runs.record(7)
+    with pytest.raises(ValueError, match="taken"):
+        runs.add(RunRecord(number=2, session=first))
+    first.recompute_metrics()
+    row = runs.record(1).row()
+    assert row["backbone"] == "a + b" and row["k"] == 3 and row["n_images"] == 30 and row["seconds"] == 2.5
+    assert row["silhouette"] == first.metrics["silhouette"] and row["nmi"] == first.metrics["external"]["nmi"]
+    assert runs.record(2).row()["backbone"] == "old.imgcluster" and runs.record(2).row()["seconds"] is None

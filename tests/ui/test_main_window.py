@@ -459,7 +459,7 @@ def test_deep_run_shows_epochs_live_and_cancel_keeps_the_last_epoch(qtbot, windo
     assert len(kept.session.paths) == len(CLASSES) * PER_CLASS
     assert _grid_cluster_count(window) == len([c for c in kept.session.cluster_ids() if c >= 0])
     assert window.scatter.point_colours() == [cluster_colour(int(c)).name() for c in kept.session.labels]
-    assert "last complete epoch" in window.log_panel.text()
+    assert "Cancelled during training: the result of epoch" in window.log_panel.text()  # the run's own note
     assert window.run_action.isEnabled() and not window.is_running()
 
 

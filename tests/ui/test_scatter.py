@@ -129,6 +129,21 @@ def test_changing_the_method_recomputes_off_the_gui_thread(view, qtbot):
     np.testing.assert_allclose(view.positions(), session.embedding, rtol=1e-6)
 
 
+def test_the_view_only_reads_the_session_and_follows_its_embedding_events(view, qtbot):
+    session = _session()
+    view.set_session(session)
+    events = []
+    session.subscribe(lambda e: events.append(e.kind))
+    with qtbot.waitSignal(view.embeddingChanged, timeout=WAIT_MS):
+        view.recompute("pca")
+    assert events == ["embedding"] and not session.modified  # stored through the model's method, one event
+    np.testing.assert_allclose(view.positions(), session.embedding, rtol=1e-6)
+    moved = session.embedding + 100.0
+    session.set_embedding(moved, method="tsne")  # replaced by someone else: the view redraws
+    np.testing.assert_allclose(view.positions(), moved, rtol=1e-6)
+    assert view.method() == "tsne" and view.method_combo.currentData() == "tsne"
+
+
 def test_session_without_features_keeps_its_embedding(view):
     session = _session()
     session.features = None
