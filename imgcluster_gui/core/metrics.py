@@ -43,6 +43,24 @@ def _stratified_sample(labels: np.ndarray, sample_size: int, rng: np.random.Gene
     return np.sort(np.concatenate(chosen))
 
 
+def _unscored(labels: np.ndarray, reason: Optional[str]) -> dict[str, Any]:
+    """The internal-metrics dict with the counts filled in and no score yet (``reason`` says why)."""
+    keep = labels != NOISE
+    clusters, sizes = np.unique(labels[keep], return_counts=True)
+    return {
+        "silhouette": None,
+        "silhouette_sample_size": 0,
+        "calinski_harabasz": None,
+        "davies_bouldin": None,
+        "per_cluster_silhouette": {},
+        "per_cluster_size": {int(c): int(s) for c, s in zip(clusters, sizes)},
+        "n_clusters": int(clusters.size),
+        "n_noise": int((~keep).sum()),
+        "n_samples": int(keep.sum()),
+        "reason": reason,
+    }
+
+
 def internal_metrics(X, labels, sample_size: Optional[int] = 10000, random_state: int = 0) -> dict[str, Any]:
     """Silhouette, Calinski-Harabasz, Davies-Bouldin and per-cluster silhouette.
 
@@ -79,18 +97,7 @@ def internal_metrics(X, labels, sample_size: Optional[int] = 10000, random_state
     X_used, labels_used = X[keep], labels[keep]
     n_used = int(keep.sum())
     clusters, sizes = np.unique(labels_used, return_counts=True)
-    result: dict[str, Any] = {
-        "silhouette": None,
-        "silhouette_sample_size": 0,
-        "calinski_harabasz": None,
-        "davies_bouldin": None,
-        "per_cluster_silhouette": {},
-        "per_cluster_size": {int(c): int(s) for c, s in zip(clusters, sizes)},
-        "n_clusters": int(clusters.size),
-        "n_noise": int((~keep).sum()),
-        "n_samples": n_used,
-        "reason": None,
-    }
+    result = _unscored(labels, reason=None)
     if n_used == 0:
         result["reason"] = "every sample is noise (label -1): no cluster to score"
         return result
@@ -153,20 +160,7 @@ def clustering_metrics(X, labels, ground_truth: Optional[Sequence] = None, sampl
     if X is not None:
         result = internal_metrics(X, labels, sample_size=sample_size, random_state=random_state)
     else:
-        keep = labels != NOISE
-        clusters, sizes = np.unique(labels[keep], return_counts=True)
-        result = {
-            "silhouette": None,
-            "silhouette_sample_size": 0,
-            "calinski_harabasz": None,
-            "davies_bouldin": None,
-            "per_cluster_silhouette": {},
-            "per_cluster_size": {int(c): int(s) for c, s in zip(clusters, sizes)},
-            "n_clusters": int(clusters.size),
-            "n_noise": int((~keep).sum()),
-            "n_samples": int(keep.sum()),
-            "reason": "the session has no features",
-        }
+        result = _unscored(labels, reason="the session has no features")
     result["external"] = None
     if ground_truth is not None:
         if len(ground_truth) != labels.shape[0]:
