@@ -101,9 +101,6 @@ def _visible_paths(grid) -> list[str]:
 def run(n_thumbnails: int = 20_000, n_clusters: int = 50, thumb_size: int = 96, width: int = 1280,
         height: int = 800, verbose: bool = True) -> dict[str, Any]:
     """Measure the grid over ``n_thumbnails`` images in ``n_clusters`` clusters; returns the figures."""
-    from imgcluster_gui.ui._qt_compat import protect_singleton_refcounts
-
-    protect_singleton_refcounts()
     from PySide6.QtCore import QModelIndex, Qt
     from PySide6.QtGui import QUndoStack
     from PySide6.QtWidgets import QApplication

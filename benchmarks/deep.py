@@ -161,7 +161,7 @@ def write_results(out: Path, stem: str, args: argparse.Namespace, device: dict[s
 def run(args: argparse.Namespace) -> None:
     import torch
 
-    from imgcluster_gui.core.clustering.deep.common import resolve_device
+    from imgcluster_gui.core.choices import resolve_device
 
     device_used = str(resolve_device(args.device))
     cache_dir = common.tempfile_dir() / "deep_features"
@@ -210,6 +210,8 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    from imgcluster_gui.core.choices import AUTO, DEVICE_CHOICES
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="*", default=["coil20", "umist"])
     parser.add_argument("--with-images", action="store_true", help="also DeepCluster and UCNN (fine-tuning)")
@@ -217,7 +219,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="with --with-images: skip the feature-level methods (k-means lite0 is kept as the baseline)")
     parser.add_argument("--image-epochs", type=int, default=5)
     parser.add_argument("--input-size", type=int, default=None)
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--device", default=AUTO, choices=DEVICE_CHOICES)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--smoke", action="store_true", help="4 images per class, few epochs")
     parser.add_argument("--hidden", type=int, nargs="+", default=None,

@@ -308,7 +308,7 @@ def bench_clustering(sizes: Sizes) -> SectionResult:
     from sklearn.cluster import KMeans
     from sklearn.metrics import normalized_mutual_info_score, silhouette_score
 
-    have_registry = common.project_has("clustering.registry", "clustering.classic")
+    have_registry = common.project_has("clustering.registry", "clustering.kmeans")
     rows, records, targets, sections = [], [], [], []
     n, k = sizes.kmeans_points, sizes.kmeans_k
     X_first = y_first = None
@@ -466,7 +466,7 @@ def _scale_worker(stats_mean: np.ndarray, stats_std: np.ndarray, n: int, k: int)
 
 def bench_scale(sizes: Sizes, backbone: str, real_features: Optional[np.ndarray],
                 extraction_ips: Optional[float], out: Path) -> SectionResult:
-    needed = ("clustering.registry", "clustering.classic", "embedding", "metrics", "preprocess")
+    needed = ("clustering.registry", "clustering.kmeans", "embedding", "metrics", "preprocess")
     if not common.project_has(*needed):
         return _skipped("scale", "core/{clustering,embedding,metrics,preprocess} not all importable yet")
     if real_features is None:

@@ -18,18 +18,21 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from .core.choices import AUTO, DEVICE_CHOICES
+from .core.embedding import EMBEDDING_METHODS, NO_EMBEDDING
+
 
 class UsageError(Exception):
     """A bad argument: printed as one line, exit status 2."""
 
 
 def _parse_k(text: str) -> Optional[int]:
-    if text.lower() == "auto":
+    if text.strip().lower() == AUTO:
         return None
     try:
         k = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--k must be a whole number or 'auto', not {text!r}") from None
+        raise argparse.ArgumentTypeError(f"--k must be a whole number or {AUTO!r}, not {text!r}") from None
     if k < 1:
         raise argparse.ArgumentTypeError("--k must be at least 1")
     return k
@@ -79,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: the offline default, see `imgcluster backbones`)")
         p.add_argument("--layer", help="backbone layer (default: penultimate, pooled)")
         p.add_argument("--weights", dest="weights_path", help="a .pth state_dict to load into the backbone")
-        p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+        p.add_argument("--device", default=AUTO, choices=DEVICE_CHOICES)
         p.add_argument("--algorithm", default="leiden",
                        help="clustering algorithm (default leiden: finds the groups itself; see `imgcluster algorithms`)")
         p.add_argument("--k", type=_parse_k, default=None, metavar="N|auto",
@@ -97,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--pca", type=int, default=None, metavar="N", help="reduce features to N dims with PCA")
         p.add_argument("--whiten", action="store_true", help="whiten after PCA")
         p.add_argument("--no-l2", action="store_true", help="skip L2 normalisation of features")
-        p.add_argument("--embedding", default="pca", choices=("pca", "tsne", "umap", "none"),
+        p.add_argument("--embedding", default="pca", choices=(*EMBEDDING_METHODS, NO_EMBEDDING),
                        help="2-D embedding written to the CSV (default pca)")
         p.add_argument("--no-recursive", action="store_true", help="only the folder itself, not sub-folders")
         p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")

@@ -10,9 +10,14 @@ import importlib.util
 import warnings
 
 import numpy as np
-from sklearn.decomposition import PCA
 
 from .progress import Progress, ProgressLike, ensure
+
+#: Every 2-D embedding method (the CLI's --embedding and the GUI's layout choices); UMAP needs
+#: umap-learn (:func:`available_methods` lists what works here).
+EMBEDDING_METHODS = ("pca", "tsne", "umap")
+#: ``PipelineConfig.embedding`` (and ``--embedding``) value that skips the 2-D layout.
+NO_EMBEDDING = "none"
 
 # t-SNE's neighbour search is run on this many PCA components (the usual speed-up, as in openTSNE
 # and the t-SNE FAQ): CNN features have 1000+ dimensions and most of the variance sits in the first few dozen.
@@ -36,14 +41,13 @@ def _umap_installed() -> bool:
 
 def available_methods() -> list[str]:
     """The embedding methods usable here: ``'pca'``, ``'tsne'``, and ``'umap'`` when umap-learn is installed."""
-    methods = ["pca", "tsne"]
-    if _umap_installed():
-        methods.append("umap")
-    return methods
+    return [method for method in EMBEDDING_METHODS if method != "umap" or _umap_installed()]
 
 
 def _pca_2d(X: np.ndarray, random_state: int) -> np.ndarray:
     """First two principal components; a zero column where the data has fewer than 2 dimensions."""
+    from sklearn.decomposition import PCA  # imported when used: the CLI reads EMBEDDING_METHODS at start-up
+
     n_samples, n_features = X.shape
     out = np.zeros((n_samples, 2), dtype=np.float32)
     n_components = min(2, n_samples, n_features)
@@ -53,6 +57,7 @@ def _pca_2d(X: np.ndarray, random_state: int) -> np.ndarray:
 
 
 def _tsne(X: np.ndarray, random_state: int, report: Progress) -> np.ndarray:
+    from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
     n_samples, n_features = X.shape
@@ -117,7 +122,7 @@ def embed_2d(X, method: str = "pca", random_state: int = 0,
     """
     report = ensure(progress)
     method = str(method).lower().replace("-", "")
-    if method not in ("pca", "tsne", "umap"):
+    if method not in EMBEDDING_METHODS:
         raise ValueError(f"unknown embedding method {method!r}; choose one of {', '.join(available_methods())}")
     if method == "umap" and not _umap_installed():
         raise ValueError("UMAP is not installed; install it with `pip install umap-learn` or choose 'pca' or 'tsne'")

@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .progress import (Cancelled, Progress, ProgressEvent, ProgressLike, check, notes_from_warnings, wrap_callback)
+from .choices import AUTO
 from .jsonable import to_jsonable as _jsonable
 
 #: How an algorithm that needs K gets one when none is given (see PipelineConfig).
@@ -49,7 +50,7 @@ class PipelineConfig:
     backbones: list[str] = field(default_factory=lambda: [_default_backbone()])
     layer: Optional[str] = None
     weights_path: Optional[str] = None
-    device: str = "auto"
+    device: str = AUTO
     pca_dims: Optional[int] = None
     whiten: bool = False
     l2: bool = True
@@ -465,7 +466,7 @@ def _finish(config: PipelineConfig, scan: Any, feats: Any, paths: list[str], X: 
     ``fast_embedding`` swaps a slow layout (t-SNE, UMAP) for PCA: the user asked to stop, and the
     scatter's method menu can redo the slow one later.
     """
-    from .embedding import embed_2d
+    from .embedding import NO_EMBEDDING, embed_2d
     from .metrics import clustering_metrics
 
     def stage(name: str, prefix: str) -> Progress:
@@ -483,7 +484,7 @@ def _finish(config: PipelineConfig, scan: Any, feats: Any, paths: list[str], X: 
     t0 = time.perf_counter()
     embedding = None
     method = config.embedding
-    if method and method != "none":
+    if method and method != NO_EMBEDDING:
         embedding = embed_2d(X, method="pca" if fast_embedding else method, random_state=config.random_state,
                              progress=stage("embedding", "2-D embedding: "))
     timings["embedding"] = time.perf_counter() - t0

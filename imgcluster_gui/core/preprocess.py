@@ -7,26 +7,48 @@ reduced features, which is what k-means on CNN features is usually run on.
 from __future__ import annotations
 
 import warnings
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
-from sklearn.decomposition import PCA
-from sklearn.preprocessing import normalize
 
 
-def _check_features(X) -> np.ndarray:
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise ValueError(f"features must be a 2-D array (n_samples, n_features), got shape {X.shape}")
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        raise ValueError(f"features are empty (shape {X.shape})")
-    if not np.issubdtype(X.dtype, np.number):
-        raise ValueError(f"features must be numbers, got dtype {X.dtype}")
-    X = X.astype(np.float32, copy=False)
-    bad_rows = ~np.isfinite(X).all(axis=1)
+def check_features(X: Any, min_samples: int = 1, dtype: Any = np.float32) -> np.ndarray:
+    """Validate a feature matrix and return it as a C-contiguous array of ``dtype``.
+
+    The one check of a feature matrix: preprocessing, every clustering estimator (classic and
+    deep) and auto-K call it.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    min_samples : int
+        Fewest rows accepted (a clustering method may need 2 or 3).
+    dtype : numpy dtype
+        Of the returned array (float32 by default; some scikit-learn methods want float64).
+
+    Raises
+    ------
+    ValueError
+        Not 2-D, empty, too few samples, not numbers, or NaN / infinite values (with how many rows).
+    """
+    try:
+        array = np.asarray(X)
+    except Exception as error:  # ragged lists and the like
+        raise ValueError(f"X must be a 2-D numeric feature matrix: {error}") from None
+    if array.ndim != 2:
+        raise ValueError(f"X must be a 2-D feature matrix (n_samples, n_features), got shape {array.shape}")
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"X must hold numbers, got dtype {array.dtype}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"X (the features) is empty: shape {array.shape}")
+    if array.shape[0] < min_samples:
+        raise ValueError(f"need at least {min_samples} samples to cluster, got {array.shape[0]}")
+    array = np.ascontiguousarray(array, dtype=dtype)
+    bad_rows = ~np.isfinite(array).all(axis=1)
     if bad_rows.any():
-        raise ValueError(f"features contain NaN or infinite values in {int(bad_rows.sum())} of {X.shape[0]} rows")
-    return X
+        raise ValueError(f"X contains NaN or infinite values in {int(bad_rows.sum())} of {array.shape[0]} rows: "
+                         "check the feature extraction")
+    return array
 
 
 def pca_cap(n_samples: int, n_features: int, whiten: bool) -> int:
@@ -77,7 +99,10 @@ def preprocess_features(X, pca_dims: Optional[int] = None, whiten: bool = False,
     ValueError
         ``X`` is not 2-D, is empty, holds NaN/inf, or ``pca_dims`` is not a positive integer.
     """
-    X = _check_features(X)
+    from sklearn.decomposition import PCA  # here, not at import: check_features is wanted without scikit-learn's PCA
+    from sklearn.preprocessing import normalize
+
+    X = check_features(X)
     notes: list[str] = []
     n_samples, n_features = X.shape
 

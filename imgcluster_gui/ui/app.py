@@ -6,14 +6,10 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ._qt_compat import protect_none_refcount
+from PySide6.QtCore import QCoreApplication, QTimer
+from PySide6.QtWidgets import QApplication
 
-protect_none_refcount()  # before any Qt call: PySide6 6.12 on Python 3.11 otherwise aborts (see _qt_compat)
-
-from PySide6.QtCore import QCoreApplication, QTimer  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
-
-from .settings import APPLICATION, ORGANISATION  # noqa: E402
+from .settings import APPLICATION, ORGANISATION
 
 
 def create_application(argv: Optional[Sequence[str]] = None) -> QApplication:
@@ -23,7 +19,7 @@ def create_application(argv: Optional[Sequence[str]] = None) -> QApplication:
     app = QApplication.instance()
     if app is None:
         app = QApplication(list(argv) if argv is not None else sys.argv[:1])
-    from .main_window import app_icon
+    from .icons import app_icon
 
     app.setWindowIcon(app_icon("app"))
     return app  # type: ignore[return-value]

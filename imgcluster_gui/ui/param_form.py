@@ -2,8 +2,8 @@
 
 Each kind gets its natural widget: ``int`` a spin box, ``float`` a double spin box, ``choice`` a
 combo box, ``bool`` a check box; the spec's ``help`` is the tooltip and its bounds the widget's
-range.  A number whose default is ``None`` ("let the estimator decide") shows "auto" at the
-bottom of its range.
+range.  A number the estimator can choose itself (``spec.auto``: its default is the core's
+``AUTO``) shows "auto" one step below the bottom of its range, and reads back as ``AUTO``.
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ from typing import Any, Optional, Sequence
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QSpinBox, QWidget
 
+from ..core.choices import AUTO
+
 # Spin boxes need finite ranges; these stand in for "unbounded".
 INT_LIMIT = 1_000_000_000
 FLOAT_LIMIT = 1e12
 FLOAT_DECIMALS = 4
 MAX_FLOAT_DECIMALS = 12
-AUTO_TEXT = "auto"
+AUTO_TEXT = AUTO
 
 
 def _magnitude(spec: Any) -> Optional[int]:
@@ -31,7 +33,7 @@ def _magnitude(spec: Any) -> Optional[int]:
 
 
 def _float_step(spec: Any) -> float:
-    """A tenth of the default's order of magnitude (0.1 when the default is 0 or None)."""
+    """A tenth of the default's order of magnitude (0.1 when the default is 0 or ``AUTO``)."""
     exponent = _magnitude(spec)
     return 0.1 if exponent is None else 10.0 ** (exponent - 1)
 
@@ -105,12 +107,12 @@ class ParamForm(QWidget):
             spin = QSpinBox()
             low = int(spec.minimum) if spec.minimum is not None else -INT_LIMIT
             high = int(spec.maximum) if spec.maximum is not None else INT_LIMIT
-            if spec.default is None:
-                # One step below the range means "auto" (None).
+            if spec.auto:
+                # One step below the range means AUTO.
                 low -= 1
                 spin.setSpecialValueText(AUTO_TEXT)
             spin.setRange(low, high)
-            spin.setValue(low if spec.default is None else int(spec.default))
+            spin.setValue(low if spec.auto else int(spec.default))
             spin.valueChanged.connect(self.changed)
             return spin
         spin = QDoubleSpinBox()
@@ -118,12 +120,12 @@ class ParamForm(QWidget):
         step = _float_step(spec)
         low = float(spec.minimum) if spec.minimum is not None else -FLOAT_LIMIT
         high = float(spec.maximum) if spec.maximum is not None else FLOAT_LIMIT
-        if spec.default is None:
+        if spec.auto:
             low -= step
             spin.setSpecialValueText(AUTO_TEXT)
         spin.setRange(low, high)
         spin.setSingleStep(step)
-        spin.setValue(low if spec.default is None else float(spec.default))
+        spin.setValue(low if spec.auto else float(spec.default))
         spin.valueChanged.connect(self.changed)
         return spin
 
@@ -142,8 +144,8 @@ class ParamForm(QWidget):
         if isinstance(widget, QComboBox):
             return widget.currentData()
         assert isinstance(widget, (QSpinBox, QDoubleSpinBox))
-        if spec.default is None and widget.value() == widget.minimum():
-            return None
+        if spec.auto and widget.value() == widget.minimum():
+            return AUTO
         return widget.value()
 
     def values(self) -> dict[str, Any]:
@@ -154,11 +156,7 @@ class ParamForm(QWidget):
         ValueError
             A value the spec refuses, with the spec's own message.
         """
-        values: dict[str, Any] = {}
-        for spec in self._specs:
-            raw = self._raw_value(spec)
-            values[spec.name] = None if raw is None else spec.validate(raw)
-        return values
+        return {spec.name: spec.validate(self._raw_value(spec)) for spec in self._specs}
 
     def non_default_values(self) -> dict[str, Any]:
         """Only the parameters changed from their defaults (what a run config needs to store)."""
@@ -176,7 +174,7 @@ class ParamForm(QWidget):
                 continue
             widget = self._widgets[name]
             try:
-                checked = None if value is None else spec.validate(value)
+                checked = spec.validate(value)
             except ValueError:
                 refused.append(name)
                 continue
@@ -184,11 +182,8 @@ class ParamForm(QWidget):
                 widget.setChecked(bool(checked))
             elif isinstance(widget, QComboBox):
                 widget.setCurrentIndex(max(widget.findData(checked), 0))
-            elif checked is None:
-                if spec.default is None:
-                    widget.setValue(widget.minimum())
-                else:
-                    refused.append(name)
+            elif checked == AUTO:
+                widget.setValue(widget.minimum())
             else:
                 widget.setValue(checked)
         return refused

@@ -18,11 +18,13 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDia
                                QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QProgressBar,
                                QPushButton, QScrollArea, QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
 
+from ..core.choices import AUTO, DEVICE_CHOICES
 from .param_form import ParamForm
 from .worker import ProgressInfo
 
-# Values the device combo maps to PipelineConfig.device.
-DEVICES = (("Automatic (GPU when available)", "auto"), ("CPU", "cpu"), ("GPU (CUDA)", "cuda"))
+# The device combo: the core's DEVICE_CHOICES (values of PipelineConfig.device), with words for people.
+_DEVICE_TEXT = {AUTO: "Automatic (GPU when available)", "cpu": "CPU", "cuda": "GPU (CUDA)", "mps": "GPU (Apple MPS)"}
+DEVICES = tuple((_DEVICE_TEXT.get(value, value), value) for value in DEVICE_CHOICES)
 # How an algorithm that needs K gets one when K is automatic (PipelineConfig.k_selection).
 K_SELECTIONS = (("neighbour graph", "graph"), ("silhouette sweep", "silhouette"))
 GROUND_TRUTH_SOURCES = (("Sub-folder names", "subfolders"), ("Labels CSV…", "csv"), ("None", "none"))

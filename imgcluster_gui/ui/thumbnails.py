@@ -23,16 +23,11 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from PIL import Image
+from PySide6.QtCore import QObject, QRunnable, Qt, QThread, QThreadPool, Signal, Slot
+from PySide6.QtGui import QImage
 
-from ._qt_compat import protect_singleton_refcounts
-
-protect_singleton_refcounts()  # before any Qt call: PySide6 6.12 + Python 3.11 otherwise aborts (see _qt_compat)
-
-from PySide6.QtCore import QObject, QRunnable, Qt, QThread, QThreadPool, Signal, Slot  # noqa: E402
-from PySide6.QtGui import QImage  # noqa: E402
-
-from ..core.dataset import ImageLoadError, load_image  # noqa: E402
-from ..core.storage import atomic_write, cache_dir  # noqa: E402
+from ..core.dataset import ImageLoadError, load_image
+from ..core.storage import atomic_write, cache_dir
 
 DEFAULT_THUMBNAIL_SIZE = 96
 DEFAULT_MEMORY_BYTES = 96 * 1024 * 1024  # ~2,500 thumbnails of 96 px: several screens of a grid

@@ -10,17 +10,12 @@ from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
-from imgcluster_gui.core.clustering.classic import (
-    AgglomerativeClusterer,
-    DBSCANClusterer,
-    FastKMeans,
-    GaussianMixtureClusterer,
-    HDBSCANClusterer,
-    MiniBatchKMeansClusterer,
-    PowerIterationClusterer,
-    estimate_eps,
-)
+from imgcluster_gui.core.clustering.agglomerative import AgglomerativeClusterer
+from imgcluster_gui.core.clustering.density import DBSCANClusterer, HDBSCANClusterer, estimate_eps
 from imgcluster_gui.core.clustering.fast_kmeans import kmeans_plusplus
+from imgcluster_gui.core.clustering.kmeans import FastKMeans, MiniBatchKMeansClusterer
+from imgcluster_gui.core.clustering.mixture import GaussianMixtureClusterer
+from imgcluster_gui.core.clustering.spectral import PowerIterationClusterer
 from imgcluster_gui.core.graph import nearest_neighbors
 from imgcluster_gui.core.progress import Cancelled
 

@@ -7,8 +7,11 @@ covered by its own tests.
 
 from __future__ import annotations
 
+import inspect
 import logging
+import re
 import sys
+import textwrap
 import warnings
 
 import numpy as np
@@ -16,7 +19,9 @@ import pytest
 from sklearn.base import clone
 from sklearn.metrics import adjusted_rand_score
 
+from imgcluster_gui.core.choices import AUTO
 from imgcluster_gui.core.clustering import registry
+from imgcluster_gui.core.clustering.kmeans import FastKMeans
 from imgcluster_gui.core.clustering.registry import (
     AlgorithmSpec,
     ParamSpec,
@@ -79,6 +84,107 @@ def test_every_param_spec_matches_its_estimator(spec):
         assert "n_clusters" in accepted
 
 
+@pytest.mark.parametrize("spec", list_algorithms(), ids=_common_check_id)
+def test_every_param_spec_default_is_the_estimators_init_default(spec):
+    """One declaration per parameter: the form's default is the one __init__ has (read independently here)."""
+    signature = inspect.signature(spec.factory.__init__).parameters
+    for param in spec.params:
+        assert param.name in signature, f"{spec.id}: {param.name} is not an __init__ keyword of {spec.factory.__name__}"
+        default = signature[param.name].default
+        assert default is not inspect.Parameter.empty, f"{spec.id}.{param.name} has no __init__ default"
+        owner = spec.factory.__name__
+        assert type(param.default) is type(default) and param.default == default, (
+            f"{spec.id}.{param.name}: the form says {param.default!r}, {owner}.__init__ says {default!r}")
+
+
+@pytest.mark.parametrize("spec", list_algorithms(), ids=_common_check_id)
+def test_automatic_is_spelled_auto_everywhere(spec):
+    """A parameter the estimator can choose itself defaults to AUTO (never 0, -1 or None) and takes 'auto'."""
+    for param in spec.params:
+        old_spelling = re.search(r"(-?\b\d+(\.\d+)?|\bnone)\s*=\s*(auto|automatic|estimate)", param.help, re.I)
+        assert not old_spelling, f"{spec.id}.{param.name}: automatic spelled {old_spelling.group(0)!r}"
+        if param.default == AUTO:
+            assert "auto" in param.help.lower(), f"{spec.id}.{param.name}: the help does not say what auto does"
+            assert param.validate("auto") == AUTO and param.validate(None) == AUTO
+            if param.kind == "choice":
+                assert AUTO in param.choices
+            else:
+                assert param.auto and param.minimum is not None and param.minimum > (0 if param.kind == "float" else -1)
+    signature = inspect.signature(spec.factory.__init__).parameters
+    for name in ("eps", "sigma", "level", "min_samples", "n_iterations", "input_size", "device", "init"):
+        default = signature[name].default if name in signature else AUTO
+        if name == "min_samples" and spec.id == "dbscan":
+            continue  # DBSCAN's min_samples is a count, not an automatic value
+        assert default == AUTO, f"{spec.factory.__name__}.{name} defaults to {default!r}, not AUTO"
+
+
+def test_a_param_spec_contradicting_init_or_naming_no_keyword_is_refused():
+    with pytest.raises(ValueError, match="states the default 5 but FastKMeans.__init__ has 3"):
+        AlgorithmSpec("x", "x", "x", FastKMeans, (ParamSpec("n_init", "int", 5),))
+    with pytest.raises(ValueError, match="no keyword 'bogus'"):
+        AlgorithmSpec("x", "x", "x", FastKMeans, (ParamSpec("bogus", "int"),))
+    # Declared without a default (as the estimators do), the default is read from __init__.
+    bound = AlgorithmSpec("x", "x", "x", FastKMeans, (ParamSpec("max_iter", "int", minimum=1),))
+    assert bound.param("max_iter").default == 100
+    # Left out, the params are the factory's own declaration.
+    assert AlgorithmSpec("x", "x", "x", FastKMeans).params == get_algorithm("kmeans").params
+
+
+def test_auto_parameters_take_the_text_and_say_so_when_refusing():
+    eps = get_algorithm("dbscan").param("eps")
+    assert eps.auto and eps.default == AUTO
+    assert eps.validate("AUTO") == AUTO and eps.validate("0.3") == pytest.approx(0.3)
+    with pytest.raises(ValueError, match=r"eps must be at least 0.0001 \(or 'auto'\), got '0'"):
+        eps.validate("0")
+    with pytest.raises(ValueError, match="or 'auto'"):
+        eps.validate("wide")
+    assert make_estimator("dbscan", eps="auto").eps == AUTO
+    assert make_estimator("finch", level="2").level == 2
+    with pytest.raises(ValueError, match="a number"):
+        get_algorithm("kmeans").param("n_init").validate(AUTO)  # not an automatic parameter
+
+
+def test_listing_order_is_declared_by_each_registration_not_the_import_order():
+    ids = [spec.id for spec in list_algorithms()]
+    assert ids[:10] == ["kmeans", "minibatch_kmeans", "agglomerative", "dbscan", "hdbscan", "gmm", "spectral",
+                        "pic", "leiden", "finch"]
+    deep = [spec.id for spec in list_algorithms("deep")]
+    assert deep == ["idec", "dec", "deepcluster", "ucnn", "cc", "mvec", "dmvc"] or not deep
+
+
+def test_the_registry_discovers_algorithm_modules_and_survives_a_broken_one(tmp_path, monkeypatch, caplog):
+    """Adding an algorithm is one new file: the registry imports every module of the package."""
+    package = tmp_path / "fake_algorithms"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "zeta.py").write_text(textwrap.dedent("""
+        from imgcluster_gui.core.clustering.kmeans import FastKMeans
+        from imgcluster_gui.core.clustering.registry import AlgorithmSpec, register
+
+        register(AlgorithmSpec("zeta_test", "Zeta", "a test algorithm in its own file", FastKMeans, order=5))
+    """))
+    (package / "sub" / "nested.py").write_text(textwrap.dedent("""
+        from imgcluster_gui.core.clustering.kmeans import FastKMeans
+        from imgcluster_gui.core.clustering.registry import AlgorithmSpec, register
+
+        register(AlgorithmSpec("nested_test", "Nested", "in a sub-package", FastKMeans, category="deep"))
+    """))
+    (package / "broken.py").write_text("raise ImportError('a missing optional dependency')\n")
+    (package / "_private.py").write_text("raise AssertionError('private modules are not imported')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    with caplog.at_level(logging.WARNING, logger=registry.__name__):
+        failed = registry.import_algorithm_modules("fake_algorithms", [str(package)])
+    assert failed == {"broken": "ImportError: a missing optional dependency"}
+    assert "broken clustering methods unavailable" in caplog.text
+    assert get_algorithm("zeta_test").params == get_algorithm("kmeans").params
+    assert get_algorithm("nested_test").category == "deep"
+    assert [spec.id for spec in list_algorithms("classic")][0] == "zeta_test"  # order=5: before kmeans (10)
+    for name in [m for m in sys.modules if m.startswith("fake_algorithms")]:
+        monkeypatch.delitem(sys.modules, name)
+
+
 def test_param_spec_converts_text_and_checks_bounds():
     count = ParamSpec("n_init", "int", 3, minimum=1, maximum=10)
     assert count.validate("4") == 4 and count.validate(5.0) == 5
@@ -115,6 +221,8 @@ def test_deep_import_failure_leaves_classic_algorithms(monkeypatch, caplog):
     classic_only = {key: spec for key, spec in registry._REGISTRY.items() if spec.category == "classic"}
     monkeypatch.setattr(registry, "_REGISTRY", classic_only)
     monkeypatch.setattr(registry, "_loaded", False)
+    monkeypatch.setattr(registry, "import_errors", {})
+    monkeypatch.setattr(registry, "deep_import_error", None)
     monkeypatch.setitem(sys.modules, "imgcluster_gui.core.clustering.deep", None)  # import now fails
     with caplog.at_level(logging.WARNING, logger=registry.__name__):
         ids = {spec.id for spec in list_algorithms()}

@@ -107,7 +107,7 @@ def test_fine_tuned_network_and_head_are_saved_and_reload(tmp_path, cls, kwargs)
 
 
 def test_deepcluster_uses_the_project_kmeans_deterministically_and_pic_still_works(tmp_path, monkeypatch):
-    from imgcluster_gui.core.clustering import classic
+    from imgcluster_gui.core.clustering import kmeans as classic
     from imgcluster_gui.core.clustering.deep import common
 
     calls = []

@@ -6,10 +6,6 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before any Qt import: no display needed
 
-from imgcluster_gui.ui._qt_compat import protect_singleton_refcounts  # noqa: E402
-
-protect_singleton_refcounts()  # PySide6 6.12 on Python 3.11 drops references to None and True
-
 from pathlib import Path
 
 import numpy as np

@@ -118,7 +118,7 @@ def choose_k(X: Any, algorithm: str = "kmeans", k_min: int = 2, k_max: int = 30,
     """
     from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
-    from .classic import check_features, seed_from
+    from .base import check_features, seed_from
     from .registry import get_algorithm, make_estimator
 
     spec = get_algorithm(algorithm)

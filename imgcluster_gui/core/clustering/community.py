@@ -31,10 +31,20 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ..graph import KnnGraph, SYMMETRIZE, WEIGHTINGS, build_knn_graph
+from ..graph import SYMMETRIZE, WEIGHTINGS, KnnGraph, build_knn_graph
 from ..progress import ProgressCallback, check, ensure, wrap_callback
-from .classic import ProgressClusterer, check_choice, check_features, check_n_clusters, check_positive_int, \
-    cluster_means, merge_clusters_to_k, seed_from
+from .base import (
+    AUTO,
+    ProgressClusterer,
+    check_auto_number,
+    check_choice,
+    check_features,
+    check_n_clusters,
+    check_positive_int,
+    cluster_means,
+    merge_clusters_to_k,
+    seed_from,
+)
 from .registry import AlgorithmSpec, ParamSpec, register
 
 OBJECTIVES = ("modularity", "cpm")
@@ -46,6 +56,12 @@ LARGE_LADDER = (0.01, 0.1, 0.35, 2.0, 5.0)
 _RESOLUTION_RANGE = (1e-4, 1e4)
 #: Leiden runs until stable up to this many images (automatic ``n_iterations``).
 STABLE_UP_TO = 20000
+
+#: Parameters Leiden and FINCH share.
+NEIGHBOURS_PARAM = ParamSpec("n_neighbors", "int", minimum=1, maximum=1000,
+                             help="Neighbours per image in the graph: more joins loosely related images.")
+UNSORTED_PARAM = ParamSpec("min_cluster_size", "int", minimum=1, maximum=100000,
+                           help="Smaller groups are collected as 'Unsorted' for you to sort; 1 keeps every group.")
 
 
 @dataclass
@@ -279,8 +295,8 @@ class LeidenClusterer(_GraphClusterer):
         when ``n_clusters`` is set (every image then gets one of the K groups).
     outliers : bool
         Images that fit no group (:func:`isolated_images`) go to the unsorted group too.
-    n_iterations : int
-        Leiden passes; -1 runs until the partition no longer changes; 0 (automatic) does so up to
+    n_iterations : int or 'auto'
+        Leiden passes; -1 runs until the partition no longer changes; ``'auto'`` does so up to
         :data:`STABLE_UP_TO` images and takes Leiden's own 2 passes above (a 100,000-image graph
         needs ~7x longer to become stable, for the same groups).
     metric : {'cosine', 'euclidean'}
@@ -301,10 +317,25 @@ class LeidenClusterer(_GraphClusterer):
     cluster_centers_ : ndarray of shape (n_clusters_, n_features)
     """
 
+    param_specs = (
+        ParamSpec("resolution", "float", minimum=1e-4, maximum=1e4,
+                  help="Granularity: lower gives fewer, larger groups; higher more, smaller ones."),
+        NEIGHBOURS_PARAM,
+        ParamSpec("objective", "choice", choices=OBJECTIVES,
+                  help="modularity: the standard; cpm: Constant Potts Model (groups of a minimum density)."),
+        ParamSpec("weighting", "choice", choices=WEIGHTINGS,
+                  help="Edge weights: binary, cosine similarity, shared neighbours (snn) or UMAP's fuzzy set."),
+        ParamSpec("symmetrize", "choice", choices=SYMMETRIZE,
+                  help="union: an edge when either image lists the other; mutual: only when both do."),
+        UNSORTED_PARAM,
+        ParamSpec("outliers", "bool",
+                  help="Images far from all others, that no image counts as a neighbour, go to 'Unsorted'."),
+    )
+
     def __init__(self, n_clusters: Optional[int] = None, n_neighbors: int = 15, resolution: float = 1.0,
                  objective: str = "modularity", weighting: str = "fuzzy", symmetrize: str = "union",
-                 min_cluster_size: int = 2, outliers: bool = True, n_iterations: int = 0,
-                 metric: str = "cosine", graph_method: str = "auto", random_state: Any = 0) -> None:
+                 min_cluster_size: int = 2, outliers: bool = True, n_iterations: Any = AUTO,
+                 metric: str = "cosine", graph_method: str = AUTO, random_state: Any = 0) -> None:
         self.n_clusters = n_clusters
         self.n_neighbors = n_neighbors
         self.resolution = resolution
@@ -367,8 +398,11 @@ class LeidenClusterer(_GraphClusterer):
 
     def _membership(self, resolution: float, n_iterations: Optional[int] = None,
                     initial: Optional[np.ndarray] = None) -> np.ndarray:
-        passes = int(self.n_iterations) if n_iterations is None else int(n_iterations)
+        passes = check_auto_number(self.n_iterations if n_iterations is None else n_iterations, "n_iterations",
+                                   minimum=-1, integer=True)
         if passes == 0:
+            raise ValueError("n_iterations must be -1 (until stable), a number of passes >= 1 or 'auto', got 0")
+        if passes == AUTO:
             passes = -1 if self._igraph.vcount() <= STABLE_UP_TO else 2
         return leiden_membership(self._igraph, self.objective, resolution, self._seed_value, passes,
                                  self._total_weight, initial)
@@ -456,8 +490,8 @@ class FINCHClusterer(_GraphClusterer):
     ----------
     n_clusters : int or None
         None: the level chosen by ``level``. A number: FINCH's own refinement to exactly K.
-    level : int
-        Which partition of the hierarchy (0 = the finest); -1 (automatic) takes the level of
+    level : int or 'auto'
+        Which partition of the hierarchy (0 = the finest); ``'auto'`` takes the level of
         highest modularity on the neighbour graph.
     n_neighbors : int
         Neighbours of the graph that scores the levels (the first neighbour drives FINCH).
@@ -476,7 +510,14 @@ class FINCHClusterer(_GraphClusterer):
         The level returned (-1 when ``n_clusters`` was given).
     """
 
-    def __init__(self, n_clusters: Optional[int] = None, level: int = -1, n_neighbors: int = 15,
+    param_specs = (
+        ParamSpec("level", "int", minimum=0, maximum=100,
+                  help="Partition of the hierarchy (0 = finest); auto = the best modularity."),
+        NEIGHBOURS_PARAM,
+        UNSORTED_PARAM,
+    )
+
+    def __init__(self, n_clusters: Optional[int] = None, level: Any = AUTO, n_neighbors: int = 15,
                  min_cluster_size: int = 2, metric: str = "cosine", random_state: Any = 0) -> None:
         self.n_clusters = n_clusters
         self.level = level
@@ -488,7 +529,7 @@ class FINCHClusterer(_GraphClusterer):
     # The shared graph helpers read these; FINCH scores levels on the plain binary graph.
     weighting = "binary"
     symmetrize = "union"
-    graph_method = "auto"
+    graph_method = AUTO
 
     def fit(self, X: Any, y: Any = None, progress: Optional[ProgressCallback] = None,
             graph: Optional[KnnGraph] = None) -> "FINCHClusterer":
@@ -500,7 +541,7 @@ class FINCHClusterer(_GraphClusterer):
         data = check_features(X, min_samples=1, dtype=np.float32)
         n_samples = data.shape[0]
         n_clusters = None if self.n_clusters is None else check_n_clusters(self.n_clusters, n_samples)
-        level = int(self.level)
+        level = check_auto_number(self.level, "level", minimum=0, integer=True)
         min_size = check_positive_int(self.min_cluster_size, "min_cluster_size")
         if n_samples < 3:
             self.levels_ = np.zeros((n_samples, 1), dtype=np.int64)
@@ -533,10 +574,10 @@ class FINCHClusterer(_GraphClusterer):
             labels = collect_small(np.asarray(requested, dtype=np.int64).ravel(), 1)
             self.level_ = -1
         else:
-            if level >= self.levels_.shape[1]:
+            if level != AUTO and level >= self.levels_.shape[1]:
                 raise ValueError(f"level must be below {self.levels_.shape[1]} (FINCH found "
                                  f"{self.levels_.shape[1]} levels: {self.level_sizes_} groups), got {level}")
-            if level < 0:
+            if level == AUTO:
                 scores = [modularity(self._igraph, self.levels_[:, j]) or -1.0 for j in range(self.levels_.shape[1])]
                 level = int(np.argmax(scores))
             self.level_ = level
@@ -562,38 +603,13 @@ class FINCHClusterer(_GraphClusterer):
         return [levels[k] for k in sorted(levels)]
 
 
-# ==================================================================================== registry
-def _register_all() -> None:
-    neighbours = ParamSpec("n_neighbors", "int", 15, minimum=1, maximum=1000,
-                           help="Neighbours per image in the graph: more joins loosely related images.")
-    unsorted = ParamSpec("min_cluster_size", "int", 2, minimum=1, maximum=100000,
-                         help="Smaller groups are collected as 'Unsorted' for you to sort; 1 keeps every group.")
-    register(AlgorithmSpec(
-        "leiden", "Leiden (automatic groups)", "Finds the groups itself: communities of the graph that links "
-        "each image to its nearest neighbours. The granularity control then gives fewer, larger or more, "
-        "smaller groups without re-running. With a K set, the resolution is searched to give exactly K.",
-        LeidenClusterer,
-        (ParamSpec("resolution", "float", 1.0, minimum=1e-4, maximum=1e4,
-                   help="Granularity: lower gives fewer, larger groups; higher more, smaller ones."),
-         neighbours,
-         ParamSpec("objective", "choice", "modularity", choices=OBJECTIVES,
-                   help="modularity: the standard; cpm: Constant Potts Model (groups of a minimum density)."),
-         ParamSpec("weighting", "choice", "fuzzy", choices=WEIGHTINGS,
-                   help="Edge weights: binary, cosine similarity, shared neighbours (snn) or UMAP's fuzzy set."),
-         ParamSpec("symmetrize", "choice", "union", choices=SYMMETRIZE,
-                   help="union: an edge when either image lists the other; mutual: only when both do."),
-         unsorted,
-         ParamSpec("outliers", "bool", True,
-                   help="Images far from all others, that no image counts as a neighbour, go to 'Unsorted'.")),
-        uses_k=True, supports_auto_k=False, k_optional=True))
-    register(AlgorithmSpec(
-        "finch", "FINCH (parameter-free hierarchy)", "Links each image to its first neighbour and merges "
-        "the linked groups level by level; no parameter to tune. The level of best modularity is shown, "
-        "the others are the granularity steps.", FINCHClusterer,
-        (ParamSpec("level", "int", -1, minimum=-1, maximum=100,
-                   help="Partition of the hierarchy (0 = finest); -1 = automatic (best modularity)."),
-         neighbours, unsorted),
-        uses_k=True, supports_auto_k=False, k_optional=True))
-
-
-_register_all()
+register(AlgorithmSpec(
+    "leiden", "Leiden (automatic groups)", "Finds the groups itself: communities of the graph that links "
+    "each image to its nearest neighbours. The granularity control then gives fewer, larger or more, "
+    "smaller groups without re-running. With a K set, the resolution is searched to give exactly K.",
+    LeidenClusterer, uses_k=True, supports_auto_k=False, k_optional=True, order=90))
+register(AlgorithmSpec(
+    "finch", "FINCH (parameter-free hierarchy)", "Links each image to its first neighbour and merges "
+    "the linked groups level by level; no parameter to tune. The level of best modularity is shown, "
+    "the others are the granularity steps.", FINCHClusterer,
+    uses_k=True, supports_auto_k=False, k_optional=True, order=100))

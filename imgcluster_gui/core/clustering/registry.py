@@ -1,28 +1,50 @@
 """The clustering registry: the one place where algorithms are listed.
 
-Each algorithm is an :class:`AlgorithmSpec` (id, display name, estimator class, user-facing
-:class:`ParamSpec` list). The GUI builds its algorithm combo box and parameter forms from
-:func:`list_algorithms`; the CLI and the pipeline build estimators with :func:`make_estimator`.
+Each algorithm is an :class:`AlgorithmSpec` (id, display name, estimator class, flags). The GUI
+builds its algorithm combo box and parameter forms from :func:`list_algorithms`; the CLI and the
+pipeline build estimators with :func:`make_estimator`.
 
-The registry fills itself lazily on first use: it imports :mod:`.classic` (which registers the
-classic algorithms) and then tries :mod:`.deep` (torch-based methods). A failure in the deep
-package is logged and leaves the classic algorithms usable, so a broken or missing torch never
-takes k-means down with it.
+Parameters are declared once, beside the estimator: the class attribute ``param_specs`` lists its
+user-facing :class:`ParamSpec` s *without* defaults, and the registry reads each default from the
+estimator's ``__init__`` signature (:func:`bind_params`), so the form, the CLI listing and the
+estimator can never disagree. A ``ParamSpec`` that does state a default must equal the signature's.
+
+The registry fills itself lazily on first use: it imports every module of this package (and the
+``deep`` sub-package), and each algorithm module registers its own algorithms when imported, so
+adding an algorithm is one new file. A module that fails to import is logged and left out
+(:data:`import_errors`); the others stay usable, so a broken or missing torch never takes k-means
+down with it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import inspect
 import logging
 import math
+import pkgutil
 import threading
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Iterable, Optional, Sequence
+
+from ..choices import AUTO, is_auto
 
 logger = logging.getLogger(__name__)
 
 PARAM_KINDS = ("int", "float", "choice", "bool")
 CATEGORIES = ("classic", "deep")
+
+
+class _FromInit:
+    """The default of a :class:`ParamSpec` that has not been bound to its estimator yet."""
+
+    def __repr__(self) -> str:
+        return "<the estimator's __init__ default>"
+
+
+#: A ParamSpec's ``default`` until :func:`bind_params` reads it from the estimator's ``__init__``.
+FROM_INIT = _FromInit()
 
 
 @dataclass(frozen=True)
@@ -36,7 +58,10 @@ class ParamSpec:
     kind : {'int', 'float', 'choice', 'bool'}
         Which widget and which conversion applies.
     default : Any
-        The value the form starts with (the estimator's own default means the same thing).
+        The value the form starts with: the estimator's ``__init__`` default, filled in by
+        :func:`bind_params` when the spec is registered (leave it out where the spec is declared).
+        A number parameter whose default is :data:`~imgcluster_gui.core.choices.AUTO` also takes
+        ``AUTO`` ("estimate it"; see :attr:`auto`).
     choices : tuple
         Allowed values for ``kind='choice'``.
     minimum, maximum : float, optional
@@ -47,7 +72,7 @@ class ParamSpec:
 
     name: str
     kind: str
-    default: Any
+    default: Any = FROM_INIT
     choices: tuple = ()
     minimum: Optional[float] = None
     maximum: Optional[float] = None
@@ -58,6 +83,11 @@ class ParamSpec:
             raise ValueError(f"ParamSpec {self.name!r}: kind must be one of {PARAM_KINDS}, got {self.kind!r}")
         if self.kind == "choice" and not self.choices:
             raise ValueError(f"ParamSpec {self.name!r}: a 'choice' parameter needs choices")
+
+    @property
+    def auto(self) -> bool:
+        """A number the estimator can choose itself: it takes ``AUTO`` (its default) or a number."""
+        return self.kind in ("int", "float") and isinstance(self.default, str) and self.default == AUTO
 
     def validate(self, value: Any) -> Any:
         """Convert ``value`` (possibly text from a CLI or a form) to this kind and check its bounds.
@@ -77,25 +107,61 @@ class ParamSpec:
                 raise ValueError(f"{self.name} must be true or false, got {value!r}")
             return bool(value)
         if self.kind == "choice":
+            if AUTO in self.choices and is_auto(value):
+                return AUTO
             for choice in self.choices:
                 if value == choice or (isinstance(value, str) and str(choice) == value):
                     return choice
             raise ValueError(f"{self.name} must be one of {list(self.choices)}, got {value!r}")
+        if self.auto and is_auto(value):
+            return AUTO
+        either = f" (or {AUTO!r})" if self.auto else ""
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"{self.name} must be a number, got {value!r}") from None
+            raise ValueError(f"{self.name} must be a number{either}, got {value!r}") from None
         if not math.isfinite(number):
             raise ValueError(f"{self.name} must be finite, got {value!r}")
         if self.kind == "int":
             if number != int(number):
-                raise ValueError(f"{self.name} must be a whole number, got {value!r}")
+                raise ValueError(f"{self.name} must be a whole number{either}, got {value!r}")
             number = int(number)
         if self.minimum is not None and number < self.minimum:
-            raise ValueError(f"{self.name} must be at least {self.minimum}, got {value!r}")
+            raise ValueError(f"{self.name} must be at least {self.minimum}{either}, got {value!r}")
         if self.maximum is not None and number > self.maximum:
-            raise ValueError(f"{self.name} must be at most {self.maximum}, got {value!r}")
+            raise ValueError(f"{self.name} must be at most {self.maximum}{either}, got {value!r}")
         return number
+
+
+def init_defaults(factory: Any) -> dict[str, Any]:
+    """The keyword defaults of ``factory`` (an estimator class: its ``__init__``), by name."""
+    empty = inspect.Parameter.empty
+    return {name: parameter.default for name, parameter in inspect.signature(factory).parameters.items()
+            if parameter.default is not empty}
+
+
+def bind_params(factory: Any, params: Iterable[ParamSpec]) -> tuple:
+    """``params`` with each default read from ``factory``'s ``__init__`` signature.
+
+    Raises
+    ------
+    ValueError
+        A parameter ``__init__`` does not take as a keyword with a default, or a spec that states
+        a default other than ``__init__``'s (the estimator's signature is the one declaration).
+    """
+    defaults = init_defaults(factory)
+    owner = getattr(factory, "__name__", repr(factory))
+    bound = []
+    for spec in params:
+        if spec.name not in defaults:
+            raise ValueError(f"ParamSpec {spec.name!r}: {owner}.__init__ has no keyword {spec.name!r} with a default")
+        default = defaults[spec.name]
+        stated = spec.default
+        if stated is not FROM_INIT and not (type(stated) is type(default) and stated == default):
+            raise ValueError(f"ParamSpec {spec.name!r} states the default {stated!r} but {owner}.__init__ has "
+                             f"{default!r}: leave the default out of the ParamSpec (__init__ declares it)")
+        bound.append(dataclasses.replace(spec, default=default))
+    return tuple(bound)
 
 
 @dataclass(frozen=True)
@@ -110,8 +176,10 @@ class AlgorithmSpec:
         Display name and a one-paragraph explanation for users.
     factory : type
         The estimator class; called with ``n_clusters`` (when ``uses_k``), ``random_state`` and params.
-    params : tuple of ParamSpec
-        The user-facing parameters (others keep the estimator's defaults).
+    params : tuple of ParamSpec, optional
+        The user-facing parameters (others keep the estimator's defaults). Left out (empty), they
+        are the factory's ``param_specs``; either way their defaults are bound to its ``__init__``
+        (:func:`bind_params`).
     uses_k : bool
         The algorithm takes ``n_clusters``.
     supports_auto_k : bool
@@ -130,6 +198,9 @@ class AlgorithmSpec:
     check_params : tuple of (name, value) pairs
         Parameter overrides that make a fit on a few hundred samples quick (e.g. fewer epochs),
         for the common checks and smoke runs; results must still be meaningful.
+    order : int
+        Position in listings (the GUI's combo box, ``imgcluster algorithms``) within the category:
+        lower first, ties in registration order.
     """
 
     id: str
@@ -145,8 +216,11 @@ class AlgorithmSpec:
     slow: bool = False
     k_optional: bool = False
     check_params: tuple = ()
+    order: int = 1000
 
     def __post_init__(self) -> None:
+        declared = self.params or getattr(self.factory, "param_specs", ())
+        object.__setattr__(self, "params", bind_params(self.factory, declared))
         if self.category not in CATEGORIES:
             raise ValueError(f"AlgorithmSpec {self.id!r}: category must be one of {CATEGORIES}")
         names = [p.name for p in self.params]
@@ -164,6 +238,8 @@ class AlgorithmSpec:
 _REGISTRY: dict[str, AlgorithmSpec] = {}
 _LOAD_LOCK = threading.RLock()
 _loaded = False
+#: Algorithm modules that failed to import: module name -> "ExceptionType: message".
+import_errors: dict[str, str] = {}
 #: Why the deep methods are missing, when their import failed (for a GUI tooltip or the CLI).
 deep_import_error: Optional[str] = None
 
@@ -177,33 +253,60 @@ def register(spec: AlgorithmSpec) -> None:
     _REGISTRY[spec.id] = spec
 
 
+def import_algorithm_modules(package: str, paths: Sequence[str], prefix: str = "") -> dict[str, str]:
+    """Import every module of ``package`` found in ``paths``, and of its sub-packages, by name (not
+    ``_private`` ones, not this module); importing an algorithm module registers its algorithms.
+
+    Returns
+    -------
+    dict
+        Module name relative to ``package`` (``'deep'``, ``'deep.dec'``) -> ``"ExceptionType:
+        message"`` for each that failed (logged, then skipped: one broken or optional dependency,
+        torch for the deep methods, never hides the other algorithms).
+    """
+    failed: dict[str, str] = {}
+    for info in sorted(pkgutil.iter_modules(list(paths)), key=lambda found: found.name):
+        module = f"{package}.{info.name}"
+        if info.name.startswith("_") or module == __name__:
+            continue
+        name = prefix + info.name
+        try:
+            imported = importlib.import_module(module)
+        except Exception as error:  # noqa: BLE001 - an optional method (torch) must not hide the others
+            failed[name] = f"{type(error).__name__}: {error}"
+            logger.warning("%s clustering methods unavailable (%s)", name, failed[name])
+            continue
+        if info.ispkg:
+            failed.update(import_algorithm_modules(module, imported.__path__, prefix=f"{name}."))
+    return failed
+
+
 def _ensure_loaded() -> None:
-    """Import the modules that register algorithms, once: classic (must work), then deep (may fail)."""
+    """Import this package's algorithm modules, once (each registers its own algorithms)."""
     global _loaded, deep_import_error
     if _loaded:
         return
     with _LOAD_LOCK:
         if _loaded:
             return
-        importlib.import_module(f"{__package__}.classic")
-        importlib.import_module(f"{__package__}.community")
-        try:
-            importlib.import_module(f"{__package__}.deep")
-        except Exception as error:  # noqa: BLE001 - any failure in optional deep methods must not hide classic ones
-            deep_import_error = f"{type(error).__name__}: {error}"
-            logger.warning("deep clustering methods unavailable (%s)", deep_import_error)
+        package = importlib.import_module(__package__)
+        import_errors.clear()
+        import_errors.update(import_algorithm_modules(__package__, package.__path__))
+        deep_failures = [error for name, error in import_errors.items() if name.split(".")[0] == "deep"]
+        deep_import_error = deep_failures[0] if deep_failures else None
         _loaded = True
 
 
 def list_algorithms(category: Optional[str] = None) -> list[AlgorithmSpec]:
-    """Every registered algorithm, classic first then in registration order, optionally of one category."""
+    """Every registered algorithm, classic first, then by ``order`` (ties: registration order),
+    optionally of one category."""
     _ensure_loaded()
     if category is not None and category not in CATEGORIES:
         raise ValueError(f"category must be one of {CATEGORIES} or None, got {category!r}")
     specs = [spec for spec in _REGISTRY.values() if category is None or spec.category == category]
-    # Classic first whatever was imported first (importing the deep package directly registers it
-    # before the classic module loads); within a category, registration order.
-    return sorted(specs, key=lambda spec: CATEGORIES.index(spec.category))
+    # Classic first whatever was imported first; modules are imported by name, so ``order`` (not the
+    # import order) places each algorithm.
+    return sorted(specs, key=lambda spec: (CATEGORIES.index(spec.category), spec.order))
 
 
 def get_algorithm(algorithm_id: str) -> AlgorithmSpec:

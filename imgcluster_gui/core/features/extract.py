@@ -34,6 +34,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ... import __version__
+from ..choices import AUTO, resolve_device
 from ..dataset import ImageLoadError, SkippedFile, load_image
 from ..progress import ProgressLike, check, ensure, wrap_callback
 from .backbones import (DEFAULT_BACKBONE, Preprocessing, build_feature_model, get_backbone, resolve_layer,
@@ -101,34 +102,7 @@ class FeatureResult:
 
 
 # ============================================================================ devices and defaults
-def resolve_device(preference: Union[str, torch.device] = "auto") -> torch.device:
-    """The device to run on: ``'auto'`` picks CUDA, then MPS, then the CPU.
-
-    Raises
-    ------
-    ValueError
-        An explicit ``'cuda'``/``'mps'`` that this computer does not have, or an unknown name.
-    """
-    if isinstance(preference, torch.device):
-        return preference
-    text = (preference or "auto").strip().lower()
-    mps_ok = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
-    if text == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("mps") if mps_ok else torch.device("cpu")
-    if text.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was asked for but no CUDA GPU is usable here; use --device cpu or auto")
-        return torch.device(text)
-    if text == "mps":
-        if not mps_ok:
-            raise ValueError("device 'mps' was asked for but Apple's Metal backend is not available here; "
-                             "use --device cpu or auto")
-        return torch.device("mps")
-    if text == "cpu":
-        return torch.device("cpu")
-    raise ValueError(f"unknown device {preference!r}; use auto, cpu, cuda, cuda:N or mps")
+# resolve_device's one home is core/choices.py (beside DEVICE_CHOICES); imported here for extraction's callers.
 
 
 def default_batch_size(device: torch.device) -> int:
@@ -286,7 +260,7 @@ def _open_cache(cache: Union[FeatureCache, bool, None]) -> Optional[FeatureCache
 
 
 def extract_features(paths: Sequence[PathLike], backbone: str = DEFAULT_BACKBONE, layer: Optional[str] = None,
-                     weights_path: Optional[PathLike] = None, device: Union[str, torch.device] = "auto",
+                     weights_path: Optional[PathLike] = None, device: Union[str, torch.device] = AUTO,
                      batch_size: Optional[int] = None, num_workers: Optional[int] = None,
                      cache: Union[FeatureCache, bool, None] = True,
                      progress: ProgressLike = None, *,
@@ -452,7 +426,7 @@ def l2_normalize_rows(X: np.ndarray) -> np.ndarray:
 
 
 def extract_multiview(paths: Sequence[PathLike], backbones: Sequence[str], layer: Optional[str] = None,
-                      weights_path: Optional[PathLike] = None, device: Union[str, torch.device] = "auto",
+                      weights_path: Optional[PathLike] = None, device: Union[str, torch.device] = AUTO,
                       batch_size: Optional[int] = None, num_workers: Optional[int] = None,
                       cache: Union[FeatureCache, bool, None] = True,
                       progress: ProgressLike = None, *,

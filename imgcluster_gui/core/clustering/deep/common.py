@@ -22,27 +22,13 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score
 
+from ...choices import DEVICE_CHOICES
 from ...progress import Cancelled, ProgressCallback, ensure
+from ..registry import ParamSpec
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
-
-
-def resolve_device(preference: str = "auto") -> torch.device:
-    """The torch device for ``preference``: ``'auto'`` picks CUDA when present, else the CPU.
-
-    Raises
-    ------
-    ValueError
-        Unknown preference, or ``'cuda'`` asked for on a machine without a usable GPU.
-    """
-    preference = str(preference or "auto").lower()
-    if preference not in DEVICE_CHOICES:
-        raise ValueError(f"device must be one of {DEVICE_CHOICES}, got {preference!r}")
-    if preference == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was asked for but no CUDA GPU is usable here; use device='auto' or 'cpu'")
-    if preference == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(preference)
+#: The ``device`` parameter of every deep method (:func:`imgcluster_gui.core.choices.resolve_device`).
+DEVICE_PARAM = ParamSpec("device", "choice", choices=DEVICE_CHOICES,
+                         help="Where to train: 'auto' uses the GPU when there is one.")
 
 
 def seed_everything(seed: Optional[int]) -> torch.Generator:
@@ -71,25 +57,6 @@ def autocast(device: torch.device, enabled: bool = True):
     if enabled and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.float16)
     return contextlib.nullcontext()
-
-
-def check_features(X: Any, n_clusters: int) -> np.ndarray:
-    """``X`` as a finite float32 ``(n_samples, n_features)`` array with at least ``n_clusters`` rows."""
-    X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 2:
-        raise ValueError(f"X must be a 2-D feature matrix (n_samples, n_features), got shape {X.shape}")
-    if not np.isfinite(X).all():
-        raise ValueError("X contains NaN or infinite values: check the feature extraction")
-    check_n_clusters(n_clusters, X.shape[0])
-    return np.ascontiguousarray(X)
-
-
-def check_n_clusters(n_clusters: Any, n_samples: int) -> int:
-    if n_clusters is None or int(n_clusters) < 2:
-        raise ValueError(f"n_clusters must be an integer >= 2, got {n_clusters!r}")
-    if int(n_clusters) > n_samples:
-        raise ValueError(f"n_clusters={n_clusters} is more than the {n_samples} samples to cluster")
-    return int(n_clusters)
 
 
 def kmeans(X: np.ndarray, n_clusters: int, random_state: int, n_init: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -242,17 +209,14 @@ def to_numpy(tensor: torch.Tensor) -> np.ndarray:
 
 __all__ = [
     "Cancelled",
-    "DEVICE_CHOICES",
+    "DEVICE_PARAM",
     "DeepClusterEstimator",
     "EpochReporter",
     "autocast",
     "batches",
-    "check_features",
-    "check_n_clusters",
     "check_y",
     "kmeans",
     "nmi",
-    "resolve_device",
     "seed_everything",
     "set_threads",
     "student_t",

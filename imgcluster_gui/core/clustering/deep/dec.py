@@ -32,15 +32,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...choices import AUTO, resolve_device
+from ..base import check_features, check_n_clusters
+from ..registry import AlgorithmSpec, ParamSpec, register
 from .common import (
+    DEVICE_PARAM,
     DeepClusterEstimator,
     EpochReporter,
     autocast,
     batches,
-    check_features,
     check_y,
     kmeans,
-    resolve_device,
     seed_everything,
     set_threads,
     student_t,
@@ -132,7 +134,30 @@ def _l2_rows(data: np.ndarray, view_dims: Sequence[int]) -> np.ndarray:
     return out
 
 
-INIT_CHOICES = ("auto", "features", "embedding")
+INIT_CHOICES = (AUTO, "features", "embedding")
+
+#: The user-facing parameters DEC, IDEC and DMVC share (defaults: each class's ``__init__``).
+AUTOENCODER_PARAMS = (
+    ParamSpec("max_epochs", "int", minimum=1, maximum=2000,
+              help="Upper bound on clustering epochs (it stops earlier once labels settle)."),
+    ParamSpec("latent_dim", "int", minimum=2, maximum=256, help="Width of the learned embedding."),
+    ParamSpec("pretrain_steps", "int", minimum=0, maximum=100000,
+              help="Autoencoder pre-training batches before clustering starts."),
+    ParamSpec("tol", "float", minimum=0.0, maximum=0.5,
+              help="Stop when fewer than this fraction of labels change in an epoch."),
+    ParamSpec("lr", "float", minimum=1e-6, maximum=1e-1, help="Learning rate of the clustering phase."),
+    ParamSpec("n_neighbors", "int", minimum=0, maximum=200,
+              help="Nearest neighbours each image keeps close in the learned embedding "
+                   "(0 = the paper's objective, reconstruction only)."),
+    ParamSpec("graph_weight", "float", minimum=0.0, maximum=10.0,
+              help="Weight of keeping neighbours close, against the reconstruction loss."),
+    ParamSpec("init", "choice", choices=INIT_CHOICES,
+              help="Initial clusters from k-means on the embedding or on the input features "
+                   "('auto': the embedding when neighbours are kept close)."),
+    DEVICE_PARAM,
+)
+GAMMA_PARAM = ParamSpec("gamma", "float", minimum=0.0, maximum=10.0,
+                        help="Weight of the clustering loss against the reconstruction loss.")
 #: Samples of the batch each sample is pushed away from by the neighbourhood term.
 GRAPH_NEGATIVES = 5
 
@@ -201,7 +226,7 @@ class IDEC(DeepClusterEstimator):
     graph_weight : float
         Weight of the neighbourhood term against the reconstruction loss (pre-training and
         clustering alike).
-    device : {'auto', 'cpu', 'cuda'}
+    device : {'auto', 'cpu', 'cuda', 'mps'}
     n_threads : int or None
         ``torch.set_num_threads`` for the CPU; ``None`` keeps the process setting.
     random_state : int or None
@@ -230,13 +255,14 @@ class IDEC(DeepClusterEstimator):
     """
 
     _reconstruction_in_clustering = True
+    param_specs: tuple[ParamSpec, ...] = (GAMMA_PARAM, *AUTOENCODER_PARAMS)
 
     def __init__(self, n_clusters: int = 8, gamma: float = 0.1, latent_dim: int = 10,
                  hidden: tuple[int, ...] = DEFAULT_HIDDEN, pretrain_epochs: Optional[int] = None,
                  pretrain_steps: int = 2000, max_epochs: int = 150, update_interval: Optional[int] = None,
                  tol: float = 0.001, batch_size: int = 256, lr: float = 1e-4, alpha: float = 1.0,
-                 init: str = "auto", n_neighbors: int = 10, graph_weight: float = 0.1,
-                 device: str = "auto", n_threads: Optional[int] = None,
+                 init: str = AUTO, n_neighbors: int = 10, graph_weight: float = 0.1,
+                 device: str = AUTO, n_threads: Optional[int] = None,
                  random_state: Optional[int] = 0) -> None:
         self.n_clusters = n_clusters
         self.gamma = gamma
@@ -289,7 +315,8 @@ class IDEC(DeepClusterEstimator):
         fit_params.pop("weights_path", None)
         if fit_params:
             raise TypeError(f"{type(self).__name__}.fit got unexpected arguments: {sorted(fit_params)}")
-        X = check_features(X, self.n_clusters)
+        X = check_features(X, dtype=np.float32)
+        check_n_clusters(self.n_clusters, X.shape[0], minimum=2)
         y = check_y(y, X.shape[0])
         if self.init not in INIT_CHOICES:
             raise ValueError(f"init must be one of {INIT_CHOICES}, got {self.init!r}")
@@ -349,7 +376,7 @@ class IDEC(DeepClusterEstimator):
         # --- 2. initial centroids: k-means on the input features or on the embedding
         reporter.heartbeat("k-means for the initial clusters")
         embedding = self._embed(data_t)
-        init = self.init if self.init != "auto" else ("embedding" if neighbours is not None else "features")
+        init = self.init if self.init != AUTO else ("embedding" if neighbours is not None else "features")
         if init == "features":
             # k-means on the (per-view L2) input keeps all of the pretrained features' information, which
             # a 10-d code loses; the latent centroids are then the means of each cluster's codes.
@@ -555,3 +582,15 @@ class DEC(IDEC):
     """
 
     _reconstruction_in_clustering = False
+    param_specs = AUTOENCODER_PARAMS
+
+
+register(AlgorithmSpec(
+    "idec", "IDEC (deep embedded, local structure kept)",
+    "Autoencoder over the features + clustering layer, keeping the reconstruction loss "
+    "(Guo et al. 2017) and each image's nearest neighbours close. A good first deep method.",
+    IDEC, uses_k=True, supports_auto_k=False, category="deep", order=10))
+register(AlgorithmSpec(
+    "dec", "DEC (deep embedded clustering)",
+    "Autoencoder over the features, then sharpened soft assignments (Xie et al. 2016).",
+    DEC, uses_k=True, supports_auto_k=False, category="deep", order=20))

@@ -18,17 +18,19 @@ import torch
 from sklearn.decomposition import PCA
 from torch import nn
 
+from ...choices import AUTO, resolve_device
+from ..base import check_n_clusters
+from ..registry import AlgorithmSpec, ParamSpec, register
 from .common import (
     DeepClusterEstimator,
     EpochReporter,
     autocast,
-    check_n_clusters,
     check_y,
-    resolve_device,
     seed_everything,
     set_threads,
 )
 from .images import (
+    IMAGE_TRAINING_PARAMS,
     ImageList,
     SobelFilter,
     build_backbone,
@@ -148,9 +150,9 @@ class DeepCluster(DeepClusterEstimator):
         Feed the network edges instead of colour.
     augment : bool
         Random resized crop + horizontal flip while training.
-    input_size : int or None
-        Crop size; ``None`` = the backbone's (224). Smaller is much faster on the CPU.
-    device : {'auto', 'cpu', 'cuda'}
+    input_size : int or 'auto'
+        Crop size; ``'auto'`` = the backbone's (224 for most). Smaller is much faster on the CPU.
+    device : {'auto', 'cpu', 'cuda', 'mps'}
     n_threads : int or None
     num_workers : int
         DataLoader decoding processes.
@@ -165,10 +167,18 @@ class DeepCluster(DeepClusterEstimator):
         PCA-whitening and centres of the final assignment (``predict`` places new images with them).
     """
 
+    param_specs = (
+        ParamSpec("epochs", "int", minimum=1, maximum=500, help="Cluster-then-train rounds."),
+        ParamSpec("pca_dims", "int", minimum=2, maximum=4096, help="PCA-whitening width before k-means."),
+        ParamSpec("clusterer", "choice", choices=CLUSTERERS, help="How pseudo-labels are made each epoch."),
+        ParamSpec("sobel", "bool", help="Train on edges instead of colour."),
+        *IMAGE_TRAINING_PARAMS,
+    )
+
     def __init__(self, n_clusters: int = 8, epochs: int = 10, pca_dims: int = 256, clusterer: str = "kmeans",
                  lr: float = 0.005, momentum: float = 0.9, weight_decay: float = 1e-5, batch_size: int = 32,
-                 sobel: bool = False, augment: bool = True, input_size: Optional[int] = None,
-                 device: str = "auto", n_threads: Optional[int] = None, num_workers: int = 0,
+                 sobel: bool = False, augment: bool = True, input_size: Any = AUTO,
+                 device: str = AUTO, n_threads: Optional[int] = None, num_workers: int = 0,
                  random_state: Optional[int] = 0) -> None:
         self.n_clusters = n_clusters
         self.epochs = epochs
@@ -218,7 +228,7 @@ class DeepCluster(DeepClusterEstimator):
             backbone = DEFAULT_BACKBONE
         features = None if X is None else np.asarray(X, dtype=np.float32)
         paths = check_paths(paths, None if features is None else features.shape[0])
-        check_n_clusters(self.n_clusters, len(paths))
+        check_n_clusters(self.n_clusters, len(paths), minimum=2)
         y = check_y(y, len(paths))
         self._start()
         return self._run(lambda: self._fit(paths, features, y, backbone, weights_path, layer, progress))
@@ -386,3 +396,10 @@ class DeepCluster(DeepClusterEstimator):
         if getattr(self, "assignment_centers_", None) is None or getattr(self, "whitening_", None) is None:
             raise RuntimeError("DeepCluster has no final assignment to predict with: fit it to the end first")
         return nearest_center(apply_whitening(self.transform(paths), self.whitening_), self.assignment_centers_)
+
+
+register(AlgorithmSpec(
+    "deepcluster", "DeepCluster (fine-tunes the CNN)",
+    "Alternates k-means on the CNN's features with training the CNN on those pseudo-labels "
+    "(Caron et al. 2018). Slow without a GPU.", DeepCluster,
+    uses_k=True, supports_auto_k=False, category="deep", needs_images=True, order=30))

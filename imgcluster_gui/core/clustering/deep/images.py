@@ -9,7 +9,6 @@ and never written to the feature cache: the cache holds pretrained features only
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -18,37 +17,42 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .common import EpochReporter, autocast
+from ...choices import AUTO, is_auto
+from ...features.backbones import Preprocessing  # the one Preprocessing; these transforms resize bilinearly
+from ..registry import ParamSpec
+from .common import DEVICE_PARAM, EpochReporter, autocast
 
 DEFAULT_MEAN = (0.5, 0.5, 0.5)
 DEFAULT_STD = (0.5, 0.5, 0.5)
 
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """Sizes and normalisation the backbone was trained with."""
-
-    input_size: int
-    resize_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+#: The user-facing parameters DeepCluster and UCNN share (defaults: each class's ``__init__``).
+IMAGE_TRAINING_PARAMS = (
+    ParamSpec("lr", "float", minimum=1e-5, maximum=0.5, help="SGD learning rate of the backbone."),
+    ParamSpec("batch_size", "int", minimum=2, maximum=1024, help="Images per training batch."),
+    ParamSpec("input_size", "int", minimum=32, maximum=1024,
+              help="Crop size the network is trained at; auto = the backbone's own (224 for most). "
+                   "Smaller is much faster on a CPU."),
+    ParamSpec("augment", "bool", help="Random resized crops and flips while training."),
+    DEVICE_PARAM,
+)
 
 
 def build_backbone(backbone: Union[str, nn.Module], layer: Optional[str], weights_path: Optional[str],
-                   device: torch.device, input_size: Optional[int] = None) -> tuple[nn.Module, Preprocessing, str]:
+                   device: torch.device, input_size: Any = AUTO) -> tuple[nn.Module, Preprocessing, str]:
     """A trainable copy of the feature network, its preprocessing and a name for it.
 
     Parameters
     ----------
     backbone : str or torch.nn.Module
         A registry name (``core.features.backbones``) or a module giving ``(N, D)`` features.
-    input_size : int, optional
-        Overrides the crop size (a module given directly defaults to 224).
+    input_size : int or 'auto'
+        Overrides the crop size; ``'auto'`` (or None): the backbone's own (224 for a module given directly).
 
     Returns
     -------
     (model, preprocessing, name)
     """
+    input_size = None if is_auto(input_size) else int(input_size)
     if isinstance(backbone, nn.Module):
         model = copy.deepcopy(backbone)  # never train the caller's module in place
         size = int(input_size or 224)

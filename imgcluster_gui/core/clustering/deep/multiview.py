@@ -15,10 +15,12 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from ...choices import AUTO
+from ..base import check_features, check_n_clusters
+from ..registry import AlgorithmSpec, ParamSpec, register
 from .common import (
     DeepClusterEstimator,
     EpochReporter,
-    check_features,
     check_y,
     kmeans,
 )
@@ -96,6 +98,8 @@ class ConcatKMeans(DeepClusterEstimator):
     random_state : int or None
     """
 
+    param_specs = (ParamSpec("n_init", "int", minimum=1, maximum=100, help="k-means restarts."),)
+
     def __init__(self, n_clusters: int = 8, n_init: int = 10, view_slices: Any = None,
                  random_state: Optional[int] = 0) -> None:
         self.n_clusters = n_clusters
@@ -106,7 +110,8 @@ class ConcatKMeans(DeepClusterEstimator):
     def fit(self, X, y=None, progress=None, **fit_params) -> "ConcatKMeans":
         """Cluster ``X`` (n_samples, n_features); ``y`` is only reported (``history_``)."""
         views = parse_view_slices(fit_params.pop("view_slices", self.view_slices), np.asarray(X).shape[1])
-        X = check_features(X, self.n_clusters)
+        X = check_features(X, dtype=np.float32)
+        check_n_clusters(self.n_clusters, X.shape[0], minimum=2)
         y = check_y(y, X.shape[0])
         self._start()
         reporter = EpochReporter(progress, 1)
@@ -144,6 +149,9 @@ class MultiViewEnsemble(DeepClusterEstimator):
     base_labels_ : ndarray of shape (n_base, n_samples)
     """
 
+    param_specs = (ParamSpec("runs_per_view", "int", minimum=1, maximum=100,
+                             help="k-means runs per backbone in the ensemble."),)
+
     def __init__(self, n_clusters: int = 8, runs_per_view: int = 5, view_slices: Any = None,
                  random_state: Optional[int] = 0) -> None:
         self.n_clusters = n_clusters
@@ -154,7 +162,8 @@ class MultiViewEnsemble(DeepClusterEstimator):
     def fit(self, X, y=None, progress=None, **fit_params) -> "MultiViewEnsemble":
         """Cluster ``X`` (n_samples, n_features); ``y`` is only reported (``history_``)."""
         views = parse_view_slices(fit_params.pop("view_slices", self.view_slices), np.asarray(X).shape[1])
-        X = check_features(X, self.n_clusters)
+        X = check_features(X, dtype=np.float32)
+        check_n_clusters(self.n_clusters, X.shape[0], minimum=2)
         y = check_y(y, X.shape[0])
         if int(self.runs_per_view) < 1:
             raise ValueError(f"runs_per_view must be >= 1, got {self.runs_per_view}")
@@ -204,8 +213,8 @@ class DMVC(IDEC):
                  hidden: tuple[int, ...] = (500, 500, 2000), pretrain_epochs: Optional[int] = None,
                  pretrain_steps: int = 2000, max_epochs: int = 150, update_interval: Optional[int] = None,
                  tol: float = 0.001, batch_size: int = 256, lr: float = 1e-4, alpha: float = 1.0,
-                 init: str = "auto", n_neighbors: int = 10, graph_weight: float = 0.1,
-                 device: str = "auto", n_threads: Optional[int] = None,
+                 init: str = AUTO, n_neighbors: int = 10, graph_weight: float = 0.1,
+                 device: str = AUTO, n_threads: Optional[int] = None,
                  random_state: Optional[int] = 0, view_slices: Any = None) -> None:
         super().__init__(n_clusters=n_clusters, gamma=gamma, latent_dim=latent_dim, hidden=hidden,
                          pretrain_epochs=pretrain_epochs, pretrain_steps=pretrain_steps, max_epochs=max_epochs,
@@ -216,3 +225,16 @@ class DMVC(IDEC):
     def _view_dims(self, n_features: int, view_slices: Any) -> list[int]:
         views = parse_view_slices(view_slices if view_slices is not None else self.view_slices, n_features)
         return [view.stop - view.start for view in views]
+
+
+register(AlgorithmSpec("cc", "CC (multi-backbone concatenation + k-means)",
+                       "k-means on the concatenation of each backbone's L2-normalised features.", ConcatKMeans,
+                       uses_k=True, supports_auto_k=False, category="deep", uses_views=True, order=50))
+register(AlgorithmSpec("mvec", "MVEC (multi-backbone ensemble consensus)",
+                       "k-means runs on every backbone's features, joined by a consensus clustering.",
+                       MultiViewEnsemble, uses_k=True, supports_auto_k=False, category="deep", uses_views=True,
+                       order=60))
+register(AlgorithmSpec("dmvc", "DMVC (deep multi-backbone, IDEC objective)",
+                       "One autoencoder branch per backbone joined in a shared embedding, trained with IDEC "
+                       "(Guerin & Boots 2018).", DMVC, uses_k=True, supports_auto_k=False, category="deep",
+                       uses_views=True, order=70))

@@ -160,7 +160,7 @@ def load_model(path: PathLike, device: str = "cpu", backbone: Optional[torch.nn.
     ----------
     path : path
         A file written by any deep method's ``save``.
-    device : {'cpu', 'cuda', 'auto'}
+    device : {'auto', 'cpu', 'cuda', 'mps'}
     backbone : torch.nn.Module, optional
         For DeepCluster / UCNN trained on a module given directly (not a registry name): a module
         of the same architecture, whose weights are replaced by the saved ones.

@@ -31,19 +31,21 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...choices import AUTO, resolve_device
+from ..base import check_n_clusters
+from ..registry import AlgorithmSpec, ParamSpec, register
 from .common import (
     DeepClusterEstimator,
     EpochReporter,
     autocast,
-    check_n_clusters,
     check_y,
     kmeans,
-    resolve_device,
     seed_everything,
     set_threads,
 )
 from .deepcluster import FineTunedNetwork
 from .images import (
+    IMAGE_TRAINING_PARAMS,
     ImageList,
     build_backbone,
     check_paths,
@@ -78,8 +80,9 @@ class UCNN(DeepClusterEstimator):
     temperature : float
         Scale of the cosine logits of the clustering loss.
     augment : bool
-    input_size : int or None
-    device : {'auto', 'cpu', 'cuda'}
+    input_size : int or 'auto'
+        Crop size; ``'auto'`` = the backbone's.
+    device : {'auto', 'cpu', 'cuda', 'mps'}
     n_threads : int or None
     num_workers : int
     random_state : int or None
@@ -97,10 +100,17 @@ class UCNN(DeepClusterEstimator):
     history_, partial_, network_
     """
 
+    param_specs = (
+        ParamSpec("epochs", "int", minimum=1, maximum=500, help="Passes over the images."),
+        ParamSpec("drift_compensation", "bool",
+                  help="Correct centroids for the network's change (off = the paper's Baseline-I)."),
+        *IMAGE_TRAINING_PARAMS,
+    )
+
     def __init__(self, n_clusters: int = 8, epochs: int = 5, batch_size: int = 64, init_size: Optional[int] = None,
                  drift_compensation: bool = True, lr: float = 0.005, momentum: float = 0.9,
                  weight_decay: float = 1e-5, temperature: float = 10.0, augment: bool = True,
-                 input_size: Optional[int] = None, device: str = "auto", n_threads: Optional[int] = None,
+                 input_size: Any = AUTO, device: str = AUTO, n_threads: Optional[int] = None,
                  num_workers: int = 0, random_state: Optional[int] = 0) -> None:
         self.n_clusters = n_clusters
         self.epochs = epochs
@@ -142,7 +152,7 @@ class UCNN(DeepClusterEstimator):
 
             backbone = DEFAULT_BACKBONE
         paths = check_paths(paths, None if X is None else np.asarray(X).shape[0])
-        check_n_clusters(self.n_clusters, len(paths))
+        check_n_clusters(self.n_clusters, len(paths), minimum=2)
         y = check_y(y, len(paths))
         self._start()
         return self._run(lambda: self._fit(paths, y, backbone, weights_path, layer, progress))
@@ -330,3 +340,10 @@ def _nmi(a, b) -> Optional[float]:
     from .common import nmi
 
     return nmi(a, b)
+
+
+register(AlgorithmSpec(
+    "ucnn", "UCNN (mini-batch k-means + CNN, large sets)",
+    "Mini-batch k-means run jointly with fine-tuning the CNN, memory bounded by the batch "
+    "(Hsu & Lin 2018). Slow without a GPU.", UCNN,
+    uses_k=True, supports_auto_k=False, category="deep", needs_images=True, order=40))
