@@ -56,7 +56,7 @@ def bench_folder(n_images: int) -> list[str]:
         return [str(p) for p in paths]
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    for i, path in enumerate(paths):
+    for path in paths:
         if path.is_file():
             continue
         colour = rng.integers(0, 256, size=3)
@@ -231,7 +231,7 @@ def run_window(app, session, labels: np.ndarray, width: int, height: int,
     os.environ["IMGCLUSTER_DATA_DIR"] = str(scratch / "data")
     os.environ["IMGCLUSTER_CACHE_DIR"] = str(scratch / "cache")
     rng = np.random.default_rng(1)
-    session.embedding = rng.normal(size=(len(session.paths), 2)).astype(np.float32)
+    session.set_embedding(rng.normal(size=(len(session.paths), 2)).astype(np.float32))
     out: dict[str, Any] = {"window_size": f"{width}x{height}"}
 
     window = MainWindow(settings=AppSettings(), autosave=False)

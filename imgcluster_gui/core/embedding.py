@@ -16,6 +16,8 @@ from .progress import Progress, ProgressLike, ensure
 #: Every 2-D embedding method (the CLI's --embedding and the GUI's layout choices); UMAP needs
 #: umap-learn (:func:`available_methods` lists what works here).
 EMBEDDING_METHODS = ("pca", "tsne", "umap")
+#: How each method is written for people (the window's combo box and status line).
+EMBEDDING_LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 #: ``PipelineConfig.embedding`` (and ``--embedding``) value that skips the 2-D layout.
 NO_EMBEDDING = "none"
 
@@ -108,8 +110,8 @@ def embed_2d(X, method: str = "pca", random_state: int = 0,
     random_state : int
         Seed: the same input and seed give the same layout.
     progress : callable, optional
-        a progress consumer (``ProgressEvent`` receiver) or ``Progress``.  t-SNE and UMAP report only at their start and end (the
-        libraries have no callback), so a cancel is seen between steps.
+        a progress consumer (``ProgressEvent`` receiver) or ``Progress``.  t-SNE and UMAP report only at their start
+        and end (the libraries have no callback), so a cancel is seen between steps.
 
     Returns
     -------

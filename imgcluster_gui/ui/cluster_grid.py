@@ -1,263 +1,55 @@
 """The cluster grid: one collapsible section per cluster, thumbnails in virtualised list views.
 
-* Each section is a header (name, size, mean silhouette) and a ``QListView`` in icon mode with
-  uniform item sizes and batched layout, over a :class:`ClusterImagesModel` that reads the
-  session (it keeps only the cluster's sorted image indices, no image data).  The view is as tall
-  as its content and the outer scroll area scrolls, so Qt paints only the visible items and the
+The grid is split along model / view lines, the session being the model (as napari's layers):
+
+* :mod:`~imgcluster_gui.ui.cluster_model`: :class:`ClusterImagesModel`, the Qt model of one
+  cluster's images (it keeps only the cluster's sorted image indices, no image data), the drag
+  payload (:func:`encode_indices` / :func:`decode_indices`) and the label diff;
+* :mod:`~imgcluster_gui.ui.thumbnail_delegate`: :class:`ThumbnailDelegate`, the cells' painter;
+* this module: the view widgets.  Each section is a header (name, size, mean silhouette) and a
+  ``QListView`` in icon mode with uniform item sizes and batched layout.  The view is as tall as
+  its content and the outer scroll area scrolls, so Qt paints only the visible items and the
   delegate only requests thumbnails that are on screen.
-* Hand edits go through the undo stack: a drop calls the model's ``dropMimeData``, which pushes a
-  :class:`~imgcluster_gui.ui.commands.MoveImagesCommand`; the session emits and only the sections
-  of the clusters it names are refreshed (incremental, whatever the number of images).
+
+Hand edits go through the undo stack: a drop calls the model's ``dropMimeData`` (or the header's
+``dropped`` signal the grid's :meth:`ClusterGridWidget.move_indices`), which pushes a
+:class:`~imgcluster_gui.ui.commands.MoveImagesCommand`.  The views then follow the session's
+events: the grid diffs the labels it last showed against the session's, removes and inserts just
+the rows that changed in the models of the clusters concerned, adds and removes sections, and
+keeps the scroll position on what was on screen.  Only ``'reset'`` (or another session) rebuilds.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
-from PySide6.QtCore import (QAbstractListModel, QEvent, QItemSelection, QItemSelectionModel, QMimeData, QModelIndex,
-                            QPoint, QRect, QSize, Qt, QTimer, Signal)
+from PySide6.QtCore import (QCoreApplication, QEvent, QItemSelection, QItemSelectionModel, QModelIndex, QPoint, QRect,
+                            Qt, QTimer, Signal)
 from PySide6.QtGui import (QColor, QContextMenuEvent, QDrag, QDragEnterEvent, QDragMoveEvent, QDropEvent,
-                           QFont, QFontMetrics, QMouseEvent, QPainter, QPalette, QPen, QPixmap, QResizeEvent, QUndoStack,
-                           QWheelEvent)
+                           QMouseEvent, QPainter, QPalette, QPixmap, QResizeEvent, QUndoStack, QWheelEvent)
 from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHBoxLayout, QInputDialog, QLabel, QListView, QMenu,
-                               QScrollArea, QSizePolicy, QStyle, QStyledItemDelegate, QStyleOptionViewItem,
-                               QToolButton, QVBoxLayout, QWidget)
+                               QScrollArea, QSizePolicy, QToolButton, QVBoxLayout, QWidget)
 
 from ..core.session import UNASSIGNED, ClusterSession, SessionEvent
+from .cluster_model import (MAX_INCREMENTAL_RANGES, MIME_TYPE, ClusterImagesModel, IndexRole, PathRole,
+                            cluster_sort_key, decode_indices, encode_indices, label_changes)
 from .commands import (DeleteClusterCommand, MergeClustersCommand, MoveImagesCommand, NewClusterCommand,
                        RenameClusterCommand)
 from .preview import PreviewDialog
+from .thumbnail_delegate import ThumbnailDelegate
 from .thumbnails import DEFAULT_THUMBNAIL_SIZE, ThumbnailLoader
 
-MIME_TYPE = "application/x-imgcluster-image-indices"
-IndexRole = Qt.ItemDataRole.UserRole + 1  # the image's global index in the session
-PathRole = Qt.ItemDataRole.UserRole + 2
-_CELL_PADDING = 6
+# Re-exported: the main window, the benchmarks and the tests import these from here.
+__all__ = [
+    "ClusterGridWidget", "ClusterHeader", "ClusterImagesModel", "ClusterListView", "ClusterSection", "IndexRole",
+    "MIME_TYPE", "PathRole", "ThumbnailDelegate", "decode_indices", "encode_indices", "unsubscriber_on_destroy",
+]
+
 _READY_REPAINT_MS = 30  # thumbnails that arrive together are repainted together
-# Computed once: enum arithmetic is slow in Python and paint() runs for every visible cell.
-_ITEM_FLAGS = (Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsDragEnabled
-               | Qt.ItemFlag.ItemIsDropEnabled | Qt.ItemFlag.ItemNeverHasChildren)
-_TEXT_ALIGN = int(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
-_STATE_SELECTED = QStyle.StateFlag.State_Selected
-_ELIDE_MIDDLE = Qt.TextElideMode.ElideMiddle
-
-
-def encode_indices(session: ClusterSession, indices: Iterable[int]) -> QMimeData:
-    """Drag payload: the session's id and the dragged images' global indices."""
-    mime = QMimeData()
-    payload = {"session": session.uid, "indices": [int(i) for i in indices]}
-    mime.setData(MIME_TYPE, json.dumps(payload).encode("ascii"))
-    return mime
-
-
-def decode_indices(session: Optional[ClusterSession], mime: Optional[QMimeData]) -> Optional[np.ndarray]:
-    """The dragged global indices if ``mime`` comes from ``session``, else None."""
-    if session is None or mime is None or not mime.hasFormat(MIME_TYPE):
-        return None
-    try:
-        payload = json.loads(bytes(mime.data(MIME_TYPE).data()).decode("ascii"))
-        if payload.get("session") != session.uid:
-            return None  # from another result: its indices mean other images
-        indices = np.asarray(payload["indices"], dtype=np.int64).reshape(-1)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
-    if indices.size and (indices.min() < 0 or indices.max() >= len(session)):
-        return None
-    return indices
-
-
-def _sort_key(cluster: int) -> tuple[bool, int]:
-    return (cluster == UNASSIGNED, cluster)  # Unassigned last, as session.cluster_ids()
-
-
-# ============================================================================ model
-
-class ClusterImagesModel(QAbstractListModel):
-    """The images of one cluster, read from the session (rows ascend by global index).
-
-    Drops push a :class:`MoveImagesCommand` on ``undo_stack``; the model itself changes only when
-    :meth:`refresh` is called after the session's event.
-    """
-
-    def __init__(self, session: ClusterSession, cluster: int, undo_stack: QUndoStack,
-                 parent: Optional[Any] = None) -> None:
-        super().__init__(parent)
-        self.session = session
-        self.cluster = int(cluster)
-        self.undo_stack = undo_stack
-        self._indices: np.ndarray = session.indices_of(self.cluster)
-
-    # ---- reading
-    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802, B008 - Qt API
-        return 0 if parent.isValid() else int(self._indices.size)
-
-    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or not 0 <= index.row() < self._indices.size:
-            return None
-        image = int(self._indices[index.row()])
-        if role == IndexRole:
-            return image
-        if role == PathRole:
-            return self.session.paths[image]
-        if role == Qt.ItemDataRole.DisplayRole:
-            return os.path.basename(self.session.paths[image])
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return self.session.paths[image]
-        return None
-
-    def global_indices(self) -> np.ndarray:
-        """Global indices of the rows, ascending (a view: do not modify)."""
-        return self._indices
-
-    def global_index(self, row: int) -> int:
-        return int(self._indices[row])
-
-    def path_at(self, row: int) -> str:
-        """The file of ``row`` (the delegate's fast path)."""
-        return self.session.paths[self._indices[row]]
-
-    def row_of(self, image: int) -> int:
-        """The row of global index ``image``, or -1 when it is not in this cluster."""
-        row = int(np.searchsorted(self._indices, image))
-        return row if row < self._indices.size and self._indices[row] == image else -1
-
-    def refresh(self) -> None:
-        """Re-read the cluster's members from the session."""
-        self.beginResetModel()
-        self._indices = self.session.indices_of(self.cluster)
-        self.endResetModel()
-
-    # ---- drag and drop
-    def flags(self, index: QModelIndex) -> Qt.ItemFlag:
-        return _ITEM_FLAGS if index.isValid() else Qt.ItemFlag.ItemIsDropEnabled
-
-    def supportedDropActions(self) -> Qt.DropAction:  # noqa: N802 - Qt API
-        return Qt.DropAction.MoveAction | Qt.DropAction.CopyAction
-
-    def supportedDragActions(self) -> Qt.DropAction:  # noqa: N802 - Qt API
-        return Qt.DropAction.MoveAction
-
-    def mimeTypes(self) -> list[str]:  # noqa: N802 - Qt API
-        return [MIME_TYPE]
-
-    def mimeData(self, indexes: Sequence[QModelIndex]) -> QMimeData:  # noqa: N802 - Qt API
-        rows = sorted({i.row() for i in indexes if i.isValid()})
-        return encode_indices(self.session, self._indices[rows] if rows else [])
-
-    def canDropMimeData(self, data: QMimeData, action: Qt.DropAction, row: int, column: int,  # noqa: N802
-                        parent: QModelIndex) -> bool:
-        indices = decode_indices(self.session, data)
-        return indices is not None and bool(np.any(self.session.labels[indices] != self.cluster))
-
-    def dropMimeData(self, data: QMimeData, action: Qt.DropAction, row: int, column: int,  # noqa: N802
-                     parent: QModelIndex) -> bool:
-        """Move the dropped images into this cluster through the undo stack."""
-        if action == Qt.DropAction.IgnoreAction or not self.canDropMimeData(data, action, row, column, parent):
-            return False
-        self.undo_stack.push(MoveImagesCommand(self.session, decode_indices(self.session, data), self.cluster))
-        return True
-
-    def removeRows(self, row: int, count: int, parent: QModelIndex = QModelIndex()) -> bool:  # noqa: N802, B008
-        # A finished move-drag asks the source to remove its rows: the session already moved them.
-        return False
-
-
-# ============================================================================ delegate
-
-class ThumbnailDelegate(QStyledItemDelegate):
-    """Paints a thumbnail from the loader, a placeholder while it loads, and the file name.
-
-    ``paint`` runs for every visible cell of every frame, in Python: it reads the model's arrays
-    directly (no ``index.data`` round trips through C++), keeps enum arithmetic and colours
-    out of the loop and caches the elided file names.
-    """
-
-    def __init__(self, loader: ThumbnailLoader, thumb_size: int, parent: Optional[Any] = None) -> None:
-        super().__init__(parent)
-        self.loader = loader
-        self.thumb_size = int(thumb_size)
-        self._elided: dict[tuple[str, int], str] = {}
-        self._colours: dict[str, QColor] = {}
-        self._placeholder_pen = QPen()
-        self.set_palette(QPalette())  # the application's palette until the grid passes its own
-        self._failed_fill = QColor(235, 225, 225)
-        self._cross_pen = QPen(QColor(180, 60, 60), 2)
-
-    def cell_size(self, option_font: QFont) -> QSize:
-        side = self.thumb_size + 2 * _CELL_PADDING
-        return QSize(side, side + QFontMetrics(option_font).height())
-
-    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802 - Qt API
-        return self.cell_size(option.font)
-
-    def clear_text_cache(self) -> None:
-        self._elided.clear()
-
-    def set_palette(self, palette: QPalette) -> None:
-        """Take the colours from ``palette`` (the grid calls this at start and on a palette change)."""
-        self._colours = {name: QColor(palette.color(role)) for name, role in (
-            ("highlight", QPalette.ColorRole.Highlight), ("highlighted_text", QPalette.ColorRole.HighlightedText),
-            ("text", QPalette.ColorRole.Text), ("placeholder", QPalette.ColorRole.Midlight),
-            ("frame", QPalette.ColorRole.Mid))}
-        self._placeholder_pen = QPen(self._colours["frame"], 1)
-
-    def _elided_name(self, path: str, width: int, option: QStyleOptionViewItem) -> str:
-        key = (path, width)
-        text = self._elided.get(key)
-        if text is None:
-            if len(self._elided) > 50_000:  # bounded: names of a few screens are what matters
-                self._elided.clear()
-            text = option.fontMetrics.elidedText(os.path.basename(path), _ELIDE_MIDDLE, width)
-            self._elided[key] = text
-        return text
-
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
-        model = index.model()
-        if not isinstance(model, ClusterImagesModel):
-            return
-        path = model.path_at(index.row())
-        colours = self._colours
-        rect: QRect = option.rect
-        selected = bool(option.state & _STATE_SELECTED)
-        side = self.thumb_size
-        x0, y0, width = rect.x(), rect.y(), rect.width()
-        box_x, box_y = x0 + (width - side) // 2, y0 + _CELL_PADDING
-        painter.save()
-        if selected:
-            painter.fillRect(x0 + 1, y0 + 1, width - 2, rect.height() - 2, colours["highlight"])
-        image = self.loader.request(path, side)
-        if image is not None:
-            painter.drawImage(box_x + (side - image.width()) // 2, box_y + (side - image.height()) // 2, image)
-        else:
-            failed = self.loader.error_of(path, side) is not None
-            painter.fillRect(box_x, box_y, side, side, self._failed_fill if failed else colours["placeholder"])
-            painter.setPen(self._placeholder_pen)
-            painter.drawRect(box_x, box_y, side - 1, side - 1)
-            if failed:  # a cross: this file could not be decoded (the tooltip says why)
-                third = side // 3
-                painter.setPen(self._cross_pen)
-                painter.drawLine(box_x + third, box_y + third, box_x + side - third, box_y + side - third)
-                painter.drawLine(box_x + side - third, box_y + third, box_x + third, box_y + side - third)
-        text_top = box_y + side + 2
-        text_rect = QRect(x0 + 2, text_top, width - 4, rect.bottom() - text_top)
-        painter.setPen(colours["highlighted_text" if selected else "text"])
-        painter.drawText(text_rect, _TEXT_ALIGN, self._elided_name(path, width - 4, option))
-        painter.restore()
-
-    def helpEvent(self, event, view, option, index) -> bool:  # noqa: N802 - Qt API
-        # The tooltip names the decoding error when there is one.
-        path = index.data(PathRole)
-        error = self.loader.error_of(path, self.thumb_size) if path else None
-        if error and event.type() == event.Type.ToolTip:
-            from PySide6.QtWidgets import QToolTip
-
-            QToolTip.showText(event.globalPos(), f"{path}\nCannot show: {error}", view)
-            return True
-        return super().helpEvent(event, view, option, index)
+_LAYOUT_LEVELS = 4  # list view -> section -> container -> scroll area's viewport
+_sort_key = cluster_sort_key
 
 
 # ============================================================================ views
@@ -289,7 +81,10 @@ class ClusterListView(QListView):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.setModel(model)
+        # Rows come and go one range at a time: the height follows each change.
         model.modelReset.connect(self.fit_height)
+        model.rowsInserted.connect(self.fit_height)
+        model.rowsRemoved.connect(self.fit_height)
         self._fitted_width = -1
         self.fit_height()
 
@@ -439,6 +234,26 @@ class ClusterSection(QWidget):
     def is_expanded(self) -> bool:
         return self.header.arrow.isChecked()
 
+    def selected_rows(self) -> np.ndarray:
+        """Selected rows of the view, ascending."""
+        return _selected_rows(self.view.selectionModel())
+
+    def apply_moves(self, leaving: np.ndarray, arriving: np.ndarray) -> None:
+        """Follow images leaving and joining the cluster (global indices), row ranges at a time.
+
+        The view keeps the selection of the images that stayed; when the model had to reset (a
+        change over too many row ranges) that selection is put back.
+        """
+        model = self.model
+        selection_model = self.view.selectionModel()
+        kept = None
+        if selection_model.hasSelection():
+            kept = np.setdiff1d(model.global_indices()[self.selected_rows()], leaving)
+        if model.apply_moves(leaving, arriving, MAX_INCREMENTAL_RANGES) or kept is None or not kept.size:
+            return
+        rows = np.searchsorted(model.global_indices(), kept)
+        selection_model.select(_row_ranges(model, rows), QItemSelectionModel.SelectionFlag.Select)
+
     def set_expanded(self, expanded: bool) -> None:
         self.header.arrow.setChecked(expanded)
 
@@ -459,6 +274,18 @@ class ClusterSection(QWidget):
 
 
 # ============================================================================ the grid
+
+class _ScrollAnchor:
+    """What the viewport's top showed before an edit (see :meth:`ClusterGridWidget._scroll_anchor`)."""
+
+    __slots__ = ("section", "section_offset", "image", "image_offset")
+
+    def __init__(self, section: ClusterSection, section_offset: int) -> None:
+        self.section = section
+        self.section_offset = section_offset  # pixels from the section's top to the viewport's
+        self.image: Optional[int] = None  # global index of the first cell of the top row of cells shown
+        self.image_offset = 0  # pixels from that row's top to the viewport's
+
 
 class ClusterGridWidget(QWidget):
     """All clusters of a session, editable by drag and drop and context menus, with undo.
@@ -497,6 +324,8 @@ class ClusterGridWidget(QWidget):
         self._unsubscribe: Optional[Callable[[], None]] = None
         self._sections: dict[int, ClusterSection] = {}
         self._path_index: dict[str, int] = {}
+        # The labels the sections show: a session event is applied as the diff from these.
+        self._shown_labels: Optional[np.ndarray] = None
         self._programmatic_selection = False
         self._ready_paths: set[str] = set()
         self._previews: list[PreviewDialog] = []
@@ -549,7 +378,9 @@ class ClusterGridWidget(QWidget):
         try:
             for cluster in list(self._sections):
                 self._remove_section(cluster)
+            self._shown_labels = None
             if self._session is not None:
+                self._shown_labels = self._session.labels.copy()
                 for position, cluster in enumerate(self._session.cluster_ids()):
                     self._add_section(cluster, position)
         finally:
@@ -561,8 +392,9 @@ class ClusterGridWidget(QWidget):
 
     def _add_section(self, cluster: int, position: Optional[int] = None) -> ClusterSection:
         assert self._session is not None
-        model = ClusterImagesModel(self._session, cluster, self.undo_stack, self)
+        model = ClusterImagesModel(self._session, cluster, self.undo_stack)
         section = ClusterSection(cluster, model, self.delegate, self.session, self.container)
+        model.setParent(section)  # goes with its section
         section.update_header(self._session)
         view = section.view
         view.selectionModel().selectionChanged.connect(self._on_view_selection)
@@ -588,43 +420,110 @@ class ClusterGridWidget(QWidget):
         session = self._session
         if session is None:
             return
-        if event.kind == "reset":
+        if event.kind == "reset":  # everything may have changed (the clustering's own labels back)
             self._rebuild()
             return
         if event.kind == "metrics":
             for section in self._sections.values():
                 section.update_header(session)
             return
-        if event.kind == "names":
+        if event.kind == "names":  # only headers show names: the models' rows are unchanged
             for cluster in event.clusters:
                 if cluster in self._sections:
                     self._sections[cluster].update_header(session)
             return
         if event.kind == "labels":
-            self._apply_label_change(event.clusters)
+            self._apply_label_change()
 
-    def _apply_label_change(self, clusters: Iterable[int]) -> None:
-        """Refresh only the sections of ``clusters``: add, refresh or remove each."""
+    def _apply_label_change(self) -> None:
+        """Follow the session's labels: rows out of and into the models of the clusters concerned.
+
+        The change is the diff between the labels the sections show and the session's (not the
+        event's list), so the views cannot drift from the session.  Sections of clusters that
+        emptied are removed, of clusters that appeared added; the others keep their selection.
+        """
         session = self._session
         assert session is not None
-        selection_touched = False
-        for cluster in sorted(clusters, key=_sort_key):
-            present = session.size_of(cluster) > 0
-            section = self._sections.get(cluster)
-            if section is not None and present:
+        shown = self._shown_labels
+        if shown is None or shown.shape != session.labels.shape:
+            self._rebuild()
+            return
+        changes = label_changes(shown, session.labels)
+        self._shown_labels = session.labels.copy()
+        if changes:
+            emptied = {cluster for cluster in changes if cluster in self._sections and session.size_of(cluster) == 0}
+            anchor = self._scroll_anchor(emptied)
+            selection_touched = False
+            for cluster in sorted(changes, key=_sort_key):
+                leaving, arriving = changes[cluster]
+                section = self._sections.get(cluster)
+                if section is None:
+                    if arriving.size and self.container.isVisible():
+                        # Shown now, not by the layout's queued show: its height counts at once.
+                        self._add_section(cluster).show()
+                    elif arriving.size:
+                        self._add_section(cluster)
+                    continue
                 selection_touched |= section.view.selectionModel().hasSelection()
-                section.model.refresh()
-            elif section is not None:
-                selection_touched |= section.view.selectionModel().hasSelection()
-                self._remove_section(cluster)
-            elif present:
-                self._add_section(cluster)
+                if cluster in emptied:
+                    self._remove_section(cluster)
+                else:
+                    section.apply_moves(leaving, arriving)
+            if anchor is not None and any(_sort_key(c) <= _sort_key(anchor.section.cluster) for c in changes):
+                self._restore_scroll(anchor)
+            if selection_touched:
+                self._selection_timer.start()  # the moved images left the selection
         # The metrics' mean silhouettes now describe older labels: every header says so.
         for section in self._sections.values():
             section.update_header(session)
         self.empty_label.setVisible(len(session) == 0)
-        if selection_touched:
-            self._selection_timer.start()  # a model reset drops its selection without a signal
+
+    def _scroll_anchor(self, leaving: Iterable[int] = ()) -> Optional[_ScrollAnchor]:
+        """What the viewport's top shows: a section (not one of ``leaving``) and the top row of its cells.
+
+        None at the very top (the top stays shown) or while the grid is hidden.
+        """
+        value = self.scroll_area.verticalScrollBar().value()
+        if value <= 0 or not self.isVisible():
+            return None
+        leaving = set(leaving)
+        for cluster in self.cluster_order():
+            section = self._sections[cluster]
+            if cluster in leaving or section.y() + section.height() <= value:
+                continue
+            anchor = _ScrollAnchor(section, value - section.y())
+            view, model = section.view, section.model
+            into_view = value - self._content_top(view)
+            if view.isVisible() and into_view >= 0 and model.rowCount():
+                line = into_view // view.gridSize().height()
+                row = line * view.columns_for(view.viewport().width())
+                if row < model.rowCount():
+                    anchor.image = model.global_index(row)
+                    anchor.image_offset = into_view - line * view.gridSize().height()
+            return anchor
+        return None
+
+    def _content_top(self, view: ClusterListView) -> int:
+        """Where the first row of ``view``'s cells is in the scrolled container."""
+        return view.viewport().mapTo(self.container, QPoint(0, 0)).y()
+
+    def _restore_scroll(self, anchor: _ScrollAnchor) -> None:
+        """Scroll so that what was at the viewport's top is there again (rows or sections above it changed)."""
+        # Lay the sections out now, not on the next event loop: a view's new height asks its section
+        # to lay out, which asks the container, which asks the scroll area (a request posted while
+        # posted events are sent waits for the next round, so one round per level) ...
+        for _level in range(_LAYOUT_LEVELS):
+            QCoreApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
+        QCoreApplication.sendEvent(self.scroll_area, QEvent(QEvent.Type.LayoutRequest))
+        # ... so that the new positions are known.
+        section = anchor.section
+        value = section.y() + anchor.section_offset
+        row = section.model.row_of(anchor.image) if anchor.image is not None else -1
+        if row >= 0:
+            view = section.view
+            line = row // view.columns_for(view.viewport().width())
+            value = self._content_top(view) + line * view.gridSize().height() + anchor.image_offset
+        self.scroll_area.verticalScrollBar().setValue(value)
 
     # ------------------------------------------------------------------ access (also for tests)
     def sections(self) -> dict[int, ClusterSection]:
@@ -652,9 +551,9 @@ class ClusterGridWidget(QWidget):
         """Selected global image indices, ascending."""
         chosen: list[np.ndarray] = []
         for section in self._sections.values():
-            rows = [i.row() for i in section.view.selectionModel().selectedIndexes()]
-            if rows:
-                chosen.append(section.model.global_indices()[np.asarray(rows, dtype=np.int64)])
+            rows = section.selected_rows()
+            if rows.size:
+                chosen.append(section.model.global_indices()[rows])
         return [int(i) for i in np.unique(np.concatenate(chosen))] if chosen else []
 
     def select_indices(self, indices: Iterable[int], scroll: bool = True) -> None:
@@ -865,6 +764,14 @@ def unsubscriber_on_destroy(widget: Any) -> Callable[..., None]:
             holder["_unsubscribe"] = None
 
     return on_destroyed
+
+
+def _selected_rows(selection_model: QItemSelectionModel) -> np.ndarray:
+    """The selected rows of a list view's selection model, ascending (read range by range)."""
+    ranges = [(r.top(), r.bottom()) for r in selection_model.selection() if r.isValid()]
+    if not ranges:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(np.concatenate([np.arange(top, bottom + 1, dtype=np.int64) for top, bottom in ranges]))
 
 
 def _row_ranges(model: ClusterImagesModel, rows: np.ndarray) -> QItemSelection:

@@ -21,6 +21,7 @@ from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPixmap
 from PySide6.QtWidgets import QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from ..core.embedding import EMBEDDING_LABELS
 from .worker import BackgroundJob, JobFailure
 
 # 20 well-separated colours (Tableau 20 order: strong then light) ; "unassigned" (-1) is grey.
@@ -34,7 +35,6 @@ SELECTED_SIZE = 11
 PICK_RADIUS_PX = 8
 HOVER_THUMB_SIZE = 128
 LEGEND_MAX_CLUSTERS = 20
-METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 
 
 def cluster_colour(cluster_id: int) -> QColor:
@@ -155,7 +155,7 @@ class ScatterView(QWidget):
         self.method_combo = QComboBox()
         self.method_combo.setObjectName("embedding_combo")
         for method in available_methods():
-            self.method_combo.addItem(METHOD_NAMES.get(method, method), method)
+            self.method_combo.addItem(EMBEDDING_LABELS.get(method, method), method)
         self.method_combo.setToolTip("How the features are projected to 2-D (computed in the background)")
         self.method_combo.currentIndexChanged.connect(lambda _i: self.recompute(self.method_combo.currentData()))
         self.lasso_check = QCheckBox("Lasso")
@@ -309,7 +309,7 @@ class ScatterView(QWidget):
         brushes = {int(c): pg.mkBrush(cluster_colour(int(c))) for c in np.unique(labels)}
         self.points.setBrush([brushes[int(c)] for c in labels])
         self._update_legend()
-        self.status.setText(f"{len(labels)} images · {METHOD_NAMES.get(self._method, self._method)}")
+        self.status.setText(f"{len(labels)} images · {EMBEDDING_LABELS.get(self._method, self._method)}")
 
     def _update_legend(self) -> None:
         self.legend.clear()
@@ -488,12 +488,12 @@ class ScatterView(QWidget):
         job = BackgroundJob(lambda progress: embed_2d(features, method=method, progress=progress),
                             title="Embedding failed", parent=self)
         job.progressed.connect(lambda info: self.status.setText(
-            f"{METHOD_NAMES.get(method, method)}: {int(info.fraction * 100)} %"))
+            f"{EMBEDDING_LABELS.get(method, method)}: {int(info.fraction * 100)} %"))
         job.succeeded.connect(lambda coords, s=session, m=method: self._apply_embedding(s, m, coords))
         job.failed.connect(self._on_embedding_failed)
         job.finished.connect(lambda j=job: self._forget_job(j))
         self._job = job
-        self.status.setText(f"Computing {METHOD_NAMES.get(method, method)}…")
+        self.status.setText(f"Computing {EMBEDDING_LABELS.get(method, method)}…")
         job.start()
         return job
 

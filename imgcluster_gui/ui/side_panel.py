@@ -14,9 +14,26 @@ from pathlib import Path
 from typing import Any, Optional
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox,
-                               QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QProgressBar,
-                               QPushButton, QScrollArea, QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..core.choices import AUTO, DEVICE_CHOICES
 from .param_form import ParamForm
@@ -155,7 +172,8 @@ class SidePanel(QWidget):
         self.pca_spin.setObjectName("pca_spin")
         self.pca_spin.setRange(0, PCA_LIMIT)
         self.pca_spin.setSpecialValueText("Off")
-        self.pca_spin.setToolTip("Reduce the features to this many dimensions with PCA (capped at the number of images).")
+        self.pca_spin.setToolTip("Reduce the features to this many dimensions with PCA "
+                                 "(capped at the number of images).")
         form.addRow("PCA dims", self.pca_spin)
         self.whiten_check = QCheckBox("Whiten")
         self.whiten_check.setToolTip("Scale each PCA component to unit variance (implies PCA).")

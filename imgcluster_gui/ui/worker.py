@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from ..core.progress import CancelToken, Cancelled, Progress, ProgressEvent
+from ..core.progress import Cancelled, CancelToken, Progress, ProgressEvent
 
 # The GUI needs no more than ~10 progress updates a second.
 PROGRESS_INTERVAL_S = 0.1
@@ -166,7 +166,8 @@ class BackgroundJob(QObject):
     -------
     progressed(ProgressInfo), noted(str level, str text), succeeded(object), failed(JobFailure),
     cancelled(), finished()
-        ``noted`` carries the job's notes (``'info'`` or ``'warning'``) as they come; ``finished`` comes last, after the thread has stopped.  After ``cancelled``,
+        ``noted`` carries the job's notes (``'info'`` or ``'warning'``) as they come; ``finished``
+        comes last, after the thread has stopped.  After ``cancelled``,
         :attr:`partial_result` holds what the function kept (``Cancelled.result``), or None.
     """
 
