@@ -34,14 +34,15 @@ run: $(STAMP_RUN)
 cli: $(STAMP_RUN)
 	$(BIN)/imgcluster cluster $(FOLDER)
 
-test: $(STAMP_TEST)
-	$(BIN)/lint-imports --no-cache
+# The guardrails run first (seconds), then the suite.
+test: lint
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Style and types (needs the dev extra): not yet part of `make test` (see issue 11's notes).
+# Guardrails: layering (core never imports Qt; cli never imports ui), lint, formatting, types of core/.
 lint: $(STAMP_TEST)
-	$(BIN)/python -m pip install --quiet -e ".[test,dev]"
-	$(BIN)/ruff check imgcluster_gui tests benchmarks tools
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/ruff check imgcluster_gui benchmarks tools
+	$(BIN)/ruff format --check imgcluster_gui benchmarks tools
 	$(BIN)/mypy
 
 bench-quality: $(STAMP_BENCH)

@@ -98,8 +98,14 @@ def _visible_paths(grid) -> list[str]:
     return paths
 
 
-def run(n_thumbnails: int = 20_000, n_clusters: int = 50, thumb_size: int = 96, width: int = 1280,
-        height: int = 800, verbose: bool = True) -> dict[str, Any]:
+def run(
+    n_thumbnails: int = 20_000,
+    n_clusters: int = 50,
+    thumb_size: int = 96,
+    width: int = 1280,
+    height: int = 800,
+    verbose: bool = True,
+) -> dict[str, Any]:
     """Measure the grid over ``n_thumbnails`` images in ``n_clusters`` clusters; returns the figures."""
     from PySide6.QtCore import QModelIndex, Qt
     from PySide6.QtGui import QUndoStack
@@ -124,9 +130,13 @@ def run(n_thumbnails: int = 20_000, n_clusters: int = 50, thumb_size: int = 96, 
     cache_dir = Path(tempfile.mkdtemp(prefix="imgcluster_bench_thumbs_"))
     loader = ThumbnailLoader(cache_dir=cache_dir)
     stack = QUndoStack()
-    results: dict[str, Any] = {"n_thumbnails": n_thumbnails, "n_clusters": len(session.cluster_ids()),
-                               "thumbnail_px": thumb_size, "window": f"{width}x{height}",
-                               "decode_threads": loader._max_workers}
+    results: dict[str, Any] = {
+        "n_thumbnails": n_thumbnails,
+        "n_clusters": len(session.cluster_ids()),
+        "thumbnail_px": thumb_size,
+        "window": f"{width}x{height}",
+        "decode_threads": loader._max_workers,
+    }
 
     # ---- time to show: widget built, shown, first screen painted
     def paint_screen() -> None:
@@ -144,8 +154,10 @@ def run(n_thumbnails: int = 20_000, n_clusters: int = 50, thumb_size: int = 96, 
     results["show_s"] = time.perf_counter() - start
     results["list_views"] = len(grid.sections())
     results["grid_height_px"] = grid.container.height()
-    say(f"time to show: {results['show_s'] * 1000:.0f} ms ({results['list_views']} list views, "
-        f"grid {results['grid_height_px']} px tall)")
+    say(
+        f"time to show: {results['show_s'] * 1000:.0f} ms ({results['list_views']} list views, "
+        f"grid {results['grid_height_px']} px tall)"
+    )
 
     # ---- first screen of thumbnails, cold then from the disk cache
     visible = _visible_paths(grid)
@@ -159,8 +171,10 @@ def run(n_thumbnails: int = 20_000, n_clusters: int = 50, thumb_size: int = 96, 
     loader.clear_memory()
     loader.set_generation()
     results["first_screen_disk_cache_s"] = _wait(app, first_screen_loaded, 60)
-    say(f"first screen ({len(visible)} thumbnails): {results['first_screen_cold_s'] * 1000:.0f} ms decoding, "
-        f"{results['first_screen_disk_cache_s'] * 1000:.0f} ms from the disk cache")
+    say(
+        f"first screen ({len(visible)} thumbnails): {results['first_screen_cold_s'] * 1000:.0f} ms decoding, "
+        f"{results['first_screen_disk_cache_s'] * 1000:.0f} ms from the disk cache"
+    )
 
     # ---- scrolling: a frame = the scroll plus the event processing that paints the newly exposed
     # cells (as in the running app).  "page": one screen per frame through the whole grid (every
@@ -184,8 +198,10 @@ def run(n_thumbnails: int = 20_000, n_clusters: int = 50, thumb_size: int = 96, 
         results[f"scroll_{mode}_median_ms"] = statistics.median(frames)
         results[f"scroll_{mode}_p95_ms"] = frames[int(0.95 * (len(frames) - 1))]
         results[f"scroll_{mode}_max_ms"] = frames[-1]
-        say(f"scrolling, {mode} steps of {step} px, {len(frames)} frames: median {statistics.median(frames):.1f} ms, "
-            f"p95 {results[f'scroll_{mode}_p95_ms']:.1f} ms, worst {frames[-1]:.1f} ms")
+        say(
+            f"scrolling, {mode} steps of {step} px, {len(frames)} frames: median {statistics.median(frames):.1f} ms, "
+            f"p95 {results[f'scroll_{mode}_p95_ms']:.1f} ms, worst {frames[-1]:.1f} ms"
+        )
 
     # ---- drag of 100 images from the largest cluster onto another one, then undo
     order = sorted((c for c in session.cluster_ids() if c >= 0), key=session.size_of, reverse=True)
@@ -204,8 +220,10 @@ def run(n_thumbnails: int = 20_000, n_clusters: int = 50, thumb_size: int = 96, 
     paint_screen()
     results["drag_undo_ms"] = (time.perf_counter() - start) * 1000
     results["drag_ok"] = bool(dropped) and np.array_equal(session.labels, labels)
-    say(f"drag of {n_drag} images: {results['drag_apply_ms']:.1f} ms applied and shown, "
-        f"undo {results['drag_undo_ms']:.1f} ms (labels restored: {results['drag_ok']})")
+    say(
+        f"drag of {n_drag} images: {results['drag_apply_ms']:.1f} ms applied and shown, "
+        f"undo {results['drag_undo_ms']:.1f} ms (labels restored: {results['drag_ok']})"
+    )
 
     grid.dispose()
     grid.close()
@@ -217,8 +235,7 @@ def run(n_thumbnails: int = 20_000, n_clusters: int = 50, thumb_size: int = 96, 
     return results
 
 
-def run_window(app, session, labels: np.ndarray, width: int, height: int,
-               say: Callable[[str], None]) -> dict[str, Any]:
+def run_window(app, session, labels: np.ndarray, width: int, height: int, say: Callable[[str], None]) -> dict[str, Any]:
     """The same session in the real main window: show, first screen, drag of 100 images, undo."""
     from PySide6.QtCore import QModelIndex, QSettings, Qt
 
@@ -254,8 +271,10 @@ def run_window(app, session, labels: np.ndarray, width: int, height: int,
 
     out["window_visible_thumbnails"] = len(visible)
     out["window_first_screen_s"] = out["window_show_s"] + _wait(app, first_screen, 120)
-    say(f"window: shown with {len(session.paths)} images in {out['window_show_s'] * 1000:.0f} ms, "
-        f"first screen of {len(visible)} thumbnails after {out['window_first_screen_s'] * 1000:.0f} ms")
+    say(
+        f"window: shown with {len(session.paths)} images in {out['window_show_s'] * 1000:.0f} ms, "
+        f"first screen of {len(visible)} thumbnails after {out['window_first_screen_s'] * 1000:.0f} ms"
+    )
 
     order = sorted((c for c in session.cluster_ids() if c >= 0), key=session.size_of, reverse=True)
     source, target = grid.section(order[0]).model, grid.section(order[1]).model
@@ -270,16 +289,19 @@ def run_window(app, session, labels: np.ndarray, width: int, height: int,
     out["window_drag_apply_ms"] = (time.perf_counter() - start) * 1000
     colours = window.scatter.point_colours()
     moved = np.flatnonzero(session.labels != before)
-    out["window_drag_scatter_recoloured"] = bool(dropped) and len(moved) == n_drag and len(set(
-        colours[i] for i in moved)) == 1
+    out["window_drag_scatter_recoloured"] = (
+        bool(dropped) and len(moved) == n_drag and len(set(colours[i] for i in moved)) == 1
+    )
     start = time.perf_counter()
     window.undo_stack.undo()
     app.processEvents()
     window.grab()
     out["window_drag_undo_ms"] = (time.perf_counter() - start) * 1000
     out["window_drag_ok"] = bool(dropped) and np.array_equal(session.labels, before)
-    say(f"window: drag of {n_drag} images {out['window_drag_apply_ms']:.1f} ms (scatter recoloured: "
-        f"{out['window_drag_scatter_recoloured']}), undo {out['window_drag_undo_ms']:.1f} ms")
+    say(
+        f"window: drag of {n_drag} images {out['window_drag_apply_ms']:.1f} ms (scatter recoloured: "
+        f"{out['window_drag_scatter_recoloured']}), undo {out['window_drag_undo_ms']:.1f} ms"
+    )
     window.metrics_panel.wait_idle(60_000)
     window.close()
     window.deleteLater()
@@ -293,41 +315,59 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 def write_results(results: dict[str, Any], folder: Path = RESULTS_DIR) -> tuple[Path, Path]:
     """``app.json`` (the figures) and ``app.md`` (a table for people) in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    machine = {"python": platform.python_version(), "platform": platform.platform(),
-               "cpus": os.cpu_count(), "qt_platform": os.environ.get("QT_QPA_PLATFORM", "")}
+    machine = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "qt_platform": os.environ.get("QT_QPA_PLATFORM", ""),
+    }
     try:
         import PySide6
 
         machine["pyside6"] = PySide6.__version__
     except Exception:  # pragma: no cover - PySide6 is there when the benchmark ran
         pass
-    payload = {"benchmark": "app_grid", "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine,
-               "results": results}
+    payload = {"benchmark": "app_grid", "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine, "results": results}
     json_path = folder / "app.json"
     json_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
 
     r = results
     rows = [
         ("Grid widget: time to show (built, shown, first screen painted)", f"{r['show_s'] * 1000:.0f} ms"),
-        (f"Grid widget: first screen of {r['visible_thumbnails']} thumbnails, cold (decoding)",
-         f"{r['first_screen_cold_s'] * 1000:.0f} ms"),
+        (
+            f"Grid widget: first screen of {r['visible_thumbnails']} thumbnails, cold (decoding)",
+            f"{r['first_screen_cold_s'] * 1000:.0f} ms",
+        ),
         ("Grid widget: first screen again from the disk cache", f"{r['first_screen_disk_cache_s'] * 1000:.0f} ms"),
-        (f"Scrolling, mouse wheel (120 px/frame, {r['scroll_wheel_frames']} frames): median / p95 / worst",
-         f"{r['scroll_wheel_median_ms']:.1f} / {r['scroll_wheel_p95_ms']:.1f} / {r['scroll_wheel_max_ms']:.1f} ms"),
-        (f"Scrolling, one screen per frame ({r['scroll_page_frames']} frames, every cell new): median / p95 / worst",
-         f"{r['scroll_page_median_ms']:.1f} / {r['scroll_page_p95_ms']:.1f} / {r['scroll_page_max_ms']:.1f} ms"),
-        (f"Grid widget: drag of {r['drag_images']} images applied and repainted / undo",
-         f"{r['drag_apply_ms']:.1f} / {r['drag_undo_ms']:.1f} ms (labels restored: {r['drag_ok']})"),
+        (
+            f"Scrolling, mouse wheel (120 px/frame, {r['scroll_wheel_frames']} frames): median / p95 / worst",
+            f"{r['scroll_wheel_median_ms']:.1f} / {r['scroll_wheel_p95_ms']:.1f} / {r['scroll_wheel_max_ms']:.1f} ms",
+        ),
+        (
+            f"Scrolling, one screen per frame ({r['scroll_page_frames']} frames, every cell new): median / p95 / worst",
+            f"{r['scroll_page_median_ms']:.1f} / {r['scroll_page_p95_ms']:.1f} / {r['scroll_page_max_ms']:.1f} ms",
+        ),
+        (
+            f"Grid widget: drag of {r['drag_images']} images applied and repainted / undo",
+            f"{r['drag_apply_ms']:.1f} / {r['drag_undo_ms']:.1f} ms (labels restored: {r['drag_ok']})",
+        ),
     ]
     if "window_show_s" in r:
         rows += [
-            (f"Main window ({r['window_size']}): session of {r['n_thumbnails']} images shown (grid, scatter, metrics)",
-             f"{r['window_show_s'] * 1000:.0f} ms"),
-            (f"Main window: until its first screen of {r['window_visible_thumbnails']} thumbnails is on screen",
-             f"{r['window_first_screen_s'] * 1000:.0f} ms"),
-            (f"Main window: drag of {r['window_drag_images']} images (grid + scatter recolour) / undo",
-             f"{r['window_drag_apply_ms']:.1f} / {r['window_drag_undo_ms']:.1f} ms "
-             f"(recoloured: {r['window_drag_scatter_recoloured']}, restored: {r['window_drag_ok']})"),
+            (
+                f"Main window ({r['window_size']}): session of {r['n_thumbnails']} images shown "
+                "(grid, scatter, metrics)",
+                f"{r['window_show_s'] * 1000:.0f} ms",
+            ),
+            (
+                f"Main window: until its first screen of {r['window_visible_thumbnails']} thumbnails is on screen",
+                f"{r['window_first_screen_s'] * 1000:.0f} ms",
+            ),
+            (
+                f"Main window: drag of {r['window_drag_images']} images (grid + scatter recolour) / undo",
+                f"{r['window_drag_apply_ms']:.1f} / {r['window_drag_undo_ms']:.1f} ms "
+                f"(recoloured: {r['window_drag_scatter_recoloured']}, restored: {r['window_drag_ok']})",
+            ),
         ]
     lines = [
         f"# App benchmark: {r['n_thumbnails']} thumbnails in {r['n_clusters']} clusters",

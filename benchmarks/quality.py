@@ -49,40 +49,75 @@ METRICS = ("nmi", "ari", "acc", "purity")
 class PublishedRow:
     """A figure printed in a paper, with where it was read (only numbers we could verify offline)."""
 
-    dataset: str          # our dataset name
+    dataset: str  # our dataset name
     method: str
     nmi: Optional[float]
     acc: Optional[float]
-    setting: str          # what differs from our set-up
+    setting: str  # what differs from our set-up
     citation: str
-    source: str           # where the number was read
+    source: str  # where the number was read
 
 
-_HCIS_TABLE = ("Gultepe & Makrehchi, 'Improving clustering performance using independent component analysis "
-               "and unsupervised feature learning', Human-centric Computing and Information Sciences 8:25 (2018), "
-               "Table 4 (https://hcis-journal.springeropen.com/articles/10.1186/s13673-018-0148-3/tables/4)")
+_HCIS_TABLE = (
+    "Gultepe & Makrehchi, 'Improving clustering performance using independent component analysis "
+    "and unsupervised feature learning', Human-centric Computing and Information Sciences 8:25 (2018), "
+    "Table 4 (https://hcis-journal.springeropen.com/articles/10.1186/s13673-018-0148-3/tables/4)"
+)
 _JULE = "Yang, Parikh, Batra, 'Joint Unsupervised Learning of Deep Representations and Image Clusters', CVPR 2016"
 
 PUBLISHED: tuple[PublishedRow, ...] = (
-    PublishedRow("coil20", "k-means on raw pixels", 0.735, 0.597, "COIL-20 as used by the citing paper",
-                 _HCIS_TABLE, _HCIS_TABLE),
-    PublishedRow("coil20", "JULE-SF (deep, end-to-end)", 1.000, None, "COIL-20, 128x128 originals", _JULE,
-                 "as quoted in " + _HCIS_TABLE),
-    PublishedRow("coil20", "JULE-RC (deep, end-to-end)", 1.000, None, "COIL-20, 128x128 originals", _JULE,
-                 "as quoted in " + _HCIS_TABLE),
-    PublishedRow("coil20", "AC-PIC (agglomerative, path integral)", 0.855, None, "COIL-20",
-                 "AC-PIC (2013), as named in the citing table", "as quoted in " + _HCIS_TABLE),
+    PublishedRow(
+        "coil20", "k-means on raw pixels", 0.735, 0.597, "COIL-20 as used by the citing paper", _HCIS_TABLE, _HCIS_TABLE
+    ),
+    PublishedRow(
+        "coil20",
+        "JULE-SF (deep, end-to-end)",
+        1.000,
+        None,
+        "COIL-20, 128x128 originals",
+        _JULE,
+        "as quoted in " + _HCIS_TABLE,
+    ),
+    PublishedRow(
+        "coil20",
+        "JULE-RC (deep, end-to-end)",
+        1.000,
+        None,
+        "COIL-20, 128x128 originals",
+        _JULE,
+        "as quoted in " + _HCIS_TABLE,
+    ),
+    PublishedRow(
+        "coil20",
+        "AC-PIC (agglomerative, path integral)",
+        0.855,
+        None,
+        "COIL-20",
+        "AC-PIC (2013), as named in the citing table",
+        "as quoted in " + _HCIS_TABLE,
+    ),
 )
 
 # Papers the issue names whose figures could not be read in the offline corpora: listed, never guessed.
 NOT_AVAILABLE = (
-    ("Guerin, Gibaru, Thiery, Nyiri, 'CNN features are also great at unsupervised classification', "
-     "arXiv:1707.01700 (2017)", "COIL-100, UMist (ImageNet CNN features + k-means / agglomerative)"),
-    ("Guerin & Boots, 'Improving Image Clustering With Multiple Pretrained CNN Feature Extractors', "
-     "BMVC 2018, arXiv:1807.07760", "COIL-100 and others (multi-view CNN features)"),
-    ("Xie, Girshick, Farhadi, 'Unsupervised Deep Embedding for Clustering Analysis' (DEC), ICML 2016", "MNIST-type sets"),
-    ("Guo, Gao, Liu, Yin, 'Improved Deep Embedded Clustering with Local Structure Preservation' (IDEC), IJCAI 2017",
-     "MNIST-type sets"),
+    (
+        "Guerin, Gibaru, Thiery, Nyiri, 'CNN features are also great at unsupervised classification', "
+        "arXiv:1707.01700 (2017)",
+        "COIL-100, UMist (ImageNet CNN features + k-means / agglomerative)",
+    ),
+    (
+        "Guerin & Boots, 'Improving Image Clustering With Multiple Pretrained CNN Feature Extractors', "
+        "BMVC 2018, arXiv:1807.07760",
+        "COIL-100 and others (multi-view CNN features)",
+    ),
+    (
+        "Xie, Girshick, Farhadi, 'Unsupervised Deep Embedding for Clustering Analysis' (DEC), ICML 2016",
+        "MNIST-type sets",
+    ),
+    (
+        "Guo, Gao, Liu, Yin, 'Improved Deep Embedded Clustering with Local Structure Preservation' (IDEC), IJCAI 2017",
+        "MNIST-type sets",
+    ),
     (_JULE, "UMist and COIL-100 NMI (only the COIL-20 figures were readable, second-hand)"),
 )
 
@@ -95,8 +130,9 @@ def raw_pixels(paths: list[Path]) -> np.ndarray:
     rows = np.empty((len(paths), RAW_SIZE * RAW_SIZE), np.float32)
     for i, path in enumerate(paths):
         with Image.open(path) as image:
-            rows[i] = np.asarray(image.convert("L").resize((RAW_SIZE, RAW_SIZE), Image.BILINEAR),
-                                 np.float32).ravel() / 255.0
+            rows[i] = (
+                np.asarray(image.convert("L").resize((RAW_SIZE, RAW_SIZE), Image.BILINEAR), np.float32).ravel() / 255.0
+            )
     return rows
 
 
@@ -115,16 +151,18 @@ def backbone_features(paths: list[Path], views: list[str], cache) -> np.ndarray:
     from imgcluster_gui.core.features.extract import extract_features, extract_multiview
 
     if len(views) == 1:
-        result = extract_features(paths, backbone=views[0], weights_path=common.backbone_weights(views[0]),
-                                  device="auto", cache=cache)
+        result = extract_features(
+            paths, backbone=views[0], weights_path=common.backbone_weights(views[0]), device="auto", cache=cache
+        )
     else:
         weights = {name: common.backbone_weights(name) for name in views}
         try:
             result = extract_multiview(paths, views, weights_paths=weights, device="auto", cache=cache)
         except TypeError:  # an extract_multiview without per-backbone weights: concatenate here instead
             blocks = [backbone_features(paths, [name], cache) for name in views]
-            return np.concatenate([b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12) for b in blocks],
-                                  axis=1).astype(np.float32)
+            return np.concatenate(
+                [b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12) for b in blocks], axis=1
+            ).astype(np.float32)
     if len(result.paths) != len(paths):
         failed = ", ".join(f"{s.path}: {s.reason}" for s in result.failed[:3])
         raise RuntimeError(f"{len(paths) - len(result.paths)} image(s) could not be read ({failed})")
@@ -132,8 +170,15 @@ def backbone_features(paths: list[Path], views: list[str], cache) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- clustering
-def score_algorithm(kit: "Toolkit", X: np.ndarray, y_true: list[str], algorithm: str, n_clusters: int, seeds: int,
-                    max_fit_seconds: float) -> dict[str, Any]:
+def score_algorithm(
+    kit: "Toolkit",
+    X: np.ndarray,
+    y_true: list[str],
+    algorithm: str,
+    n_clusters: int,
+    seeds: int,
+    max_fit_seconds: float,
+) -> dict[str, Any]:
     """Fit ``algorithm`` once per seed and score it; a slow method is cut to one seed (and says so)."""
     uses_k = kit.uses_k(algorithm)
     scores: dict[str, list[float]] = {m: [] for m in METRICS}
@@ -154,8 +199,14 @@ def score_algorithm(kit: "Toolkit", X: np.ndarray, y_true: list[str], algorithm:
             note = f"one seed only: a fit took {seconds[-1]:.0f} s"
             break
     result: dict[str, Any] = {name: (float(np.mean(v)), float(np.std(v))) for name, v in scores.items()}
-    result.update(seeds=len(seconds), found_k=found_k, noise_fraction=float(np.mean(noise)),
-                  fit_seconds=float(np.mean(seconds)), note=note, uses_k=uses_k)
+    result.update(
+        seeds=len(seconds),
+        found_k=found_k,
+        noise_fraction=float(np.mean(noise)),
+        fit_seconds=float(np.mean(seconds)),
+        note=note,
+        uses_k=uses_k,
+    )
     return result
 
 
@@ -176,17 +227,17 @@ def classic_algorithms(selected: Optional[list[str]]) -> list[str]:
 class Toolkit:
     """The project's pipeline pieces the benchmark runs (gathered once, so the loop below reads plainly)."""
 
-    backbones: Any          # () -> list[str]
-    features: Any           # (paths, views, cache) -> (N, D) float32
-    algorithms: Any         # (selected) -> list[str]
-    uses_k: Any             # (algorithm) -> bool
-    make_estimator: Any     # (algorithm, n_clusters, random_state) -> estimator
-    external_metrics: Any   # (y_true, labels) -> dict with nmi/ari/acc/purity
-    choose_k: Any           # (X, k_min, k_max) -> object with best_k, labels
-    preprocess: Any         # (X) -> X float32
+    backbones: Any  # () -> list[str]
+    features: Any  # (paths, views, cache) -> (N, D) float32
+    algorithms: Any  # (selected) -> list[str]
+    uses_k: Any  # (algorithm) -> bool
+    make_estimator: Any  # (algorithm, n_clusters, random_state) -> estimator
+    external_metrics: Any  # (y_true, labels) -> dict with nmi/ari/acc/purity
+    choose_k: Any  # (X, k_min, k_max) -> object with best_k, labels
+    preprocess: Any  # (X) -> X float32
     cache: Any
     default_backbone: str = "efficientnet_lite0"
-    knn_graph: Any = None   # (X, n_neighbors) -> KnnGraph (the neighbour graph Leiden / FINCH read)
+    knn_graph: Any = None  # (X, n_neighbors) -> KnnGraph (the neighbour graph Leiden / FINCH read)
 
 
 def project_toolkit() -> Toolkit:
@@ -213,15 +264,32 @@ def project_toolkit() -> Toolkit:
         out = preprocess_features(X, l2=True)  # as the pipeline does
         return out[0] if isinstance(out, tuple) else out
 
-    return Toolkit(offline_backbones, backbone_features, classic_algorithms,
-                   lambda a: get_algorithm(a).uses_k, make_estimator, external_metrics,
-                   lambda X, k_min, k_max: choose_k(X, algorithm="kmeans", k_min=k_min, k_max=k_max, random_state=0),
-                   preprocess, FeatureCache(root=common.tempfile_dir() / "feature_cache"), DEFAULT_BACKBONE, knn_graph)
+    return Toolkit(
+        offline_backbones,
+        backbone_features,
+        classic_algorithms,
+        lambda a: get_algorithm(a).uses_k,
+        make_estimator,
+        external_metrics,
+        lambda X, k_min, k_max: choose_k(X, algorithm="kmeans", k_min=k_min, k_max=k_max, random_state=0),
+        preprocess,
+        FeatureCache(root=common.tempfile_dir() / "feature_cache"),
+        DEFAULT_BACKBONE,
+        knn_graph,
+    )
 
 
 # ---------------------------------------------------------------------------------------- no K given
-def _fit_scored(kit: "Toolkit", X: np.ndarray, y_true: list[str], algorithm: str, seeds: int,
-                n_clusters: Optional[int] = None, graph: Any = None, graph_seconds: float = 0.0) -> dict[str, Any]:
+def _fit_scored(
+    kit: "Toolkit",
+    X: np.ndarray,
+    y_true: list[str],
+    algorithm: str,
+    seeds: int,
+    n_clusters: Optional[int] = None,
+    graph: Any = None,
+    graph_seconds: float = 0.0,
+) -> dict[str, Any]:
     """One registry estimator over ``seeds`` seeds: scores, groups found, unsorted images, seconds.
 
     ``graph`` (a neighbour graph built once, timed as ``graph_seconds``) is handed to the estimators
@@ -249,8 +317,14 @@ def _fit_scored(kit: "Toolkit", X: np.ndarray, y_true: list[str], algorithm: str
         found_k.append(len(set(labels.tolist()) - {-1}))
         unsorted.append(int(np.count_nonzero(labels < 0)))
     result: dict[str, Any] = {name: (float(np.mean(v)), float(np.std(v))) for name, v in scores.items()}
-    result.update(seeds=seeds, found_k=found_k, unsorted=unsorted, seconds=float(np.mean(seconds)),
-                  graph_seconds=graph_seconds, notes=notes[:3])
+    result.update(
+        seeds=seeds,
+        found_k=found_k,
+        unsorted=unsorted,
+        seconds=float(np.mean(seconds)),
+        graph_seconds=graph_seconds,
+        notes=notes[:3],
+    )
     return result
 
 
@@ -275,8 +349,14 @@ def no_k_dataset(kit: "Toolkit", name: str, X_raw: np.ndarray, y_true: list[str]
         start = time.perf_counter()
         graph = kit.knn_graph(X, int(defaults.get("n_neighbors", 15)))
         graph_seconds = time.perf_counter() - start
-    out: dict[str, Any] = dict(n=int(X.shape[0]), true_k=true_k, dims=int(X.shape[1]), graph_seconds=graph_seconds,
-                               graph_method=getattr(graph, "method", None), leiden_defaults=defaults)
+    out: dict[str, Any] = dict(
+        n=int(X.shape[0]),
+        true_k=true_k,
+        dims=int(X.shape[1]),
+        graph_seconds=graph_seconds,
+        graph_method=getattr(graph, "method", None),
+        leiden_defaults=defaults,
+    )
     out["leiden"] = _fit_scored(kit, X, y_true, "leiden", seeds, graph=graph, graph_seconds=graph_seconds)
     out["finch"] = _fit_scored(kit, X, y_true, "finch", seeds, graph=graph, graph_seconds=graph_seconds)
     k_max = min(max(30, math.ceil(1.5 * true_k)), X.shape[0] - 1)
@@ -284,13 +364,21 @@ def no_k_dataset(kit: "Toolkit", name: str, X_raw: np.ndarray, y_true: list[str]
     auto = kit.choose_k(X, 2, k_max)
     sweep_seconds = time.perf_counter() - start
     sweep_metrics = kit.external_metrics(y_true, np.asarray(auto.labels))
-    out["silhouette_sweep"] = {**{m: (float(sweep_metrics[m]), 0.0) for m in METRICS},
-                               "seeds": 1, "found_k": [int(auto.best_k)], "unsorted": [0], "seconds": sweep_seconds,
-                               "k_range": (2, k_max), "notes": []}
+    out["silhouette_sweep"] = {
+        **{m: (float(sweep_metrics[m]), 0.0) for m in METRICS},
+        "seeds": 1,
+        "found_k": [int(auto.best_k)],
+        "unsorted": [0],
+        "seconds": sweep_seconds,
+        "k_range": (2, k_max),
+        "notes": [],
+    }
     out["kmeans_true_k"] = _fit_scored(kit, X, y_true, "kmeans", seeds, n_clusters=true_k)
     # The --k N question: at the true K, which path gives the best grouping?
     out["at_true_k"] = {
-        "leiden": _fit_scored(kit, X, y_true, "leiden", seeds, n_clusters=true_k, graph=graph, graph_seconds=graph_seconds),
+        "leiden": _fit_scored(
+            kit, X, y_true, "leiden", seeds, n_clusters=true_k, graph=graph, graph_seconds=graph_seconds
+        ),
         "kmeans": out["kmeans_true_k"],
         "spectral": _fit_scored(kit, X, y_true, "spectral", seeds, n_clusters=true_k),
     }
@@ -299,9 +387,15 @@ def no_k_dataset(kit: "Toolkit", name: str, X_raw: np.ndarray, y_true: list[str]
     tolerance = NOK_K_TOLERANCE.get(name)
     k_met = None if tolerance is None else bool(abs(found_mean - true_k) <= tolerance * true_k + 1e-9)
     nmi_met = bool(leiden["nmi"][0] >= out["kmeans_true_k"]["nmi"][0])
-    out["targets"] = dict(found_k_mean=found_mean, k_tolerance=tolerance, k_met=k_met,
-                          nmi=leiden["nmi"][0], kmeans_nmi=out["kmeans_true_k"]["nmi"][0], nmi_met=nmi_met,
-                          met=nmi_met and k_met is not False)
+    out["targets"] = dict(
+        found_k_mean=found_mean,
+        k_tolerance=tolerance,
+        k_met=k_met,
+        nmi=leiden["nmi"][0],
+        kmeans_nmi=out["kmeans_true_k"]["nmi"][0],
+        nmi_met=nmi_met,
+        met=nmi_met and k_met is not False,
+    )
     return out
 
 
@@ -312,19 +406,27 @@ def _status(value: Optional[bool]) -> str:
 def target_line(name: str, result: dict[str, Any]) -> str:
     """One line per dataset: the automatic default's K and NMI against their targets."""
     t = result["targets"]
-    k_part = (f"found K {t['found_k_mean']:.1f} vs true {result['true_k']} (within {t['k_tolerance']:.0%}: "
-              f"{_status(t['k_met'])})" if t["k_tolerance"] is not None
-              else f"found K {t['found_k_mean']:.1f} vs true {result['true_k']} (no K target)")
-    return (f"target {name}: {k_part}; NMI {t['nmi']:.3f} >= k-means at true K {t['kmeans_nmi']:.3f}: "
-            f"{_status(t['nmi_met'])} -> {'MET' if t['met'] else 'NOT MET'}")
+    k_part = (
+        f"found K {t['found_k_mean']:.1f} vs true {result['true_k']} (within {t['k_tolerance']:.0%}: "
+        f"{_status(t['k_met'])})"
+        if t["k_tolerance"] is not None
+        else f"found K {t['found_k_mean']:.1f} vs true {result['true_k']} (no K target)"
+    )
+    return (
+        f"target {name}: {k_part}; NMI {t['nmi']:.3f} >= k-means at true K {t['kmeans_nmi']:.3f}: "
+        f"{_status(t['nmi_met'])} -> {'MET' if t['met'] else 'NOT MET'}"
+    )
 
 
 def no_k_section(results: dict[str, dict[str, Any]], backbone: str, seeds: int) -> str:
     """Markdown of the no-K section from :func:`no_k_dataset`'s results (name -> result)."""
     rows, k_rows, target_rows = [], [], []
-    labels = (("leiden", "**Leiden (automatic default)**"), ("finch", "FINCH"),
-              ("silhouette_sweep", "silhouette sweep + k-means (old default)"),
-              ("kmeans_true_k", "k-means at the TRUE K (baseline)"))
+    labels = (
+        ("leiden", "**Leiden (automatic default)**"),
+        ("finch", "FINCH"),
+        ("silhouette_sweep", "silhouette sweep + k-means (old default)"),
+        ("kmeans_true_k", "k-means at the TRUE K (baseline)"),
+    )
     wins: dict[str, int] = {"leiden": 0, "kmeans": 0, "spectral": 0}
     means: dict[str, list[float]] = {key: [] for key in wins}
     for name, result in results.items():
@@ -334,38 +436,91 @@ def no_k_section(results: dict[str, dict[str, Any]], backbone: str, seeds: int) 
             if key == "silhouette_sweep":
                 k_text += f" (of {score['k_range'][0]}..{score['k_range'][1]})"
             unsorted = round(float(np.mean(score["unsorted"])))
-            rows.append([name, result["true_k"], label, k_text, unsorted, _pm(score, "nmi"), _pm(score, "ari"),
-                         _pm(score, "acc"), f"{score['seconds']:.2f}"])
+            rows.append(
+                [
+                    name,
+                    result["true_k"],
+                    label,
+                    k_text,
+                    unsorted,
+                    _pm(score, "nmi"),
+                    _pm(score, "ari"),
+                    _pm(score, "acc"),
+                    f"{score['seconds']:.2f}",
+                ]
+            )
         at_k = result["at_true_k"]
         best = max(wins, key=lambda key: at_k[key]["nmi"][0])
         wins[best] += 1
         for key in wins:
             means[key].append(at_k[key]["nmi"][0])
-        k_rows.append([name, result["true_k"]] + [_pm(at_k[key], "nmi") for key in wins]
-                      + [_pm(at_k[key], "acc") for key in wins] + [f"{at_k['leiden']['seconds']:.2f}", best])
+        k_rows.append(
+            [name, result["true_k"]]
+            + [_pm(at_k[key], "nmi") for key in wins]
+            + [_pm(at_k[key], "acc") for key in wins]
+            + [f"{at_k['leiden']['seconds']:.2f}", best]
+        )
         t = result["targets"]
-        target_rows.append([name, result["true_k"], f"{t['found_k_mean']:.1f}",
-                            "-" if t["k_tolerance"] is None else f"±{t['k_tolerance']:.0%}", _status(t["k_met"]),
-                            f"{t['nmi']:.3f}", f"{t['kmeans_nmi']:.3f}", _status(t["nmi_met"]),
-                            "MET" if t["met"] else "NOT MET"])
+        target_rows.append(
+            [
+                name,
+                result["true_k"],
+                f"{t['found_k_mean']:.1f}",
+                "-" if t["k_tolerance"] is None else f"±{t['k_tolerance']:.0%}",
+                _status(t["k_met"]),
+                f"{t['nmi']:.3f}",
+                f"{t['kmeans_nmi']:.3f}",
+                _status(t["nmi_met"]),
+                "MET" if t["met"] else "NOT MET",
+            ]
+        )
     average = {key: float(np.mean(v)) for key, v in means.items() if v}
     choice = max(average, key=average.get) if average else None
-    text = (f"## No K given ({backbone} features, L2-normalised; {seeds} seed(s))\n\n"
-            "The automatic default is Leiden with the registry's defaults (fuzzy-weighted cosine 15-NN graph, "
-            "modularity, resolution 1, groups under 2 images unsorted). Seconds: graph + fit (the graph is built once, "
-            f"{'/'.join(sorted({str(r['graph_method']) for r in results.values()}))} search, and shared by Leiden "
-            "and FINCH; the sweep fits k-means for every K of its range).\n\n"
-            + markdown_table(["dataset", "true K", "method", "K found", "unsorted", "NMI", "ARI", "ACC", "seconds"], rows)
-            + "\n\n### Targets of the automatic default\n\n"
-            + markdown_table(["dataset", "true K", "Leiden K (mean)", "K target", "K", "Leiden NMI",
-                              "k-means NMI at true K", "NMI >= k-means", "overall"], target_rows)
-            + "\n\n### `--k N`: at the true K, which path\n\n"
-            + markdown_table(["dataset", "K", "Leiden n_clusters=K NMI", "k-means NMI", "spectral NMI",
-                              "Leiden ACC", "k-means ACC", "spectral ACC", "Leiden s", "best NMI"], k_rows))
+    text = (
+        f"## No K given ({backbone} features, L2-normalised; {seeds} seed(s))\n\n"
+        "The automatic default is Leiden with the registry's defaults (fuzzy-weighted cosine 15-NN graph, "
+        "modularity, resolution 1, groups under 2 images unsorted). Seconds: graph + fit (the graph is built once, "
+        f"{'/'.join(sorted({str(r['graph_method']) for r in results.values()}))} search, and shared by Leiden "
+        "and FINCH; the sweep fits k-means for every K of its range).\n\n"
+        + markdown_table(["dataset", "true K", "method", "K found", "unsorted", "NMI", "ARI", "ACC", "seconds"], rows)
+        + "\n\n### Targets of the automatic default\n\n"
+        + markdown_table(
+            [
+                "dataset",
+                "true K",
+                "Leiden K (mean)",
+                "K target",
+                "K",
+                "Leiden NMI",
+                "k-means NMI at true K",
+                "NMI >= k-means",
+                "overall",
+            ],
+            target_rows,
+        )
+        + "\n\n### `--k N`: at the true K, which path\n\n"
+        + markdown_table(
+            [
+                "dataset",
+                "K",
+                "Leiden n_clusters=K NMI",
+                "k-means NMI",
+                "spectral NMI",
+                "Leiden ACC",
+                "k-means ACC",
+                "spectral ACC",
+                "Leiden s",
+                "best NMI",
+            ],
+            k_rows,
+        )
+    )
     if choice:
-        text += ("\n\nMean NMI over the datasets at the true K: "
-                 + ", ".join(f"{key} {value:.3f} (best on {wins[key]})" for key, value in average.items())
-                 + f". Recommended path for `--k N`: **{choice}**.")
+        text += (
+            "\n\nMean NMI over the datasets at the true K: "
+            + ", ".join(f"{key} {value:.3f} (best on {wins[key]})" for key, value in average.items())
+            + f". Recommended path for `--k N`: **{choice}**."
+        )
     return text
 
 
@@ -373,24 +528,36 @@ def no_k_section(results: dict[str, dict[str, Any]], backbone: str, seeds: int) 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="*", type=Path, help="extra labelled folders (class = sub-folder)")
-    parser.add_argument("--datasets", nargs="*", default=None,
-                        help=f"shared datasets to use (default all present: {', '.join(common.SHARED_DATASET_NAMES)}); "
-                             "give none to use only FOLDERs")
+    parser.add_argument(
+        "--datasets",
+        nargs="*",
+        default=None,
+        help=f"shared datasets to use (default all present: {', '.join(common.SHARED_DATASET_NAMES)}); "
+        "give none to use only FOLDERs",
+    )
     parser.add_argument("--seeds", type=int, default=3, help="seeds per algorithm (default 3)")
     parser.add_argument("--backbones", nargs="+", default=None, help="default: every offline backbone")
     parser.add_argument("--no-concat", action="store_true", help="skip the concatenation of the backbones")
     parser.add_argument("--algorithms", nargs="+", default=None, help="default: every classic registry algorithm")
-    parser.add_argument("--per-class", type=int, default=None,
-                        help="use at most this many images per class (a fixed random subset)")
-    parser.add_argument("--max-fit-seconds", type=float, default=30.0,
-                        help="an algorithm whose fit takes longer runs one seed only (default 30)")
+    parser.add_argument(
+        "--per-class", type=int, default=None, help="use at most this many images per class (a fixed random subset)"
+    )
+    parser.add_argument(
+        "--max-fit-seconds",
+        type=float,
+        default=30.0,
+        help="an algorithm whose fit takes longer runs one seed only (default 30)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--smoke", action="store_true", help="a few images per class, one dataset, one seed")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
-    parser.add_argument("--only", default=",".join(SECTIONS),
-                        help="comma-separated sections (default all): classic (every backbone x algorithm at the "
-                             "true K, auto-K, published rows), nok (no K given: Leiden / FINCH / silhouette sweep "
-                             "against k-means at the true K; writes quality_nok.* when run alone)")
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help="comma-separated sections (default all): classic (every backbone x algorithm at the "
+        "true K, auto-K, published rows), nok (no K given: Leiden / FINCH / silhouette sweep "
+        "against k-means at the true K; writes quality_nok.* when run alone)",
+    )
     return parser
 
 
@@ -403,8 +570,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     only = [part.strip() for part in args.only.split(",") if part.strip()]
     unknown = sorted(set(only) - set(SECTIONS))
     if unknown or not only:
-        print(f"unknown section(s): {', '.join(unknown) or '(none given)'}; choose from {', '.join(SECTIONS)}",
-              file=sys.stderr)
+        print(
+            f"unknown section(s): {', '.join(unknown) or '(none given)'}; choose from {', '.join(SECTIONS)}",
+            file=sys.stderr,
+        )
         return 2
     run_classic, run_nok = "classic" in only, "nok" in only
     kit = project_toolkit()
@@ -437,9 +606,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     algorithms = kit.algorithms(args.algorithms)
     device = common.device_label()
     out = common.results_dir(args.out)
-    print(f"Device: {common.device_line(device)}; seeds {args.seeds}; sections {','.join(only)}; "
-          f"backbones {backbones}; algorithms {algorithms}"
-          + ("  [SMOKE RUN: a few images per class, the figures mean nothing]" if args.smoke else ""))
+    print(
+        f"Device: {common.device_line(device)}; seeds {args.seeds}; sections {','.join(only)}; "
+        f"backbones {backbones}; algorithms {algorithms}"
+        + ("  [SMOKE RUN: a few images per class, the figures mean nothing]" if args.smoke else "")
+    )
 
     started = time.perf_counter()
     results: dict[str, Any] = {}
@@ -458,8 +629,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         if run_nok:
             t0 = time.perf_counter()
             default_features = kit.features(paths, [kit.default_backbone], kit.cache)
-            dataset_result["features"][kit.default_backbone] = dict(seconds=time.perf_counter() - t0,
-                                                                    dims=int(default_features.shape[1]))
+            dataset_result["features"][kit.default_backbone] = dict(
+                seconds=time.perf_counter() - t0, dims=int(default_features.shape[1])
+            )
             no_k[name] = no_k_dataset(kit, name, default_features, labels, args.seeds)
             dataset_result["no_k"] = no_k[name]
             print(target_line(name, no_k[name]), flush=True)
@@ -469,8 +641,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         for view in views:
             t0 = time.perf_counter()
             feature_sets[" + ".join(view)] = kit.features(paths, view, kit.cache)
-            dataset_result["features"][" + ".join(view)] = dict(seconds=time.perf_counter() - t0,
-                                                               dims=int(feature_sets[" + ".join(view)].shape[1]))
+            dataset_result["features"][" + ".join(view)] = dict(
+                seconds=time.perf_counter() - t0, dims=int(feature_sets[" + ".join(view)].shape[1])
+            )
         feature_sets[RAW_PIXELS] = raw_pixels(paths)
         rows = []
         dataset_result["scores"] = {}
@@ -488,11 +661,15 @@ def main(argv: Optional[list[str]] = None) -> int:
                 k_text = str(true_k) if score["uses_k"] else f"found {round(float(np.mean(score['found_k'])))}"
                 if score["noise_fraction"] > 0:
                     k_text += f", {score['noise_fraction']:.0%} noise"
-                rows.append([feature_name, algorithm, k_text]
-                            + [f"{score[m][0]:.3f} ± {score[m][1]:.3f}" for m in METRICS]
-                            + [f"{score['fit_seconds']:.2f} s" + (f"; {score['note']}" if score["note"] else "")])
-        sections.append(f"## {name} ({len(paths)} images, {true_k} classes)\n\n"
-                        + markdown_table(["features", "algorithm", "K", "NMI", "ARI", "ACC", "purity", "fit time"], rows))
+                rows.append(
+                    [feature_name, algorithm, k_text]
+                    + [f"{score[m][0]:.3f} ± {score[m][1]:.3f}" for m in METRICS]
+                    + [f"{score['fit_seconds']:.2f} s" + (f"; {score['note']}" if score["note"] else "")]
+                )
+        sections.append(
+            f"## {name} ({len(paths)} images, {true_k} classes)\n\n"
+            + markdown_table(["features", "algorithm", "K", "NMI", "ARI", "ACC", "purity", "fit time"], rows)
+        )
         print("\n" + sections[-1], flush=True)
 
         # Auto-K on the default backbone's features: the K the silhouette sweep picks vs the truth.
@@ -507,9 +684,10 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     classic_results = {name: r for name, r in results.items() if "scores" in r}
     if run_classic and classic_results:
-        sections.append("## Auto-K (silhouette sweep, k-means) against the true class count\n\n"
-                        + markdown_table(["dataset", "features", "true K", "chosen K", "range", "NMI at chosen K"],
-                                         auto_rows))
+        sections.append(
+            "## Auto-K (silhouette sweep, k-means) against the true class count\n\n"
+            + markdown_table(["dataset", "features", "true K", "chosen K", "range", "NMI at chosen K"], auto_rows)
+        )
         print("\n" + sections[-1])
         sections.append(published_section(classic_results))
         print("\n" + sections[-1])
@@ -521,16 +699,29 @@ def main(argv: Optional[list[str]] = None) -> int:
     # Run alone, the no-K section writes its own files, so the full run's quality.* are kept.
     stem = "quality" if run_classic else "quality_nok"
     suffix = "_smoke" if args.smoke else ""
-    common.write_json(out / f"{stem}{suffix}.json",
-                      dict(device=device, smoke=args.smoke, seeds=args.seeds, sections=only, backbones=backbones,
-                           algorithms=algorithms if run_classic else [], datasets=results,
-                           no_k=no_k, published=[row.__dict__ for row in PUBLISHED] if run_classic else [],
-                           total_seconds=time.perf_counter() - started))
+    common.write_json(
+        out / f"{stem}{suffix}.json",
+        dict(
+            device=device,
+            smoke=args.smoke,
+            seeds=args.seeds,
+            sections=only,
+            backbones=backbones,
+            algorithms=algorithms if run_classic else [],
+            datasets=results,
+            no_k=no_k,
+            published=[row.__dict__ for row in PUBLISHED] if run_classic else [],
+            total_seconds=time.perf_counter() - started,
+        ),
+    )
     title = "Quality benchmarks" + ("" if run_classic else ": no K given")
-    common.save_markdown(out / f"{stem}{suffix}.md", title + (" (smoke run)" if args.smoke else ""),
-                         sections, common.device_line(device))
-    print(f"\nWrote {out / f'{stem}{suffix}.json'} and {out / f'{stem}{suffix}.md'} "
-          f"({time.perf_counter() - started:.0f} s in all)")
+    common.save_markdown(
+        out / f"{stem}{suffix}.md", title + (" (smoke run)" if args.smoke else ""), sections, common.device_line(device)
+    )
+    print(
+        f"\nWrote {out / f'{stem}{suffix}.json'} and {out / f'{stem}{suffix}.md'} "
+        f"({time.perf_counter() - started:.0f} s in all)"
+    )
     return 0
 
 
@@ -543,23 +734,54 @@ def published_section(results: dict[str, Any]) -> str:
             continue
         ours = results[row.dataset]["scores"]
         best_key = max((k for k, v in ours.items() if "error" not in v), key=lambda k: ours[k]["nmi"][0], default=None)
-        kmeans_keys = [k for k in ours if k.endswith("| kmeans") and not k.startswith(RAW_PIXELS) and "error" not in ours[k]]
+        kmeans_keys = [
+            k for k in ours if k.endswith("| kmeans") and not k.startswith(RAW_PIXELS) and "error" not in ours[k]
+        ]
         ours_kmeans = max((ours[k]["nmi"][0] for k in kmeans_keys), default=None)
         raw_key = f"{RAW_PIXELS} | kmeans"
         ours_raw = ours[raw_key]["nmi"][0] if raw_key in ours and "error" not in ours[raw_key] else None
         if row.source not in sources:
             sources.append(row.source)
         best_text = f"{ours[best_key]['nmi'][0]:.3f} ({best_key.replace(' | ', ', ')})" if best_key else None
-        rows.append([row.dataset, row.method, row.nmi, row.acc, row.setting, ours_raw, ours_kmeans, best_text,
-                     f"[{sources.index(row.source) + 1}]"])
-    text = ("## Published figures beside ours (NMI; only numbers read offline, with their source)\n\n"
-            + (markdown_table(["dataset", "published method", "published NMI", "published ACC", "their setting",
-                               "ours: raw pixels + k-means", "ours: best CNN + k-means", "ours: best overall",
-                               "source"], rows) if rows else "_none of the datasets run here has a verified published row_"))
+        rows.append(
+            [
+                row.dataset,
+                row.method,
+                row.nmi,
+                row.acc,
+                row.setting,
+                ours_raw,
+                ours_kmeans,
+                best_text,
+                f"[{sources.index(row.source) + 1}]",
+            ]
+        )
+    text = "## Published figures beside ours (NMI; only numbers read offline, with their source)\n\n" + (
+        markdown_table(
+            [
+                "dataset",
+                "published method",
+                "published NMI",
+                "published ACC",
+                "their setting",
+                "ours: raw pixels + k-means",
+                "ours: best CNN + k-means",
+                "ours: best overall",
+                "source",
+            ],
+            rows,
+        )
+        if rows
+        else "_none of the datasets run here has a verified published row_"
+    )
     text += "".join(f"\n\n[{i + 1}] {source}" for i, source in enumerate(sources))
-    text += "\n\nOur shared datasets are downsampled (COIL-20 32x32 grey, UMist 28x23): harder than the papers' originals.\n"
+    text += (
+        "\n\nOur shared datasets are downsampled (COIL-20 32x32 grey, UMist 28x23): "
+        "harder than the papers' originals.\n"
+    )
     text += "\nNot available offline (listed, no figure invented):\n" + "\n".join(
-        f"- {paper}: {what}" for paper, what in NOT_AVAILABLE)
+        f"- {paper}: {what}" for paper, what in NOT_AVAILABLE
+    )
     return text
 
 
@@ -576,8 +798,15 @@ def _plot_nmi(results: dict[str, Any], algorithms: list[str], path: Path, title_
                 series.setdefault(algorithm, []).append(mean)
                 errors.setdefault(algorithm, []).append(std)
     if groups:
-        common.bar_chart(path, f"NMI by features x algorithm (true K){title_note}", groups, series, "NMI", errors=errors,
-                         caption=common.device_line())
+        common.bar_chart(
+            path,
+            f"NMI by features x algorithm (true K){title_note}",
+            groups,
+            series,
+            "NMI",
+            errors=errors,
+            caption=common.device_line(),
+        )
 
 
 if __name__ == "__main__":

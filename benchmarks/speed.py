@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import io
 import math
 import pstats
@@ -74,18 +75,41 @@ class Sizes:
 
     @classmethod
     def full(cls) -> "Sizes":
-        return cls(small_images=400, large_images=40, large_size=(4000, 3000), ceiling_batches=(1, 8, 32),
-                   kmeans_points=100_000, kmeans_dims=(256, 1280), kmeans_k=100,
-                   silhouette_reference_points=20_000, density_start=1000, density_max=100_000,
-                   density_seconds=60.0, scale_points=(1000, 3000, 10_000, 30_000, 100_000), scale_k=50,
-                   app_thumbnails=20_000)
+        return cls(
+            small_images=400,
+            large_images=40,
+            large_size=(4000, 3000),
+            ceiling_batches=(1, 8, 32),
+            kmeans_points=100_000,
+            kmeans_dims=(256, 1280),
+            kmeans_k=100,
+            silhouette_reference_points=20_000,
+            density_start=1000,
+            density_max=100_000,
+            density_seconds=60.0,
+            scale_points=(1000, 3000, 10_000, 30_000, 100_000),
+            scale_k=50,
+            app_thumbnails=20_000,
+        )
 
     @classmethod
     def smoke(cls) -> "Sizes":
-        return cls(small_images=6, large_images=2, large_size=(640, 480), ceiling_batches=(1, 4),
-                   kmeans_points=2000, kmeans_dims=(16,), kmeans_k=8, silhouette_reference_points=500,
-                   density_start=200, density_max=400, density_seconds=2.0, scale_points=(300, 600),
-                   scale_k=5, app_thumbnails=200)
+        return cls(
+            small_images=6,
+            large_images=2,
+            large_size=(640, 480),
+            ceiling_batches=(1, 4),
+            kmeans_points=2000,
+            kmeans_dims=(16,),
+            kmeans_k=8,
+            silhouette_reference_points=500,
+            density_start=200,
+            density_max=400,
+            density_seconds=2.0,
+            scale_points=(300, 600),
+            scale_k=5,
+            app_thumbnails=200,
+        )
 
 
 # ============================================================================================ extraction
@@ -121,7 +145,7 @@ def model_only(tensors, model, batch_size: int, device: str = "cpu", autocast: b
 
     with torch.inference_mode():
         for start in range(0, len(tensors), batch_size):
-            batch = tensors[start:start + batch_size].to(device, non_blocking=True)
+            batch = tensors[start : start + batch_size].to(device, non_blocking=True)
             with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=autocast):
                 model(batch)
         if device == "cuda":
@@ -147,8 +171,9 @@ def pipeline_extract(paths: list[Path], backbone: str, device: str, cache=False)
     """The project's extraction, as the app and CLI run it."""
     from imgcluster_gui.core.features.extract import extract_features
 
-    return extract_features(paths, backbone=backbone, weights_path=common.backbone_weights(backbone),
-                            device=device, cache=cache)
+    return extract_features(
+        paths, backbone=backbone, weights_path=common.backbone_weights(backbone), device=device, cache=cache
+    )
 
 
 def _profile(fn: Callable[[], Any], top: int = 12) -> str:
@@ -161,8 +186,7 @@ def _profile(fn: Callable[[], Any], top: int = 12) -> str:
     return stream.getvalue()
 
 
-def bench_extraction(sizes: Sizes, backbones: list[str], workdir: Path, out: Path,
-                     profile: bool) -> SectionResult:
+def bench_extraction(sizes: Sizes, backbones: list[str], workdir: Path, out: Path, profile: bool) -> SectionResult:
     import torch
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -178,7 +202,8 @@ def bench_extraction(sizes: Sizes, backbones: list[str], workdir: Path, out: Pat
         image_sets["small PNG (sample images)"] = small[: sizes.small_images]
     w, h = sizes.large_size
     image_sets[f"large JPEG ({w}x{h}, synthetic)"] = common.make_large_jpegs(
-        workdir / f"jpeg_{w}x{h}", sizes.large_images, size=sizes.large_size)
+        workdir / f"jpeg_{w}x{h}", sizes.large_images, size=sizes.large_size
+    )
 
     rows, records, targets, profiles = [], [], [], {}
     for device in devices:
@@ -190,22 +215,34 @@ def bench_extraction(sizes: Sizes, backbones: list[str], workdir: Path, out: Pat
             for set_name, paths in image_sets.items():
                 n = len(paths)
                 naive_loop(paths[:2], plain_model, transform, device, autocast)  # warm-up: lazy init, allocator
-                naive_time, _ = common.time_call(lambda: naive_loop(paths, plain_model, transform, device, autocast))
+                naive_time, _ = common.time_call(
+                    functools.partial(naive_loop, paths, plain_model, transform, device, autocast)
+                )
                 tensors = _load_tensors(paths, transform)
                 ceiling = {}
                 for variant, (variant_model, variant_tensors) in _ceiling_variants(model, tensors).items():
                     for batch_size in sizes.ceiling_batches:
-                        run = lambda: model_only(variant_tensors, variant_model, batch_size, device, autocast)  # noqa: E731
-                        model_only(variant_tensors[: batch_size], variant_model, batch_size, device, autocast)
+                        run = functools.partial(
+                            model_only, variant_tensors, variant_model, batch_size, device, autocast
+                        )
+                        model_only(variant_tensors[:batch_size], variant_model, batch_size, device, autocast)
                         timing, _ = common.time_call(run)
                         ceiling[f"{variant}, batch {batch_size}"] = n / timing.best
                 best_batch = max(ceiling, key=ceiling.get)
-                record = dict(device=device, backbone=backbone, images=set_name, n=n,
-                              naive_ips=n / naive_time.best, ceiling_ips=ceiling[best_batch],
-                              ceiling_by_batch=ceiling, ceiling_batch=best_batch, pipeline_ips=None)
+                record = dict(
+                    device=device,
+                    backbone=backbone,
+                    images=set_name,
+                    n=n,
+                    naive_ips=n / naive_time.best,
+                    ceiling_ips=ceiling[best_batch],
+                    ceiling_by_batch=ceiling,
+                    ceiling_batch=best_batch,
+                    pipeline_ips=None,
+                )
                 if have_pipeline:
                     pipeline_extract(paths[:2], backbone, device)  # warm-up (model build, compile cache)
-                    pipe_time, result = common.time_call(lambda: pipeline_extract(paths, backbone, device))
+                    pipe_time, result = common.time_call(functools.partial(pipeline_extract, paths, backbone, device))
                     if len(result.paths) != n:
                         raise RuntimeError(f"pipeline extracted {len(result.paths)} of {n} images: {result.failed[:3]}")
                     record["pipeline_ips"] = n / pipe_time.best
@@ -215,26 +252,62 @@ def bench_extraction(sizes: Sizes, backbones: list[str], workdir: Path, out: Pat
                     met_naive = record["pipeline_vs_naive"] >= 2.0
                     met_ceiling = record["pipeline_vs_ceiling"] >= 0.8
                     bound = record["ceiling_ips"] / record["naive_ips"]
-                    targets.append(Target(f"extraction vs naive loop ({label})", record["pipeline_vs_naive"],
-                                          ">= 2x", met_naive,
-                                          f"ceiling / naive = {bound:.2f}" + (": 2x is above the model's own ceiling here"
-                                                                              if bound < 2 else "")))
-                    targets.append(Target(f"extraction vs model-only ceiling ({label})",
-                                          record["pipeline_vs_ceiling"], ">= 0.80", met_ceiling))
+                    targets.append(
+                        Target(
+                            f"extraction vs naive loop ({label})",
+                            record["pipeline_vs_naive"],
+                            ">= 2x",
+                            met_naive,
+                            f"ceiling / naive = {bound:.2f}"
+                            + (": 2x is above the model's own ceiling here" if bound < 2 else ""),
+                        )
+                    )
+                    targets.append(
+                        Target(
+                            f"extraction vs model-only ceiling ({label})",
+                            record["pipeline_vs_ceiling"],
+                            ">= 0.80",
+                            met_ceiling,
+                        )
+                    )
                     if profile and not (met_naive and met_ceiling):
-                        profiles[label] = _profile(lambda: pipeline_extract(paths, backbone, device))
+                        profiles[label] = _profile(functools.partial(pipeline_extract, paths, backbone, device))
                 records.append(record)
-                rows.append([device + (" (fp16 autocast)" if autocast else ""), backbone, set_name, n,
-                             record["naive_ips"], record["pipeline_ips"], f"{record['ceiling_ips']:.1f} ({best_batch})",
-                             record.get("pipeline_vs_naive"), record.get("pipeline_vs_ceiling"),
-                             record["ceiling_ips"] / record["naive_ips"]])
+                rows.append(
+                    [
+                        device + (" (fp16 autocast)" if autocast else ""),
+                        backbone,
+                        set_name,
+                        n,
+                        record["naive_ips"],
+                        record["pipeline_ips"],
+                        f"{record['ceiling_ips']:.1f} ({best_batch})",
+                        record.get("pipeline_vs_naive"),
+                        record.get("pipeline_vs_ceiling"),
+                        record["ceiling_ips"] / record["naive_ips"],
+                    ]
+                )
             del model, plain_model
 
-    headers = ["device", "backbone", "images", "N", "naive loop img/s", "pipeline img/s", "model-only ceiling img/s",
-               "pipeline / naive", "pipeline / ceiling", "ceiling / naive (best possible)"]
-    text = "## Extraction (images/s; target: pipeline >= 2x naive and >= 0.80 x ceiling)\n\n" + markdown_table(headers, rows)
+    headers = [
+        "device",
+        "backbone",
+        "images",
+        "N",
+        "naive loop img/s",
+        "pipeline img/s",
+        "model-only ceiling img/s",
+        "pipeline / naive",
+        "pipeline / ceiling",
+        "ceiling / naive (best possible)",
+    ]
+    text = "## Extraction (images/s; target: pipeline >= 2x naive and >= 0.80 x ceiling)\n\n" + markdown_table(
+        headers, rows
+    )
     if not have_pipeline:
-        text += "\n\n_The project's extraction (core/features/extract.py) is not importable yet: pipeline column empty._"
+        text += (
+            "\n\n_The project's extraction (core/features/extract.py) is not importable yet: pipeline column empty._"
+        )
     for label, report in profiles.items():
         path = out / f"profile_extraction_{_slug(label)}.txt"
         path.write_text(report)
@@ -246,11 +319,19 @@ def bench_extraction(sizes: Sizes, backbones: list[str], workdir: Path, out: Pat
 def plot_extraction(records: list[dict[str, Any]], path: Path, caption: str) -> None:
     """Images/s by method (naive loop, pipeline, model-only ceiling), log scale."""
     groups = [f"{r['device']}\n{r['backbone']}\n{r['images'].split(' (')[0]}" for r in records]
-    common.bar_chart(path, "Feature extraction speed", groups,
-                     {"naive loop": [r["naive_ips"] for r in records],
-                      "pipeline": [r["pipeline_ips"] for r in records],
-                      "model-only ceiling": [r["ceiling_ips"] for r in records]},
-                     "images / s (log)", caption=caption, log_y=True)
+    common.bar_chart(
+        path,
+        "Feature extraction speed",
+        groups,
+        {
+            "naive loop": [r["naive_ips"] for r in records],
+            "pipeline": [r["pipeline_ips"] for r in records],
+            "model-only ceiling": [r["ceiling_ips"] for r in records],
+        },
+        "images / s (log)",
+        caption=caption,
+        log_y=True,
+    )
 
 
 def _slug(text: str) -> str:
@@ -277,11 +358,18 @@ def bench_cache(sizes: Sizes, backbone: str, workdir: Path) -> SectionResult:
         cache_mb = cache.size_bytes() / 1e6
     ratio = cold.best / warm.best
     rows = [[backbone, len(paths), cold.best, warm.best, ratio, second.n_cached, same, cache_mb]]
-    text = ("## Feature cache (second run over the same folder; target >= 20x faster)\n\n"
-            + markdown_table(["backbone", "N", "first run s", "second run s", "speed-up", "from cache",
-                              "same features", "cache MB"], rows))
-    data = dict(n=len(paths), first_s=cold.best, second_s=warm.best, ratio=ratio, n_cached=second.n_cached,
-                identical=same, cache_mb=cache_mb)
+    text = "## Feature cache (second run over the same folder; target >= 20x faster)\n\n" + markdown_table(
+        ["backbone", "N", "first run s", "second run s", "speed-up", "from cache", "same features", "cache MB"], rows
+    )
+    data = dict(
+        n=len(paths),
+        first_s=cold.best,
+        second_s=warm.best,
+        ratio=ratio,
+        n_cached=second.n_cached,
+        identical=same,
+        cache_mb=cache_mb,
+    )
     return SectionResult("cache", text, data, [Target("cache second run vs first", ratio, ">= 20x", ratio >= 20)])
 
 
@@ -319,45 +407,82 @@ def bench_clustering(sizes: Sizes) -> SectionResult:
         record: dict[str, Any] = dict(n=n, d=dims, k=k)
         project_params = {}
         if have_registry:
-            t, estimator = common.time_call(lambda: _project_kmeans(X, k, 0))
+            t, estimator = common.time_call(functools.partial(_project_kmeans, X, k, 0))
             labels = np.asarray(estimator.labels_)
-            project_params = {key: v for key, v in estimator.get_params().items()
-                              if key in ("n_init", "max_iter", "tol")}
-            record["project"] = dict(seconds=t.best, inertia=inertia_of(X, labels),
-                                     nmi=normalized_mutual_info_score(y, labels), params=project_params)
+            project_params = {
+                key: v for key, v in estimator.get_params().items() if key in ("n_init", "max_iter", "tol")
+            }
+            record["project"] = dict(
+                seconds=t.best,
+                inertia=inertia_of(X, labels),
+                nmi=normalized_mutual_info_score(y, labels),
+                params=project_params,
+            )
         # scikit-learn at the same settings (n_init / max_iter / tol as the project's estimator uses).
         sk_params = dict(n_init=project_params.get("n_init", 1), max_iter=project_params.get("max_iter", 300))
         if "tol" in project_params:
             sk_params["tol"] = project_params["tol"]
-        t, sk = common.time_call(lambda: KMeans(n_clusters=k, init="k-means++", random_state=0, **sk_params).fit(X))
-        record["sklearn"] = dict(seconds=t.best, inertia=inertia_of(X, sk.labels_),
-                                 nmi=normalized_mutual_info_score(y, sk.labels_), params=sk_params)
+        t, sk = common.time_call(
+            lambda X=X, sk_params=sk_params: KMeans(n_clusters=k, init="k-means++", random_state=0, **sk_params).fit(X)
+        )
+        record["sklearn"] = dict(
+            seconds=t.best,
+            inertia=inertia_of(X, sk.labels_),
+            nmi=normalized_mutual_info_score(y, sk.labels_),
+            params=sk_params,
+        )
+
         # Plain faiss defaults, for context (what a naive faiss user gets).
-        def raw_faiss():
+        def raw_faiss(dims: int = dims, X: np.ndarray = X) -> np.ndarray:
             km = faiss.Kmeans(dims, k, niter=20, seed=0, verbose=False)
             km.train(X)
             return km.index.search(X, 1)[1].ravel()
+
         t, raw_labels = common.time_call(raw_faiss)
-        record["faiss_defaults"] = dict(seconds=t.best, inertia=inertia_of(X, raw_labels),
-                                        nmi=normalized_mutual_info_score(y, raw_labels))
+        record["faiss_defaults"] = dict(
+            seconds=t.best, inertia=inertia_of(X, raw_labels), nmi=normalized_mutual_info_score(y, raw_labels)
+        )
         ref = record["sklearn"]
         for name in ("project", "faiss_defaults", "sklearn"):
             if name not in record:
                 continue
             r = record[name]
-            rows.append([f"{n:,} x {dims}", {"project": "project kmeans", "faiss_defaults": "faiss.Kmeans defaults",
-                                             "sklearn": "scikit-learn KMeans"}[name],
-                         r["seconds"], ref["seconds"] / r["seconds"], r["inertia"] / ref["inertia"], r["nmi"]])
+            rows.append(
+                [
+                    f"{n:,} x {dims}",
+                    {
+                        "project": "project kmeans",
+                        "faiss_defaults": "faiss.Kmeans defaults",
+                        "sklearn": "scikit-learn KMeans",
+                    }[name],
+                    r["seconds"],
+                    ref["seconds"] / r["seconds"],
+                    r["inertia"] / ref["inertia"],
+                    r["nmi"],
+                ]
+            )
         if "project" in record:
             speedup = ref["seconds"] / record["project"]["seconds"]
             inertia_ratio = record["project"]["inertia"] / ref["inertia"]
             met = speedup >= 10 and inertia_ratio <= 1.01
-            targets.append(Target(f"k-means vs scikit-learn ({n:,} x {dims}, K={k})", speedup,
-                                  ">= 10x at inertia <= 1.01x", met, f"inertia ratio {inertia_ratio:.4f}"))
+            targets.append(
+                Target(
+                    f"k-means vs scikit-learn ({n:,} x {dims}, K={k})",
+                    speedup,
+                    ">= 10x at inertia <= 1.01x",
+                    met,
+                    f"inertia ratio {inertia_ratio:.4f}",
+                )
+            )
         records.append(record)
-    sections.append(f"## k-means, K = {k} (Gaussian mixture; target >= 10x faster than scikit-learn at inertia within 1%)\n\n"
-                    + markdown_table(["points", "method", "seconds", "speed-up vs sklearn", "inertia / sklearn", "NMI vs truth"], rows)
-                    + (f"\n\nscikit-learn settings: {records[0]['sklearn']['params']}." if records else ""))
+    sections.append(
+        f"## k-means, K = {k} (Gaussian mixture; "
+        "target >= 10x faster than scikit-learn at inertia within 1%)\n\n"
+        + markdown_table(
+            ["points", "method", "seconds", "speed-up vs sklearn", "inertia / sklearn", "NMI vs truth"], rows
+        )
+        + (f"\n\nscikit-learn settings: {records[0]['sklearn']['params']}." if records else "")
+    )
     data: dict[str, Any] = {"kmeans": records}
 
     # Auto-K sweep and the silhouette cost at n points.
@@ -373,20 +498,45 @@ def bench_clustering(sizes: Sizes) -> SectionResult:
         m = sizes.silhouette_reference_points
         t_exact, exact = common.time_call(lambda: silhouette_score(X[:m], estimator.labels_[:m]))
         full_estimate = t_exact.best * (n / m) ** 2  # exact silhouette is quadratic in N
-        rows = [["auto-K sweep (choose_k 2..%d)" % k_max, t_sweep.best, t_sweep.best / t_fit.best,
-                 f"chose K={auto.best_k}"],
-                ["one k-means fit (reference)", t_fit.best, 1.0, ""],
-                ["internal metrics (sampled silhouette + CH + DB)", t_internal.best, t_internal.best / t_fit.best,
-                 f"silhouette {fmt(metrics.get('silhouette'))} on {metrics.get('silhouette_sample_size')} points"],
-                [f"exact silhouette, {m:,} points (sklearn)", t_exact.best, t_exact.best / t_fit.best, f"{fmt(exact)}"],
-                [f"exact silhouette, {n:,} points (extrapolated N^2)", full_estimate, full_estimate / t_fit.best, "estimate"]]
-        sections.append(f"## Auto-K and silhouette cost at {n:,} points x {X.shape[1]} (cost in k-means fits)\n\n"
-                        + markdown_table(["step", "seconds", "x one k-means fit", "note"], rows))
-        data["auto_k"] = dict(seconds=t_sweep.best, k_max=k_max, best_k=int(auto.best_k), fit_seconds=t_fit.best,
-                              internal_seconds=t_internal.best, exact_silhouette_seconds_at=(m, t_exact.best),
-                              exact_full_estimate_seconds=full_estimate)
+        rows = [
+            [
+                "auto-K sweep (choose_k 2..%d)" % k_max,
+                t_sweep.best,
+                t_sweep.best / t_fit.best,
+                f"chose K={auto.best_k}",
+            ],
+            ["one k-means fit (reference)", t_fit.best, 1.0, ""],
+            [
+                "internal metrics (sampled silhouette + CH + DB)",
+                t_internal.best,
+                t_internal.best / t_fit.best,
+                f"silhouette {fmt(metrics.get('silhouette'))} on {metrics.get('silhouette_sample_size')} points",
+            ],
+            [f"exact silhouette, {m:,} points (sklearn)", t_exact.best, t_exact.best / t_fit.best, f"{fmt(exact)}"],
+            [
+                f"exact silhouette, {n:,} points (extrapolated N^2)",
+                full_estimate,
+                full_estimate / t_fit.best,
+                "estimate",
+            ],
+        ]
+        sections.append(
+            f"## Auto-K and silhouette cost at {n:,} points x {X.shape[1]} (cost in k-means fits)\n\n"
+            + markdown_table(["step", "seconds", "x one k-means fit", "note"], rows)
+        )
+        data["auto_k"] = dict(
+            seconds=t_sweep.best,
+            k_max=k_max,
+            best_k=int(auto.best_k),
+            fit_seconds=t_fit.best,
+            internal_seconds=t_internal.best,
+            exact_silhouette_seconds_at=(m, t_exact.best),
+            exact_full_estimate_seconds=full_estimate,
+        )
     else:
-        sections.append("## Auto-K and silhouette cost\n\n_skipped: core/clustering/autok.py or core/metrics.py not importable yet_")
+        sections.append(
+            "## Auto-K and silhouette cost\n\n_skipped: core/clustering/autok.py or core/metrics.py not importable yet_"
+        )
 
     # Density/hierarchical methods: the largest N that fits in the time budget.
     if have_registry:
@@ -396,8 +546,11 @@ def bench_clustering(sizes: Sizes) -> SectionResult:
             outcome = _largest_n(algorithm, X_first.shape[1], k, sizes)
             data["largest_n"][algorithm] = outcome
             rows.append([algorithm, outcome["largest_n"], outcome["seconds_at_largest"], outcome["stopped_because"]])
-        sections.append(f"## Largest N in {sizes.density_seconds:.0f} s (Gaussian mixture, d = {X_first.shape[1]}, "
-                        f"doubling N)\n\n" + markdown_table(["algorithm", "largest N", "seconds at that N", "stopped because"], rows))
+        sections.append(
+            f"## Largest N in {sizes.density_seconds:.0f} s (Gaussian mixture, d = {X_first.shape[1]}, "
+            f"doubling N)\n\n"
+            + markdown_table(["algorithm", "largest N", "seconds at that N", "stopped because"], rows)
+        )
     return SectionResult("clustering", "\n\n".join(sections), data, targets)
 
 
@@ -464,48 +617,100 @@ def _scale_worker(stats_mean: np.ndarray, stats_std: np.ndarray, n: int, k: int)
     return dict(timings=timings, dtype=str(Xp.dtype), dims=int(X.shape[1]))
 
 
-def bench_scale(sizes: Sizes, backbone: str, real_features: Optional[np.ndarray],
-                extraction_ips: Optional[float], out: Path) -> SectionResult:
+def bench_scale(
+    sizes: Sizes, backbone: str, real_features: Optional[np.ndarray], extraction_ips: Optional[float], out: Path
+) -> SectionResult:
     needed = ("clustering.registry", "clustering.kmeans", "embedding", "metrics", "preprocess")
     if not common.project_has(*needed):
         return _skipped("scale", "core/{clustering,embedding,metrics,preprocess} not all importable yet")
     if real_features is None:
         datasets = common.shared_datasets(["coil20"])
-        paths = (common.labelled_images(datasets["coil20"], per_class=5)[0] if datasets
-                 else sorted((common.REPO_ROOT / "resources" / "sample_images").rglob("*.png")))
+        paths = (
+            common.labelled_images(datasets["coil20"], per_class=5)[0]
+            if datasets
+            else sorted((common.REPO_ROOT / "resources" / "sample_images").rglob("*.png"))
+        )
         real_features = pipeline_extract(paths, backbone, "cpu", cache=False).features
     mean, std = real_features.mean(axis=0), real_features.std(axis=0)
     rows, records = [], []
     for n in sizes.scale_points:
-        run = common.run_isolated(_scale_worker, mean, std, n, sizes.scale_k,
-                                  preload=[f"imgcluster_gui.core.{m}" for m in needed] + ["faiss", "sklearn.cluster"])
+        run = common.run_isolated(
+            _scale_worker,
+            mean,
+            std,
+            n,
+            sizes.scale_k,
+            preload=[f"imgcluster_gui.core.{m}" for m in needed] + ["faiss", "sklearn.cluster"],
+        )
         timings = run["result"]["timings"]
         work = sum(v for key, v in timings.items() if key != "synthesise")
         dims = run["result"]["dims"]
         float64_mb = n * dims * 8 / 1e6
         extraction_s = n / extraction_ips if extraction_ips else None
-        record = dict(n=n, dims=dims, timings=timings, after_extraction_s=work, extraction_estimate_s=extraction_s,
-                      peak_rss_mb=run["peak_rss_mb"], baseline_rss_mb=run["baseline_rss_mb"],
-                      float64_features_mb=float64_mb, dtype=run["result"]["dtype"])
+        record = dict(
+            n=n,
+            dims=dims,
+            timings=timings,
+            after_extraction_s=work,
+            extraction_estimate_s=extraction_s,
+            peak_rss_mb=run["peak_rss_mb"],
+            baseline_rss_mb=run["baseline_rss_mb"],
+            float64_features_mb=float64_mb,
+            dtype=run["result"]["dtype"],
+        )
         records.append(record)
-        rows.append([f"{n:,}", timings["preprocess"], timings["kmeans"], timings["metrics"], timings["embedding"],
-                     work, extraction_s, run["peak_rss_mb"] - run["baseline_rss_mb"], float64_mb, record["dtype"]])
+        rows.append(
+            [
+                f"{n:,}",
+                timings["preprocess"],
+                timings["kmeans"],
+                timings["metrics"],
+                timings["embedding"],
+                work,
+                extraction_s,
+                run["peak_rss_mb"] - run["baseline_rss_mb"],
+                float64_mb,
+                record["dtype"],
+            ]
+        )
     # Growth exponent of the post-extraction time between the two largest N (1.0 = linear).
     if len(records) >= 2 and records[-2]["after_extraction_s"] > 0:
         a, b = records[-2], records[-1]
         exponent = math.log(b["after_extraction_s"] / a["after_extraction_s"]) / math.log(b["n"] / a["n"])
     else:
         exponent = None
-    text = (f"## Scale (features synthesised from {backbone}'s statistics on real images; K = {sizes.scale_k})\n\n"
-            + markdown_table(["N", "preprocess s", "k-means s", "metrics s", "PCA 2-D s", "after extraction s",
-                              "extraction s (estimated from measured img/s)", "peak extra RSS MB",
-                              "all features as float64 MB", "feature dtype"], rows)
-            + f"\n\nGrowth of the post-extraction time between the two largest N: N^{fmt(exponent, 2)}.")
-    common.line_chart(out / "scale.png", "Cost by number of images", [r["n"] for r in records],
-                      {"after extraction (s)": [r["after_extraction_s"] for r in records],
-                       "peak extra RSS (MB)": [r["peak_rss_mb"] - r["baseline_rss_mb"] for r in records],
-                       "all features as float64 (MB)": [r["float64_features_mb"] for r in records]},
-                      "images", "seconds / MB", caption=common.device_line())
+    text = (
+        f"## Scale (features synthesised from {backbone}'s statistics on real images; K = {sizes.scale_k})\n\n"
+        + markdown_table(
+            [
+                "N",
+                "preprocess s",
+                "k-means s",
+                "metrics s",
+                "PCA 2-D s",
+                "after extraction s",
+                "extraction s (estimated from measured img/s)",
+                "peak extra RSS MB",
+                "all features as float64 MB",
+                "feature dtype",
+            ],
+            rows,
+        )
+        + f"\n\nGrowth of the post-extraction time between the two largest N: N^{fmt(exponent, 2)}."
+    )
+    common.line_chart(
+        out / "scale.png",
+        "Cost by number of images",
+        [r["n"] for r in records],
+        {
+            "after extraction (s)": [r["after_extraction_s"] for r in records],
+            "peak extra RSS (MB)": [r["peak_rss_mb"] - r["baseline_rss_mb"] for r in records],
+            "all features as float64 (MB)": [r["float64_features_mb"] for r in records],
+        },
+        "images",
+        "seconds / MB",
+        caption=common.device_line(),
+    )
     return SectionResult("scale", text, dict(records=records, growth_exponent=exponent))
 
 
@@ -538,18 +743,25 @@ def _skipped(name: str, reason: str) -> SectionResult:
 
 # ============================================================================================ main
 def targets_table(targets: list[Target]) -> str:
-    rows = [[t.name, t.goal, fmt(t.measured, 2), {True: "met", False: "NOT met", None: "n/a"}[t.met], t.note]
-            for t in targets]
+    rows = [
+        [t.name, t.goal, fmt(t.measured, 2), {True: "met", False: "NOT met", None: "n/a"}[t.met], t.note]
+        for t in targets
+    ]
     return "## Targets\n\n" + markdown_table(["target", "goal", "measured", "status", "note"], rows)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny inputs, a few seconds: checks the script runs")
-    parser.add_argument("--only", default=",".join(SECTIONS),
-                        help=f"comma-separated sections (default all): {','.join(SECTIONS)}")
-    parser.add_argument("--backbones", nargs="+", default=None,
-                        help="backbones for extraction (default: the project's default backbone)")
+    parser.add_argument(
+        "--only", default=",".join(SECTIONS), help=f"comma-separated sections (default all): {','.join(SECTIONS)}"
+    )
+    parser.add_argument(
+        "--backbones",
+        nargs="+",
+        default=None,
+        help="backbones for extraction (default: the project's default backbone)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
     parser.add_argument("--no-profile", action="store_true", help="do not profile unmet extraction targets")
@@ -578,7 +790,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             DEFAULT_BACKBONE = "efficientnet_lite0"
         backbones = [DEFAULT_BACKBONE]
     device = common.device_label()
-    print(f"Device: {common.device_line(device)}" + ("  [SMOKE RUN: tiny inputs, the figures mean nothing]" if args.smoke else ""))
+    print(
+        f"Device: {common.device_line(device)}"
+        + ("  [SMOKE RUN: tiny inputs, the figures mean nothing]" if args.smoke else "")
+    )
     results: list[SectionResult] = []
     workdir = common.tempfile_dir()
     real_features, extraction_ips = None, None
@@ -609,14 +824,27 @@ def main(argv: Optional[list[str]] = None) -> int:
         sections.append(targets_table(targets))
         print("\n" + sections[-1])
     suffix = "_smoke" if args.smoke else ""
-    common.write_json(out / f"speed{suffix}.json", dict(device=device, smoke=args.smoke, sizes=sizes.__dict__,
-                                                        sections={r.name: r.data for r in results},
-                                                        targets=[t.__dict__ for t in targets],
-                                                        total_seconds=time.perf_counter() - started))
-    common.save_markdown(out / f"speed{suffix}.md", "Speed benchmarks" + (" (smoke run)" if args.smoke else ""),
-                         sections, common.device_line(device))
-    print(f"\nWrote {out / f'speed{suffix}.json'} and {out / f'speed{suffix}.md'} "
-          f"({time.perf_counter() - started:.0f} s in all)")
+    common.write_json(
+        out / f"speed{suffix}.json",
+        dict(
+            device=device,
+            smoke=args.smoke,
+            sizes=sizes.__dict__,
+            sections={r.name: r.data for r in results},
+            targets=[t.__dict__ for t in targets],
+            total_seconds=time.perf_counter() - started,
+        ),
+    )
+    common.save_markdown(
+        out / f"speed{suffix}.md",
+        "Speed benchmarks" + (" (smoke run)" if args.smoke else ""),
+        sections,
+        common.device_line(device),
+    )
+    print(
+        f"\nWrote {out / f'speed{suffix}.json'} and {out / f'speed{suffix}.md'} "
+        f"({time.perf_counter() - started:.0f} s in all)"
+    )
     return 0
 
 

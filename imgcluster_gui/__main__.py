@@ -39,8 +39,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if reason is not None:
         print(f"imgcluster-gui: cannot open the window: {reason}.", file=sys.stderr)
         if not args.folder:
-            print("Give a FOLDER to cluster it on the command line instead, or use `imgcluster cluster FOLDER`.",
-                  file=sys.stderr)
+            print(
+                "Give a FOLDER to cluster it on the command line instead, or use `imgcluster cluster FOLDER`.",
+                file=sys.stderr,
+            )
             return 1
         print("Clustering on the command line instead.", file=sys.stderr)
         from .cli import main as cli_main

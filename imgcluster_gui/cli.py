@@ -73,35 +73,74 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imgcluster", description="Cluster a folder of images by deep CNN features.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    for name, help_text in (("cluster", "cluster a folder and write the labels"),
-                            ("evaluate", "cluster a folder and score it against its sub-folder names")):
+    for name, help_text in (
+        ("cluster", "cluster a folder and write the labels"),
+        ("evaluate", "cluster a folder and score it against its sub-folder names"),
+    ):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("folder", help="folder of images (searched recursively unless --no-recursive)")
-        p.add_argument("--backbone", action="append", dest="backbones", metavar="NAME",
-                       help="feature extractor; repeat for a multi-view (concatenated) feature "
-                            "(default: the offline default, see `imgcluster backbones`)")
+        p.add_argument(
+            "--backbone",
+            action="append",
+            dest="backbones",
+            metavar="NAME",
+            help="feature extractor; repeat for a multi-view (concatenated) feature "
+            "(default: the offline default, see `imgcluster backbones`)",
+        )
         p.add_argument("--layer", help="backbone layer (default: penultimate, pooled)")
         p.add_argument("--weights", dest="weights_path", help="a .pth state_dict to load into the backbone")
         p.add_argument("--device", default=AUTO, choices=DEVICE_CHOICES)
-        p.add_argument("--algorithm", default="leiden",
-                       help="clustering algorithm (default leiden: finds the groups itself; see `imgcluster algorithms`)")
-        p.add_argument("--k", type=_parse_k, default=None, metavar="N|auto",
-                       help="exactly N groups, or 'auto' to let the neighbour graph decide (default: auto)")
-        p.add_argument("--resolution", type=_parse_resolution, default=None, metavar="R",
-                       help="granularity of leiden: lower gives fewer, larger groups (default 1.0)")
-        p.add_argument("--k-selection", choices=("graph", "silhouette", "silhouette-umap"), default="graph",
-                       help="how an algorithm that needs K gets one under --k auto: the neighbour graph's "
-                            "communities (default), a silhouette sweep over --k-range, or that sweep in a "
-                            "10-d UMAP space (needs umap-learn)")
-        p.add_argument("--k-range", type=_parse_k_range, default=(2, 30), metavar="MIN:MAX",
-                       help="range of the silhouette sweep (default 2:30)")
-        p.add_argument("--param", type=_parse_param, action="append", default=[], metavar="NAME=VALUE",
-                       help="an algorithm parameter, e.g. --param linkage=average (repeatable)")
+        p.add_argument(
+            "--algorithm",
+            default="leiden",
+            help="clustering algorithm (default leiden: finds the groups itself; see `imgcluster algorithms`)",
+        )
+        p.add_argument(
+            "--k",
+            type=_parse_k,
+            default=None,
+            metavar="N|auto",
+            help="exactly N groups, or 'auto' to let the neighbour graph decide (default: auto)",
+        )
+        p.add_argument(
+            "--resolution",
+            type=_parse_resolution,
+            default=None,
+            metavar="R",
+            help="granularity of leiden: lower gives fewer, larger groups (default 1.0)",
+        )
+        p.add_argument(
+            "--k-selection",
+            choices=("graph", "silhouette", "silhouette-umap"),
+            default="graph",
+            help="how an algorithm that needs K gets one under --k auto: the neighbour graph's "
+            "communities (default), a silhouette sweep over --k-range, or that sweep in a "
+            "10-d UMAP space (needs umap-learn)",
+        )
+        p.add_argument(
+            "--k-range",
+            type=_parse_k_range,
+            default=(2, 30),
+            metavar="MIN:MAX",
+            help="range of the silhouette sweep (default 2:30)",
+        )
+        p.add_argument(
+            "--param",
+            type=_parse_param,
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="an algorithm parameter, e.g. --param linkage=average (repeatable)",
+        )
         p.add_argument("--pca", type=int, default=None, metavar="N", help="reduce features to N dims with PCA")
         p.add_argument("--whiten", action="store_true", help="whiten after PCA")
         p.add_argument("--no-l2", action="store_true", help="skip L2 normalisation of features")
-        p.add_argument("--embedding", default="pca", choices=(*EMBEDDING_METHODS, NO_EMBEDDING),
-                       help="2-D embedding written to the CSV (default pca)")
+        p.add_argument(
+            "--embedding",
+            default="pca",
+            choices=(*EMBEDDING_METHODS, NO_EMBEDDING),
+            help="2-D embedding written to the CSV (default pca)",
+        )
         p.add_argument("--no-recursive", action="store_true", help="only the folder itself, not sub-folders")
         p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
         p.add_argument("--labels-csv", help="ground truth as a CSV of path,label (for external metrics)")
@@ -149,16 +188,33 @@ def _config_from_args(args: argparse.Namespace):
         params["resolution"] = args.resolution
     unknown = sorted(set(params) - known)
     if unknown:
-        raise UsageError(f"{args.algorithm} has no parameter {', '.join(unknown)}; it takes: {', '.join(sorted(known)) or 'none'}")
+        raise UsageError(
+            f"{args.algorithm} has no parameter {', '.join(unknown)}; it takes: {', '.join(sorted(known)) or 'none'}"
+        )
 
-    config = PipelineConfig(folder=str(folder), recursive=not args.no_recursive, algorithm=spec.id,
-                            n_clusters=args.k, k_selection=args.k_selection,
-                            k_min=args.k_range[0], k_max=args.k_range[1],
-                            algorithm_params=params, layer=args.layer, weights_path=args.weights_path,
-                            device=args.device, pca_dims=args.pca, whiten=args.whiten, l2=not args.no_l2,
-                            embedding=args.embedding, random_state=args.seed, use_cache=not args.no_cache,
-                            labels_csv=args.labels_csv, use_subfolder_labels=(args.command == "evaluate"),
-                            batch_size=args.batch_size, num_workers=args.workers)
+    config = PipelineConfig(
+        folder=str(folder),
+        recursive=not args.no_recursive,
+        algorithm=spec.id,
+        n_clusters=args.k,
+        k_selection=args.k_selection,
+        k_min=args.k_range[0],
+        k_max=args.k_range[1],
+        algorithm_params=params,
+        layer=args.layer,
+        weights_path=args.weights_path,
+        device=args.device,
+        pca_dims=args.pca,
+        whiten=args.whiten,
+        l2=not args.no_l2,
+        embedding=args.embedding,
+        random_state=args.seed,
+        use_cache=not args.no_cache,
+        labels_csv=args.labels_csv,
+        use_subfolder_labels=(args.command == "evaluate"),
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+    )
     if args.backbones:
         from .core.features.backbones import get_backbone
 
@@ -185,8 +241,11 @@ def print_summary(result, out=None) -> None:
     feats = result.features
     print(f"Folder:      {result.config.folder}", file=out)
     print(f"Backbone:    {' + '.join(result.config.backbones)} on {getattr(feats, 'device', '?')}", file=out)
-    print(f"Images:      {len(result.paths)} used, {len(result.skipped)} skipped "
-          f"({feats.n_extracted} extracted, {feats.n_cached} from cache)", file=out)
+    print(
+        f"Images:      {len(result.paths)} used, {len(result.skipped)} skipped "
+        f"({feats.n_extracted} extracted, {feats.n_cached} from cache)",
+        file=out,
+    )
     for item in result.skipped[:20]:
         print(f"  skipped {item.path}: {item.reason}", file=out)
     if len(result.skipped) > 20:
@@ -197,14 +256,25 @@ def print_summary(result, out=None) -> None:
         print(f"Unassigned:  {n_noise} image(s) in no group", file=out)
     _print_ladder(result, out)
     m = result.metrics
-    print("Internal:    silhouette {}  Calinski-Harabasz {}  Davies-Bouldin {}".format(
-        _format_metric(m.get("silhouette")), _format_metric(m.get("calinski_harabasz")),
-        _format_metric(m.get("davies_bouldin"))), file=out)
+    print(
+        "Internal:    silhouette {}  Calinski-Harabasz {}  Davies-Bouldin {}".format(
+            _format_metric(m.get("silhouette")),
+            _format_metric(m.get("calinski_harabasz")),
+            _format_metric(m.get("davies_bouldin")),
+        ),
+        file=out,
+    )
     if result.external:
         e = result.external
-        print("External:    NMI {}  ARI {}  ACC {}  purity {}".format(
-            _format_metric(e.get("nmi")), _format_metric(e.get("ari")), _format_metric(e.get("acc")),
-            _format_metric(e.get("purity"))), file=out)
+        print(
+            "External:    NMI {}  ARI {}  ACC {}  purity {}".format(
+                _format_metric(e.get("nmi")),
+                _format_metric(e.get("ari")),
+                _format_metric(e.get("acc")),
+                _format_metric(e.get("purity")),
+            ),
+            file=out,
+        )
     times = "  ".join(f"{name} {seconds:.2f}s" for name, seconds in result.timings.items())
     print(f"Time:        {times}", file=out)
     if feats.n_extracted:
@@ -236,8 +306,11 @@ def _print_ladder(result, out) -> None:
     for position, level in enumerate(levels):
         mark = "*" if level.extra.get("selected") else " "
         resolution = "-" if level.resolution is None else f"{level.resolution:.3g}"
-        print(f"           {mark}{position:>5}  {level.n_clusters:>6}  {level.n_unsorted:>8}  {resolution:>10}  "
-              f"{_format_metric(level.modularity):>10}  {_format_metric(level.silhouette):>10}", file=out)
+        print(
+            f"           {mark}{position:>5}  {level.n_clusters:>6}  {level.n_unsorted:>8}  {resolution:>10}  "
+            f"{_format_metric(level.modularity):>10}  {_format_metric(level.silhouette):>10}",
+            file=out,
+        )
     print("             (* = this result; --resolution R picks another level of leiden)", file=out)
 
 
@@ -260,8 +333,15 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
         print_summary(result)
     if args.out:
         writer = export_json if args.out.lower().endswith(".json") else export_csv
-        writer(args.out, result.paths, result.labels, cluster_names=None, confidence=result.confidence,
-               embedding=result.embedding, root=config.folder)
+        writer(
+            args.out,
+            result.paths,
+            result.labels,
+            cluster_names=None,
+            confidence=result.confidence,
+            embedding=result.embedding,
+            root=config.folder,
+        )
         if not args.json:
             print(f"Labels:      written to {args.out}")
     return 0
@@ -315,8 +395,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     from .core.progress import Cancelled
 
-    handlers = {"cluster": _cmd_cluster, "evaluate": _cmd_cluster, "backbones": _cmd_backbones,
-                "algorithms": _cmd_algorithms, "cache": _cmd_cache}
+    handlers = {
+        "cluster": _cmd_cluster,
+        "evaluate": _cmd_cluster,
+        "backbones": _cmd_backbones,
+        "algorithms": _cmd_algorithms,
+        "cache": _cmd_cache,
+    }
     try:
         return handlers[args.command](args)
     except UsageError as exc:

@@ -55,8 +55,9 @@ def resolve_device(preference: Any = AUTO):
         return torch.device(text)
     if text == "mps":
         if not mps_ok:
-            raise ValueError("device 'mps' was asked for but Apple's Metal backend is not available here; "
-                             "use 'cpu' or 'auto'")
+            raise ValueError(
+                "device 'mps' was asked for but Apple's Metal backend is not available here; use 'cpu' or 'auto'"
+            )
         return torch.device("mps")
     if text == "cpu":
         return torch.device("cpu")

@@ -32,11 +32,38 @@ from .progress import ProgressLike, check, ensure
 PathLike = Union[str, os.PathLike]
 
 # Extensions used when ``check_content=False`` and to explain why a known image type could not be read.
-IMAGE_EXTENSIONS: frozenset[str] = frozenset({
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".tif", ".tiff", ".webp",
-    ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".jp2", ".j2k", ".jpx", ".pcx", ".sgi", ".dds",
-    ".heic", ".heif", ".avif", ".psd", ".qoi",
-})
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".png",
+        ".bmp",
+        ".dib",
+        ".gif",
+        ".tif",
+        ".tiff",
+        ".webp",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".pnm",
+        ".tga",
+        ".ico",
+        ".jp2",
+        ".j2k",
+        ".jpx",
+        ".pcx",
+        ".sgi",
+        ".dds",
+        ".heic",
+        ".heif",
+        ".avif",
+        ".psd",
+        ".qoi",
+    }
+)
 
 # Formats Pillow can shrink while decoding (JPEG DCT scaling), so a huge photo is still cheap.
 _DRAFT_FORMATS = frozenset({"JPEG", "MPO"})
@@ -77,6 +104,7 @@ class ScanResult:
 # Scanning
 # --------------------------------------------------------------------------------------------
 
+
 def pixel_limit() -> Optional[int]:
     """The largest image (in pixels) Pillow agrees to open, or ``None`` when the limit is off.
 
@@ -88,8 +116,10 @@ def pixel_limit() -> Optional[int]:
 
 
 def _too_large_reason(width: int, height: int, limit: int) -> str:
-    return (f"image too large: {width}x{height} = {width * height / 1e6:.0f} MP exceeds the "
-            f"{limit / 1e6:.0f} MP safety limit (decompression-bomb protection)")
+    return (
+        f"image too large: {width}x{height} = {width * height / 1e6:.0f} MP exceeds the "
+        f"{limit / 1e6:.0f} MP safety limit (decompression-bomb protection)"
+    )
 
 
 def _is_hidden(name: str) -> bool:
@@ -139,8 +169,9 @@ def _identify(path: Path, max_pixels: Optional[int]) -> Optional[str]:
     return None
 
 
-def _walk(root: Path, recursive: bool, follow_symlinks: bool, skipped: list[SkippedFile],
-          progress: ProgressLike) -> list[Path]:
+def _walk(
+    root: Path, recursive: bool, follow_symlinks: bool, skipped: list[SkippedFile], progress: ProgressLike
+) -> list[Path]:
     """Every candidate file under ``root`` (hidden entries left out), depth-first, loop-safe."""
     files: list[Path] = []
     root_stat = root.stat()
@@ -196,7 +227,9 @@ def _walk(root: Path, recursive: bool, follow_symlinks: bool, skipped: list[Skip
                     continue
                 key = (st.st_dev, st.st_ino)
                 if key in visited_dirs:
-                    skipped.append(SkippedFile(_display(path), "folder already scanned (symbolic link loop or duplicate)"))
+                    skipped.append(
+                        SkippedFile(_display(path), "folder already scanned (symbolic link loop or duplicate)")
+                    )
                     continue
                 visited_dirs.add(key)
                 subfolders.append(path)
@@ -230,9 +263,14 @@ def _check_root(folder: PathLike) -> Path:
     return root
 
 
-def scan_folder(folder: PathLike, recursive: bool = True, follow_symlinks: bool = False,
-                check_content: bool = True, progress: ProgressLike = None,
-                max_pixels: Optional[int] = None) -> ScanResult:
+def scan_folder(
+    folder: PathLike,
+    recursive: bool = True,
+    follow_symlinks: bool = False,
+    check_content: bool = True,
+    progress: ProgressLike = None,
+    max_pixels: Optional[int] = None,
+) -> ScanResult:
     """List the images under ``folder`` in a deterministic (sorted) order.
 
     Parameters
@@ -248,8 +286,8 @@ def scan_folder(folder: PathLike, recursive: bool = True, follow_symlinks: bool 
         Identify each file from its header with Pillow (no pixel decode).  When ``False`` only
         the extension is looked at (quicker on slow network drives, but trusts the names).
     progress : callable, optional
-        a progress consumer (``ProgressEvent`` receiver) or ``Progress``; raising :class:`~imgcluster_gui.core.progress.Cancelled`
-        stops the scan.
+        a progress consumer (``ProgressEvent`` receiver) or ``Progress``; raising
+        :class:`~imgcluster_gui.core.progress.Cancelled` stops the scan.
     max_pixels : int, optional
         Refuse images larger than this; default Pillow's own refusal threshold (see :func:`pixel_limit`).
 
@@ -363,8 +401,9 @@ def _exif_orientation(im: Image.Image) -> int:
         return 1
 
 
-def load_image(path: PathLike, draft_size: Optional[tuple[int, int]] = None,
-               max_pixels: Optional[int] = None) -> Image.Image:
+def load_image(
+    path: PathLike, draft_size: Optional[tuple[int, int]] = None, max_pixels: Optional[int] = None
+) -> Image.Image:
     """Decode one image to an upright 8-bit RGB :class:`PIL.Image.Image`.
 
     Parameters
@@ -393,7 +432,7 @@ def load_image(path: PathLike, draft_size: Optional[tuple[int, int]] = None,
     limit = max_pixels if max_pixels is not None else pixel_limit()
     try:
         with open(path, "rb") as fh:
-            im = Image.open(fh)
+            im: Image.Image = Image.open(fh)
             orientation = _exif_orientation(im)
             if draft_size is not None and im.format in _DRAFT_FORMATS:
                 want_w, want_h = (int(v) for v in draft_size)
@@ -435,6 +474,7 @@ def load_image(path: PathLike, draft_size: Optional[tuple[int, int]] = None,
 # --------------------------------------------------------------------------------------------
 # Ground truth
 # --------------------------------------------------------------------------------------------
+
 
 def _relative_parts(root: Path, path: Path) -> Optional[tuple[str, ...]]:
     try:
@@ -524,8 +564,10 @@ def labels_from_csv(csv_path: PathLike, paths: Sequence[PathLike]) -> list[Optio
     path_col = next((header.index(c) for c in _PATH_COLUMNS if c in header), None)
     label_col = next((header.index(c) for c in _LABEL_COLUMNS if c in header), None)
     if path_col is None or label_col is None:
-        raise DatasetError(f"Labels CSV {_display(csv_file)} needs a header row with columns 'path' and "
-                           f"'label'; found: {', '.join(rows[0]) or '(nothing)'}")
+        raise DatasetError(
+            f"Labels CSV {_display(csv_file)} needs a header row with columns 'path' and "
+            f"'label'; found: {', '.join(rows[0]) or '(nothing)'}"
+        )
 
     base = csv_file.parent
     by_path: dict[str, str] = {}
@@ -533,8 +575,9 @@ def labels_from_csv(csv_path: PathLike, paths: Sequence[PathLike]) -> list[Optio
         if not any(cell.strip() for cell in row):
             continue
         if len(row) <= max(path_col, label_col):
-            raise DatasetError(f"Labels CSV {_display(csv_file)}, line {line_number}: expected "
-                               f"{len(header)} columns, found {len(row)}")
+            raise DatasetError(
+                f"Labels CSV {_display(csv_file)}, line {line_number}: expected {len(header)} columns, found {len(row)}"
+            )
         raw_path, label = row[path_col].strip(), row[label_col].strip()
         if not raw_path:
             raise DatasetError(f"Labels CSV {_display(csv_file)}, line {line_number}: empty path")
@@ -542,15 +585,17 @@ def labels_from_csv(csv_path: PathLike, paths: Sequence[PathLike]) -> list[Optio
         if not label:
             continue
         if by_path.get(key, label) != label:
-            raise DatasetError(f"Labels CSV {_display(csv_file)}, line {line_number}: '{raw_path}' has two "
-                               f"labels ('{by_path[key]}' and '{label}')")
+            raise DatasetError(
+                f"Labels CSV {_display(csv_file)}, line {line_number}: '{raw_path}' has two "
+                f"labels ('{by_path[key]}' and '{label}')"
+            )
         by_path[key] = label
 
     labels: list[Optional[str]] = []
     for p in paths:
         text_path = os.fsdecode(p)
-        label = by_path.get(_path_key(text_path))
-        if label is None:
-            label = by_path.get(_path_key(os.path.realpath(text_path)))
-        labels.append(label)
+        found = by_path.get(_path_key(text_path))
+        if found is None:
+            found = by_path.get(_path_key(os.path.realpath(text_path)))
+        labels.append(found)
     return labels

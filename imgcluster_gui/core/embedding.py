@@ -69,8 +69,7 @@ def _tsne(X: np.ndarray, random_state: int, report: Progress) -> np.ndarray:
     # Perplexity ~ the number of effective neighbours: it must be < N; N/3 keeps small sets stable.
     perplexity = min(TSNE_PERPLEXITY, max(1.0, (n_samples - 1) / 3.0))
     report(0.1, "t-SNE")
-    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
-                random_state=random_state)
+    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=random_state)
     if n_samples < TSNE_SINGLE_THREAD_BELOW:
         from threadpoolctl import threadpool_limits
 
@@ -83,8 +82,9 @@ def _umap(X: np.ndarray, random_state: int, report: Progress) -> np.ndarray:
     try:
         import umap
     except ImportError as exc:
-        raise ValueError(f"UMAP is not available ({exc}); install it with `pip install umap-learn` "
-                         f"or choose 'pca' or 'tsne'") from None
+        raise ValueError(
+            f"UMAP is not available ({exc}); install it with `pip install umap-learn` or choose 'pca' or 'tsne'"
+        ) from None
     n_samples = X.shape[0]
     n_neighbors = min(UMAP_NEIGHBORS, n_samples - 1)
     # Spectral initialisation needs a connected enough graph; tiny sets start from random positions.
@@ -97,8 +97,7 @@ def _umap(X: np.ndarray, random_state: int, report: Progress) -> np.ndarray:
         return reducer.fit_transform(X)
 
 
-def embed_2d(X, method: str = "pca", random_state: int = 0,
-             progress: ProgressLike = None) -> np.ndarray:
+def embed_2d(X, method: str = "pca", random_state: int = 0, progress: ProgressLike = None) -> np.ndarray:
     """Embed features in 2-D for plotting.
 
     Parameters

@@ -45,8 +45,9 @@ EXPORT_MODES = ("copy", "symlink", "move")
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # Characters Windows, macOS or Linux refuse (or treat specially) in a file name, and control characters.
 _UNSAFE_NAME_CHARS = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]')
-_WINDOWS_RESERVED = frozenset({"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
-                               *(f"LPT{i}" for i in range(1, 10))})
+_WINDOWS_RESERVED = frozenset(
+    {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+)
 # Leaves room for a collision suffix within the usual 255-byte limit of a file name.
 _MAX_FOLDER_NAME = 100
 
@@ -69,8 +70,15 @@ def escape_formula(text: str) -> str:
 # Tables
 # --------------------------------------------------------------------------------------------
 
-def _rows(paths: Sequence[PathLike], labels, cluster_names: Optional[Mapping[int, str]], confidence,
-          embedding, root: Optional[PathLike]) -> list[dict[str, Any]]:
+
+def _rows(
+    paths: Sequence[PathLike],
+    labels,
+    cluster_names: Optional[Mapping[int, str]],
+    confidence,
+    embedding,
+    root: Optional[PathLike],
+) -> list[dict[str, Any]]:
     n = len(paths)
     labels = np.asarray(labels).reshape(-1)
     if labels.shape[0] != n:
@@ -99,15 +107,17 @@ def _rows(paths: Sequence[PathLike], labels, cluster_names: Optional[Mapping[int
             except ValueError:
                 relative = ""
         cluster = int(labels[i])
-        rows.append({
-            "path": os.fspath(path),
-            "relative_path": relative,
-            "cluster_id": cluster,
-            "cluster_name": names.get(cluster, default_cluster_name(cluster)),
-            "confidence": None if confidence is None else number(confidence[i]),
-            "x": None if embedding is None else number(embedding[i, 0]),
-            "y": None if embedding is None else number(embedding[i, 1]),
-        })
+        rows.append(
+            {
+                "path": os.fspath(path),
+                "relative_path": relative,
+                "cluster_id": cluster,
+                "cluster_name": names.get(cluster, default_cluster_name(cluster)),
+                "confidence": None if confidence is None else number(confidence[i]),
+                "x": None if embedding is None else number(embedding[i, 0]),
+                "y": None if embedding is None else number(embedding[i, 1]),
+            }
+        )
     return rows
 
 
@@ -127,8 +137,15 @@ def atomic_write(path: PathLike, mode: str = "w", **open_kwargs) -> Iterator[Any
         raise ExportError(str(exc)) from None
 
 
-def export_csv(path: PathLike, paths: Sequence[PathLike], labels, cluster_names: Optional[Mapping[int, str]] = None,
-               confidence=None, embedding=None, root: Optional[PathLike] = None) -> Path:
+def export_csv(
+    path: PathLike,
+    paths: Sequence[PathLike],
+    labels,
+    cluster_names: Optional[Mapping[int, str]] = None,
+    confidence=None,
+    embedding=None,
+    root: Optional[PathLike] = None,
+) -> Path:
     """Write one CSV row per image: ``path, relative_path, cluster_id, cluster_name, confidence, x, y``.
 
     Parameters
@@ -167,13 +184,24 @@ def export_csv(path: PathLike, paths: Sequence[PathLike], labels, cluster_names:
         writer = csv.writer(fh)
         writer.writerow(CSV_COLUMNS)
         for row in rows:
-            writer.writerow([escape_formula(row[c]) if c in text_columns else ("" if row[c] is None else row[c])
-                             for c in CSV_COLUMNS])
+            writer.writerow(
+                [
+                    escape_formula(row[c]) if c in text_columns else ("" if row[c] is None else row[c])
+                    for c in CSV_COLUMNS
+                ]
+            )
     return target
 
 
-def export_json(path: PathLike, paths: Sequence[PathLike], labels, cluster_names: Optional[Mapping[int, str]] = None,
-                confidence=None, embedding=None, root: Optional[PathLike] = None) -> Path:
+def export_json(
+    path: PathLike,
+    paths: Sequence[PathLike],
+    labels,
+    cluster_names: Optional[Mapping[int, str]] = None,
+    confidence=None,
+    embedding=None,
+    root: Optional[PathLike] = None,
+) -> Path:
     """Write the same data as :func:`export_csv` as JSON.
 
     The document is ``{"version", "root", "clusters": {id: {"name", "size"}}, "images": [row, ...]}``
@@ -199,6 +227,7 @@ def export_json(path: PathLike, paths: Sequence[PathLike], labels, cluster_names
 # --------------------------------------------------------------------------------------------
 # Folders
 # --------------------------------------------------------------------------------------------
+
 
 def safe_folder_name(name: str, fallback: str) -> str:
     """Turn a cluster name into one folder name that cannot escape its parent.
@@ -319,8 +348,9 @@ def _move_no_overwrite(source: Path, destination: Path) -> None:
         os.unlink(source)
 
 
-def _plan(target: Path, paths: Sequence[PathLike], labels: np.ndarray, cluster_names: Mapping[int, str],
-          mode: str) -> tuple[list[ExportEntry], list[str]]:
+def _plan(
+    target: Path, paths: Sequence[PathLike], labels: np.ndarray, cluster_names: Mapping[int, str], mode: str
+) -> tuple[list[ExportEntry], list[str]]:
     """Choose a destination for every file: unique folder per cluster, unique file names inside."""
     folder_for: dict[int, str] = {}
     used_folders: set[str] = set()
@@ -354,9 +384,15 @@ def _plan(target: Path, paths: Sequence[PathLike], labels: np.ndarray, cluster_n
     return entries, [folder_for[c] for c in sorted(folder_for)]
 
 
-def export_folders(target: PathLike, paths: Sequence[PathLike], labels,
-                   cluster_names: Optional[Mapping[int, str]] = None, mode: str = "copy",
-                   allow_move: bool = False, progress: ProgressLike = None) -> FolderExportResult:
+def export_folders(
+    target: PathLike,
+    paths: Sequence[PathLike],
+    labels,
+    cluster_names: Optional[Mapping[int, str]] = None,
+    mode: str = "copy",
+    allow_move: bool = False,
+    progress: ProgressLike = None,
+) -> FolderExportResult:
     """Put each image in a folder named after its cluster, under ``target``.
 
     Parameters
@@ -390,7 +426,9 @@ def export_folders(target: PathLike, paths: Sequence[PathLike], labels,
     if mode not in EXPORT_MODES:
         raise ExportError(f"Unknown export mode {mode!r}; choose one of {', '.join(EXPORT_MODES)}")
     if mode == "move" and not allow_move:
-        raise ExportError("Moving files takes them out of their folders; it must be allowed explicitly (allow_move=True)")
+        raise ExportError(
+            "Moving files takes them out of their folders; it must be allowed explicitly (allow_move=True)"
+        )
     labels = np.asarray(labels).reshape(-1)
     if labels.shape[0] != len(paths):
         raise ExportError(f"{len(paths)} paths but {labels.shape[0]} labels: they must match one to one")
@@ -461,7 +499,11 @@ def _read_manifest(manifest_path: Path) -> dict[str, Any]:
         raise ExportError(f"Export manifest not found: {os.fspath(manifest_path)}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ExportError(f"Export manifest is unreadable or corrupt ({exc}): {os.fspath(manifest_path)}") from None
-    if not isinstance(data, dict) or data.get("version") != MANIFEST_VERSION or not isinstance(data.get("entries"), list):
+    if (
+        not isinstance(data, dict)
+        or data.get("version") != MANIFEST_VERSION
+        or not isinstance(data.get("entries"), list)
+    ):
         raise ExportError(f"Not an imgcluster export manifest (or an unknown version): {os.fspath(manifest_path)}")
     return data
 
@@ -518,11 +560,16 @@ def undo_export(manifest_path: PathLike, progress: ProgressLike = None) -> UndoR
             if entry.mode == "move":
                 if not os.path.lexists(destination):
                     if not os.path.lexists(source) and entry.status == "done":
-                        result.problems.append(SkippedFile(entry.source, f"moved file is gone from {entry.destination}"))
+                        result.problems.append(
+                            SkippedFile(entry.source, f"moved file is gone from {entry.destination}")
+                        )
                     continue
                 if os.path.lexists(source):
-                    result.problems.append(SkippedFile(entry.source, "a file is back at the original place; "
-                                                       f"left {entry.destination} where it is"))
+                    result.problems.append(
+                        SkippedFile(
+                            entry.source, f"a file is back at the original place; left {entry.destination} where it is"
+                        )
+                    )
                     continue
                 source.parent.mkdir(parents=True, exist_ok=True)
                 _move_no_overwrite(destination, source)
@@ -537,8 +584,12 @@ def undo_export(manifest_path: PathLike, progress: ProgressLike = None) -> UndoR
                         os.unlink(destination)
                         result.removed += 1
                     else:
-                        result.problems.append(SkippedFile(entry.destination, "the copy differs from its source "
-                                                           "(edited, or the source is gone): kept"))
+                        result.problems.append(
+                            SkippedFile(
+                                entry.destination,
+                                "the copy differs from its source (edited, or the source is gone): kept",
+                            )
+                        )
         except OSError as exc:
             result.problems.append(SkippedFile(entry.source, f"could not undo: {exc.strerror or exc}"))
 

@@ -44,13 +44,14 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .choices import AUTO
 from .progress import Progress, ProgressLike, check, ensure
 from .storage import atomic_write
 
 log = logging.getLogger(__name__)
 
 METRICS = ("cosine", "euclidean")
-METHODS = ("auto", "exact", "ivf", "hnsw")
+METHODS = (AUTO, "exact", "ivf", "hnsw")
 WEIGHTINGS = ("binary", "similarity", "snn", "fuzzy")
 SYMMETRIZE = ("union", "mutual")
 #: n_samples^2 * n_features below which the exact search is used by ``method='auto'``: measured
@@ -144,8 +145,14 @@ class KnnGraph:
             raise ValueError(f"n_neighbors must be in 1..{self.n_neighbors}, got {n_neighbors}")
         if n_neighbors == self.n_neighbors:
             return self
-        return KnnGraph(self.indices[:, :n_neighbors], self.distances[:, :n_neighbors], self.metric,
-                        self.method, self.seconds, self.key)
+        return KnnGraph(
+            self.indices[:, :n_neighbors],
+            self.distances[:, :n_neighbors],
+            self.metric,
+            self.method,
+            self.seconds,
+            self.key,
+        )
 
     def similarities(self) -> np.ndarray:
         """Cosine similarity of each edge (metric ``'cosine'`` only); 0 for missing neighbours."""
@@ -270,7 +277,7 @@ def data_key(X: np.ndarray) -> str:
     data = np.ascontiguousarray(X)
     digest = hashlib.blake2b(digest_size=16)
     digest.update(repr((data.shape, str(data.dtype))).encode())
-    digest.update(memoryview(data).cast("B"))
+    digest.update(data.data.cast("B"))  # ndarray.data: a memoryview of the (contiguous) buffer, no copy
     return digest.hexdigest()
 
 
@@ -307,9 +314,16 @@ def choose_method(n_samples: int, n_features: int) -> str:
     return "exact" if float(n_samples) * n_samples * n_features <= EXACT_BUDGET else "ivf"
 
 
-def build_knn_graph(X: Any, n_neighbors: int = 15, metric: str = "cosine", method: str = "auto",
-                    threads: Optional[int] = None, cache: Any = True, random_state: int = 0,
-                    progress: ProgressLike = None) -> KnnGraph:
+def build_knn_graph(
+    X: Any,
+    n_neighbors: int = 15,
+    metric: str = "cosine",
+    method: str = AUTO,
+    threads: Optional[int] = None,
+    cache: Any = True,
+    random_state: int = 0,
+    progress: ProgressLike = None,
+) -> KnnGraph:
     """The ``n_neighbors`` nearest neighbours of every row of ``X``.
 
     Parameters
@@ -344,7 +358,7 @@ def build_knn_graph(X: Any, n_neighbors: int = 15, metric: str = "cosine", metho
     if k < 1:
         raise ValueError(f"n_neighbors must be at least 1, got {n_neighbors}")
     k = min(k, n_samples - 1)
-    resolved = choose_method(n_samples, n_features) if method == "auto" else method
+    resolved = choose_method(n_samples, n_features) if method == AUTO else method
     if resolved != "exact" and n_samples <= 4 * k + 64:
         resolved = "exact"  # too few points to train an approximate index
     key = f"{data_key(data)}-{stored_metric}"
@@ -396,14 +410,15 @@ def _pca_projection(faiss: Any, data: np.ndarray, dims: int, inner_product: bool
     pca.train(sample)
     projected = np.empty((n_samples, dims), dtype=np.float32)
     for start in range(0, n_samples, 8 * _BLOCK_ROWS):
-        projected[start:start + 8 * _BLOCK_ROWS] = pca.apply(data[start:start + 8 * _BLOCK_ROWS])
+        projected[start : start + 8 * _BLOCK_ROWS] = pca.apply(data[start : start + 8 * _BLOCK_ROWS])
     if inner_product:
         projected /= np.maximum(np.linalg.norm(projected, axis=1, keepdims=True), 1e-12)
     return projected
 
 
-def _rerank(data: np.ndarray, rows: np.ndarray, found: np.ndarray, inner_product: bool,
-            block: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def _rerank(
+    data: np.ndarray, rows: np.ndarray, found: np.ndarray, inner_product: bool, block: int = 512
+) -> tuple[np.ndarray, np.ndarray]:
     """The candidates of each row sorted by their exact score in the full space (faiss's convention:
     inner products descending, squared distances ascending); missing candidates (-1) last."""
     found = found.astype(np.int64, copy=False)
@@ -425,8 +440,9 @@ def _rerank(data: np.ndarray, rows: np.ndarray, found: np.ndarray, inner_product
     return np.take_along_axis(found, order, axis=1), np.take_along_axis(scores, order, axis=1)
 
 
-def _build_index(faiss: Any, data: np.ndarray, method: str, inner_product: bool, k: int,
-                 random_state: int, report: Progress) -> Any:
+def _build_index(
+    faiss: Any, data: np.ndarray, method: str, inner_product: bool, k: int, random_state: int, report: Progress
+) -> Any:
     n_samples, n_features = data.shape
     faiss_metric = faiss.METRIC_INNER_PRODUCT if inner_product else faiss.METRIC_L2
     if method == "exact":
@@ -436,7 +452,7 @@ def _build_index(faiss: Any, data: np.ndarray, method: str, inner_product: bool,
         index.hnsw.efConstruction = 80
         index.hnsw.efSearch = max(64, 4 * k)
         for start in range(0, n_samples, 8 * _BLOCK_ROWS):  # add in blocks: cancel points
-            index.add(data[start:start + 8 * _BLOCK_ROWS])
+            index.add(data[start : start + 8 * _BLOCK_ROWS])
             report(0.2 * min(1.0, (start + 8 * _BLOCK_ROWS) / n_samples), "neighbour graph: indexing")
         return index
     else:
@@ -459,8 +475,9 @@ def _build_index(faiss: Any, data: np.ndarray, method: str, inner_product: bool,
     return index
 
 
-def _drop_self(found: np.ndarray, scores: np.ndarray, rows: np.ndarray, k: int,
-               inner_product: bool) -> tuple[np.ndarray, np.ndarray]:
+def _drop_self(
+    found: np.ndarray, scores: np.ndarray, rows: np.ndarray, k: int, inner_product: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Each row's neighbours without itself (ties with duplicates keep the others), as squared distances."""
     found = found.astype(np.int64, copy=False)
     is_self = found == rows[:, None]
@@ -486,9 +503,14 @@ def _drop_self(found: np.ndarray, scores: np.ndarray, rows: np.ndarray, k: int,
     return out_idx, out_dist
 
 
-def nearest_neighbors(X: Any, n_neighbors: int, queries: Optional[np.ndarray] = None,
-                      metric: str = "euclidean", progress: ProgressLike = None,
-                      cache: Any = True) -> tuple[np.ndarray, np.ndarray]:
+def nearest_neighbors(
+    X: Any,
+    n_neighbors: int,
+    queries: Optional[np.ndarray] = None,
+    metric: str = "euclidean",
+    progress: ProgressLike = None,
+    cache: Any = True,
+) -> tuple[np.ndarray, np.ndarray]:
     """Squared distances and indices of each query row's ``n_neighbors`` nearest rows of ``X``.
 
     Without ``queries`` this is the neighbour graph (:func:`build_knn_graph`, cached); with
@@ -502,8 +524,7 @@ def nearest_neighbors(X: Any, n_neighbors: int, queries: Optional[np.ndarray] = 
     """
     n_samples = np.asarray(X).shape[0]
     if not 1 <= n_neighbors <= n_samples - 1:
-        raise ValueError(f"n_neighbors must be between 1 and {n_samples - 1} for {n_samples} points, "
-                         f"got {n_neighbors}")
+        raise ValueError(f"n_neighbors must be between 1 and {n_samples - 1} for {n_samples} points, got {n_neighbors}")
     if queries is None:
         graph = build_knn_graph(X, n_neighbors, metric=metric, cache=cache, progress=progress)
         return graph.distances[:, :n_neighbors], graph.indices[:, :n_neighbors]
@@ -517,11 +538,11 @@ def nearest_neighbors(X: Any, n_neighbors: int, queries: Optional[np.ndarray] = 
     distances = np.empty((rows.size, n_neighbors), dtype=np.float32)
     indices = np.empty((rows.size, n_neighbors), dtype=np.int64)
     for start in range(0, rows.size, _BLOCK_ROWS):
-        block = rows[start:start + _BLOCK_ROWS]
+        block = rows[start : start + _BLOCK_ROWS]
         scores, found = index.search(data[block], min(n_neighbors + 1, n_samples))
         block_idx, block_dist = _drop_self(found, scores, block, n_neighbors, inner_product)
-        indices[start:start + block.size] = block_idx
-        distances[start:start + block.size] = block_dist
+        indices[start : start + block.size] = block_idx
+        distances[start : start + block.size] = block_dist
         check(progress, "nearest neighbours")
     return distances, indices
 
@@ -539,8 +560,9 @@ class GraphCache:
         Disk budget: the least recently used files are removed above it.
     """
 
-    def __init__(self, root: Optional[os.PathLike] = None, memory_only: bool = False,
-                 max_bytes: int = 2 * 1024 ** 3) -> None:
+    def __init__(
+        self, root: Optional[os.PathLike] = None, memory_only: bool = False, max_bytes: int = 2 * 1024**3
+    ) -> None:
         self.root: Optional[Path] = None if memory_only else Path(root) if root is not None else None
         self._default_root = root is None and not memory_only
         self.max_bytes = int(max_bytes)
@@ -574,8 +596,14 @@ class GraphCache:
             return None
         try:
             with np.load(path, allow_pickle=False) as stored:
-                graph = KnnGraph(stored["indices"].astype(np.int64), stored["distances"].astype(np.float32),
-                                 str(stored["metric"]), str(stored["method"]), 0.0, key)
+                graph = KnnGraph(
+                    stored["indices"].astype(np.int64),
+                    stored["distances"].astype(np.float32),
+                    str(stored["metric"]),
+                    str(stored["method"]),
+                    0.0,
+                    key,
+                )
             os.utime(path)  # recently used: kept longest
         except (OSError, ValueError, KeyError) as error:
             log.warning("ignoring unreadable cached graph %s: %s", path, error)
@@ -594,8 +622,13 @@ class GraphCache:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_write(path, "wb") as fh:  # a reader never sees half a file
-                np.savez(fh, indices=graph.indices.astype(np.int32 if graph.n_samples < 2 ** 31 else np.int64),
-                         distances=graph.distances, metric=np.array(graph.metric), method=np.array(graph.method))
+                np.savez(
+                    fh,
+                    indices=graph.indices.astype(np.int32 if graph.n_samples < 2**31 else np.int64),
+                    distances=graph.distances,
+                    metric=np.array(graph.metric),
+                    method=np.array(graph.method),
+                )
             self._prune(path.parent)
         except OSError as error:
             log.warning("could not cache the neighbour graph in %s: %s", path.parent, error)

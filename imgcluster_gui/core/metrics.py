@@ -12,7 +12,7 @@ Conventions
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -127,8 +127,9 @@ def internal_metrics(X, labels, sample_size: Optional[int] = 10000, random_state
     return result
 
 
-def clustering_metrics(X, labels, ground_truth: Optional[Sequence] = None, sample_size: Optional[int] = 10000,
-                       random_state: int = 0) -> dict[str, Any]:
+def clustering_metrics(
+    X, labels, ground_truth: Optional[Sequence] = None, sample_size: Optional[int] = 10000, random_state: int = 0
+) -> dict[str, Any]:
     """The metrics of one assignment as a result shows them: the one function for a run and after edits.
 
     The pipeline scores its result with it, and a session rescoring its labels after hand edits
@@ -214,7 +215,7 @@ def silhouettes_of(X, label_sets: Sequence, sample_size: int = 2000, random_stat
     return scores
 
 
-def _encode(values: Sequence, name: str) -> np.ndarray:
+def _encode(values: Union[Sequence[Any], np.ndarray], name: str) -> np.ndarray:
     """Integer codes for labels of any hashable type (strings, ints, mixed)."""
     array = np.asarray(values, dtype=object)
     if array.ndim != 1:

@@ -10,13 +10,16 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 import numpy as np
 
-from .progress import (Cancelled, Progress, ProgressEvent, ProgressLike, check, notes_from_warnings, wrap_callback)
 from .choices import AUTO
 from .jsonable import to_jsonable as _jsonable
+from .progress import Cancelled, Progress, ProgressEvent, ProgressLike, check, notes_from_warnings, wrap_callback
+
+if TYPE_CHECKING:
+    from .clustering.autok import AutoKResult
 
 #: How an algorithm that needs K gets one when none is given (see PipelineConfig).
 K_SELECTIONS = ("graph", "silhouette", "silhouette-umap")
@@ -97,7 +100,7 @@ class PipelineResult:
     auto_k: Any
     metrics: dict[str, Any]
     external: Optional[dict[str, Any]]
-    ground_truth: Optional[list[str]]
+    ground_truth: Optional[list[Optional[str]]]
     embedding: Optional[np.ndarray]
     confidence: Optional[np.ndarray]
     timings: dict[str, float]
@@ -177,20 +180,25 @@ class GraphKResult:
     method: str = "graph"
 
 
-def choose_k_from_graph(X: np.ndarray, random_state: int = 0,
-                        progress: ProgressLike = None) -> GraphKResult:
+def choose_k_from_graph(X: np.ndarray, random_state: int = 0, progress: ProgressLike = None) -> GraphKResult:
     """How many groups the neighbour graph holds: Leiden's count with its defaults (at least 1)."""
     from .clustering.registry import make_estimator
 
     leiden = make_estimator("leiden", random_state=random_state).fit(X, progress=progress)
-    return GraphKResult(max(1, int(leiden.n_clusters_)), float(leiden.resolution_), leiden.modularity_,
-                        int(leiden.n_unsorted_))
+    return GraphKResult(
+        max(1, int(leiden.n_clusters_)), float(leiden.resolution_), leiden.modularity_, int(leiden.n_unsorted_)
+    )
 
 
 def _auto_k_dict(auto_k: Any) -> dict[str, Any]:
     if isinstance(auto_k, GraphKResult):
-        return {"method": "graph", "best_k": int(auto_k.best_k), "resolution": auto_k.resolution,
-                "modularity": auto_k.modularity, "n_unsorted": auto_k.n_unsorted}
+        return {
+            "method": "graph",
+            "best_k": int(auto_k.best_k),
+            "resolution": auto_k.resolution,
+            "modularity": auto_k.modularity,
+            "n_unsorted": auto_k.n_unsorted,
+        }
     return {
         "method": "silhouette",
         "best_k": int(auto_k.best_k),
@@ -201,7 +209,7 @@ def _auto_k_dict(auto_k: Any) -> dict[str, Any]:
     }
 
 
-def load_ground_truth(config: PipelineConfig, root: Path, paths: list[Path]) -> Optional[list[str]]:
+def load_ground_truth(config: PipelineConfig, root: Path, paths: list[Path]) -> Optional[list[Optional[str]]]:
     """Ground truth for external metrics: a labels CSV when given, else sub-folder names.
 
     Returns ``None`` when there is none (all images in the root folder and no CSV). Images the CSV
@@ -220,7 +228,7 @@ def extract(config: PipelineConfig, paths: list[Path], progress: ProgressLike = 
     """Extract (or read from the cache) the features of ``paths`` for the configured backbone(s)."""
     from .features.extract import extract_features, extract_multiview
 
-    common = dict(
+    common: dict[str, Any] = dict(  # forwarded as keywords to either extractor
         layer=config.layer,
         weights_path=config.weights_path,
         device=config.device,
@@ -234,8 +242,9 @@ def extract(config: PipelineConfig, paths: list[Path], progress: ProgressLike = 
     return extract_features(paths, backbone=config.backbones[0], **common)
 
 
-def fit_params_for(spec: Any, config: PipelineConfig, features: Any, paths: list[str],
-                   ground_truth: Optional[list[str]]) -> dict[str, Any]:
+def fit_params_for(
+    spec: Any, config: PipelineConfig, features: Any, paths: list[str], ground_truth: Optional[list[Optional[str]]]
+) -> dict[str, Any]:
     """Extra ``fit`` arguments an algorithm asks for through its registry entry.
 
     Methods that fine-tune the CNN get the image paths and backbone; multi-view methods get the
@@ -267,9 +276,14 @@ class PartialCancelled(Cancelled):
         self.result = result
 
 
-def cluster(config: PipelineConfig, X: np.ndarray, progress: ProgressLike = None,
-            fit_params: Optional[dict[str, Any]] = None,
-            on_estimator: Optional[Callable[[Any], None]] = None, keep_partial: bool = False):
+def cluster(
+    config: PipelineConfig,
+    X: np.ndarray,
+    progress: ProgressLike = None,
+    fit_params: Optional[dict[str, Any]] = None,
+    on_estimator: Optional[Callable[[Any], None]] = None,
+    keep_partial: bool = False,
+):
     """Fit the configured algorithm (choosing K first when asked) and return ``(estimator, labels, auto_k)``.
 
     ``on_estimator(estimator)`` is called before fitting (the GUI polls its ``history_`` live). With
@@ -280,25 +294,32 @@ def cluster(config: PipelineConfig, X: np.ndarray, progress: ProgressLike = None
     from .clustering.registry import get_algorithm, make_estimator
 
     spec = get_algorithm(config.algorithm)
-    auto_k = None
+    auto_k: Union[AutoKResult, GraphKResult, None] = None
     n_clusters = config.n_clusters
     if spec.uses_k and n_clusters is None and not spec.k_optional:
         if config.k_selection not in K_SELECTIONS:
             raise ValueError(f"k_selection must be one of {K_SELECTIONS}, got {config.k_selection!r}")
         if config.k_selection.startswith("silhouette"):
             sweep_algorithm = config.algorithm if spec.supports_auto_k else "kmeans"
-            auto_k = choose_k(X, algorithm=sweep_algorithm, k_min=config.k_min, k_max=config.k_max,
-                              random_state=config.random_state,
-                              space="umap" if config.k_selection == "silhouette-umap" else "features",
-                              progress=wrap_callback(progress, 0.0, 0.7, "Auto-K: "))
+            auto_k = choose_k(
+                X,
+                algorithm=sweep_algorithm,
+                k_min=config.k_min,
+                k_max=config.k_max,
+                random_state=config.random_state,
+                space="umap" if config.k_selection == "silhouette-umap" else "features",
+                progress=wrap_callback(progress, 0.0, 0.7, "Auto-K: "),
+            )
         else:
-            auto_k = choose_k_from_graph(X, random_state=config.random_state,
-                                         progress=wrap_callback(progress, 0.0, 0.7, "Groups in the graph: "))
+            auto_k = choose_k_from_graph(
+                X, random_state=config.random_state, progress=wrap_callback(progress, 0.0, 0.7, "Groups in the graph: ")
+            )
         n_clusters = min(auto_k.best_k, X.shape[0])
         progress = wrap_callback(progress, 0.7, 1.0)
     kwargs = dict(config.algorithm_params)
-    estimator = make_estimator(config.algorithm, n_clusters=n_clusters if spec.uses_k else None,
-                               random_state=config.random_state, **kwargs)
+    estimator = make_estimator(
+        config.algorithm, n_clusters=n_clusters if spec.uses_k else None, random_state=config.random_state, **kwargs
+    )
     if on_estimator is not None:
         on_estimator(estimator)
     fit_params = dict(fit_params or {})
@@ -314,8 +335,9 @@ def cluster(config: PipelineConfig, X: np.ndarray, progress: ProgressLike = None
     return estimator, labels, auto_k
 
 
-def run_pipeline(config: PipelineConfig, progress: ProgressLike = None,
-                 on_estimator: Optional[Callable[[Any], None]] = None) -> PipelineResult:
+def run_pipeline(
+    config: PipelineConfig, progress: ProgressLike = None, on_estimator: Optional[Callable[[Any], None]] = None
+) -> PipelineResult:
     """Run every stage on ``config.folder`` and return the result.
 
     Parameters
@@ -323,8 +345,8 @@ def run_pipeline(config: PipelineConfig, progress: ProgressLike = None,
     config : PipelineConfig
         What to run.
     progress : callable, optional
-        a progress consumer (``ProgressEvent`` receiver) or ``Progress``; raising :class:`Cancelled` from it stops the run cleanly
-        (the feature cache keeps only complete entries).
+        a progress consumer (``ProgressEvent`` receiver) or ``Progress``; raising :class:`Cancelled` from it stops
+        the run cleanly (the feature cache keeps only complete entries).
     on_estimator : callable, optional
         Called with the estimator just before it is fitted, e.g. to watch a deep method's
         per-epoch ``history_`` from another thread.
@@ -388,8 +410,9 @@ def run_pipeline(config: PipelineConfig, progress: ProgressLike = None,
 
     t0 = time.perf_counter()
     check(report, "Preprocessing features")
-    X = preprocess_features(feats.features, pca_dims=config.pca_dims, whiten=config.whiten, l2=config.l2,
-                            random_state=config.random_state)
+    X = preprocess_features(
+        feats.features, pca_dims=config.pca_dims, whiten=config.whiten, l2=config.l2, random_state=config.random_state
+    )
     if isinstance(X, tuple):  # (X, notes) form: the notes are passed on
         X, notes = X
         for note in notes or []:
@@ -408,13 +431,21 @@ def run_pipeline(config: PipelineConfig, progress: ProgressLike = None,
 
     t0 = time.perf_counter()
     with notes_from_warnings(report):
-        estimator, labels, auto_k = cluster(config, X, progress=stage("cluster", "Clustering: "),
-                                            fit_params=fit_extra, on_estimator=on_estimator, keep_partial=True)
+        estimator, labels, auto_k = cluster(
+            config,
+            X,
+            progress=stage("cluster", "Clustering: "),
+            fit_params=fit_extra,
+            on_estimator=on_estimator,
+            keep_partial=True,
+        )
     timings["cluster"] = time.perf_counter() - t0
     cancelled = bool(getattr(estimator, "partial_", False))
     if getattr(estimator, "collapsed_", False):
-        report.warn(f"Self-training began merging clusters away at epoch {estimator.collapsed_epoch_}: the "
-                    "result of the epoch before is kept. A lower learning rate or gamma avoids this.")
+        report.warn(
+            f"Self-training began merging clusters away at epoch {estimator.collapsed_epoch_}: the "
+            "result of the epoch before is kept. A lower learning rate or gamma avoids this."
+        )
     if cancelled:
         history = getattr(estimator, "history_", None) or [{}]
         # Nothing below may raise Cancelled again: from here the consumer only hears notes.
@@ -427,18 +458,34 @@ def run_pipeline(config: PipelineConfig, progress: ProgressLike = None,
         timings["granularity"] = time.perf_counter() - t0
     n_unsorted = int(np.count_nonzero(labels < 0))
     if n_unsorted and getattr(estimator, "n_unsorted_", 0):
-        report.warn(f"{n_unsorted} image(s) fit no group (too unlike the others, or in groups smaller "
-                    "than min_cluster_size): they are in the 'Unassigned' group for you to place.")
-    result = _finish(config, scan, feats, paths, X, labels, auto_k, ground_truth, estimator, timings, warnings,
-                     report, fast_embedding=cancelled)
+        report.warn(
+            f"{n_unsorted} image(s) fit no group (too unlike the others, or in groups smaller "
+            "than min_cluster_size): they are in the 'Unassigned' group for you to place."
+        )
+    result = _finish(
+        config,
+        scan,
+        feats,
+        paths,
+        X,
+        labels,
+        auto_k,
+        ground_truth,
+        estimator,
+        timings,
+        warnings,
+        report,
+        fast_embedding=cancelled,
+    )
     result.levels = levels
     if cancelled:
         raise PartialCancelled(result)
     return result
 
 
-def granularity_levels(estimator: Any, X: np.ndarray, progress: ProgressLike = None,
-                       silhouette_sample: int = 2000) -> list:
+def granularity_levels(
+    estimator: Any, X: np.ndarray, progress: ProgressLike = None, silhouette_sample: int = 2000
+) -> list:
     """The estimator's granularity ladder, each level with its (sampled) silhouette.
 
     Parameters
@@ -458,9 +505,21 @@ def granularity_levels(estimator: Any, X: np.ndarray, progress: ProgressLike = N
     return levels
 
 
-def _finish(config: PipelineConfig, scan: Any, feats: Any, paths: list[str], X: np.ndarray, labels: np.ndarray,
-            auto_k: Any, ground_truth: Optional[list[str]], estimator: Any, timings: dict[str, float],
-            warnings: list[str], report: Progress, fast_embedding: bool = False) -> PipelineResult:
+def _finish(
+    config: PipelineConfig,
+    scan: Any,
+    feats: Any,
+    paths: list[str],
+    X: np.ndarray,
+    labels: np.ndarray,
+    auto_k: Any,
+    ground_truth: Optional[list[Optional[str]]],
+    estimator: Any,
+    timings: dict[str, float],
+    warnings: list[str],
+    report: Progress,
+    fast_embedding: bool = False,
+) -> PipelineResult:
     """Metrics and 2-D embedding of an assignment, packed as a :class:`PipelineResult`.
 
     ``fast_embedding`` swaps a slow layout (t-SNE, UMAP) for PCA: the user asked to stop, and the
@@ -485,16 +544,31 @@ def _finish(config: PipelineConfig, scan: Any, feats: Any, paths: list[str], X: 
     embedding = None
     method = config.embedding
     if method and method != NO_EMBEDDING:
-        embedding = embed_2d(X, method="pca" if fast_embedding else method, random_state=config.random_state,
-                             progress=stage("embedding", "2-D embedding: "))
+        embedding = embed_2d(
+            X,
+            method="pca" if fast_embedding else method,
+            random_state=config.random_state,
+            progress=stage("embedding", "2-D embedding: "),
+        )
     timings["embedding"] = time.perf_counter() - t0
     report(1.0, "Done")
 
     confidence = getattr(estimator, "confidence_", None)
     return PipelineResult(
-        config=config, scan=scan, features=feats, paths=paths, X=X, labels=labels,
-        k=int(len(set(labels.tolist()) - {-1})), auto_k=auto_k, metrics=metrics, external=external,
-        ground_truth=ground_truth, embedding=embedding,
+        config=config,
+        scan=scan,
+        features=feats,
+        paths=paths,
+        X=X,
+        labels=labels,
+        k=int(len(set(labels.tolist()) - {-1})),
+        auto_k=auto_k,
+        metrics=metrics,
+        external=external,
+        ground_truth=ground_truth,
+        embedding=embedding,
         confidence=None if confidence is None else np.asarray(confidence, dtype=np.float32),
-        timings=timings, estimator=estimator, warnings=warnings,
+        timings=timings,
+        estimator=estimator,
+        warnings=warnings,
     )

@@ -46,8 +46,10 @@ def check_features(X: Any, min_samples: int = 1, dtype: Any = np.float32) -> np.
     array = np.ascontiguousarray(array, dtype=dtype)
     bad_rows = ~np.isfinite(array).all(axis=1)
     if bad_rows.any():
-        raise ValueError(f"X contains NaN or infinite values in {int(bad_rows.sum())} of {array.shape[0]} rows: "
-                         "check the feature extraction")
+        raise ValueError(
+            f"X contains NaN or infinite values in {int(bad_rows.sum())} of {array.shape[0]} rows: "
+            "check the feature extraction"
+        )
     return array
 
 
@@ -64,9 +66,14 @@ def pca_cap(n_samples: int, n_features: int, whiten: bool) -> int:
     return max(cap, 0)
 
 
-def preprocess_features(X, pca_dims: Optional[int] = None, whiten: bool = False, l2: bool = True,
-                        random_state: int = 0, return_notes: bool = False
-                        ) -> Union[np.ndarray, tuple[np.ndarray, list[str]]]:
+def preprocess_features(
+    X,
+    pca_dims: Optional[int] = None,
+    whiten: bool = False,
+    l2: bool = True,
+    random_state: int = 0,
+    return_notes: bool = False,
+) -> Union[np.ndarray, tuple[np.ndarray, list[str]]]:
     """Reduce and normalise features.
 
     Parameters
@@ -114,8 +121,10 @@ def preprocess_features(X, pca_dims: Optional[int] = None, whiten: bool = False,
         cap = pca_cap(n_samples, n_features, whiten)
         n_components = cap if pca_dims is None else min(int(pca_dims), cap)
         if pca_dims is not None and pca_dims > cap:
-            notes.append(f"PCA dimensions capped at {cap} (asked {pca_dims}; the data has {n_samples} "
-                         f"samples and {n_features} features).")
+            notes.append(
+                f"PCA dimensions capped at {cap} (asked {pca_dims}; the data has {n_samples} "
+                f"samples and {n_features} features)."
+            )
         if n_components < 1:
             notes.append(f"PCA skipped: {n_samples} sample(s) are too few to estimate components.")
         else:

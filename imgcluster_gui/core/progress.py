@@ -28,8 +28,17 @@ from dataclasses import dataclass, replace
 from typing import Callable, Iterator, Optional, Union
 
 __all__ = [
-    "Cancelled", "CancelToken", "Progress", "ProgressCallback", "ProgressEvent", "ProgressLike",
-    "TqdmProgress", "check", "ensure", "notes_from_warnings", "wrap_callback",
+    "Cancelled",
+    "CancelToken",
+    "Progress",
+    "ProgressCallback",
+    "ProgressEvent",
+    "ProgressLike",
+    "TqdmProgress",
+    "check",
+    "ensure",
+    "notes_from_warnings",
+    "wrap_callback",
 ]
 
 NOTE_LEVELS = ("info", "warning")
@@ -113,22 +122,39 @@ class Progress:
 
     __slots__ = ("_root", "_start", "_span", "_prefix")
 
-    def __init__(self, sink: Optional[ProgressCallback] = None, start: float = 0.0, end: float = 1.0,
-                 prefix: str = "", _root: Optional[_Root] = None) -> None:
+    def __init__(
+        self,
+        sink: Optional[ProgressCallback] = None,
+        start: float = 0.0,
+        end: float = 1.0,
+        prefix: str = "",
+        _root: Optional[_Root] = None,
+    ) -> None:
         self._root = _root if _root is not None else _Root(sink)
         self._start = float(start)
         self._span = float(end) - float(start)
         self._prefix = prefix
 
     # ------------------------------------------------------------------ reporting
-    def __call__(self, fraction: float, stage: str = "", *, done: Optional[int] = None,
-                 total: Optional[int] = None, unit: str = "", rate: Optional[float] = None) -> None:
+    def __call__(
+        self,
+        fraction: float,
+        stage: str = "",
+        *,
+        done: Optional[int] = None,
+        total: Optional[int] = None,
+        unit: str = "",
+        rate: Optional[float] = None,
+    ) -> None:
         """Report that this step is ``fraction`` (of its own ``[0, 1]``, clamped) done."""
         overall = self._start + self._span * min(max(float(fraction), 0.0), 1.0)
         root = self._root
         root.high = max(root.high, overall)
-        self._send(ProgressEvent(fraction=min(root.high, 1.0), stage=self._stage(stage), done=done,
-                                 total=total, unit=unit, rate=rate))
+        self._send(
+            ProgressEvent(
+                fraction=min(root.high, 1.0), stage=self._stage(stage), done=done, total=total, unit=unit, rate=rate
+            )
+        )
 
     def heartbeat(self, stage: str = "") -> None:
         """A cancel point with no new position (long loops call this between reports)."""
@@ -146,16 +172,19 @@ class Progress:
 
     def sub(self, start: float, end: float, prefix: str = "") -> "Progress":
         """The slice ``[start, end]`` of this step's bar, for a sub-step; its stages get ``prefix``."""
-        return Progress(start=self._start + self._span * start, end=self._start + self._span * end,
-                        prefix=self._prefix + prefix, _root=self._root)
+        return Progress(
+            start=self._start + self._span * start,
+            end=self._start + self._span * end,
+            prefix=self._prefix + prefix,
+            _root=self._root,
+        )
 
     def emit(self, event: ProgressEvent) -> None:
         """Forward an event from a nested job that reports on its own ``[0, 1]`` into this slice."""
         if event.fraction is None:
             self._send(replace(event, stage=self._stage(event.stage)))
         else:
-            self(event.fraction, event.stage, done=event.done, total=event.total, unit=event.unit,
-                 rate=event.rate)
+            self(event.fraction, event.stage, done=event.done, total=event.total, unit=event.unit, rate=event.rate)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -248,8 +277,7 @@ class CancelToken:
     def cancelled(self) -> bool:
         return self._event.is_set()
 
-    def callback(self, on_event: Optional[ProgressCallback] = None,
-                 min_interval: float = 0.0) -> ProgressCallback:
+    def callback(self, on_event: Optional[ProgressCallback] = None, min_interval: float = 0.0) -> ProgressCallback:
         """Build a consumer that raises :class:`Cancelled` after :meth:`cancel`.
 
         Heartbeats are not forwarded (they only give the cancel a chance); notes are always
@@ -273,8 +301,12 @@ class CancelToken:
             if event.fraction is None:
                 return
             now = time.monotonic()
-            if (min_interval <= 0 or event.stage != last_stage[0] or event.fraction >= 1.0
-                    or now - last_time[0] >= min_interval):
+            if (
+                min_interval <= 0
+                or event.stage != last_stage[0]
+                or event.fraction >= 1.0
+                or now - last_time[0] >= min_interval
+            ):
                 last_time[0], last_stage[0] = now, event.stage
                 on_event(event)
 
@@ -292,8 +324,9 @@ class TqdmProgress:
 
         self._tqdm = tqdm
         self._disable = disable
-        self._bar = tqdm(total=1000, disable=disable,
-                         bar_format="{desc:<56.56}|{bar}| {percentage:3.0f}% [{elapsed}<{remaining}]")
+        self._bar = tqdm(
+            total=1000, disable=disable, bar_format="{desc:<56.56}|{bar}| {percentage:3.0f}% [{elapsed}<{remaining}]"
+        )
         self._description = ""
         self.notes: list[tuple[str, str]] = []
 

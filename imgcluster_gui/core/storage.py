@@ -28,8 +28,16 @@ APP_NAME = "imgcluster"
 CACHE_ENV_VAR = "IMGCLUSTER_CACHE_DIR"
 DATA_ENV_VAR = "IMGCLUSTER_DATA_DIR"
 
-__all__ = ["APP_NAME", "CACHE_ENV_VAR", "DATA_ENV_VAR", "StorageError", "atomic_copy", "atomic_write",
-           "cache_dir", "data_dir"]
+__all__ = [
+    "APP_NAME",
+    "CACHE_ENV_VAR",
+    "DATA_ENV_VAR",
+    "StorageError",
+    "atomic_copy",
+    "atomic_write",
+    "cache_dir",
+    "data_dir",
+]
 
 
 class StorageError(OSError):

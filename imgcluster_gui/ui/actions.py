@@ -12,8 +12,9 @@ from PySide6.QtWidgets import QMenu, QToolBar, QWidget
 from .icons import app_icon
 
 
-def make_action(parent: QWidget, text: str, slot: Callable[[], Any], shortcut: Any = None,
-                icon: Optional[str] = None, tip: str = "") -> QAction:
+def make_action(
+    parent: QWidget, text: str, slot: Callable[[], Any], shortcut: Any = None, icon: Optional[str] = None, tip: str = ""
+) -> QAction:
     """An action of ``parent`` that calls ``slot()``; its shortcut works whatever has the focus in ``parent``."""
     action = QAction(text, parent)
     if icon:

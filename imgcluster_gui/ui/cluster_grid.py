@@ -25,26 +25,85 @@ import math
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
-from PySide6.QtCore import (QCoreApplication, QEvent, QItemSelection, QItemSelectionModel, QModelIndex, QPoint, QRect,
-                            Qt, QTimer, Signal)
-from PySide6.QtGui import (QColor, QContextMenuEvent, QDrag, QDragEnterEvent, QDragMoveEvent, QDropEvent,
-                           QMouseEvent, QPainter, QPalette, QPixmap, QResizeEvent, QUndoStack, QWheelEvent)
-from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHBoxLayout, QInputDialog, QLabel, QListView, QMenu,
-                               QScrollArea, QSizePolicy, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtCore import (
+    QCoreApplication,
+    QEvent,
+    QItemSelection,
+    QItemSelectionModel,
+    QModelIndex,
+    QPoint,
+    QRect,
+    Qt,
+    QTimer,
+    Signal,
+)
+from PySide6.QtGui import (
+    QColor,
+    QContextMenuEvent,
+    QDrag,
+    QDragEnterEvent,
+    QDragMoveEvent,
+    QDropEvent,
+    QMouseEvent,
+    QPainter,
+    QPalette,
+    QPixmap,
+    QResizeEvent,
+    QUndoStack,
+    QWheelEvent,
+)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFrame,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QListView,
+    QMenu,
+    QScrollArea,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..core.session import UNASSIGNED, ClusterSession, SessionEvent
-from .cluster_model import (MAX_INCREMENTAL_RANGES, MIME_TYPE, ClusterImagesModel, IndexRole, PathRole,
-                            cluster_sort_key, decode_indices, encode_indices, label_changes)
-from .commands import (DeleteClusterCommand, MergeClustersCommand, MoveImagesCommand, NewClusterCommand,
-                       RenameClusterCommand)
+from .cluster_model import (
+    MAX_INCREMENTAL_RANGES,
+    MIME_TYPE,
+    ClusterImagesModel,
+    IndexRole,
+    PathRole,
+    cluster_sort_key,
+    decode_indices,
+    encode_indices,
+    label_changes,
+)
+from .commands import (
+    DeleteClusterCommand,
+    MergeClustersCommand,
+    MoveImagesCommand,
+    NewClusterCommand,
+    RenameClusterCommand,
+)
 from .preview import PreviewDialog
 from .thumbnail_delegate import ThumbnailDelegate
 from .thumbnails import DEFAULT_THUMBNAIL_SIZE, ThumbnailLoader
 
 # Re-exported: the main window, the benchmarks and the tests import these from here.
 __all__ = [
-    "ClusterGridWidget", "ClusterHeader", "ClusterImagesModel", "ClusterListView", "ClusterSection", "IndexRole",
-    "MIME_TYPE", "PathRole", "ThumbnailDelegate", "decode_indices", "encode_indices", "unsubscriber_on_destroy",
+    "ClusterGridWidget",
+    "ClusterHeader",
+    "ClusterImagesModel",
+    "ClusterListView",
+    "ClusterSection",
+    "IndexRole",
+    "MIME_TYPE",
+    "PathRole",
+    "ThumbnailDelegate",
+    "decode_indices",
+    "encode_indices",
+    "unsubscriber_on_destroy",
 ]
 
 _READY_REPAINT_MS = 30  # thumbnails that arrive together are repainted together
@@ -53,6 +112,7 @@ _sort_key = cluster_sort_key
 
 
 # ============================================================================ views
+
 
 class ClusterListView(QListView):
     """Icon-mode list of one cluster's thumbnails; as tall as its content (the grid scrolls)."""
@@ -217,8 +277,14 @@ class ClusterHeader(QFrame):
 class ClusterSection(QWidget):
     """Header + thumbnail view of one cluster."""
 
-    def __init__(self, cluster: int, model: ClusterImagesModel, delegate: ThumbnailDelegate,
-                 session_getter: Callable[[], Optional[ClusterSession]], parent: Optional[QWidget] = None):
+    def __init__(
+        self,
+        cluster: int,
+        model: ClusterImagesModel,
+        delegate: ThumbnailDelegate,
+        session_getter: Callable[[], Optional[ClusterSession]],
+        parent: Optional[QWidget] = None,
+    ):
         super().__init__(parent)
         self.cluster = int(cluster)
         self.model = model
@@ -275,6 +341,7 @@ class ClusterSection(QWidget):
 
 # ============================================================================ the grid
 
+
 class _ScrollAnchor:
     """What the viewport's top showed before an edit (see :meth:`ClusterGridWidget._scroll_anchor`)."""
 
@@ -312,8 +379,14 @@ class ClusterGridWidget(QWidget):
     selectionChanged = Signal(list)
     imageActivated = Signal(int)
 
-    def __init__(self, session: Optional[ClusterSession], undo_stack: QUndoStack, loader: ThumbnailLoader,
-                 parent: Optional[QWidget] = None, thumb_size: int = DEFAULT_THUMBNAIL_SIZE) -> None:
+    def __init__(
+        self,
+        session: Optional[ClusterSession],
+        undo_stack: QUndoStack,
+        loader: ThumbnailLoader,
+        parent: Optional[QWidget] = None,
+        thumb_size: int = DEFAULT_THUMBNAIL_SIZE,
+    ) -> None:
         super().__init__(parent)
         self.undo_stack = undo_stack
         self.loader = loader
@@ -400,7 +473,8 @@ class ClusterGridWidget(QWidget):
         view.selectionModel().selectionChanged.connect(self._on_view_selection)
         view.doubleClicked.connect(lambda index, v=view: self._activate(v, index))
         view.customContextMenuRequested.connect(
-            lambda pos, v=view, c=cluster: self._show_menu(c, v.viewport().mapToGlobal(pos), v.indexAt(pos)))
+            lambda pos, v=view, c=cluster: self._show_menu(c, v.viewport().mapToGlobal(pos), v.indexAt(pos))
+        )
         section.header.dropped.connect(lambda indices, c=cluster: self.move_indices(indices, c))
         section.header.renameRequested.connect(lambda c=cluster: self._ask_rename(c))
         section.header.menuRequested.connect(lambda pos, c=cluster: self._show_menu(c, pos, QModelIndex()))
@@ -578,8 +652,9 @@ class ClusterGridWidget(QWidget):
                         selection_model.clearSelection()
                     continue
                 rows = np.searchsorted(section.model.global_indices(), members)
-                selection_model.select(_row_ranges(section.model, rows),
-                                       QItemSelectionModel.SelectionFlag.ClearAndSelect)
+                selection_model.select(
+                    _row_ranges(section.model, rows), QItemSelectionModel.SelectionFlag.ClearAndSelect
+                )
         finally:
             self._programmatic_selection = False
         self._selection_timer.stop()
@@ -600,10 +675,11 @@ class ClusterGridWidget(QWidget):
             return
         cell = section.view.gridSize()
         columns = section.view.columns_for(section.view.viewport().width())
-        top_left = section.view.viewport().mapTo(self.container,
-                                                 QPoint((row % columns) * cell.width(), (row // columns) * cell.height()))
-        self.scroll_area.ensureVisible(top_left.x() + cell.width() // 2, top_left.y() + cell.height() // 2,
-                                       cell.width(), cell.height())
+        cell_origin = QPoint((row % columns) * cell.width(), (row // columns) * cell.height())
+        top_left = section.view.viewport().mapTo(self.container, cell_origin)
+        self.scroll_area.ensureVisible(
+            top_left.x() + cell.width() // 2, top_left.y() + cell.height() // 2, cell.width(), cell.height()
+        )
 
     def _on_view_selection(self, *args: Any) -> None:
         if not self._programmatic_selection:
@@ -657,8 +733,7 @@ class ClusterGridWidget(QWidget):
         selected = self.selected_indices()
         others = [c for c in session.cluster_ids() if c != cluster]
 
-        new_action = menu.addAction(f"New cluster from selection ({len(selected)})…",
-                                    lambda: self._ask_new_cluster())
+        new_action = menu.addAction(f"New cluster from selection ({len(selected)})…", lambda: self._ask_new_cluster())
         new_action.setEnabled(bool(selected))
         move_menu = menu.addMenu(f"Move selection ({len(selected)}) to")
         move_menu.setEnabled(bool(selected))
@@ -692,8 +767,9 @@ class ClusterGridWidget(QWidget):
         session = self._session
         if session is None or cluster == UNASSIGNED:
             return
-        name, ok = QInputDialog.getText(self, "Rename cluster", "New name (empty = default name):",
-                                        text=session.cluster_names.get(cluster, ""))
+        name, ok = QInputDialog.getText(
+            self, "Rename cluster", "New name (empty = default name):", text=session.cluster_names.get(cluster, "")
+        )
         if ok:
             self.rename_cluster(cluster, name)
 

@@ -34,8 +34,13 @@ PathRole = Qt.ItemDataRole.UserRole + 2
 #: scatters thousands of images: one reset is cheaper than thousands of row signals).
 MAX_INCREMENTAL_RANGES = 256
 # Computed once: enum arithmetic is slow in Python and flags() runs often.
-_ITEM_FLAGS = (Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsDragEnabled
-               | Qt.ItemFlag.ItemIsDropEnabled | Qt.ItemFlag.ItemNeverHasChildren)
+_ITEM_FLAGS = (
+    Qt.ItemFlag.ItemIsEnabled
+    | Qt.ItemFlag.ItemIsSelectable
+    | Qt.ItemFlag.ItemIsDragEnabled
+    | Qt.ItemFlag.ItemIsDropEnabled
+    | Qt.ItemFlag.ItemNeverHasChildren
+)
 _EMPTY = np.zeros(0, dtype=np.int64)
 
 
@@ -102,8 +107,9 @@ class ClusterImagesModel(QAbstractListModel):
     the cluster), with row insertions and removals so that views keep their state.
     """
 
-    def __init__(self, session: ClusterSession, cluster: int, undo_stack: QUndoStack,
-                 parent: Optional[Any] = None) -> None:
+    def __init__(
+        self, session: ClusterSession, cluster: int, undo_stack: QUndoStack, parent: Optional[Any] = None
+    ) -> None:
         super().__init__(parent)
         self.session = session
         self.cluster = int(cluster)
@@ -167,8 +173,7 @@ class ClusterImagesModel(QAbstractListModel):
         new = np.union1d(kept, arriving).astype(np.int64, copy=False)
         return removed_rows, np.searchsorted(new, arriving).astype(np.int64, copy=False), new
 
-    def apply_moves(self, leaving: np.ndarray, arriving: np.ndarray,
-                    max_ranges: int = MAX_INCREMENTAL_RANGES) -> bool:
+    def apply_moves(self, leaving: np.ndarray, arriving: np.ndarray, max_ranges: int = MAX_INCREMENTAL_RANGES) -> bool:
         """Remove the rows of ``leaving`` and insert rows for ``arriving`` (global indices).
 
         Each run of consecutive rows is one ``beginRemoveRows`` / ``beginInsertRows`` pair (removals
@@ -191,7 +196,7 @@ class ClusterImagesModel(QAbstractListModel):
             keep = np.ones(old.size, dtype=bool)
             for first, last in reversed(removed):
                 self.beginRemoveRows(root, first, last)
-                keep[first:last + 1] = False
+                keep[first : last + 1] = False
                 self._indices = old[keep]
                 self.endRemoveRows()
         if inserted:
@@ -199,7 +204,7 @@ class ClusterImagesModel(QAbstractListModel):
             pending[inserted_rows] = True
             for first, last in inserted:
                 self.beginInsertRows(root, first, last)
-                pending[first:last + 1] = False
+                pending[first : last + 1] = False
                 self._indices = final[~pending]
                 self.endInsertRows()
         self._indices = final
@@ -209,8 +214,7 @@ class ClusterImagesModel(QAbstractListModel):
         """Re-read the cluster's members from the session (incrementally, see :meth:`apply_moves`)."""
         new = self.session.indices_of(self.cluster)
         old = self._indices
-        return self.apply_moves(np.setdiff1d(old, new, assume_unique=True),
-                                np.setdiff1d(new, old, assume_unique=True))
+        return self.apply_moves(np.setdiff1d(old, new, assume_unique=True), np.setdiff1d(new, old, assume_unique=True))
 
     def reset(self) -> None:
         """Re-read the cluster's members with a model reset (views lose their selection)."""
@@ -235,13 +239,25 @@ class ClusterImagesModel(QAbstractListModel):
         rows = sorted({i.row() for i in indexes if i.isValid()})
         return encode_indices(self.session, self._indices[rows] if rows else [])
 
-    def canDropMimeData(self, data: QMimeData, action: Qt.DropAction, row: int, column: int,  # noqa: N802
-                        parent: QModelIndex) -> bool:
+    def canDropMimeData(
+        self,
+        data: QMimeData,
+        action: Qt.DropAction,
+        row: int,
+        column: int,  # noqa: N802
+        parent: QModelIndex,
+    ) -> bool:
         indices = decode_indices(self.session, data)
         return indices is not None and bool(np.any(self.session.labels[indices] != self.cluster))
 
-    def dropMimeData(self, data: QMimeData, action: Qt.DropAction, row: int, column: int,  # noqa: N802
-                     parent: QModelIndex) -> bool:
+    def dropMimeData(
+        self,
+        data: QMimeData,
+        action: Qt.DropAction,
+        row: int,
+        column: int,  # noqa: N802
+        parent: QModelIndex,
+    ) -> bool:
         """Move the dropped images into this cluster through the undo stack."""
         if action == Qt.DropAction.IgnoreAction or not self.canDropMimeData(data, action, row, column, parent):
             return False

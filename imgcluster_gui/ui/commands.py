@@ -39,16 +39,26 @@ class SessionEditCommand(QUndoCommand):
 class MoveImagesCommand(SessionEditCommand):
     """Move images (global indices) into ``target_cluster`` (``-1`` = Unassigned)."""
 
-    def __init__(self, session: ClusterSession, indices: Iterable[int], target_cluster: int,
-                 parent: Optional[QUndoCommand] = None) -> None:
+    def __init__(
+        self,
+        session: ClusterSession,
+        indices: Iterable[int],
+        target_cluster: int,
+        parent: Optional[QUndoCommand] = None,
+    ) -> None:
         super().__init__(session, session.plan_move(indices, target_cluster), parent)
 
 
 class NewClusterCommand(SessionEditCommand):
     """Put images into a new cluster, optionally named; ``cluster`` is its id."""
 
-    def __init__(self, session: ClusterSession, indices: Iterable[int], name: Optional[str] = None,
-                 parent: Optional[QUndoCommand] = None) -> None:
+    def __init__(
+        self,
+        session: ClusterSession,
+        indices: Iterable[int],
+        name: Optional[str] = None,
+        parent: Optional[QUndoCommand] = None,
+    ) -> None:
         edit = session.plan_new_cluster(indices, name)
         super().__init__(session, edit, parent)
         self.cluster = int(edit.new_labels[0])
@@ -57,16 +67,18 @@ class NewClusterCommand(SessionEditCommand):
 class RenameClusterCommand(SessionEditCommand):
     """Give ``cluster`` a name (empty = back to the default name)."""
 
-    def __init__(self, session: ClusterSession, cluster: int, name: Optional[str],
-                 parent: Optional[QUndoCommand] = None) -> None:
+    def __init__(
+        self, session: ClusterSession, cluster: int, name: Optional[str], parent: Optional[QUndoCommand] = None
+    ) -> None:
         super().__init__(session, session.plan_rename(cluster, name), parent)
 
 
 class MergeClustersCommand(SessionEditCommand):
     """Move every image of ``clusters`` into ``into``."""
 
-    def __init__(self, session: ClusterSession, clusters: Iterable[int], into: int,
-                 parent: Optional[QUndoCommand] = None) -> None:
+    def __init__(
+        self, session: ClusterSession, clusters: Iterable[int], into: int, parent: Optional[QUndoCommand] = None
+    ) -> None:
         super().__init__(session, session.plan_merge(clusters, into), parent)
 
 
@@ -84,8 +96,9 @@ class RegroupCommand(SessionEditCommand):
     placed by hand were kept where they are.
     """
 
-    def __init__(self, session: ClusterSession, level: int, keep_hand_placed: bool = True,
-                 parent: Optional[QUndoCommand] = None) -> None:
+    def __init__(
+        self, session: ClusterSession, level: int, keep_hand_placed: bool = True, parent: Optional[QUndoCommand] = None
+    ) -> None:
         kept = int(session.hand_placed().size) if keep_hand_placed else 0
         super().__init__(session, session.plan_regroup(level, keep_hand_placed=keep_hand_placed), parent)
         self.level = int(level)

@@ -38,9 +38,11 @@ from .worker import JobFailure
 class FolderExportDialog(QDialog):
     """Asks where to export the clusters as folders and how (copy, symlink, move)."""
 
-    MODES = (("copy", "Copy the images (safe, uses disk space)"),
-             ("symlink", "Symbolic links to the images (no copies)"),
-             ("move", "Move the images out of their folder (asks again; can be undone)"))
+    MODES = (
+        ("copy", "Copy the images (safe, uses disk space)"),
+        ("symlink", "Symbolic links to the images (no copies)"),
+        ("move", "Move the images out of their folder (asks again; can be undone)"),
+    )
 
     def __init__(self, start_folder: str, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
@@ -113,18 +115,26 @@ class Messages:
 
     def confirm(self, title: str, question: str) -> bool:
         """Ask a yes/no question (blocking); tests replace ``QMessageBox.question``."""
-        answer = QMessageBox.question(self._parent, title, question,
-                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                                      QMessageBox.StandardButton.No)
+        answer = QMessageBox.question(
+            self._parent,
+            title,
+            question,
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
         return answer == QMessageBox.StandardButton.Yes
 
 
 def ask_keep_hand_placed(parent: QWidget, count: int) -> Optional[bool]:
     """Ask whether the ``count`` images placed by hand keep their place: True keep, False replace, None cancel."""
     images = f"{count} hand-placed image" + ("" if count == 1 else "s")
-    box = QMessageBox(QMessageBox.Icon.Question, "Regroup the images",
-                      f"You placed {images} by hand. Keep them where they are, or regroup them too?",
-                      QMessageBox.StandardButton.NoButton, parent)
+    box = QMessageBox(
+        QMessageBox.Icon.Question,
+        "Regroup the images",
+        f"You placed {images} by hand. Keep them where they are, or regroup them too?",
+        QMessageBox.StandardButton.NoButton,
+        parent,
+    )
     box.setObjectName("hand_placed_box")
     keep = box.addButton(f"Keep my {images} where they are", QMessageBox.ButtonRole.AcceptRole)
     replace = box.addButton("Replace them too", QMessageBox.ButtonRole.DestructiveRole)
@@ -166,8 +176,9 @@ def open_preview(parent: QWidget, session: Any, index: int, messages: Messages) 
 def show_shortcuts(parent: QWidget, actions: Iterable[QAction]) -> QMessageBox:
     """A non-modal list of ``actions`` with their shortcuts."""
     lines = [f"{a.text().replace('&', '')}: {a.shortcut().toString()}" for a in actions]
-    box = QMessageBox(QMessageBox.Icon.Information, "Keyboard shortcuts", "\n".join(lines),
-                      QMessageBox.StandardButton.Ok, parent)
+    box = QMessageBox(
+        QMessageBox.Icon.Information, "Keyboard shortcuts", "\n".join(lines), QMessageBox.StandardButton.Ok, parent
+    )
     box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     box.open()
     return box
@@ -176,5 +187,8 @@ def show_shortcuts(parent: QWidget, actions: Iterable[QAction]) -> QMessageBox:
 def show_about(parent: QWidget) -> None:
     from .. import __version__ as version
 
-    QMessageBox.about(parent, "About imgcluster",
-                      f"imgcluster {version}\nSort a folder of images into groups with pretrained CNN features.")
+    QMessageBox.about(
+        parent,
+        "About imgcluster",
+        f"imgcluster {version}\nSort a folder of images into groups with pretrained CNN features.",
+    )

@@ -43,8 +43,15 @@ class EditController(QObject):
 
     statusMessage = Signal(str)
 
-    def __init__(self, undo_stack: QUndoStack, grid: Any, log_panel: LogPanel, shown_session: Callable[[], Any],
-                 ask_keep_hand_placed: Callable[[int], Optional[bool]], parent: QWidget) -> None:
+    def __init__(
+        self,
+        undo_stack: QUndoStack,
+        grid: Any,
+        log_panel: LogPanel,
+        shown_session: Callable[[], Any],
+        ask_keep_hand_placed: Callable[[int], Optional[bool]],
+        parent: QWidget,
+    ) -> None:
         super().__init__(parent)
         self._parent = parent
         self._undo_stack = undo_stack
@@ -91,6 +98,8 @@ class EditController(QObject):
         self._undo_stack.push(command)
         groups, unsorted = label_counts(session.labels)
         self.statusMessage.emit(f"{groups_text(groups, unsorted)} (Ctrl+Z goes back).")
-        self._log.info(f"{command.text()}: level {int(level) + 1} of {session.n_granularity_levels}, "
-                       f"{command.edit.indices.size} image(s) changed group.")
+        self._log.info(
+            f"{command.text()}: level {int(level) + 1} of {session.n_granularity_levels}, "
+            f"{command.edit.indices.size} image(s) changed group."
+        )
         return True

@@ -47,8 +47,14 @@ class ExportController(QObject):
     busyChanged = Signal()
     statusMessage = Signal(str)
 
-    def __init__(self, settings: AppSettings, messages: Messages, log_panel: LogPanel,
-                 shown_session: Callable[[], Any], parent: QWidget) -> None:
+    def __init__(
+        self,
+        settings: AppSettings,
+        messages: Messages,
+        log_panel: LogPanel,
+        shown_session: Callable[[], Any],
+        parent: QWidget,
+    ) -> None:
         super().__init__(parent)
         self._parent = parent
         self._settings = settings
@@ -68,8 +74,9 @@ class ExportController(QObject):
     def _export_path(self, title: str, suffix: str, file_filter: str) -> Optional[str]:
         root = getattr(self._shown_session(), "root", None)
         start_dir = self._settings.last_directory("export") or (str(root) if root else str(Path.home()))
-        chosen, _ = QFileDialog.getSaveFileName(self._parent, title, str(Path(start_dir) / f"clusters{suffix}"),
-                                                file_filter)
+        chosen, _ = QFileDialog.getSaveFileName(
+            self._parent, title, str(Path(start_dir) / f"clusters{suffix}"), file_filter
+        )
         return chosen or None
 
     def _export_table(self, writer_name: str, path: Optional[str], suffix: str, file_filter: str) -> Optional[Path]:
@@ -84,9 +91,15 @@ class ExportController(QObject):
 
         writer = getattr(export, writer_name)
         try:
-            written = writer(path, session.paths, session.labels, cluster_names=dict(session.cluster_names),
-                             confidence=getattr(session, "confidence", None),
-                             embedding=getattr(session, "embedding", None), root=getattr(session, "root", None))
+            written = writer(
+                path,
+                session.paths,
+                session.labels,
+                cluster_names=dict(session.cluster_names),
+                confidence=getattr(session, "confidence", None),
+                embedding=getattr(session, "embedding", None),
+                root=getattr(session, "root", None),
+            )
         except Exception as exc:
             self._messages.show_failure(JobFailure.from_exception(exc, "Export failed"))
             return None
@@ -118,16 +131,21 @@ class ExportController(QObject):
             self._messages.show_error("Export failed", "Choose a target folder.")
             return None
         if mode == "move" and not self._messages.confirm(
-                "Move the images?",
-                f"This moves {len(session.paths)} images out of their folders into {target}. "
-                "A manifest lets you undo it (File ▸ Export ▸ Undo folder export). Move them?"):
+            "Move the images?",
+            f"This moves {len(session.paths)} images out of their folders into {target}. "
+            "A manifest lets you undo it (File ▸ Export ▸ Undo folder export). Move them?",
+        ):
             return None
         from ..core.export import export_folders
 
         paths, labels, names = list(session.paths), session.labels.copy(), dict(session.cluster_names)
-        job = BackgroundJob(lambda progress: export_folders(target, paths, labels, cluster_names=names, mode=mode,
-                                                            allow_move=(mode == "move"), progress=progress),
-                            title="Export failed", parent=self)
+        job = BackgroundJob(
+            lambda progress: export_folders(
+                target, paths, labels, cluster_names=names, mode=mode, allow_move=(mode == "move"), progress=progress
+            ),
+            title="Export failed",
+            parent=self,
+        )
         job.progressed.connect(lambda info: self.statusMessage.emit(f"Exporting… {int(info.fraction * 100)} %"))
         job.succeeded.connect(self._on_folders_exported)
         job.failed.connect(self._messages.show_failure)
@@ -142,8 +160,10 @@ class ExportController(QObject):
         self.last_manifest = Path(result.manifest_path)
         self._settings.set_last_export_manifest(str(self.last_manifest))
         self._log.log_skipped(result.failed)
-        self._log.info(f"Exported {result.n_done} image(s) to {result.target} "
-                       f"({len(result.failed)} failed); manifest {result.manifest_path}")
+        self._log.info(
+            f"Exported {result.n_done} image(s) to {result.target} "
+            f"({len(result.failed)} failed); manifest {result.manifest_path}"
+        )
         self.statusMessage.emit(f"Exported {result.n_done} image(s) to {result.target}")
 
     def undo_last_export(self, manifest_path: Optional[str] = None) -> Optional[BackgroundJob]:
@@ -156,15 +176,19 @@ class ExportController(QObject):
             return None
         if manifest_path is None and self.last_manifest is None:
             manifest_path, _ = QFileDialog.getOpenFileName(
-                self._parent, "Undo a folder export: choose its manifest", self._settings.last_directory("export"),
-                MANIFEST_FILTER)
+                self._parent,
+                "Undo a folder export: choose its manifest",
+                self._settings.last_directory("export"),
+                MANIFEST_FILTER,
+            )
             if not manifest_path:
                 return None
         from ..core.export import undo_export
 
         manifest = Path(manifest_path) if manifest_path else self.last_manifest
-        job = BackgroundJob(lambda progress: undo_export(manifest, progress=progress), title="Undo export failed",
-                            parent=self)
+        job = BackgroundJob(
+            lambda progress: undo_export(manifest, progress=progress), title="Undo export failed", parent=self
+        )
         job.succeeded.connect(lambda result, m=manifest: self._on_export_undone(result, m))
         job.failed.connect(self._messages.show_failure)
         job.finished.connect(lambda j=job: self._on_side_job_finished(j))
@@ -178,8 +202,10 @@ class ExportController(QObject):
             self.last_manifest = None
             self._settings.set_last_export_manifest("")
         self._log.log_skipped(result.problems)
-        self._log.info(f"Export undone: {result.restored} file(s) moved back, {result.removed} removed, "
-                       f"{len(result.problems)} problem(s).")
+        self._log.info(
+            f"Export undone: {result.restored} file(s) moved back, {result.removed} removed, "
+            f"{len(result.problems)} problem(s)."
+        )
 
     def _on_side_job_finished(self, job: BackgroundJob) -> None:
         if self._side_job is job:

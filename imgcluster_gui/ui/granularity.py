@@ -19,8 +19,10 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QSlider, QWidget
 from ..core.session import UNASSIGNED
 from .cluster_grid import unsubscriber_on_destroy as _unsubscriber
 
-NO_LEVELS_TIP = ("This result has a single grouping. Leiden and FINCH runs (automatic number of groups) "
-                 "give levels to choose from here without re-running.")
+NO_LEVELS_TIP = (
+    "This result has a single grouping. Leiden and FINCH runs (automatic number of groups) "
+    "give levels to choose from here without re-running."
+)
 
 
 def groups_text(n_groups: int, n_unsorted: int = 0) -> str:
@@ -107,8 +109,14 @@ class GranularityBar(QWidget):
         enabled = levels >= 2
         for widget in (self.slider, self.fewer_label, self.more_label):
             widget.setEnabled(enabled)
-        tip = ("Regroup the images without re-running: left for fewer, larger groups, right for more, smaller "
-               "ones (Ctrl+Z undoes)") if enabled else NO_LEVELS_TIP
+        tip = (
+            (
+                "Regroup the images without re-running: left for fewer, larger groups, right for more, smaller "
+                "ones (Ctrl+Z undoes)"
+            )
+            if enabled
+            else NO_LEVELS_TIP
+        )
         self.slider.setToolTip(tip)
         self.setToolTip("" if enabled else tip)
         self.sync()
@@ -151,8 +159,9 @@ class GranularityBar(QWidget):
         """While dragging: the counts of the level under the handle."""
         summary = self._summary(position)
         if summary is not None:
-            self.count_label.setText(groups_text(int(summary.get("n_clusters", 0)),
-                                                 int(summary.get("n_unsorted", 0) or 0)) + " …")
+            self.count_label.setText(
+                groups_text(int(summary.get("n_clusters", 0)), int(summary.get("n_unsorted", 0) or 0)) + " …"
+            )
 
     def _on_released(self) -> None:
         # Released where it started: no level is asked for, so the previewed text goes.

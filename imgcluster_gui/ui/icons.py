@@ -13,12 +13,18 @@ from PySide6.QtWidgets import QApplication, QStyle
 ICON_DIR = Path(__file__).resolve().parents[2] / "resources" / "icons"
 # Standard icons used where an SVG is missing (a non-editable install without resources/).
 _FALLBACK_ICONS = {
-    "open-folder": QStyle.StandardPixmap.SP_DirOpenIcon, "run": QStyle.StandardPixmap.SP_MediaPlay,
-    "cancel": QStyle.StandardPixmap.SP_MediaStop, "save": QStyle.StandardPixmap.SP_DialogSaveButton,
-    "save-as": QStyle.StandardPixmap.SP_DialogSaveButton, "open-session": QStyle.StandardPixmap.SP_DialogOpenButton,
-    "export-csv": QStyle.StandardPixmap.SP_FileIcon, "export-json": QStyle.StandardPixmap.SP_FileIcon,
-    "export-folders": QStyle.StandardPixmap.SP_DirIcon, "undo": QStyle.StandardPixmap.SP_ArrowBack,
-    "redo": QStyle.StandardPixmap.SP_ArrowForward, "app": QStyle.StandardPixmap.SP_DesktopIcon,
+    "open-folder": QStyle.StandardPixmap.SP_DirOpenIcon,
+    "run": QStyle.StandardPixmap.SP_MediaPlay,
+    "cancel": QStyle.StandardPixmap.SP_MediaStop,
+    "save": QStyle.StandardPixmap.SP_DialogSaveButton,
+    "save-as": QStyle.StandardPixmap.SP_DialogSaveButton,
+    "open-session": QStyle.StandardPixmap.SP_DialogOpenButton,
+    "export-csv": QStyle.StandardPixmap.SP_FileIcon,
+    "export-json": QStyle.StandardPixmap.SP_FileIcon,
+    "export-folders": QStyle.StandardPixmap.SP_DirIcon,
+    "undo": QStyle.StandardPixmap.SP_ArrowBack,
+    "redo": QStyle.StandardPixmap.SP_ArrowForward,
+    "app": QStyle.StandardPixmap.SP_DesktopIcon,
 }
 
 

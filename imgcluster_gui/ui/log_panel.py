@@ -56,8 +56,9 @@ class LogPanel(QWidget):
         self._entries.append(entry)
         stamp = time.strftime("%H:%M:%S", time.localtime(entry.time))
         colour = LEVEL_COLOURS[entry.level]
-        self.view.append(f'<span style="color:#777">{stamp}</span> '
-                         f'<span style="color:{colour}">{html.escape(entry.message)}</span>')
+        self.view.append(
+            f'<span style="color:#777">{stamp}</span> <span style="color:{colour}">{html.escape(entry.message)}</span>'
+        )
         self._update_summary()
 
     def info(self, message: str) -> None:

@@ -111,8 +111,9 @@ class MainWindow(QMainWindow):
         self.log_panel = LogPanel()
         self.run_list = RunList()
         self.side_dock = self._dock("Run", "side_dock", self.side_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.metrics_dock = self._dock("Metrics", "metrics_dock", self.metrics_panel,
-                                       Qt.DockWidgetArea.RightDockWidgetArea)
+        self.metrics_dock = self._dock(
+            "Metrics", "metrics_dock", self.metrics_panel, Qt.DockWidgetArea.RightDockWidgetArea
+        )
         self.runs_dock = self._dock("Runs", "runs_dock", self.run_list, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.log_dock = self._dock("Log", "log_dock", self.log_panel, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.tabifyDockWidget(self.runs_dock, self.log_dock)
@@ -120,17 +121,26 @@ class MainWindow(QMainWindow):
 
         # The controllers own the work; the window only shows what they report.
         self.messages = Messages(self, self.log_panel)
-        self.session_controller = SessionController(self.settings, self.messages, self.log_panel, self.run_list,
-                                                    self.side_panel, self.scatter.method, self)
+        self.session_controller = SessionController(
+            self.settings, self.messages, self.log_panel, self.run_list, self.side_panel, self.scatter.method, self
+        )
         shown = self.session_controller.current  # the session on screen, for the other controllers
-        self.run_controller = RunController(self.side_panel, self.metrics_panel, self.run_list, self.log_panel,
-                                            self.settings, self.messages, self.scatter.method,
-                                            shown, self)
-        self.export_controller = ExportController(self.settings, self.messages, self.log_panel,
-                                                  shown, self)
+        self.run_controller = RunController(
+            self.side_panel,
+            self.metrics_panel,
+            self.run_list,
+            self.log_panel,
+            self.settings,
+            self.messages,
+            self.scatter.method,
+            shown,
+            self,
+        )
+        self.export_controller = ExportController(self.settings, self.messages, self.log_panel, shown, self)
         # Looked up on each question, so a test can replace the window's ask_keep_hand_placed.
-        self.edit_controller = EditController(self.undo_stack, self.grid, self.log_panel, shown,
-                                              lambda count: self.ask_keep_hand_placed(count), self)
+        self.edit_controller = EditController(
+            self.undo_stack, self.grid, self.log_panel, shown, lambda count: self.ask_keep_hand_placed(count), self
+        )
 
         self._build_actions()
         self._build_menus()
@@ -166,41 +176,78 @@ class MainWindow(QMainWindow):
         self.addDockWidget(area, dock)
         return dock
 
-    def _action(self, text: str, slot: Callable[[], Any], shortcut: Any = None, icon: Optional[str] = None,
-                tip: str = "") -> QAction:
+    def _action(
+        self, text: str, slot: Callable[[], Any], shortcut: Any = None, icon: Optional[str] = None, tip: str = ""
+    ) -> QAction:
         return make_action(self, text, slot, shortcut, icon, tip)
 
     def _build_actions(self) -> None:
-        self.open_folder_action = self._action("&Open folder…", self.side_panel.browse_folder,
-                                               QKeySequence.StandardKey.Open, "open-folder",
-                                               "Choose a folder of images")
+        self.open_folder_action = self._action(
+            "&Open folder…",
+            self.side_panel.browse_folder,
+            QKeySequence.StandardKey.Open,
+            "open-folder",
+            "Choose a folder of images",
+        )
         self.run_action = self._action("&Run", self.start_run, "Ctrl+R", "run", "Cluster the folder")
-        self.cancel_action = self._action("&Cancel run", self.cancel_run, "Esc", "cancel",
-                                          "Stop the run and keep the previous result")
-        self.save_action = self._action("&Save session", self.save_session, QKeySequence.StandardKey.Save, "save",
-                                        "Save the result with your edits")
-        self.save_as_action = self._action("Save session &as…", lambda: self.save_session(ask=True),
-                                           "Ctrl+Shift+S", "save-as", "Save the session under a new name")
-        self.open_session_action = self._action("Open &session…", self.open_session, "Ctrl+Shift+O",
-                                                "open-session", "Open a saved session")
-        self.restore_autosave_action = self._action("Restore &autosave", self.session_controller.restore_autosave,
-                                                    None, None, "Open the last autosaved session")
-        self.export_csv_action = self._action("Export &CSV…", self.export_csv, "Ctrl+E", "export-csv",
-                                              "Write one row per image with its cluster")
-        self.export_json_action = self._action("Export &JSON…", self.export_json, None, "export-json",
-                                               "Write the clusters and images as JSON")
-        self.export_folders_action = self._action("Export as &folders…", self.export_folders, None,
-                                                  "export-folders", "Copy, link or move images into cluster folders")
-        self.undo_export_action = self._action("Undo folder e&xport", self.undo_last_export, None, None,
-                                               "Put moved files back and remove the exported copies/links")
+        self.cancel_action = self._action(
+            "&Cancel run", self.cancel_run, "Esc", "cancel", "Stop the run and keep the previous result"
+        )
+        self.save_action = self._action(
+            "&Save session", self.save_session, QKeySequence.StandardKey.Save, "save", "Save the result with your edits"
+        )
+        self.save_as_action = self._action(
+            "Save session &as…",
+            lambda: self.save_session(ask=True),
+            "Ctrl+Shift+S",
+            "save-as",
+            "Save the session under a new name",
+        )
+        self.open_session_action = self._action(
+            "Open &session…", self.open_session, "Ctrl+Shift+O", "open-session", "Open a saved session"
+        )
+        self.restore_autosave_action = self._action(
+            "Restore &autosave", self.session_controller.restore_autosave, None, None, "Open the last autosaved session"
+        )
+        self.export_csv_action = self._action(
+            "Export &CSV…", self.export_csv, "Ctrl+E", "export-csv", "Write one row per image with its cluster"
+        )
+        self.export_json_action = self._action(
+            "Export &JSON…", self.export_json, None, "export-json", "Write the clusters and images as JSON"
+        )
+        self.export_folders_action = self._action(
+            "Export as &folders…",
+            self.export_folders,
+            None,
+            "export-folders",
+            "Copy, link or move images into cluster folders",
+        )
+        self.undo_export_action = self._action(
+            "Undo folder e&xport",
+            self.undo_last_export,
+            None,
+            None,
+            "Put moved files back and remove the exported copies/links",
+        )
         self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit, None, "Quit imgcluster")
 
-        self.new_cluster_action = self._action("&New cluster from selection…", self.new_cluster_from_selection,
-                                               "Ctrl+G", None, "Put the selected images in a new cluster")
-        self.expand_all_action = self._action("&Expand all clusters", lambda: self.grid.set_all_expanded(True),
-                                              None, None, "Show every cluster's images")
-        self.collapse_all_action = self._action("&Collapse all clusters", lambda: self.grid.set_all_expanded(False),
-                                                None, None, "Show only the cluster headers")
+        self.new_cluster_action = self._action(
+            "&New cluster from selection…",
+            self.new_cluster_from_selection,
+            "Ctrl+G",
+            None,
+            "Put the selected images in a new cluster",
+        )
+        self.expand_all_action = self._action(
+            "&Expand all clusters", lambda: self.grid.set_all_expanded(True), None, None, "Show every cluster's images"
+        )
+        self.collapse_all_action = self._action(
+            "&Collapse all clusters",
+            lambda: self.grid.set_all_expanded(False),
+            None,
+            None,
+            "Show only the cluster headers",
+        )
         self.undo_action = self.undo_stack.createUndoAction(self, "&Undo")
         self.undo_action.setShortcut(QKeySequence("Ctrl+Z"))
         self.undo_action.setIcon(app_icon("undo"))
@@ -216,26 +263,42 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.open_folder_action)
         self.recent_menu = file_menu.addMenu("Recent folders")
         export_menu = QMenu("&Export", file_menu)
-        export_menu.addActions([self.export_csv_action, self.export_json_action, self.export_folders_action,
-                                self.undo_export_action])
-        add_groups(file_menu, [self.open_session_action, self.save_action, self.save_as_action,
-                                self.restore_autosave_action], [export_menu.menuAction()], [self.quit_action])
+        export_menu.addActions(
+            [self.export_csv_action, self.export_json_action, self.export_folders_action, self.undo_export_action]
+        )
+        add_groups(
+            file_menu,
+            [self.open_session_action, self.save_action, self.save_as_action, self.restore_autosave_action],
+            [export_menu.menuAction()],
+            [self.quit_action],
+        )
         add_groups(menu.addMenu("&Edit"), [self.undo_action, self.redo_action], [self.new_cluster_action])
         add_groups(menu.addMenu("&Run"), [self.run_action, self.cancel_action])
-        add_groups(menu.addMenu("&View"), [self.expand_all_action, self.collapse_all_action],
-                    [dock.toggleViewAction() for dock in (self.side_dock, self.metrics_dock, self.runs_dock,
-                                                          self.log_dock)])
-        add_groups(menu.addMenu("&Help"), [self._action("&Keyboard shortcuts", self.show_shortcuts),
-                                            self._action("&About imgcluster", lambda: dialogs.show_about(self))])
+        add_groups(
+            menu.addMenu("&View"),
+            [self.expand_all_action, self.collapse_all_action],
+            [dock.toggleViewAction() for dock in (self.side_dock, self.metrics_dock, self.runs_dock, self.log_dock)],
+        )
+        add_groups(
+            menu.addMenu("&Help"),
+            [
+                self._action("&Keyboard shortcuts", self.show_shortcuts),
+                self._action("&About imgcluster", lambda: dialogs.show_about(self)),
+            ],
+        )
 
     def _build_toolbar(self) -> None:
         toolbar = self.addToolBar("Main")
         toolbar.setObjectName("main_toolbar")
         toolbar.setIconSize(QSize(22, 22))
         toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        add_groups(toolbar, [self.open_folder_action, self.run_action, self.cancel_action],
-                    [self.open_session_action, self.save_action], [self.export_csv_action, self.export_folders_action],
-                    [self.undo_action, self.redo_action])
+        add_groups(
+            toolbar,
+            [self.open_folder_action, self.run_action, self.cancel_action],
+            [self.open_session_action, self.save_action],
+            [self.export_csv_action, self.export_folders_action],
+            [self.undo_action, self.redo_action],
+        )
 
     def _connect(self) -> None:
         """Views to each other and the controllers' reports to the views (bound methods: Qt drops them with us)."""
@@ -284,8 +347,14 @@ class MainWindow(QMainWindow):
         has_session = self.session is not None
         self.run_action.setEnabled(not running)
         self.cancel_action.setEnabled(running)
-        for action in (self.save_action, self.save_as_action, self.export_csv_action, self.export_json_action,
-                       self.export_folders_action, self.new_cluster_action):
+        for action in (
+            self.save_action,
+            self.save_as_action,
+            self.export_csv_action,
+            self.export_json_action,
+            self.export_folders_action,
+            self.new_cluster_action,
+        ):
             action.setEnabled(has_session)
         # Without a last manifest the undo asks for one.
         self.undo_export_action.setEnabled(self.export_controller.side_job() is None)
@@ -302,9 +371,19 @@ class MainWindow(QMainWindow):
         self.restore_autosave_action.setEnabled(True)
 
     def show_shortcuts(self) -> None:
-        dialogs.show_shortcuts(self, (self.open_folder_action, self.run_action, self.cancel_action, self.save_action,
-                                      self.open_session_action, self.export_csv_action, self.undo_action,
-                                      self.redo_action))
+        dialogs.show_shortcuts(
+            self,
+            (
+                self.open_folder_action,
+                self.run_action,
+                self.cancel_action,
+                self.save_action,
+                self.open_session_action,
+                self.export_csv_action,
+                self.undo_action,
+                self.redo_action,
+            ),
+        )
 
     # ================================================================ the public API (tests, scripts, app.py)
     # Thin forwards to the objects that own the state and the work; their docstrings say more.
@@ -428,7 +507,8 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's hook
         if self.export_controller.side_job() is not None and not self.messages.confirm(
-                "Export running", "A folder export is still running. Stop it and quit?"):
+            "Export running", "A folder export is still running. Stop it and quit?"
+        ):
             event.ignore()
             return
         self.shutdown()
@@ -441,4 +521,3 @@ class MainWindow(QMainWindow):
         self.granularity_bar.set_session(None)
         self.metrics_panel.set_session(None)
         event.accept()
-

@@ -37,23 +37,32 @@ from .worker import BackgroundJob, JobFailure
 # Wait this long after the last hand edit before recomputing (a drag of many items is one burst).
 REFRESH_DELAY_MS = 400
 PLOT_HEIGHT = 170
-INTERNAL_ROWS = (("silhouette", "Silhouette", "{:.3f}", "Higher is better, in [-1, 1]"),
-                 ("calinski_harabasz", "Calinski-Harabasz", "{:.1f}", "Higher is better"),
-                 ("davies_bouldin", "Davies-Bouldin", "{:.3f}", "Lower is better"),
-                 ("n_clusters", "Clusters", "{:d}", ""),
-                 ("n_noise", "Unassigned", "{:d}", "Images in no cluster (noise or deleted clusters)"))
-EXTERNAL_ROWS = (("nmi", "NMI", "{:.3f}", "Normalised mutual information with the ground truth"),
-                 ("ari", "ARI", "{:.3f}", "Adjusted Rand index"),
-                 ("acc", "ACC", "{:.3f}", "Accuracy after the best cluster-to-class matching"),
-                 ("purity", "Purity", "{:.3f}", "Share of each cluster's majority class"))
+INTERNAL_ROWS = (
+    ("silhouette", "Silhouette", "{:.3f}", "Higher is better, in [-1, 1]"),
+    ("calinski_harabasz", "Calinski-Harabasz", "{:.1f}", "Higher is better"),
+    ("davies_bouldin", "Davies-Bouldin", "{:.3f}", "Lower is better"),
+    ("n_clusters", "Clusters", "{:d}", ""),
+    ("n_noise", "Unassigned", "{:d}", "Images in no cluster (noise or deleted clusters)"),
+)
+EXTERNAL_ROWS = (
+    ("nmi", "NMI", "{:.3f}", "Normalised mutual information with the ground truth"),
+    ("ari", "ARI", "{:.3f}", "Adjusted Rand index"),
+    ("acc", "ACC", "{:.3f}", "Accuracy after the best cluster-to-class matching"),
+    ("purity", "Purity", "{:.3f}", "Share of each cluster's majority class"),
+)
 # The granularity ladder's columns: (header, key of a session.granularity summary, format, tooltip).
-LADDER_COLUMNS = (("Groups", "n_clusters", "{:d}", "Groups at this level (unsorted images not counted)"),
-                  ("Unsorted", "n_unsorted", "{:d}", "Images in no group at this level"),
-                  ("Resol.", "resolution", "{:.3g}", "Resolution of the graph clustering (lower: fewer, larger "
-                                                     "groups)"),
-                  ("Modul.", "modularity", "{:.2f}", "Modularity: how much denser the groups are than chance "
-                                                     "(higher: better separated)"),
-                  ("Silh.", "silhouette", "{:.2f}", "Mean silhouette of the level (sampled; higher is better)"))
+LADDER_COLUMNS = (
+    ("Groups", "n_clusters", "{:d}", "Groups at this level (unsorted images not counted)"),
+    ("Unsorted", "n_unsorted", "{:d}", "Images in no group at this level"),
+    ("Resol.", "resolution", "{:.3g}", "Resolution of the graph clustering (lower: fewer, larger groups)"),
+    (
+        "Modul.",
+        "modularity",
+        "{:.2f}",
+        "Modularity: how much denser the groups are than chance (higher: better separated)",
+    ),
+    ("Silh.", "silhouette", "{:.2f}", "Mean silhouette of the level (sampled; higher is better)"),
+)
 _CURRENT_LEVEL_BRUSH = QBrush(QColor("#fff2b3"))
 
 
@@ -128,8 +137,10 @@ class MetricsPanel(QWidget):
 
         self.ladder_box = QGroupBox("Granularity levels")
         self.ladder_box.setObjectName("ladder_box")
-        self.ladder_box.setToolTip("The groupings the clustering found, fewest groups first. Double-click a row to "
-                                   "show it (Ctrl+Z undoes); the highlighted row is the one shown.")
+        self.ladder_box.setToolTip(
+            "The groupings the clustering found, fewest groups first. Double-click a row to "
+            "show it (Ctrl+Z undoes); the highlighted row is the one shown."
+        )
         ladder_layout = QVBoxLayout(self.ladder_box)
         ladder_layout.setContentsMargins(4, 4, 4, 4)
         self.ladder_table = QTableWidget(0, len(LADDER_COLUMNS))
@@ -154,10 +165,12 @@ class MetricsPanel(QWidget):
 
         self.auto_k_plot = _plot("Auto-K: score vs K", "silhouette", "K")
         self.auto_k_plot.setObjectName("auto_k_plot")
-        self.auto_k_curve = self.auto_k_plot.plot([], [], pen=pg.mkPen("#1f77b4", width=2), symbol="o",
-                                                  symbolSize=5, symbolBrush="#1f77b4")
-        self.auto_k_marker = pg.ScatterPlotItem(size=12, brush=pg.mkBrush("#d62728"), pen=pg.mkPen("#000"),
-                                                symbol="star")
+        self.auto_k_curve = self.auto_k_plot.plot(
+            [], [], pen=pg.mkPen("#1f77b4", width=2), symbol="o", symbolSize=5, symbolBrush="#1f77b4"
+        )
+        self.auto_k_marker = pg.ScatterPlotItem(
+            size=12, brush=pg.mkBrush("#d62728"), pen=pg.mkPen("#000"), symbol="star"
+        )
         self.auto_k_line = pg.InfiniteLine(angle=90, pen=pg.mkPen("#d62728", style=Qt.PenStyle.DashLine))
         self.auto_k_plot.addItem(self.auto_k_marker)
         self.auto_k_plot.addItem(self.auto_k_line)
@@ -334,8 +347,7 @@ class MetricsPanel(QWidget):
             self.auto_k_curve.setData([], [])
             self.auto_k_marker.setData([], [])
             self.auto_k_line.hide()
-            self.auto_k_plot.setTitle(f"Auto-K: not used ({k_origin(self._session, auto_k)})", size="9pt",
-                                      color="#777")
+            self.auto_k_plot.setTitle(f"Auto-K: not used ({k_origin(self._session, auto_k)})", size="9pt", color="#777")
             self.auto_k_plot.setVisible(False)
             return
         self.auto_k_plot.setVisible(True)
@@ -374,10 +386,14 @@ class MetricsPanel(QWidget):
         self.ladder_box.setVisible(bool(levels))
         if levels:
             rows_height = sum(table.rowHeight(r) for r in range(len(levels)))
-            table.setFixedHeight(min(rows_height, 10 * table.verticalHeader().defaultSectionSize())
-                                 + table.horizontalHeader().height() + 2 * table.frameWidth() + 2
-                                 # room for the horizontal scroll bar of a narrow dock
-                                 + table.horizontalScrollBar().sizeHint().height())
+            table.setFixedHeight(
+                min(rows_height, 10 * table.verticalHeader().defaultSectionSize())
+                + table.horizontalHeader().height()
+                + 2 * table.frameWidth()
+                + 2
+                # room for the horizontal scroll bar of a narrow dock
+                + table.horizontalScrollBar().sizeHint().height()
+            )
         self._highlight_ladder()
 
     def _highlight_ladder(self) -> None:
@@ -426,8 +442,11 @@ class MetricsPanel(QWidget):
             return
         self.training_plot.setTitle(training_title(rows[-1], live), size="9pt", color="#202020")
         epochs = np.arange(len(rows), dtype=float)
-        for key, colour, name in (("loss", "#1f77b4", "loss (scaled)"), ("nmi_change", "#2ca02c", "NMI vs previous"),
-                                  ("nmi_true", "#d62728", "NMI vs truth")):
+        for key, colour, name in (
+            ("loss", "#1f77b4", "loss (scaled)"),
+            ("nmi_change", "#2ca02c", "NMI vs previous"),
+            ("nmi_true", "#d62728", "NMI vs truth"),
+        ):
             values = np.array([np.nan if r.get(key) is None else float(r[key]) for r in rows])
             if np.all(np.isnan(values)):
                 continue
@@ -446,8 +465,11 @@ class MetricsPanel(QWidget):
 def k_origin(session: Any, auto_k: Optional[dict] = None) -> str:
     """How the session's number of groups came about, in words ('Leiden found 20 groups', 'K = 15 from the
     neighbour graph', 'K was given')."""
-    auto_k = auto_k if auto_k is not None else ((getattr(session, "metrics", None) or {}).get("auto_k")
-                                                if session is not None else None)
+    auto_k = (
+        auto_k
+        if auto_k is not None
+        else ((getattr(session, "metrics", None) or {}).get("auto_k") if session is not None else None)
+    )
     if auto_k and auto_k.get("method") == "graph":
         return f"K = {int(auto_k.get('best_k', 0))} from the neighbour graph"
     if auto_k and auto_k.get("method") == "silhouette":
@@ -462,8 +484,9 @@ def k_origin(session: Any, auto_k: Optional[dict] = None) -> str:
             spec = get_algorithm(str(algorithm))
         except KeyError:
             spec = None
-    if spec is not None and (not spec.uses_k or (getattr(spec, "k_optional", False)
-                                                 and settings.get("n_clusters") is None)):
+    if spec is not None and (
+        not spec.uses_k or (getattr(spec, "k_optional", False) and settings.get("n_clusters") is None)
+    ):
         groups = _selected_groups(session)
         return f"{str(spec.name).split(' (')[0]} found {groups} group" + ("" if groups == 1 else "s")
     if settings.get("n_clusters") is not None:

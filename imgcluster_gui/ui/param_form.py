@@ -160,8 +160,11 @@ class ParamForm(QWidget):
 
     def non_default_values(self) -> dict[str, Any]:
         """Only the parameters changed from their defaults (what a run config needs to store)."""
-        return {name: value for name, value in self.values().items()
-                if value != next(s.default for s in self._specs if s.name == name)}
+        return {
+            name: value
+            for name, value in self.values().items()
+            if value != next(s.default for s in self._specs if s.name == name)
+        }
 
     def set_values(self, values: dict[str, Any]) -> list[str]:
         """Set fields from ``values``; unknown names and refused values are skipped and returned."""

@@ -80,8 +80,7 @@ class PreviewDialog(QDialog):
         area = self.image_label.size()
         pixmap = QPixmap.fromImage(self._image)  # GUI thread: QPixmap is allowed here
         if pixmap.width() > area.width() or pixmap.height() > area.height():
-            pixmap = pixmap.scaled(area, Qt.AspectRatioMode.KeepAspectRatio,
-                                   Qt.TransformationMode.SmoothTransformation)
+            pixmap = pixmap.scaled(area, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
         self.image_label.setPixmap(pixmap)
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt API

@@ -60,9 +60,18 @@ class RunController(QObject):
     statusMessage = Signal(str)
     finished = Signal(str)
 
-    def __init__(self, side_panel: SidePanel, metrics_panel: MetricsPanel, run_list: RunList, log_panel: LogPanel,
-                 settings: AppSettings, messages: Messages, embedding_method: Callable[[], str],
-                 shown_session: Callable[[], Any], parent: Optional[QObject] = None) -> None:
+    def __init__(
+        self,
+        side_panel: SidePanel,
+        metrics_panel: MetricsPanel,
+        run_list: RunList,
+        log_panel: LogPanel,
+        settings: AppSettings,
+        messages: Messages,
+        embedding_method: Callable[[], str],
+        shown_session: Callable[[], Any],
+        parent: Optional[QObject] = None,
+    ) -> None:
         super().__init__(parent)
         self._side_panel = side_panel
         self._metrics_panel = metrics_panel
@@ -99,8 +108,9 @@ class RunController(QObject):
         # each progress tick), and a cancel keeps the last complete epoch (the core's PartialCancelled).
         watch = _EstimatorWatch() if _is_deep(config.algorithm) else None
         self._watch = watch
-        job = BackgroundJob(lambda progress: run_pipeline(config, progress, on_estimator=watch),
-                            title="The run failed", parent=self)
+        job = BackgroundJob(
+            lambda progress: run_pipeline(config, progress, on_estimator=watch), title="The run failed", parent=self
+        )
         self._live_epochs = 0
         job.progressed.connect(self._on_progress)
         job.noted.connect(self._on_note)
@@ -111,8 +121,10 @@ class RunController(QObject):
         self._job = job
         self._run_started = time.monotonic()
         backbones = " + ".join(config.backbones)
-        self._log.info(f"Run {self._run_list.next_number()}: {config.folder} · {backbones} · "
-                       f"{config.algorithm} · K {self._side_panel.k_text()}")
+        self._log.info(
+            f"Run {self._run_list.next_number()}: {config.folder} · {backbones} · "
+            f"{config.algorithm} · K {self._side_panel.k_text()}"
+        )
         self.statusMessage.emit("Running…")
         job.start()
         self.runningChanged.emit(True)
@@ -151,28 +163,39 @@ class RunController(QObject):
         seconds = time.monotonic() - self._run_started
         session = result.to_session()
         history = list(getattr(result.estimator, "history_", None) or [])
-        record = RunRecord(number=self._run_list.next_number(), session=session, config=config.to_dict(),
-                           seconds=seconds, source="run", history=history,
-                           title="cancelled: best epoch so far" if partial else "")
+        record = RunRecord(
+            number=self._run_list.next_number(),
+            session=session,
+            config=config.to_dict(),
+            seconds=seconds,
+            source="run",
+            history=history,
+            title="cancelled: best epoch so far" if partial else "",
+        )
         self._run_list.add_run(record)
         skipped = self._log.log_skipped(result.skipped)
         n_clusters = len([c for c in session.cluster_ids() if c >= 0])
         origin = k_origin(session)
         levels = session.n_granularity_levels
         steps = f"; {levels} granularity levels to choose from over the grid" if levels >= 2 else ""
-        self._log.info(f"Run {record.number} done in {format_duration(seconds)}: {len(session.paths)} images, "
-                       f"{n_clusters} clusters, {skipped} skipped. {origin}{steps}.")
+        self._log.info(
+            f"Run {record.number} done in {format_duration(seconds)}: {len(session.paths)} images, "
+            f"{n_clusters} clusters, {skipped} skipped. {origin}{steps}."
+        )
         self._settings.add_recent_folder(config.folder)
         self.recentFoldersChanged.emit()
         self.resultReady.emit(session, history)  # to_session() marked it modified
         if partial:
             self._side_panel.show_status(f"Cancelled after {format_duration(seconds)}: best epoch kept", 0.0)
-            self.statusMessage.emit(f"Run {record.number} cancelled; its last complete epoch is shown "
-                                    f"({len(session.paths)} images in {n_clusters} clusters).")
+            self.statusMessage.emit(
+                f"Run {record.number} cancelled; its last complete epoch is shown "
+                f"({len(session.paths)} images in {n_clusters} clusters)."
+            )
         else:
             self._side_panel.show_status(f"Done in {format_duration(seconds)}", 1.0)
-            self.statusMessage.emit(f"Run {record.number}: {len(session.paths)} images in {n_clusters} clusters "
-                                    f"({origin}).")
+            self.statusMessage.emit(
+                f"Run {record.number}: {len(session.paths)} images in {n_clusters} clusters ({origin})."
+            )
 
     def _on_failed(self, failure: JobFailure) -> None:
         self._side_panel.show_status(f"Failed: {failure.message}", 0.0)

@@ -25,9 +25,28 @@ from ..core.embedding import EMBEDDING_LABELS
 from .worker import BackgroundJob, JobFailure
 
 # 20 well-separated colours (Tableau 20 order: strong then light) ; "unassigned" (-1) is grey.
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
-           "#bcbd22", "#7f7f7f", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
-           "#f7b6d2", "#9edae5", "#dbdb8d", "#393b79")
+PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#7f7f7f",
+    "#aec7e8",
+    "#ffbb78",
+    "#98df8a",
+    "#ff9896",
+    "#c5b0d5",
+    "#c49c94",
+    "#f7b6d2",
+    "#9edae5",
+    "#dbdb8d",
+    "#393b79",
+)
 UNASSIGNED_COLOUR = "#b0b0b0"
 POINT_SIZE = 7
 SELECTED_SIZE = 11
@@ -77,8 +96,12 @@ def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
 class _SelectionViewBox(pg.ViewBox):
     """A ViewBox whose left-drag draws a lasso and whose left-click picks a point."""
 
-    def __init__(self, on_click: Callable[[QPointF, Any], None], on_lasso: Callable[[list, Any], None],
-                 lasso_enabled: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        on_click: Callable[[QPointF, Any], None],
+        on_lasso: Callable[[list, Any], None],
+        lasso_enabled: Callable[[], bool],
+    ) -> None:
         super().__init__()
         self._on_click = on_click
         self._on_lasso = on_lasso
@@ -179,11 +202,13 @@ class ScatterView(QWidget):
         self.plot.hideAxis("bottom")
         self.plot.setMenuEnabled(False)
         self.points = pg.ScatterPlotItem(size=POINT_SIZE, pen=pg.mkPen(None), pxMode=True)
-        self.selection_item = pg.ScatterPlotItem(size=SELECTED_SIZE, pen=pg.mkPen("#000000", width=1.6),
-                                                 brush=pg.mkBrush(None), pxMode=True)
+        self.selection_item = pg.ScatterPlotItem(
+            size=SELECTED_SIZE, pen=pg.mkPen("#000000", width=1.6), brush=pg.mkBrush(None), pxMode=True
+        )
         self.selection_item.setZValue(10)
-        self.hover_item = pg.ScatterPlotItem(size=SELECTED_SIZE + 6, pen=pg.mkPen("#ff7f0e", width=2.5),
-                                             brush=pg.mkBrush(None), pxMode=True)
+        self.hover_item = pg.ScatterPlotItem(
+            size=SELECTED_SIZE + 6, pen=pg.mkPen("#ff7f0e", width=2.5), brush=pg.mkBrush(None), pxMode=True
+        )
         self.hover_item.setZValue(11)
         self.plot.addItem(self.points)
         self.plot.addItem(self.selection_item)
@@ -379,8 +404,9 @@ class ScatterView(QWidget):
         self._select(self._combine(picked, modifiers), emit=True)
         return index
 
-    def select_in_polygon(self, polygon: Sequence[tuple[float, float]],
-                          modifiers: Any = Qt.KeyboardModifier.NoModifier) -> list[int]:
+    def select_in_polygon(
+        self, polygon: Sequence[tuple[float, float]], modifiers: Any = Qt.KeyboardModifier.NoModifier
+    ) -> list[int]:
         """Select the points inside ``polygon`` (data coordinates) as a lasso would; returns them."""
         mask = points_in_polygon(self._positions, np.asarray(polygon, dtype=np.float64))
         picked = np.flatnonzero(mask).astype(np.int64)
@@ -427,7 +453,7 @@ class ScatterView(QWidget):
             x, y = widget_pos.x(), widget_pos.y()
         x, y = (10.0 if x is None else x), (10.0 if y is None else y)
         if len(self._positions):
-            self.hover_item.setData(pos=self._positions[index:index + 1])
+            self.hover_item.setData(pos=self._positions[index : index + 1])
         path = str(session.paths[index])
         cluster = int(session.labels[index])
         self._hovered = index
@@ -485,10 +511,12 @@ class ScatterView(QWidget):
         from ..core.embedding import embed_2d
 
         features = np.asarray(features)
-        job = BackgroundJob(lambda progress: embed_2d(features, method=method, progress=progress),
-                            title="Embedding failed", parent=self)
-        job.progressed.connect(lambda info: self.status.setText(
-            f"{EMBEDDING_LABELS.get(method, method)}: {int(info.fraction * 100)} %"))
+        job = BackgroundJob(
+            lambda progress: embed_2d(features, method=method, progress=progress), title="Embedding failed", parent=self
+        )
+        job.progressed.connect(
+            lambda info: self.status.setText(f"{EMBEDDING_LABELS.get(method, method)}: {int(info.fraction * 100)} %")
+        )
         job.succeeded.connect(lambda coords, s=session, m=method: self._apply_embedding(s, m, coords))
         job.failed.connect(self._on_embedding_failed)
         job.finished.connect(lambda j=job: self._forget_job(j))

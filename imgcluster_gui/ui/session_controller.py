@@ -59,8 +59,16 @@ class SessionController(QObject):
     titleChanged = Signal()
     autosaved = Signal(object)
 
-    def __init__(self, settings: AppSettings, messages: Messages, log_panel: LogPanel, run_list: RunList,
-                 side_panel: SidePanel, embedding_method: Callable[[], str], parent: QWidget) -> None:
+    def __init__(
+        self,
+        settings: AppSettings,
+        messages: Messages,
+        log_panel: LogPanel,
+        run_list: RunList,
+        side_panel: SidePanel,
+        embedding_method: Callable[[], str],
+        parent: QWidget,
+    ) -> None:
         super().__init__(parent)
         self._parent = parent
         self._settings = settings
@@ -154,8 +162,9 @@ class SessionController(QObject):
     def open(self, path: Optional[str] = None) -> bool:
         """Open a saved session file (a corrupt one gives a message); True when opened."""
         if path is None:
-            chosen, _ = QFileDialog.getOpenFileName(self._parent, "Open session",
-                                                    self._settings.last_directory("session"), SESSION_FILTER)
+            chosen, _ = QFileDialog.getOpenFileName(
+                self._parent, "Open session", self._settings.last_directory("session"), SESSION_FILTER
+            )
             if not chosen:
                 return False
             path = chosen
@@ -167,8 +176,13 @@ class SessionController(QObject):
             self._messages.show_failure(JobFailure.from_exception(exc, "Could not open the session"))
             return False
         settings = getattr(session, "settings", None) or {}
-        record = RunRecord(number=self._run_list.next_number(), session=session, config=dict(settings),
-                           source="file", title=Path(path).name)
+        record = RunRecord(
+            number=self._run_list.next_number(),
+            session=session,
+            config=dict(settings),
+            source="file",
+            title=Path(path).name,
+        )
         self._run_list.add_run(record)
         self.showRequested.emit(session, None, Path(path))
         if settings.get("folder"):
@@ -219,7 +233,8 @@ class SessionController(QObject):
         """After a crash (autosave newer than the last clean exit), offer to restore it."""
         if not self._settings.should_offer_restore():
             return False
-        if not self._messages.confirm("Restore your work?",
-                                      "imgcluster did not close normally last time. Restore the autosaved session?"):
+        if not self._messages.confirm(
+            "Restore your work?", "imgcluster did not close normally last time. Restore the autosaved session?"
+        ):
             return False
         return self.restore_autosave()

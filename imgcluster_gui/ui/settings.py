@@ -45,8 +45,11 @@ class AppSettings:
     """
 
     def __init__(self, settings: Optional[QSettings] = None) -> None:
-        self._settings = settings if settings is not None else QSettings(
-            QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORGANISATION, APPLICATION)
+        self._settings = (
+            settings
+            if settings is not None
+            else QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORGANISATION, APPLICATION)
+        )
 
     @property
     def qsettings(self) -> QSettings:

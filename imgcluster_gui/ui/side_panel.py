@@ -128,8 +128,9 @@ class SidePanel(QWidget):
         self.folder_combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
         self.folder_combo.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.folder_combo.lineEdit().setPlaceholderText("Folder of images…")
-        self.folder_combo.setToolTip("The folder to cluster (sub-folders are searched too). "
-                                     "The list holds recent folders.")
+        self.folder_combo.setToolTip(
+            "The folder to cluster (sub-folders are searched too). The list holds recent folders."
+        )
         self.folder_combo.activated.connect(lambda _i: self.folderChosen.emit(self.folder()))
         self.browse_button = QPushButton("Browse…")
         self.browse_button.clicked.connect(self.browse_folder)
@@ -172,8 +173,9 @@ class SidePanel(QWidget):
         self.pca_spin.setObjectName("pca_spin")
         self.pca_spin.setRange(0, PCA_LIMIT)
         self.pca_spin.setSpecialValueText("Off")
-        self.pca_spin.setToolTip("Reduce the features to this many dimensions with PCA "
-                                 "(capped at the number of images).")
+        self.pca_spin.setToolTip(
+            "Reduce the features to this many dimensions with PCA (capped at the number of images)."
+        )
         form.addRow("PCA dims", self.pca_spin)
         self.whiten_check = QCheckBox("Whiten")
         self.whiten_check.setToolTip("Scale each PCA component to unit variance (implies PCA).")
@@ -201,8 +203,9 @@ class SidePanel(QWidget):
         for spec in self._algorithms:
             suffix = " (deep)" if spec.category == "deep" else ""
             self.algorithm_combo.addItem(f"{spec.name}{suffix}", spec.id)
-            self.algorithm_combo.setItemData(self.algorithm_combo.count() - 1, spec.description,
-                                             Qt.ItemDataRole.ToolTipRole)
+            self.algorithm_combo.setItemData(
+                self.algorithm_combo.count() - 1, spec.description, Qt.ItemDataRole.ToolTipRole
+            )
         self.algorithm_combo.currentIndexChanged.connect(lambda _i: self._on_algorithm_changed())
         form.addRow("Algorithm", self.algorithm_combo)
 
@@ -222,12 +225,17 @@ class SidePanel(QWidget):
         self.k_selection_combo.setObjectName("k_selection_combo")
         for text, value in K_SELECTIONS:
             self.k_selection_combo.addItem(text, value)
-        self.k_selection_combo.setCurrentIndex(max(0, self.k_selection_combo.findData(
-            _default_config_value("k_selection"))))
-        self.k_selection_combo.setItemData(0, "The number of communities Leiden finds in the neighbour graph (fast)",
-                                           Qt.ItemDataRole.ToolTipRole)
-        self.k_selection_combo.setItemData(1, "Run the algorithm for every K of the range and keep the best "
-                                              "silhouette (slow on large folders)", Qt.ItemDataRole.ToolTipRole)
+        self.k_selection_combo.setCurrentIndex(
+            max(0, self.k_selection_combo.findData(_default_config_value("k_selection")))
+        )
+        self.k_selection_combo.setItemData(
+            0, "The number of communities Leiden finds in the neighbour graph (fast)", Qt.ItemDataRole.ToolTipRole
+        )
+        self.k_selection_combo.setItemData(
+            1,
+            "Run the algorithm for every K of the range and keep the best silhouette (slow on large folders)",
+            Qt.ItemDataRole.ToolTipRole,
+        )
         self.k_selection_combo.currentIndexChanged.connect(lambda _i: self._update_k_widgets())
         self.k_selection_label = QLabel("K from")
         form.addRow(self.k_selection_label, self.k_selection_combo)
@@ -325,8 +333,9 @@ class SidePanel(QWidget):
             common = [layer for layer in specs[0].layers if all(layer in s.layers for s in specs[1:])]
             for layer in common:
                 self.layer_combo.addItem(layer, layer)
-                self.layer_combo.setItemData(self.layer_combo.count() - 1, specs[0].layers[layer],
-                                             Qt.ItemDataRole.ToolTipRole)
+                self.layer_combo.setItemData(
+                    self.layer_combo.count() - 1, specs[0].layers[layer], Qt.ItemDataRole.ToolTipRole
+                )
             index = self.layer_combo.findData(previous if previous in common else specs[0].default_layer)
             self.layer_combo.setCurrentIndex(max(index, 0))
         self.layer_combo.blockSignals(False)
@@ -359,9 +368,11 @@ class SidePanel(QWidget):
         self.auto_k_check.setEnabled(spec.uses_k)
         if optional:
             self.auto_k_check.setText("Automatic (found by the graph)")
-            self.auto_k_check.setToolTip(f"{_short_name(spec)} finds the number of groups itself; the granularity "
-                                         "control over the grid then gives fewer or more groups. Untick to ask "
-                                         "for exactly K.")
+            self.auto_k_check.setToolTip(
+                f"{_short_name(spec)} finds the number of groups itself; the granularity "
+                "control over the grid then gives fewer or more groups. Untick to ask "
+                "for exactly K."
+            )
         else:
             self.auto_k_check.setText("Automatic")
             self.auto_k_check.setToolTip("Choose K for you: from the neighbour graph, or by a silhouette sweep.")
@@ -403,8 +414,9 @@ class SidePanel(QWidget):
             self.folderChosen.emit(folder)
 
     def _browse_labels_csv(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Labels CSV", self.folder() or str(Path.home()),
-                                              "CSV files (*.csv *.tsv *.txt);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Labels CSV", self.folder() or str(Path.home()), "CSV files (*.csv *.tsv *.txt);;All files (*)"
+        )
         if path:
             self.labels_csv_edit.setText(path)
 
@@ -446,8 +458,9 @@ class SidePanel(QWidget):
         if index >= 0:
             self.algorithm_combo.setCurrentIndex(index)
 
-    def set_k(self, k: Optional[int], k_range: Optional[tuple[int, int]] = None,
-              k_selection: Optional[str] = None) -> None:
+    def set_k(
+        self, k: Optional[int], k_range: Optional[tuple[int, int]] = None, k_selection: Optional[str] = None
+    ) -> None:
         """``k=None`` ticks Automatic; ``k_range`` sets the sweep range, ``k_selection`` 'graph' / 'silhouette'."""
         index = -1 if k_selection is None else self.k_selection_combo.findData(k_selection)
         if k_selection is not None and index < 0:
@@ -496,12 +509,24 @@ class SidePanel(QWidget):
             raise ValueError(f"Labels CSV not found: {labels_csv}")
         pca_dims = self.pca_spin.value() or None
         return PipelineConfig(
-            folder=folder, recursive=self.recursive_check.isChecked(), backbones=backbones,
-            layer=self.layer_combo.currentData(), device=self.device_combo.currentData(),
-            pca_dims=pca_dims, whiten=self.whiten_check.isChecked(), l2=self.l2_check.isChecked(),
-            algorithm=spec.id, n_clusters=None if auto else (self.k_spin.value() if spec.uses_k else None),
-            k_selection=k_selection, k_min=k_min, k_max=k_max, algorithm_params=params, embedding=embedding,
-            labels_csv=labels_csv, use_subfolder_labels=(source == "subfolders"))
+            folder=folder,
+            recursive=self.recursive_check.isChecked(),
+            backbones=backbones,
+            layer=self.layer_combo.currentData(),
+            device=self.device_combo.currentData(),
+            pca_dims=pca_dims,
+            whiten=self.whiten_check.isChecked(),
+            l2=self.l2_check.isChecked(),
+            algorithm=spec.id,
+            n_clusters=None if auto else (self.k_spin.value() if spec.uses_k else None),
+            k_selection=k_selection,
+            k_min=k_min,
+            k_max=k_max,
+            algorithm_params=params,
+            embedding=embedding,
+            labels_csv=labels_csv,
+            use_subfolder_labels=(source == "subfolders"),
+        )
 
     def state(self) -> dict[str, Any]:
         """The panel's choices as JSON-friendly data (stored in the settings)."""
@@ -510,19 +535,28 @@ class SidePanel(QWidget):
         except ValueError:
             pass
         return {
-            "folder": self.folder(), "recursive": self.recursive_check.isChecked(),
-            "backbones": self.backbones(), "layer": self.layer_combo.currentData(),
-            "pca_dims": self.pca_spin.value(), "whiten": self.whiten_check.isChecked(),
-            "l2": self.l2_check.isChecked(), "device": self.device_combo.currentData(),
-            "algorithm": self._current_algorithm().id, "k": self.k_spin.value(),
-            "auto_k": self.auto_k_check.isChecked(), "k_selection": self.k_selection_combo.currentData(),
+            "folder": self.folder(),
+            "recursive": self.recursive_check.isChecked(),
+            "backbones": self.backbones(),
+            "layer": self.layer_combo.currentData(),
+            "pca_dims": self.pca_spin.value(),
+            "whiten": self.whiten_check.isChecked(),
+            "l2": self.l2_check.isChecked(),
+            "device": self.device_combo.currentData(),
+            "algorithm": self._current_algorithm().id,
+            "k": self.k_spin.value(),
+            "auto_k": self.auto_k_check.isChecked(),
+            "k_selection": self.k_selection_combo.currentData(),
             "k_min": self.k_min_spin.value(),
-            "k_max": self.k_max_spin.value(), "params": self._param_values,
-            "ground_truth": self.ground_truth_combo.currentData(), "labels_csv": self.labels_csv_edit.text(),
+            "k_max": self.k_max_spin.value(),
+            "params": self._param_values,
+            "ground_truth": self.ground_truth_combo.currentData(),
+            "labels_csv": self.labels_csv_edit.text(),
         }
 
     def restore_state(self, state: dict[str, Any]) -> None:
         """Apply a :meth:`state` dict; unknown or stale entries (a removed backbone...) are ignored."""
+
         def combo_to(combo: QComboBox, value: Any) -> None:
             index = combo.findData(value)
             if index >= 0:

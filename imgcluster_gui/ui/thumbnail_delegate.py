@@ -56,10 +56,16 @@ class ThumbnailDelegate(QStyledItemDelegate):
 
     def set_palette(self, palette: QPalette) -> None:
         """Take the colours from ``palette`` (the grid calls this at start and on a palette change)."""
-        self._colours = {name: QColor(palette.color(role)) for name, role in (
-            ("highlight", QPalette.ColorRole.Highlight), ("highlighted_text", QPalette.ColorRole.HighlightedText),
-            ("text", QPalette.ColorRole.Text), ("placeholder", QPalette.ColorRole.Midlight),
-            ("frame", QPalette.ColorRole.Mid))}
+        self._colours = {
+            name: QColor(palette.color(role))
+            for name, role in (
+                ("highlight", QPalette.ColorRole.Highlight),
+                ("highlighted_text", QPalette.ColorRole.HighlightedText),
+                ("text", QPalette.ColorRole.Text),
+                ("placeholder", QPalette.ColorRole.Midlight),
+                ("frame", QPalette.ColorRole.Mid),
+            )
+        }
         self._placeholder_pen = QPen(self._colours["frame"], 1)
 
     def _elided_name(self, path: str, width: int, option: QStyleOptionViewItem) -> str:

@@ -109,9 +109,16 @@ class ThumbnailLoader(QObject):
     # Typed arguments (no Python objects) cross the thread boundary by Qt's own copying.
     _decoded = Signal(int, str, int, QImage, str)
 
-    def __init__(self, parent: Optional[QObject] = None, memory_bytes: int = DEFAULT_MEMORY_BYTES,
-                 disk_cache: bool = True, cache_dir: Optional[os.PathLike] = None, threads: Optional[int] = None,
-                 max_pending: int = DEFAULT_MAX_PENDING, decoder: Optional[Decoder] = None) -> None:
+    def __init__(
+        self,
+        parent: Optional[QObject] = None,
+        memory_bytes: int = DEFAULT_MEMORY_BYTES,
+        disk_cache: bool = True,
+        cache_dir: Optional[os.PathLike] = None,
+        threads: Optional[int] = None,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        decoder: Optional[Decoder] = None,
+    ) -> None:
         super().__init__(parent)
         self._memory: OrderedDict[tuple[str, int], QImage] = OrderedDict()
         self._memory_bytes = 0
@@ -268,9 +275,17 @@ class ThumbnailLoader(QObject):
             info = os.stat(path)
         except OSError:
             return None  # the decoder reports the real reason
-        digest = hashlib.sha1(b"|".join([
-            _DISK_FORMAT_VERSION.encode(), os.fsencode(os.path.abspath(path)), str(info.st_size).encode(),
-            str(info.st_mtime_ns).encode(), str(size).encode()])).hexdigest()
+        digest = hashlib.sha1(
+            b"|".join(
+                [
+                    _DISK_FORMAT_VERSION.encode(),
+                    os.fsencode(os.path.abspath(path)),
+                    str(info.st_size).encode(),
+                    str(info.st_mtime_ns).encode(),
+                    str(size).encode(),
+                ]
+            )
+        ).hexdigest()
         root = self._cache_dir if self._cache_dir is not None else thumbnail_cache_dir()
         return root / digest[:2] / f"{digest}.jpg"
 

@@ -26,7 +26,6 @@ PROGRESS_INTERVAL_S = 0.1
 MIN_FRACTION_FOR_ETA = 0.03
 
 
-
 @dataclass(frozen=True)
 class ProgressInfo:
     """One progress report as the GUI shows it: the core's event plus timing.
@@ -110,8 +109,7 @@ class JobFailure:
         text = str(exc).strip() or type(exc).__name__
         message = text if user else f"Unexpected error ({type(exc).__name__}): {text}"
         details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        return cls(title=title, message=message, details=details, user_error=user,
-                   exception_type=type(exc).__name__)
+        return cls(title=title, message=message, details=details, user_error=user, exception_type=type(exc).__name__)
 
 
 class _JobObject(QObject):
@@ -178,8 +176,9 @@ class BackgroundJob(QObject):
     cancelled = Signal()
     finished = Signal()
 
-    def __init__(self, function: Callable[[Progress], Any], title: str = "The job failed",
-                 parent: Optional[QObject] = None) -> None:
+    def __init__(
+        self, function: Callable[[Progress], Any], title: str = "The job failed", parent: Optional[QObject] = None
+    ) -> None:
         super().__init__(parent)
         self._token = CancelToken()
         self._thread: Optional[QThread] = None

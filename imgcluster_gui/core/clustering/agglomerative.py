@@ -51,15 +51,25 @@ class AgglomerativeClusterer(ProgressClusterer):
     """
 
     param_specs = (
-        ParamSpec("linkage", "choice", choices=AGGLOMERATIVE_LINKAGES,
-                  help="ward: compact clusters (Euclidean only); average/complete/single: by distances."),
-        ParamSpec("metric", "choice", choices=AGGLOMERATIVE_METRICS,
-                  help="Distance for average/complete/single linkage."),
+        ParamSpec(
+            "linkage",
+            "choice",
+            choices=AGGLOMERATIVE_LINKAGES,
+            help="ward: compact clusters (Euclidean only); average/complete/single: by distances.",
+        ),
+        ParamSpec(
+            "metric", "choice", choices=AGGLOMERATIVE_METRICS, help="Distance for average/complete/single linkage."
+        ),
         MEMORY_PARAM,
     )
 
-    def __init__(self, n_clusters: int = 8, linkage: str = "ward", metric: str = "euclidean",
-                 memory_limit_gb: float = DEFAULT_MEMORY_LIMIT_GB) -> None:
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        linkage: str = "ward",
+        metric: str = "euclidean",
+        memory_limit_gb: float = DEFAULT_MEMORY_LIMIT_GB,
+    ) -> None:
         self.n_clusters = n_clusters
         self.linkage = linkage
         self.metric = metric
@@ -75,13 +85,17 @@ class AgglomerativeClusterer(ProgressClusterer):
         linkage = check_choice(self.linkage, "linkage", AGGLOMERATIVE_LINKAGES)
         metric = check_choice(self.metric, "metric", AGGLOMERATIVE_METRICS)
         if linkage == "ward" and metric != "euclidean":
-            raise ValueError(f"ward linkage works only with the euclidean metric, not {metric!r}: "
-                             "choose average, complete or single linkage for other metrics")
+            raise ValueError(
+                f"ward linkage works only with the euclidean metric, not {metric!r}: "
+                "choose average, complete or single linkage for other metrics"
+            )
         needed = memory_needed_gb(4.0 * n_samples * n_samples)
         if needed > float(self.memory_limit_gb):
-            raise ValueError(f"agglomerative clustering of {n_samples:,} samples needs about {needed:.1f} GB "
-                             f"for its pairwise distances (limit {float(self.memory_limit_gb):.1f} GB): "
-                             "use k-means or mini-batch k-means, or cluster a subset")
+            raise ValueError(
+                f"agglomerative clustering of {n_samples:,} samples needs about {needed:.1f} GB "
+                f"for its pairwise distances (limit {float(self.memory_limit_gb):.1f} GB): "
+                "use k-means or mini-batch k-means, or cluster a subset"
+            )
         report(0.0, f"agglomerative ({linkage}) clustering")
         if n_samples == 1:
             labels = np.zeros(1, dtype=np.int64)
@@ -97,13 +111,17 @@ class AgglomerativeClusterer(ProgressClusterer):
         return self
 
 
-def _distances_to_own_and_next(X: np.ndarray, labels: np.ndarray,
-                               centers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _distances_to_own_and_next(
+    X: np.ndarray, labels: np.ndarray, centers: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Squared distances to each sample's *own* centre and to the nearest other one."""
     data = as_float32_rows(X)
     centers = as_float32_rows(centers)
-    squared = (np.einsum("ij,ij->i", data, data)[:, None] - 2.0 * data @ centers.T
-               + np.einsum("ij,ij->i", centers, centers)[None, :])
+    squared = (
+        np.einsum("ij,ij->i", data, data)[:, None]
+        - 2.0 * data @ centers.T
+        + np.einsum("ij,ij->i", centers, centers)[None, :]
+    )
     np.maximum(squared, 0.0, out=squared)
     rows = np.arange(len(labels))
     own = squared[rows, labels].copy()
@@ -112,7 +130,15 @@ def _distances_to_own_and_next(X: np.ndarray, labels: np.ndarray,
     return labels, own, other
 
 
-register(AlgorithmSpec(
-    "agglomerative", "Agglomerative (hierarchical)", "Merges the closest groups until K remain. Needs "
-    "memory growing with the square of the number of images (refused above a limit).",
-    AgglomerativeClusterer, uses_k=True, supports_auto_k=False, order=30))
+register(
+    AlgorithmSpec(
+        "agglomerative",
+        "Agglomerative (hierarchical)",
+        "Merges the closest groups until K remain. Needs "
+        "memory growing with the square of the number of images (refused above a limit).",
+        AgglomerativeClusterer,
+        uses_k=True,
+        supports_auto_k=False,
+        order=30,
+    )
+)

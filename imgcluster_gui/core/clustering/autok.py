@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..progress import ProgressCallback, ensure, wrap_callback
+from ..progress import ProgressLike, ensure, wrap_callback
 
 
 @dataclass
@@ -55,16 +55,18 @@ def k_range(k_min: int, k_max: int, n_samples: int) -> list[int]:
     low = max(2, int(k_min))
     high = min(int(k_max), n_samples - 1)
     if low > high:
-        raise ValueError(f"no K to try: the range [{k_min}, {k_max}] clipped to [2, {n_samples - 1}] "
-                         f"({n_samples} samples) is empty")
+        raise ValueError(
+            f"no K to try: the range [{k_min}, {k_max}] clipped to [2, {n_samples - 1}] ({n_samples} samples) is empty"
+        )
     return list(range(low, high + 1))
 
 
 SWEEP_SPACES = ("features", "umap")
 
 
-def umap_space(X: np.ndarray, n_components: int = 10, n_neighbors: int = 15,
-               random_state: Optional[int] = 0) -> np.ndarray:
+def umap_space(
+    X: np.ndarray, n_components: int = 10, n_neighbors: int = 15, random_state: Optional[int] = 0
+) -> np.ndarray:
     """A low-dimensional UMAP embedding (cosine, ``min_dist=0``: clusters packed tight) of ``X``."""
     try:
         import umap
@@ -74,15 +76,28 @@ def umap_space(X: np.ndarray, n_components: int = 10, n_neighbors: int = 15,
     components = max(2, min(n_components, X.shape[1], n_samples - 2))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # numba / n_jobs notices
-        model = umap.UMAP(n_components=components, n_neighbors=max(2, min(n_neighbors, n_samples - 1)),
-                          min_dist=0.0, metric="cosine", random_state=random_state,
-                          init="spectral" if n_samples > components + 1 else "random")
+        model = umap.UMAP(
+            n_components=components,
+            n_neighbors=max(2, min(n_neighbors, n_samples - 1)),
+            min_dist=0.0,
+            metric="cosine",
+            random_state=random_state,
+            init="spectral" if n_samples > components + 1 else "random",
+        )
         return np.ascontiguousarray(model.fit_transform(X), dtype=np.float32)
 
 
-def choose_k(X: Any, algorithm: str = "kmeans", k_min: int = 2, k_max: int = 30, random_state: Any = 0,
-             sample_size: int = 5000, progress: Optional[ProgressCallback] = None, space: str = "features",
-             **params: Any) -> AutoKResult:
+def choose_k(
+    X: Any,
+    algorithm: str = "kmeans",
+    k_min: int = 2,
+    k_max: int = 30,
+    random_state: Any = 0,
+    sample_size: int = 5000,
+    progress: ProgressLike = None,
+    space: str = "features",
+    **params: Any,
+) -> AutoKResult:
     """Cluster ``X`` for every K in the range and pick the K of highest silhouette.
 
     Parameters
@@ -162,17 +177,29 @@ def choose_k(X: Any, algorithm: str = "kmeans", k_min: int = 2, k_max: int = 30,
         sample_labels = labels[scored]
         sample_assigned = sample_labels >= 0
         sample_found = len(np.unique(sample_labels[sample_assigned]))
-        silhouette = (float(silhouette_score(data[scored][sample_assigned], sample_labels[sample_assigned]))
-                      if 2 <= sample_found < sample_assigned.sum() else None)
+        silhouette = (
+            float(silhouette_score(data[scored][sample_assigned], sample_labels[sample_assigned]))
+            if 2 <= sample_found < sample_assigned.sum()
+            else None
+        )
         defined = 2 <= n_found < assigned.sum()
         silhouettes.append(silhouette)
         calinski.append(float(calinski_harabasz_score(data[assigned], labels[assigned])) if defined else None)
         davies.append(float(davies_bouldin_score(data[assigned], labels[assigned])) if defined else None)
         if silhouette is not None and silhouette > best_score:
             best_score, best_k, best_labels = silhouette, k, labels
-        report((position + 1) / len(ks), f"K={k}: silhouette {silhouette if silhouette is None else round(silhouette, 3)}")
+        report(
+            (position + 1) / len(ks), f"K={k}: silhouette {silhouette if silhouette is None else round(silhouette, 3)}"
+        )
     if best_labels is None:
         raise ValueError("no K gave at least 2 clusters with a defined silhouette (are all samples identical?)")
-    return AutoKResult(best_k=best_k, ks=ks, silhouette=silhouettes, calinski_harabasz=calinski,
-                       davies_bouldin=davies, labels=best_labels, sample_size=len(scored),
-                       n_clusters_found=found)
+    return AutoKResult(
+        best_k=best_k,
+        ks=ks,
+        silhouette=silhouettes,
+        calinski_harabasz=calinski,
+        davies_bouldin=davies,
+        labels=best_labels,
+        sample_size=len(scored),
+        n_clusters_found=found,
+    )

@@ -25,10 +25,24 @@ from ..preprocess import check_features
 from ..progress import ProgressCallback
 from .registry import ParamSpec
 
-__all__ = ["AUTO", "DEFAULT_MEMORY_LIMIT_GB", "DISTANCE_METRICS", "RESTARTS_HELP", "ProgressClusterer",
-           "check_auto_number", "check_choice", "check_features", "check_n_clusters", "check_positive_int",
-           "cluster_means", "memory_needed_gb", "MEMORY_PARAM", "merge_clusters_to_k", "seed_from",
-           "warn_if_fewer_clusters"]
+__all__ = [
+    "AUTO",
+    "DEFAULT_MEMORY_LIMIT_GB",
+    "DISTANCE_METRICS",
+    "RESTARTS_HELP",
+    "ProgressClusterer",
+    "check_auto_number",
+    "check_choice",
+    "check_features",
+    "check_n_clusters",
+    "check_positive_int",
+    "cluster_means",
+    "memory_needed_gb",
+    "MEMORY_PARAM",
+    "merge_clusters_to_k",
+    "seed_from",
+    "warn_if_fewer_clusters",
+]
 
 #: Memory an algorithm may plan to allocate before it refuses with an explanation (GB).
 DEFAULT_MEMORY_LIMIT_GB = 2.0
@@ -39,8 +53,13 @@ RESTARTS_HELP = "Restarts with different seeds; the best result is kept."
 
 
 #: The ``memory_limit_gb`` parameter of the methods that refuse above a memory estimate.
-MEMORY_PARAM = ParamSpec("memory_limit_gb", "float", minimum=0.1, maximum=1024.0,
-                         help="Refuse to start when the algorithm would need more memory than this (GB).")
+MEMORY_PARAM = ParamSpec(
+    "memory_limit_gb",
+    "float",
+    minimum=0.1,
+    maximum=1024.0,
+    help="Refuse to start when the algorithm would need more memory than this (GB).",
+)
 
 
 def check_n_clusters(n_clusters: Any, n_samples: int, minimum: int = 1) -> int:
@@ -51,12 +70,14 @@ def check_n_clusters(n_clusters: Any, n_samples: int, minimum: int = 1) -> int:
     """
     if isinstance(n_clusters, bool) or not isinstance(n_clusters, numbers.Integral):
         raise ValueError(f"n_clusters must be a whole number, got {n_clusters!r}")
-    if n_clusters < minimum:
+    value = int(n_clusters)
+    if value < minimum:
         raise ValueError(f"n_clusters must be at least {minimum}, got {n_clusters}")
-    if n_clusters > n_samples:
-        raise ValueError(f"n_clusters={n_clusters} is more than the {n_samples} samples to cluster: "
-                         f"choose K <= {n_samples}")
-    return int(n_clusters)
+    if value > n_samples:
+        raise ValueError(
+            f"n_clusters={n_clusters} is more than the {n_samples} samples to cluster: choose K <= {n_samples}"
+        )
+    return value
 
 
 def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
@@ -71,8 +92,7 @@ def check_choice(value: Any, name: str, choices: tuple) -> Any:
     return value
 
 
-def check_auto_number(value: Any, name: str, minimum: float, integer: bool = False,
-                      inclusive: bool = True) -> Any:
+def check_auto_number(value: Any, name: str, minimum: float, integer: bool = False, inclusive: bool = True) -> Any:
     """``AUTO`` (:func:`~imgcluster_gui.core.choices.is_auto`: ``'auto'`` or None) or a number
     ``>= minimum`` (``> minimum`` when not ``inclusive``; a whole number when ``integer``).
 
@@ -124,8 +144,12 @@ def memory_needed_gb(n_bytes: float) -> float:
 def warn_if_fewer_clusters(labels: np.ndarray, n_clusters: int, name: str) -> None:
     found = len(np.unique(labels[labels >= 0]))
     if found < n_clusters:
-        warnings.warn(f"{name} found {found} distinct clusters instead of the {n_clusters} asked for "
-                      "(X has fewer distinct points or groups than K)", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"{name} found {found} distinct clusters instead of the {n_clusters} asked for "
+            "(X has fewer distinct points or groups than K)",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 class ProgressClusterer(ClusterMixin, BaseEstimator):
@@ -140,8 +164,9 @@ class ProgressClusterer(ClusterMixin, BaseEstimator):
     def fit(self, X: Any, y: Any = None, progress: Optional[ProgressCallback] = None):  # pragma: no cover
         raise NotImplementedError
 
-    def fit_predict(self, X: Any, y: Any = None, progress: Optional[ProgressCallback] = None,
-                    **fit_params: Any) -> np.ndarray:
+    def fit_predict(
+        self, X: Any, y: Any = None, progress: Optional[ProgressCallback] = None, **fit_params: Any
+    ) -> np.ndarray:
         """Fit and return ``labels_`` of shape (n_samples,), int64, -1 = unassigned."""
         return self.fit(X, y, progress=progress, **fit_params).labels_
 
@@ -165,8 +190,9 @@ def merge_clusters_to_k(labels: np.ndarray, graph: Any, X: np.ndarray, n_cluster
     from scipy import sparse
 
     n_found = int(labels.max()) + 1
-    membership = sparse.csr_matrix((np.ones(len(labels)), (np.arange(len(labels)), labels)),
-                                   shape=(len(labels), n_found))
+    membership = sparse.csr_matrix(
+        (np.ones(len(labels)), (np.arange(len(labels)), labels)), shape=(len(labels), n_found)
+    )
     between = (membership.T @ graph @ membership).tocoo()
     sizes = np.bincount(labels, minlength=n_found).astype(np.float64)
     links: list[dict[int, float]] = [dict() for _ in range(n_found)]

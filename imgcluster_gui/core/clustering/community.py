@@ -32,7 +32,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..graph import SYMMETRIZE, WEIGHTINGS, KnnGraph, build_knn_graph
-from ..progress import ProgressCallback, check, ensure, wrap_callback
+from ..progress import Progress, ProgressCallback, ProgressLike, check, ensure, wrap_callback
 from .base import (
     AUTO,
     ProgressClusterer,
@@ -58,10 +58,20 @@ _RESOLUTION_RANGE = (1e-4, 1e4)
 STABLE_UP_TO = 20000
 
 #: Parameters Leiden and FINCH share.
-NEIGHBOURS_PARAM = ParamSpec("n_neighbors", "int", minimum=1, maximum=1000,
-                             help="Neighbours per image in the graph: more joins loosely related images.")
-UNSORTED_PARAM = ParamSpec("min_cluster_size", "int", minimum=1, maximum=100000,
-                           help="Smaller groups are collected as 'Unsorted' for you to sort; 1 keeps every group.")
+NEIGHBOURS_PARAM = ParamSpec(
+    "n_neighbors",
+    "int",
+    minimum=1,
+    maximum=1000,
+    help="Neighbours per image in the graph: more joins loosely related images.",
+)
+UNSORTED_PARAM = ParamSpec(
+    "min_cluster_size",
+    "int",
+    minimum=1,
+    maximum=100000,
+    help="Smaller groups are collected as 'Unsorted' for you to sort; 1 keeps every group.",
+)
 
 
 @dataclass
@@ -93,11 +103,14 @@ class GranularityLevel:
 
     def summary(self) -> dict[str, Any]:
         """The level without its labels (JSON-able), ``selected`` True on the fitted result's level."""
-        return {"n_clusters": int(self.n_clusters), "n_unsorted": int(self.n_unsorted),
-                "selected": bool(self.extra.get("selected")),
-                "resolution": None if self.resolution is None else float(self.resolution),
-                "modularity": None if self.modularity is None else float(self.modularity),
-                "silhouette": None if self.silhouette is None else float(self.silhouette)}
+        return {
+            "n_clusters": int(self.n_clusters),
+            "n_unsorted": int(self.n_unsorted),
+            "selected": bool(self.extra.get("selected")),
+            "resolution": None if self.resolution is None else float(self.resolution),
+            "modularity": None if self.modularity is None else float(self.modularity),
+            "silhouette": None if self.silhouette is None else float(self.silhouette),
+        }
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -106,8 +119,7 @@ def _igraph_module() -> tuple[Any, Any]:
         import igraph
         import leidenalg
     except ImportError as error:  # pragma: no cover - both are dependencies
-        raise ImportError("Leiden needs the packages 'leidenalg' and 'igraph': "
-                          "pip install leidenalg igraph") from error
+        raise ImportError("Leiden needs the packages 'leidenalg' and 'igraph': pip install leidenalg igraph") from error
     return igraph, leidenalg
 
 
@@ -117,8 +129,7 @@ def to_igraph(adjacency: Any) -> Any:
 
     igraph, _ = _igraph_module()
     upper = sparse.triu(adjacency, k=1).tocoo()
-    graph = igraph.Graph(n=adjacency.shape[0], edges=np.column_stack([upper.row, upper.col]).tolist(),
-                         directed=False)
+    graph = igraph.Graph(n=adjacency.shape[0], edges=np.column_stack([upper.row, upper.col]).tolist(), directed=False)
     graph.es["weight"] = upper.data.astype(float).tolist()
     return graph
 
@@ -136,9 +147,15 @@ def modularity(graph: Any, labels: np.ndarray) -> Optional[float]:
     return 0.0 if abs(value) < 1e-9 else value  # one group: exactly 0, not -0.0000
 
 
-def leiden_membership(graph: Any, objective: str, resolution: float, seed: int,
-                      n_iterations: int = -1, total_weight: Optional[float] = None,
-                      initial: Optional[np.ndarray] = None) -> np.ndarray:
+def leiden_membership(
+    graph: Any,
+    objective: str,
+    resolution: float,
+    seed: int,
+    n_iterations: int = -1,
+    total_weight: Optional[float] = None,
+    initial: Optional[np.ndarray] = None,
+) -> np.ndarray:
     """Leiden's partition of ``graph`` (an igraph with a ``weight`` edge attribute), as int64 labels.
 
     ``objective='modularity'`` is the RB configuration model (modularity at ``resolution=1``);
@@ -163,9 +180,15 @@ def leiden_membership(graph: Any, objective: str, resolution: float, seed: int,
         loose = start < 0
         start[loose] = start.max(initial=-1) + 1 + np.arange(int(loose.sum()))
         start = np.unique(start, return_inverse=True)[1].tolist()
-    partition = leidenalg.find_partition(graph, partition_type, initial_membership=start, weights="weight",
-                                         resolution_parameter=parameter, n_iterations=int(n_iterations),
-                                         seed=int(seed))
+    partition = leidenalg.find_partition(
+        graph,
+        partition_type,
+        initial_membership=start,
+        weights="weight",
+        resolution_parameter=parameter,
+        n_iterations=int(n_iterations),
+        seed=int(seed),
+    )
     return np.asarray(partition.membership, dtype=np.int64)
 
 
@@ -177,8 +200,9 @@ def collect_small(labels: np.ndarray, min_cluster_size: int) -> np.ndarray:
     assigned = labels >= 0
     if not assigned.any():
         return out
-    ids, first, inverse, counts = np.unique(labels[assigned], return_index=True, return_inverse=True,
-                                            return_counts=True)
+    ids, first, inverse, counts = np.unique(
+        labels[assigned], return_index=True, return_inverse=True, return_counts=True
+    )
     big = counts >= max(1, int(min_cluster_size))
     order = sorted(np.flatnonzero(big), key=lambda c: (-counts[c], first[c]))
     new_id = np.full(ids.size, -1, dtype=np.int64)
@@ -250,13 +274,18 @@ def align_labels(reference: np.ndarray, labels: np.ndarray) -> np.ndarray:
 class _GraphClusterer(ProgressClusterer):
     """What Leiden and FINCH share: the neighbour graph, its igraph, the unsorted group."""
 
-    def _graph(self, data: np.ndarray, graph: Optional[KnnGraph], progress: Optional[ProgressCallback]) -> KnnGraph:
+    def _graph(self, data: np.ndarray, graph: Optional[KnnGraph], progress: ProgressLike) -> KnnGraph:
         k = min(check_positive_int(self.n_neighbors, "n_neighbors"), data.shape[0] - 1)
         if graph is not None and graph.n_samples == data.shape[0] and graph.n_neighbors >= k:
             return graph.truncated(k)
-        return build_knn_graph(data, k, metric=check_choice(self.metric, "metric", ("cosine", "euclidean")),
-                               method=self.graph_method, random_state=seed_from(self.random_state) or 0,
-                               progress=progress)
+        return build_knn_graph(
+            data,
+            k,
+            metric=check_choice(self.metric, "metric", ("cosine", "euclidean")),
+            method=self.graph_method,
+            random_state=seed_from(self.random_state) or 0,
+            progress=progress,
+        )
 
     def _adjacency(self, knn: KnnGraph) -> Any:
         weighting = check_choice(self.weighting, "weighting", WEIGHTINGS)
@@ -318,24 +347,55 @@ class LeidenClusterer(_GraphClusterer):
     """
 
     param_specs = (
-        ParamSpec("resolution", "float", minimum=1e-4, maximum=1e4,
-                  help="Granularity: lower gives fewer, larger groups; higher more, smaller ones."),
+        ParamSpec(
+            "resolution",
+            "float",
+            minimum=1e-4,
+            maximum=1e4,
+            help="Granularity: lower gives fewer, larger groups; higher more, smaller ones.",
+        ),
         NEIGHBOURS_PARAM,
-        ParamSpec("objective", "choice", choices=OBJECTIVES,
-                  help="modularity: the standard; cpm: Constant Potts Model (groups of a minimum density)."),
-        ParamSpec("weighting", "choice", choices=WEIGHTINGS,
-                  help="Edge weights: binary, cosine similarity, shared neighbours (snn) or UMAP's fuzzy set."),
-        ParamSpec("symmetrize", "choice", choices=SYMMETRIZE,
-                  help="union: an edge when either image lists the other; mutual: only when both do."),
+        ParamSpec(
+            "objective",
+            "choice",
+            choices=OBJECTIVES,
+            help="modularity: the standard; cpm: Constant Potts Model (groups of a minimum density).",
+        ),
+        ParamSpec(
+            "weighting",
+            "choice",
+            choices=WEIGHTINGS,
+            help="Edge weights: binary, cosine similarity, shared neighbours (snn) or UMAP's fuzzy set.",
+        ),
+        ParamSpec(
+            "symmetrize",
+            "choice",
+            choices=SYMMETRIZE,
+            help="union: an edge when either image lists the other; mutual: only when both do.",
+        ),
         UNSORTED_PARAM,
-        ParamSpec("outliers", "bool",
-                  help="Images far from all others, that no image counts as a neighbour, go to 'Unsorted'."),
+        ParamSpec(
+            "outliers",
+            "bool",
+            help="Images far from all others, that no image counts as a neighbour, go to 'Unsorted'.",
+        ),
     )
 
-    def __init__(self, n_clusters: Optional[int] = None, n_neighbors: int = 15, resolution: float = 1.0,
-                 objective: str = "modularity", weighting: str = "fuzzy", symmetrize: str = "union",
-                 min_cluster_size: int = 2, outliers: bool = True, n_iterations: Any = AUTO,
-                 metric: str = "cosine", graph_method: str = AUTO, random_state: Any = 0) -> None:
+    def __init__(
+        self,
+        n_clusters: Optional[int] = None,
+        n_neighbors: int = 15,
+        resolution: float = 1.0,
+        objective: str = "modularity",
+        weighting: str = "fuzzy",
+        symmetrize: str = "union",
+        min_cluster_size: int = 2,
+        outliers: bool = True,
+        n_iterations: Any = AUTO,
+        metric: str = "cosine",
+        graph_method: str = AUTO,
+        random_state: Any = 0,
+    ) -> None:
         self.n_clusters = n_clusters
         self.n_neighbors = n_neighbors
         self.resolution = resolution
@@ -349,14 +409,15 @@ class LeidenClusterer(_GraphClusterer):
         self.graph_method = graph_method
         self.random_state = random_state
 
-    def fit(self, X: Any, y: Any = None, progress: Optional[ProgressCallback] = None,
-            graph: Optional[KnnGraph] = None) -> "LeidenClusterer":
+    def fit(
+        self, X: Any, y: Any = None, progress: Optional[ProgressCallback] = None, graph: Optional[KnnGraph] = None
+    ) -> "LeidenClusterer":
         """Group ``X``; ``graph`` reuses a neighbour graph already built on the same rows."""
         report = ensure(progress)
         data = check_features(X, min_samples=1, dtype=np.float32)
         n_samples = data.shape[0]
         n_clusters = None if self.n_clusters is None else check_n_clusters(self.n_clusters, n_samples)
-        objective = check_choice(self.objective, "objective", OBJECTIVES)
+        check_choice(self.objective, "objective", OBJECTIVES)
         resolution = float(self.resolution)
         if not math.isfinite(resolution) or resolution <= 0:
             raise ValueError(f"resolution must be a positive number, got {self.resolution!r}")
@@ -368,8 +429,12 @@ class LeidenClusterer(_GraphClusterer):
             self._igraph = None
             self.resolution_ = resolution
             self.modularity_ = None
-            self._finish(data, np.zeros(n_samples, dtype=np.int64) if n_clusters in (None, 1)
-                         else np.arange(n_samples, dtype=np.int64))
+            self._finish(
+                data,
+                np.zeros(n_samples, dtype=np.int64)
+                if n_clusters in (None, 1)
+                else np.arange(n_samples, dtype=np.int64),
+            )
             report(1.0, "Leiden done")
             return self
         self.graph_ = self._graph(data, graph, wrap_callback(progress, 0.0, 0.5, "Leiden: "))
@@ -382,33 +447,41 @@ class LeidenClusterer(_GraphClusterer):
             labels = self._automatic(resolution, min_size)
             self.resolution_ = resolution
         else:
-            labels, self.resolution_ = self._exactly_k(data, adjacency, n_clusters, resolution,
-                                                       wrap_callback(progress, 0.5, 1.0, "Leiden: "))
+            labels, self.resolution_ = self._exactly_k(
+                data, adjacency, n_clusters, resolution, wrap_callback(progress, 0.5, 1.0, "Leiden: ")
+            )
         self.modularity_ = modularity(self._igraph, labels)
         self._finish(data, labels)
         report(1.0, f"Leiden done: {self.n_clusters_} groups")
         return self
 
-    def _automatic(self, resolution: float, min_size: int, n_iterations: Optional[int] = None,
-                   initial: Optional[np.ndarray] = None) -> np.ndarray:
+    def _automatic(
+        self, resolution: float, min_size: int, n_iterations: Optional[int] = None, initial: Optional[np.ndarray] = None
+    ) -> np.ndarray:
         """Leiden's groups at ``resolution``, isolated images and too-small groups unsorted."""
         raw = self._membership(resolution, n_iterations, initial)
         raw[self._isolated] = -1
         return collect_small(raw, min_size)
 
-    def _membership(self, resolution: float, n_iterations: Optional[int] = None,
-                    initial: Optional[np.ndarray] = None) -> np.ndarray:
-        passes = check_auto_number(self.n_iterations if n_iterations is None else n_iterations, "n_iterations",
-                                   minimum=-1, integer=True)
+    def _membership(
+        self, resolution: float, n_iterations: Optional[int] = None, initial: Optional[np.ndarray] = None
+    ) -> np.ndarray:
+        passes = check_auto_number(
+            self.n_iterations if n_iterations is None else n_iterations, "n_iterations", minimum=-1, integer=True
+        )
         if passes == 0:
             raise ValueError("n_iterations must be -1 (until stable), a number of passes >= 1 or 'auto', got 0")
+        if self._igraph is None:
+            raise RuntimeError("Leiden has no neighbour graph yet: fit it on 3 images or more first")
         if passes == AUTO:
             passes = -1 if self._igraph.vcount() <= STABLE_UP_TO else 2
-        return leiden_membership(self._igraph, self.objective, resolution, self._seed_value, passes,
-                                 self._total_weight, initial)
+        return leiden_membership(
+            self._igraph, self.objective, resolution, self._seed_value, passes, self._total_weight, initial
+        )
 
-    def _exactly_k(self, data: np.ndarray, adjacency: Any, n_clusters: int, start: float,
-                   progress: ProgressCallback) -> tuple[np.ndarray, float]:
+    def _exactly_k(
+        self, data: np.ndarray, adjacency: Any, n_clusters: int, start: float, progress: Progress
+    ) -> tuple[np.ndarray, float]:
         """Bisection on log(resolution) for the partition with the fewest groups >= K, merged to K."""
         low, high = _RESOLUTION_RANGE
         best: Optional[tuple[int, float, np.ndarray]] = None  # (groups, resolution, labels), groups >= K
@@ -433,16 +506,21 @@ class LeidenClusterer(_GraphClusterer):
             progress(min(0.95, (step + 1) / 30), f"searching the resolution for {n_clusters} groups")
         if best is None:
             assert fallback is not None
-            warnings.warn(f"Leiden found at most {fallback[0]} groups, fewer than the {n_clusters} asked for "
-                          "(images too alike to split further)", UserWarning, stacklevel=3)
+            warnings.warn(
+                f"Leiden found at most {fallback[0]} groups, fewer than the {n_clusters} asked for "
+                "(images too alike to split further)",
+                UserWarning,
+                stacklevel=3,
+            )
             return fallback[2], fallback[1]
         found, resolution, labels = best
         if found > n_clusters:
             labels = merge_clusters_to_k(labels, adjacency, data, n_clusters)
         return collect_small(labels, 1), resolution
 
-    def ladder(self, X: Any, resolutions: Sequence[float] = DEFAULT_LADDER,
-               progress: Optional[ProgressCallback] = None) -> list[GranularityLevel]:
+    def ladder(
+        self, X: Any, resolutions: Sequence[float] = DEFAULT_LADDER, progress: ProgressLike = None
+    ) -> list[GranularityLevel]:
         """Leiden on the fitted graph at a ladder of resolutions: the granularity steps.
 
         Levels with the same number of groups are kept once (the one nearest the fitted
@@ -453,8 +531,14 @@ class LeidenClusterer(_GraphClusterer):
             raise ValueError("fit the estimator before asking for its ladder")
         min_size = 1 if self.n_clusters is not None else int(self.min_cluster_size)
         levels: dict[int, GranularityLevel] = {}
-        fitted = GranularityLevel(self.labels_.copy(), self.n_clusters_, self.n_unsorted_, self.resolution_,
-                                  self.modularity_, extra={"selected": True})
+        fitted = GranularityLevel(
+            self.labels_.copy(),
+            self.n_clusters_,
+            self.n_unsorted_,
+            self.resolution_,
+            self.modularity_,
+            extra={"selected": True},
+        )
         if self._igraph is None:
             return [fitted]
         # On large graphs each level starts from the fitted partition and takes one pass: most images
@@ -467,17 +551,25 @@ class LeidenClusterer(_GraphClusterer):
         initial = self.labels_ if large else None
         for position, resolution in enumerate(resolutions):
             check(progress, "granularity levels")
-            labels = (collect_small(self._membership(float(resolution), passes, initial), 1)
-                      if self.n_clusters is not None else self._automatic(float(resolution), min_size, passes, initial))
-            level = GranularityLevel(align_labels(self.labels_, labels), count_groups(labels),
-                                     int(np.count_nonzero(labels < 0)), float(resolution),
-                                     modularity(self._igraph, labels))
+            labels = (
+                collect_small(self._membership(float(resolution), passes, initial), 1)
+                if self.n_clusters is not None
+                else self._automatic(float(resolution), min_size, passes, initial)
+            )
+            level = GranularityLevel(
+                align_labels(self.labels_, labels),
+                count_groups(labels),
+                int(np.count_nonzero(labels < 0)),
+                float(resolution),
+                modularity(self._igraph, labels),
+            )
             previous = levels.get(level.n_clusters)
-            if previous is None or abs(math.log(resolution / self.resolution_)) < \
-                    abs(math.log((previous.resolution or 1.0) / self.resolution_)):
+            if previous is None or abs(math.log(resolution / self.resolution_)) < abs(
+                math.log((previous.resolution or 1.0) / self.resolution_)
+            ):
                 levels[level.n_clusters] = level
             if progress is not None:
-                progress((position + 1) / len(resolutions), "granularity levels")
+                ensure(progress)((position + 1) / len(resolutions), "granularity levels")
         levels[fitted.n_clusters] = fitted
         return [levels[k] for k in sorted(levels)]
 
@@ -511,14 +603,26 @@ class FINCHClusterer(_GraphClusterer):
     """
 
     param_specs = (
-        ParamSpec("level", "int", minimum=0, maximum=100,
-                  help="Partition of the hierarchy (0 = finest); auto = the best modularity."),
+        ParamSpec(
+            "level",
+            "int",
+            minimum=0,
+            maximum=100,
+            help="Partition of the hierarchy (0 = finest); auto = the best modularity.",
+        ),
         NEIGHBOURS_PARAM,
         UNSORTED_PARAM,
     )
 
-    def __init__(self, n_clusters: Optional[int] = None, level: Any = AUTO, n_neighbors: int = 15,
-                 min_cluster_size: int = 2, metric: str = "cosine", random_state: Any = 0) -> None:
+    def __init__(
+        self,
+        n_clusters: Optional[int] = None,
+        level: Any = AUTO,
+        n_neighbors: int = 15,
+        min_cluster_size: int = 2,
+        metric: str = "cosine",
+        random_state: Any = 0,
+    ) -> None:
         self.n_clusters = n_clusters
         self.level = level
         self.n_neighbors = n_neighbors
@@ -531,8 +635,9 @@ class FINCHClusterer(_GraphClusterer):
     symmetrize = "union"
     graph_method = AUTO
 
-    def fit(self, X: Any, y: Any = None, progress: Optional[ProgressCallback] = None,
-            graph: Optional[KnnGraph] = None) -> "FINCHClusterer":
+    def fit(
+        self, X: Any, y: Any = None, progress: Optional[ProgressCallback] = None, graph: Optional[KnnGraph] = None
+    ) -> "FINCHClusterer":
         try:
             from finch import FINCH
         except ImportError as error:  # pragma: no cover - a dependency
@@ -550,8 +655,12 @@ class FINCHClusterer(_GraphClusterer):
             self._igraph = None
             self.graph_ = None
             self.modularity_ = None
-            self._finish(data, np.zeros(n_samples, dtype=np.int64) if n_clusters in (None, 1)
-                         else np.arange(n_samples, dtype=np.int64))
+            self._finish(
+                data,
+                np.zeros(n_samples, dtype=np.int64)
+                if n_clusters in (None, 1)
+                else np.arange(n_samples, dtype=np.int64),
+            )
             return self
         self.graph_ = self._graph(data, graph, wrap_callback(progress, 0.0, 0.4, "FINCH: "))
         first = self.graph_.indices[:, 0].copy()
@@ -562,10 +671,17 @@ class FINCHClusterer(_GraphClusterer):
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             # Above 10,000 groups FINCH's own faiss path finds the first neighbours (never a dense matrix).
-            partitions, sizes, requested = FINCH(data, req_clust=n_clusters, initial_rank=first.astype(np.int32),
-                                                 distance=metric, ensure_early_exit=False, ann_threshold=10_000,
-                                                 faiss_threshold=10_000, verbose=False,
-                                                 random_state=seed_from(self.random_state))
+            partitions, sizes, requested = FINCH(
+                data,
+                req_clust=n_clusters,
+                initial_rank=first.astype(np.int32),
+                distance=metric,
+                ensure_early_exit=False,
+                ann_threshold=10_000,
+                faiss_threshold=10_000,
+                verbose=False,
+                random_state=seed_from(self.random_state),
+            )
         self.levels_ = np.asarray(partitions, dtype=np.int64).reshape(n_samples, -1)
         self.level_sizes_ = [int(s) for s in np.atleast_1d(sizes)]
         self._igraph = to_igraph(self._adjacency(self.graph_))
@@ -575,8 +691,10 @@ class FINCHClusterer(_GraphClusterer):
             self.level_ = -1
         else:
             if level != AUTO and level >= self.levels_.shape[1]:
-                raise ValueError(f"level must be below {self.levels_.shape[1]} (FINCH found "
-                                 f"{self.levels_.shape[1]} levels: {self.level_sizes_} groups), got {level}")
+                raise ValueError(
+                    f"level must be below {self.levels_.shape[1]} (FINCH found "
+                    f"{self.levels_.shape[1]} levels: {self.level_sizes_} groups), got {level}"
+                )
             if level == AUTO:
                 scores = [modularity(self._igraph, self.levels_[:, j]) or -1.0 for j in range(self.levels_.shape[1])]
                 level = int(np.argmax(scores))
@@ -595,21 +713,50 @@ class FINCHClusterer(_GraphClusterer):
         for j in range(self.levels_.shape[1]):
             labels = collect_small(self.levels_[:, j], getattr(self, "_level_min_size", 1))
             levels[count_groups(labels)] = GranularityLevel(
-                align_labels(self.labels_, labels), count_groups(labels), int(np.count_nonzero(labels < 0)),
-                None, None if self._igraph is None else modularity(self._igraph, labels), extra={"level": j})
-        fitted = GranularityLevel(self.labels_.copy(), self.n_clusters_, self.n_unsorted_, None, self.modularity_,
-                                  extra={"selected": True, "level": self.level_})
+                align_labels(self.labels_, labels),
+                count_groups(labels),
+                int(np.count_nonzero(labels < 0)),
+                None,
+                None if self._igraph is None else modularity(self._igraph, labels),
+                extra={"level": j},
+            )
+        fitted = GranularityLevel(
+            self.labels_.copy(),
+            self.n_clusters_,
+            self.n_unsorted_,
+            None,
+            self.modularity_,
+            extra={"selected": True, "level": self.level_},
+        )
         levels[fitted.n_clusters] = fitted
         return [levels[k] for k in sorted(levels)]
 
 
-register(AlgorithmSpec(
-    "leiden", "Leiden (automatic groups)", "Finds the groups itself: communities of the graph that links "
-    "each image to its nearest neighbours. The granularity control then gives fewer, larger or more, "
-    "smaller groups without re-running. With a K set, the resolution is searched to give exactly K.",
-    LeidenClusterer, uses_k=True, supports_auto_k=False, k_optional=True, order=90))
-register(AlgorithmSpec(
-    "finch", "FINCH (parameter-free hierarchy)", "Links each image to its first neighbour and merges "
-    "the linked groups level by level; no parameter to tune. The level of best modularity is shown, "
-    "the others are the granularity steps.", FINCHClusterer,
-    uses_k=True, supports_auto_k=False, k_optional=True, order=100))
+register(
+    AlgorithmSpec(
+        "leiden",
+        "Leiden (automatic groups)",
+        "Finds the groups itself: communities of the graph that links "
+        "each image to its nearest neighbours. The granularity control then gives fewer, larger or more, "
+        "smaller groups without re-running. With a K set, the resolution is searched to give exactly K.",
+        LeidenClusterer,
+        uses_k=True,
+        supports_auto_k=False,
+        k_optional=True,
+        order=90,
+    )
+)
+register(
+    AlgorithmSpec(
+        "finch",
+        "FINCH (parameter-free hierarchy)",
+        "Links each image to its first neighbour and merges "
+        "the linked groups level by level; no parameter to tune. The level of best modularity is shown, "
+        "the others are the granularity steps.",
+        FINCHClusterer,
+        uses_k=True,
+        supports_auto_k=False,
+        k_optional=True,
+        order=100,
+    )
+)

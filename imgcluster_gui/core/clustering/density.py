@@ -28,8 +28,13 @@ from .registry import AlgorithmSpec, ParamSpec, register
 HDBSCAN_SELECTION_METHODS = ("eom", "leaf")
 
 
-def estimate_eps(X: np.ndarray, min_samples: int, sample_size: int = 2000,
-                 random_state: Optional[int] = 0, progress: Optional[ProgressCallback] = None) -> float:
+def estimate_eps(
+    X: np.ndarray,
+    min_samples: int,
+    sample_size: int = 2000,
+    random_state: Optional[int] = 0,
+    progress: Optional[ProgressCallback] = None,
+) -> float:
     """DBSCAN's radius from the knee of the sorted k-distance graph (Ester et al. 1996).
 
     Each (sampled) point's distance to its ``min_samples - 1``-th neighbour is the radius that
@@ -53,8 +58,7 @@ def estimate_eps(X: np.ndarray, min_samples: int, sample_size: int = 2000,
     n_samples = X.shape[0]
     neighbour_rank = min(max(min_samples - 1, 1), n_samples - 1)
     rng = np.random.default_rng(random_state)
-    queries = (np.sort(rng.choice(n_samples, size=sample_size, replace=False))
-               if n_samples > sample_size else None)
+    queries = np.sort(rng.choice(n_samples, size=sample_size, replace=False)) if n_samples > sample_size else None
     squared, _ = nearest_neighbors(X, neighbour_rank, queries=queries, progress=progress)
     k_distances = np.sort(np.sqrt(squared[:, -1].astype(np.float64)))
     low, high = k_distances[0], k_distances[-1]
@@ -92,16 +96,28 @@ class DBSCANClusterer(ProgressClusterer):
     """
 
     param_specs = (
-        ParamSpec("eps", "float", minimum=1e-4, maximum=1e6,
-                  help="Neighbourhood radius; auto = estimate it from the k-distance graph."),
-        ParamSpec("min_samples", "int", minimum=2, maximum=10000,
-                  help="Images within the radius (itself included) that make a dense core."),
-        ParamSpec("metric", "choice", choices=DISTANCE_METRICS,
-                  help="Distance (the automatic radius needs euclidean)."),
+        ParamSpec(
+            "eps",
+            "float",
+            minimum=1e-4,
+            maximum=1e6,
+            help="Neighbourhood radius; auto = estimate it from the k-distance graph.",
+        ),
+        ParamSpec(
+            "min_samples",
+            "int",
+            minimum=2,
+            maximum=10000,
+            help="Images within the radius (itself included) that make a dense core.",
+        ),
+        ParamSpec(
+            "metric", "choice", choices=DISTANCE_METRICS, help="Distance (the automatic radius needs euclidean)."
+        ),
     )
 
-    def __init__(self, eps: Any = AUTO, min_samples: int = 5, metric: str = "euclidean",
-                 random_state: Any = None) -> None:
+    def __init__(
+        self, eps: Any = AUTO, min_samples: int = 5, metric: str = "euclidean", random_state: Any = None
+    ) -> None:
         self.eps = eps
         self.min_samples = min_samples
         self.metric = metric
@@ -118,8 +134,9 @@ class DBSCANClusterer(ProgressClusterer):
         report(0.0, "DBSCAN: radius")
         if eps == AUTO:
             if metric != "euclidean":
-                raise ValueError("eps='auto' is estimated in Euclidean distance: give eps explicitly "
-                                 f"for metric={metric!r}")
+                raise ValueError(
+                    f"eps='auto' is estimated in Euclidean distance: give eps explicitly for metric={metric!r}"
+                )
             eps = estimate_eps(data, min_samples, random_state=seed_from(self.random_state), progress=progress)
         report(0.3, "DBSCAN clustering")
         model = DBSCAN(eps=eps, min_samples=min_samples, metric=metric).fit(data)
@@ -150,16 +167,27 @@ class HDBSCANClusterer(ProgressClusterer):
     """
 
     param_specs = (
-        ParamSpec("min_cluster_size", "int", minimum=2, maximum=100000,
-                  help="Smallest group that counts as a cluster."),
-        ParamSpec("min_samples", "int", minimum=1, maximum=100000,
-                  help="Density smoothing (larger: more images unassigned); auto = min_cluster_size."),
-        ParamSpec("cluster_selection_method", "choice", choices=HDBSCAN_SELECTION_METHODS,
-                  help="eom: the most persistent clusters; leaf: more, smaller clusters."),
+        ParamSpec(
+            "min_cluster_size", "int", minimum=2, maximum=100000, help="Smallest group that counts as a cluster."
+        ),
+        ParamSpec(
+            "min_samples",
+            "int",
+            minimum=1,
+            maximum=100000,
+            help="Density smoothing (larger: more images unassigned); auto = min_cluster_size.",
+        ),
+        ParamSpec(
+            "cluster_selection_method",
+            "choice",
+            choices=HDBSCAN_SELECTION_METHODS,
+            help="eom: the most persistent clusters; leaf: more, smaller clusters.",
+        ),
     )
 
-    def __init__(self, min_cluster_size: int = 5, min_samples: Any = AUTO,
-                 cluster_selection_method: str = "eom") -> None:
+    def __init__(
+        self, min_cluster_size: int = 5, min_samples: Any = AUTO, cluster_selection_method: str = "eom"
+    ) -> None:
         self.min_cluster_size = min_cluster_size
         self.min_samples = min_samples
         self.cluster_selection_method = cluster_selection_method
@@ -173,9 +201,12 @@ class HDBSCANClusterer(ProgressClusterer):
         min_samples = check_auto_number(self.min_samples, "min_samples", minimum=1, integer=True)
         method = check_choice(self.cluster_selection_method, "cluster_selection_method", HDBSCAN_SELECTION_METHODS)
         report(0.0, "HDBSCAN clustering")
-        model = HDBSCAN(min_cluster_size=min(min_cluster_size, data.shape[0]),
-                        min_samples=None if min_samples == AUTO else min(min_samples, data.shape[0] - 1),
-                        cluster_selection_method=method, copy=True).fit(data)
+        model = HDBSCAN(
+            min_cluster_size=min(min_cluster_size, data.shape[0]),
+            min_samples=None if min_samples == AUTO else min(min_samples, data.shape[0] - 1),
+            cluster_selection_method=method,
+            copy=True,
+        ).fit(data)
         labels = model.labels_.astype(np.int64)
         labels[labels < 0] = -1  # scikit-learn also uses -2/-3 for infinite/missing entries
         self.labels_ = labels
@@ -184,10 +215,26 @@ class HDBSCANClusterer(ProgressClusterer):
         return self
 
 
-register(AlgorithmSpec(
-    "dbscan", "DBSCAN (density)", "Finds dense groups and leaves sparse images unassigned; chooses the "
-    "number of clusters itself.", DBSCANClusterer, uses_k=False, supports_auto_k=False, order=40))
-register(AlgorithmSpec(
-    "hdbscan", "HDBSCAN (density, varying)", "Density clusters of varying density; images in no "
-    "cluster stay unassigned. Chooses the number of clusters itself.", HDBSCANClusterer,
-    uses_k=False, supports_auto_k=False, order=50))
+register(
+    AlgorithmSpec(
+        "dbscan",
+        "DBSCAN (density)",
+        "Finds dense groups and leaves sparse images unassigned; chooses the number of clusters itself.",
+        DBSCANClusterer,
+        uses_k=False,
+        supports_auto_k=False,
+        order=40,
+    )
+)
+register(
+    AlgorithmSpec(
+        "hdbscan",
+        "HDBSCAN (density, varying)",
+        "Density clusters of varying density; images in no "
+        "cluster stay unassigned. Chooses the number of clusters itself.",
+        HDBSCANClusterer,
+        uses_k=False,
+        supports_auto_k=False,
+        order=50,
+    )
+)

@@ -29,7 +29,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..progress import ProgressCallback, check, ensure, wrap_callback
+from ..progress import ProgressLike, check, ensure, wrap_callback
 
 
 @dataclass
@@ -61,8 +61,9 @@ def as_float32_rows(X: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(X, dtype=np.float32)
 
 
-def kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator,
-                    n_local_trials: Optional[int] = None) -> np.ndarray:
+def kmeans_plusplus(
+    X: np.ndarray, n_clusters: int, rng: np.random.Generator, n_local_trials: Optional[int] = None
+) -> np.ndarray:
     """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007, with scikit-learn's greedy trials).
 
     Parameters
@@ -121,8 +122,9 @@ def _assignment_block_rows(n_clusters: int) -> int:
     return max(256, (8 * 1024 * 1024) // max(n_clusters, 1))
 
 
-def assign(X: np.ndarray, centers: np.ndarray, squared_norms: Optional[np.ndarray] = None,
-           second: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def assign(
+    X: np.ndarray, centers: np.ndarray, squared_norms: Optional[np.ndarray] = None, second: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Nearest (and optionally second-nearest) centre of each row of ``X``, one GEMM per block.
 
     Parameters
@@ -169,15 +171,15 @@ def assign(X: np.ndarray, centers: np.ndarray, squared_norms: Optional[np.ndarra
     return labels, nearest_sq, second_sq
 
 
-def _update_centers(X: np.ndarray, labels: np.ndarray, nearest_sq: np.ndarray,
-                    previous: np.ndarray) -> np.ndarray:
+def _update_centers(X: np.ndarray, labels: np.ndarray, nearest_sq: np.ndarray, previous: np.ndarray) -> np.ndarray:
     """Means of the assigned points; an empty cluster moves onto the worst-fitted point (as scikit-learn)."""
     from scipy import sparse
 
     n_samples = X.shape[0]
     n_clusters = previous.shape[0]
-    membership = sparse.csr_matrix((np.ones(n_samples, dtype=np.float32), (labels, np.arange(n_samples))),
-                                   shape=(n_clusters, n_samples))
+    membership = sparse.csr_matrix(
+        (np.ones(n_samples, dtype=np.float32), (labels, np.arange(n_samples))), shape=(n_clusters, n_samples)
+    )
     sums = np.asarray(membership @ X, dtype=np.float64)
     counts = np.bincount(labels, minlength=n_clusters)
     centers = previous.astype(np.float64, copy=True)
@@ -185,14 +187,20 @@ def _update_centers(X: np.ndarray, labels: np.ndarray, nearest_sq: np.ndarray,
     centers[filled] = sums[filled] / counts[filled, None]
     empty = np.flatnonzero(~filled)
     if empty.size:
-        farthest = np.argsort(nearest_sq, kind="stable")[::-1][:empty.size]
-        centers[empty[:farthest.size]] = X[farthest]
+        farthest = np.argsort(nearest_sq, kind="stable")[::-1][: empty.size]
+        centers[empty[: farthest.size]] = X[farthest]
     return np.ascontiguousarray(centers, dtype=np.float32)
 
 
-def lloyd(X: np.ndarray, centers: np.ndarray, max_iter: int, tol: float,
-          progress: Optional[ProgressCallback] = None, stage: str = "k-means",
-          squared_norms: Optional[np.ndarray] = None) -> tuple[np.ndarray, float, int]:
+def lloyd(
+    X: np.ndarray,
+    centers: np.ndarray,
+    max_iter: int,
+    tol: float,
+    progress: ProgressLike = None,
+    stage: str = "k-means",
+    squared_norms: Optional[np.ndarray] = None,
+) -> tuple[np.ndarray, float, int]:
     """Lloyd iterations from ``centers``; the callback is called after every iteration.
 
     Parameters
@@ -233,9 +241,17 @@ def lloyd(X: np.ndarray, centers: np.ndarray, max_iter: int, tol: float,
     return centers, inertia, iterations
 
 
-def fast_kmeans(X: np.ndarray, n_clusters: int, n_init: int = 3, max_iter: int = 100, tol: float = 1e-4,
-                random_state: Optional[int] = 0, train_points_per_centroid: int = 256,
-                seed_points_per_centroid: int = 32, progress: Optional[ProgressCallback] = None) -> KMeansFit:
+def fast_kmeans(
+    X: np.ndarray,
+    n_clusters: int,
+    n_init: int = 3,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+    random_state: Optional[int] = 0,
+    train_points_per_centroid: int = 256,
+    seed_points_per_centroid: int = 32,
+    progress: ProgressLike = None,
+) -> KMeansFit:
     """k-means: k-means++ seeding on a subsample, Lloyd on a subsample, best of ``n_init``, polished on all.
 
     Parameters
@@ -278,14 +294,23 @@ def fast_kmeans(X: np.ndarray, n_clusters: int, n_init: int = 3, max_iter: int =
         start = restart_share * restart / n_init
         report(start, stage)
         restart_rng = np.random.default_rng(rng.integers(2**63 - 1))
-        seeding_rows = (np.sort(restart_rng.choice(train_size, size=seed_size, replace=False))
-                        if seed_size < train_size else np.arange(train_size))
+        seeding_rows = (
+            np.sort(restart_rng.choice(train_size, size=seed_size, replace=False))
+            if seed_size < train_size
+            else np.arange(train_size)
+        )
         seeding_set = np.ascontiguousarray(train[seeding_rows])
         initial = seeding_set[kmeans_plusplus(seeding_set, n_clusters, restart_rng)]
         check(progress, stage)
         centers, inertia, iterations = lloyd(
-            train, initial, max_iter, tol, wrap_callback(progress, start, restart_share * (restart + 1) / n_init),
-            stage, squared_norms=train_norms)
+            train,
+            initial,
+            max_iter,
+            tol,
+            wrap_callback(progress, start, restart_share * (restart + 1) / n_init),
+            stage,
+            squared_norms=train_norms,
+        )
         if inertia < best_inertia:
             best_centers, best_inertia, best_iterations = centers, inertia, iterations
     assert best_centers is not None
@@ -294,14 +319,26 @@ def fast_kmeans(X: np.ndarray, n_clusters: int, n_init: int = 3, max_iter: int =
     if polish:
         squared_norms = np.einsum("ij,ij->i", X, X)
         best_centers, _, polish_iterations = lloyd(
-            X, best_centers, max_iter, tol, wrap_callback(progress, restart_share, 0.95),
-            "k-means on all points", squared_norms=squared_norms)
+            X,
+            best_centers,
+            max_iter,
+            tol,
+            wrap_callback(progress, restart_share, 0.95),
+            "k-means on all points",
+            squared_norms=squared_norms,
+        )
         best_iterations += polish_iterations
     check(progress, "assigning points")
     labels, nearest_sq, second_sq = assign(X, best_centers, squared_norms, second=True)
     report(1.0, "k-means done")
-    return KMeansFit(centers=best_centers, labels=labels, inertia=float(nearest_sq.sum(dtype=np.float64)),
-                     nearest_sq=nearest_sq, second_sq=second_sq, n_iter=best_iterations)
+    return KMeansFit(
+        centers=best_centers,
+        labels=labels,
+        inertia=float(nearest_sq.sum(dtype=np.float64)),
+        nearest_sq=nearest_sq,
+        second_sq=second_sq,
+        n_iter=best_iterations,
+    )
 
 
 def centroid_confidence(nearest_sq: np.ndarray, second_sq: np.ndarray) -> np.ndarray:

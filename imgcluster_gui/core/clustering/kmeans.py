@@ -62,9 +62,16 @@ class FastKMeans(ProgressClusterer):
         ParamSpec("max_iter", "int", minimum=1, maximum=10000, help="Upper bound on Lloyd iterations."),
     )
 
-    def __init__(self, n_clusters: int = 8, n_init: int = 3, max_iter: int = 100, tol: float = 1e-4,
-                 random_state: Any = None, train_points_per_centroid: int = 256,
-                 seed_points_per_centroid: int = 32) -> None:
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        n_init: int = 3,
+        max_iter: int = 100,
+        tol: float = 1e-4,
+        random_state: Any = None,
+        train_points_per_centroid: int = 256,
+        seed_points_per_centroid: int = 32,
+    ) -> None:
         self.n_clusters = n_clusters
         self.n_init = n_init
         self.max_iter = max_iter
@@ -77,14 +84,17 @@ class FastKMeans(ProgressClusterer):
         """Cluster ``X`` of shape (n_samples, n_features); float64 input is converted to float32."""
         data = check_features(X, min_samples=1, dtype=np.float32)
         n_clusters = check_n_clusters(self.n_clusters, data.shape[0])
-        fit = fast_kmeans(data, n_clusters, n_init=check_positive_int(self.n_init, "n_init"),
-                          max_iter=check_positive_int(self.max_iter, "max_iter"), tol=float(self.tol),
-                          random_state=seed_from(self.random_state),
-                          train_points_per_centroid=check_positive_int(self.train_points_per_centroid,
-                                                                       "train_points_per_centroid"),
-                          seed_points_per_centroid=check_positive_int(self.seed_points_per_centroid,
-                                                                      "seed_points_per_centroid"),
-                          progress=progress)
+        fit = fast_kmeans(
+            data,
+            n_clusters,
+            n_init=check_positive_int(self.n_init, "n_init"),
+            max_iter=check_positive_int(self.max_iter, "max_iter"),
+            tol=float(self.tol),
+            random_state=seed_from(self.random_state),
+            train_points_per_centroid=check_positive_int(self.train_points_per_centroid, "train_points_per_centroid"),
+            seed_points_per_centroid=check_positive_int(self.seed_points_per_centroid, "seed_points_per_centroid"),
+            progress=progress,
+        )
         self.labels_ = fit.labels
         self.cluster_centers_ = fit.centers
         self.inertia_ = fit.inertia
@@ -97,8 +107,9 @@ class FastKMeans(ProgressClusterer):
         """Index of the nearest learned centre for each row of ``X``, shape (n_samples,)."""
         data = check_features(X, min_samples=1, dtype=np.float32)
         if data.shape[1] != self.cluster_centers_.shape[1]:
-            raise ValueError(f"X has {data.shape[1]} features, the model was fitted on "
-                             f"{self.cluster_centers_.shape[1]}")
+            raise ValueError(
+                f"X has {data.shape[1]} features, the model was fitted on {self.cluster_centers_.shape[1]}"
+            )
         return assign(data, self.cluster_centers_)[0]
 
 
@@ -127,8 +138,14 @@ class MiniBatchKMeansClusterer(ProgressClusterer):
         ParamSpec("max_iter", "int", minimum=1, maximum=10000, help="Passes over the data."),
     )
 
-    def __init__(self, n_clusters: int = 8, batch_size: int = 1024, n_init: int = 3, max_iter: int = 100,
-                 random_state: Any = None) -> None:
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        batch_size: int = 1024,
+        n_init: int = 3,
+        max_iter: int = 100,
+        random_state: Any = None,
+    ) -> None:
         self.n_clusters = n_clusters
         self.batch_size = batch_size
         self.n_init = n_init
@@ -146,12 +163,17 @@ class MiniBatchKMeansClusterer(ProgressClusterer):
         best = None
         for restart in range(n_init):
             report(restart / n_init, f"mini-batch k-means restart {restart + 1}/{n_init}")
-            model = MiniBatchKMeans(n_clusters=n_clusters, batch_size=check_positive_int(self.batch_size, "batch_size"),
-                                    max_iter=check_positive_int(self.max_iter, "max_iter"), n_init=1,
-                                    random_state=int(rng.integers(np.iinfo(np.int32).max))).fit(data)
+            model = MiniBatchKMeans(
+                n_clusters=n_clusters,
+                batch_size=check_positive_int(self.batch_size, "batch_size"),
+                max_iter=check_positive_int(self.max_iter, "max_iter"),
+                n_init=1,
+                random_state=int(rng.integers(np.iinfo(np.int32).max)),
+            ).fit(data)
             if best is None or model.inertia_ < best.inertia_:
                 best = model
         check(progress, "assigning points")
+        assert best is not None, "n_init >= 1 (checked above): at least one restart ran"
         centers = np.ascontiguousarray(best.cluster_centers_, dtype=np.float32)
         labels, nearest_sq, second_sq = assign(data, centers, second=True)
         self.labels_ = labels
@@ -162,11 +184,26 @@ class MiniBatchKMeansClusterer(ProgressClusterer):
         return self
 
 
-register(AlgorithmSpec(
-    "kmeans", "k-means", "Groups images around K centres (k-means++ seeding, several restarts). "
-    "Fast on large sets; the usual first choice.", FastKMeans,
-    uses_k=True, supports_auto_k=True, order=10))
-register(AlgorithmSpec(
-    "minibatch_kmeans", "Mini-batch k-means", "k-means on small random batches: less memory and time on "
-    "very large sets, slightly worse clusters.", MiniBatchKMeansClusterer,
-    uses_k=True, supports_auto_k=True, order=20))
+register(
+    AlgorithmSpec(
+        "kmeans",
+        "k-means",
+        "Groups images around K centres (k-means++ seeding, several restarts). "
+        "Fast on large sets; the usual first choice.",
+        FastKMeans,
+        uses_k=True,
+        supports_auto_k=True,
+        order=10,
+    )
+)
+register(
+    AlgorithmSpec(
+        "minibatch_kmeans",
+        "Mini-batch k-means",
+        "k-means on small random batches: less memory and time on very large sets, slightly worse clusters.",
+        MiniBatchKMeansClusterer,
+        uses_k=True,
+        supports_auto_k=True,
+        order=20,
+    )
+)

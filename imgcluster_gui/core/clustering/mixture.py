@@ -54,18 +54,28 @@ class GaussianMixtureClusterer(ProgressClusterer):
     """
 
     param_specs = (
-        ParamSpec("covariance_type", "choice", choices=GMM_COVARIANCE_TYPES,
-                  help="Shape of each Gaussian; 'full' needs PCA-reduced features."),
+        ParamSpec(
+            "covariance_type",
+            "choice",
+            choices=GMM_COVARIANCE_TYPES,
+            help="Shape of each Gaussian; 'full' needs PCA-reduced features.",
+        ),
         ParamSpec("n_init", "int", minimum=1, maximum=100, help=RESTARTS_HELP),
         ParamSpec("max_iter", "int", minimum=1, maximum=10000, help="EM iterations per restart."),
-        ParamSpec("reg_covar", "float", minimum=0.0, maximum=10.0,
-                  help="Added to covariance diagonals for stability."),
+        ParamSpec("reg_covar", "float", minimum=0.0, maximum=10.0, help="Added to covariance diagonals for stability."),
         MEMORY_PARAM,
     )
 
-    def __init__(self, n_clusters: int = 8, covariance_type: str = "diag", n_init: int = 1, max_iter: int = 100,
-                 reg_covar: float = 1e-6, random_state: Any = None,
-                 memory_limit_gb: float = DEFAULT_MEMORY_LIMIT_GB) -> None:
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        covariance_type: str = "diag",
+        n_init: int = 1,
+        max_iter: int = 100,
+        reg_covar: float = 1e-6,
+        random_state: Any = None,
+        memory_limit_gb: float = DEFAULT_MEMORY_LIMIT_GB,
+    ) -> None:
         self.n_clusters = n_clusters
         self.covariance_type = covariance_type
         self.n_init = n_init
@@ -86,9 +96,11 @@ class GaussianMixtureClusterer(ProgressClusterer):
         matrices = {"full": n_clusters, "tied": 1}.get(covariance_type, 0)
         needed = memory_needed_gb(3.0 * 8.0 * matrices * n_features * n_features)  # covariances, precisions, work
         if needed > float(self.memory_limit_gb):
-            raise ValueError(f"a '{covariance_type}' Gaussian mixture on {n_features} features needs about "
-                             f"{needed:.1f} GB (limit {float(self.memory_limit_gb):.1f} GB): use "
-                             "covariance_type='diag', or reduce the features with PCA first")
+            raise ValueError(
+                f"a '{covariance_type}' Gaussian mixture on {n_features} features needs about "
+                f"{needed:.1f} GB (limit {float(self.memory_limit_gb):.1f} GB): use "
+                "covariance_type='diag', or reduce the features with PCA first"
+            )
         rng = np.random.default_rng(seed_from(self.random_state))
         best = None
         with warnings.catch_warnings():
@@ -99,15 +111,23 @@ class GaussianMixtureClusterer(ProgressClusterer):
                 # Start EM from our k-means (k-means++ seeding, restarts): scikit-learn's own start is a
                 # single k-means run, which often merges two clusters and splits another.
                 start = FastKMeans(n_clusters=n_clusters, n_init=3, random_state=seed).fit(data)
-                weights, means, precisions = _gaussian_start(data, start.labels_, n_clusters, covariance_type,
-                                                             float(self.reg_covar))
-                model = GaussianMixture(n_components=n_clusters, covariance_type=covariance_type,
-                                        max_iter=check_positive_int(self.max_iter, "max_iter"),
-                                        reg_covar=float(self.reg_covar), init_params="random_from_data",
-                                        weights_init=weights, means_init=means, precisions_init=precisions,
-                                        random_state=seed).fit(data)
+                weights, means, precisions = _gaussian_start(
+                    data, start.labels_, n_clusters, covariance_type, float(self.reg_covar)
+                )
+                model = GaussianMixture(
+                    n_components=n_clusters,
+                    covariance_type=covariance_type,
+                    max_iter=check_positive_int(self.max_iter, "max_iter"),
+                    reg_covar=float(self.reg_covar),
+                    init_params="random_from_data",
+                    weights_init=weights,
+                    means_init=means,
+                    precisions_init=precisions,
+                    random_state=seed,
+                ).fit(data)
                 if best is None or model.lower_bound_ > best.lower_bound_:
                     best = model
+        assert best is not None, "n_init >= 1 (checked above): at least one restart ran"
         posterior = best.predict_proba(data)
         self.labels_ = posterior.argmax(axis=1).astype(np.int64)
         self.confidence_ = posterior.max(axis=1).astype(np.float32)
@@ -117,8 +137,9 @@ class GaussianMixtureClusterer(ProgressClusterer):
         return self
 
 
-def _gaussian_start(X: np.ndarray, labels: np.ndarray, n_clusters: int, covariance_type: str,
-                    reg_covar: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _gaussian_start(
+    X: np.ndarray, labels: np.ndarray, n_clusters: int, covariance_type: str, reg_covar: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weights ``(K,)``, means ``(K, d)`` and precisions (scikit-learn's shape per covariance type)
     of the Gaussians fitted to a hard clustering ``labels`` (every cluster non-empty or given a floor)."""
     n_samples, n_features = X.shape
@@ -128,7 +149,7 @@ def _gaussian_start(X: np.ndarray, labels: np.ndarray, n_clusters: int, covarian
     residuals = X - means[labels]
     if covariance_type in ("diag", "spherical"):
         variances = np.zeros((n_clusters, n_features))
-        np.add.at(variances, labels, residuals ** 2)
+        np.add.at(variances, labels, residuals**2)
         variances = variances / np.maximum(counts, 1.0)[:, None] + reg_covar
         if covariance_type == "spherical":
             return weights, means, 1.0 / variances.mean(axis=1)
@@ -144,7 +165,14 @@ def _gaussian_start(X: np.ndarray, labels: np.ndarray, n_clusters: int, covarian
     return weights, means, precisions
 
 
-register(AlgorithmSpec(
-    "gmm", "Gaussian mixture", "Soft clustering by a mixture of Gaussians; confidence is the "
-    "probability of the chosen cluster.", GaussianMixtureClusterer,
-    uses_k=True, supports_auto_k=True, order=60))
+register(
+    AlgorithmSpec(
+        "gmm",
+        "Gaussian mixture",
+        "Soft clustering by a mixture of Gaussians; confidence is the probability of the chosen cluster.",
+        GaussianMixtureClusterer,
+        uses_k=True,
+        supports_auto_k=True,
+        order=60,
+    )
+)

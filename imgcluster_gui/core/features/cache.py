@@ -97,14 +97,19 @@ class FeatureCache:
             connection.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
             connection.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable up to the last commit
             with connection:
-                connection.execute("CREATE TABLE IF NOT EXISTS models (model_id TEXT PRIMARY KEY, "
-                                   "description TEXT NOT NULL)")
-                connection.execute("CREATE TABLE IF NOT EXISTS features (model_id TEXT NOT NULL, "
-                                   "content_key TEXT NOT NULL, dim INTEGER NOT NULL, vector BLOB NOT NULL, "
-                                   "PRIMARY KEY (model_id, content_key)) WITHOUT ROWID")
-                connection.execute("CREATE TABLE IF NOT EXISTS file_hashes (path BLOB PRIMARY KEY, "
-                                   "size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, inode INTEGER, "
-                                   "content_key TEXT NOT NULL)")
+                connection.execute(
+                    "CREATE TABLE IF NOT EXISTS models (model_id TEXT PRIMARY KEY, description TEXT NOT NULL)"
+                )
+                connection.execute(
+                    "CREATE TABLE IF NOT EXISTS features (model_id TEXT NOT NULL, "
+                    "content_key TEXT NOT NULL, dim INTEGER NOT NULL, vector BLOB NOT NULL, "
+                    "PRIMARY KEY (model_id, content_key)) WITHOUT ROWID"
+                )
+                connection.execute(
+                    "CREATE TABLE IF NOT EXISTS file_hashes (path BLOB PRIMARY KEY, "
+                    "size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, inode INTEGER, "
+                    "content_key TEXT NOT NULL)"
+                )
             self._connection = connection
         return self._connection
 
@@ -138,8 +143,9 @@ class FeatureCache:
             raise OSError(failures[0][1])
         return keys[0]  # type: ignore[return-value]
 
-    def keys_for(self, paths: Sequence[PathLike], progress: ProgressLike = None,
-                 n_threads: int = 4) -> tuple[list[Optional[str]], list[tuple[int, str]]]:
+    def keys_for(
+        self, paths: Sequence[PathLike], progress: ProgressLike = None, n_threads: int = 4
+    ) -> tuple[list[Optional[str]], list[tuple[int, str]]]:
         """Content keys of many files.
 
         Parameters
@@ -178,7 +184,7 @@ class FeatureCache:
         new_rows = []
         with ThreadPoolExecutor(max_workers=max(1, n_threads)) as pool:
             for start in range(0, len(to_hash), _HASH_CHUNK):
-                chunk = to_hash[start:start + _HASH_CHUNK]
+                chunk = to_hash[start : start + _HASH_CHUNK]
                 for index, outcome in zip(chunk, pool.map(_hash_or_reason, [paths[i] for i in chunk])):
                     digest, reason = outcome
                     if digest is None:
@@ -192,8 +198,9 @@ class FeatureCache:
         failures.sort()
         return keys, failures
 
-    def _remembered_hashes(self, encoded: list[bytes],
-                           signatures: list[Optional[tuple[int, int, int, int]]]) -> dict[int, str]:
+    def _remembered_hashes(
+        self, encoded: list[bytes], signatures: list[Optional[tuple[int, int, int, int]]]
+    ) -> dict[int, str]:
         if not self.database_path.exists():
             return {}
         found: dict[int, str] = {}
@@ -201,10 +208,12 @@ class FeatureCache:
         with self._lock:
             connection = self._connect()
             for start in range(0, len(encoded), _SQL_CHUNK):
-                chunk = encoded[start:start + _SQL_CHUNK]
+                chunk = encoded[start : start + _SQL_CHUNK]
                 rows = connection.execute(
                     f"SELECT path, size, mtime_ns, ctime_ns, inode, content_key FROM file_hashes "
-                    f"WHERE path IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+                    f"WHERE path IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
                 for path, size, mtime_ns, ctime_ns, inode, key in rows:
                     index = index_of[bytes(path)]
                     if signatures[index] == (size, mtime_ns, ctime_ns, inode):
@@ -236,10 +245,12 @@ class FeatureCache:
         with self._lock:
             connection = self._connect()
             for start in range(0, len(wanted), _SQL_CHUNK):
-                chunk = wanted[start:start + _SQL_CHUNK]
+                chunk = wanted[start : start + _SQL_CHUNK]
                 rows = connection.execute(
                     f"SELECT content_key, dim, vector FROM features WHERE model_id = ? AND content_key IN "
-                    f"({','.join('?' * len(chunk))})", [model_id, *chunk]).fetchall()
+                    f"({','.join('?' * len(chunk))})",
+                    [model_id, *chunk],
+                ).fetchall()
                 for key, dim, blob in rows:
                     if len(blob) == dim * 4:
                         found[key] = np.frombuffer(blob, dtype=np.float32)
@@ -278,8 +289,11 @@ class FeatureCache:
             connection = self._connect()
             if model_key is None:
                 return int(connection.execute("SELECT COUNT(*) FROM features").fetchone()[0])
-            return int(connection.execute("SELECT COUNT(*) FROM features WHERE model_id = ?",
-                                          (_model_id(model_key),)).fetchone()[0])
+            return int(
+                connection.execute(
+                    "SELECT COUNT(*) FROM features WHERE model_id = ?", (_model_id(model_key),)
+                ).fetchone()[0]
+            )
 
     def model_keys(self) -> list[str]:
         """Model keys that have entries (readable descriptions)."""

@@ -27,7 +27,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -37,8 +37,15 @@ from ... import __version__
 from ..choices import AUTO, resolve_device
 from ..dataset import ImageLoadError, SkippedFile, load_image
 from ..progress import ProgressLike, check, ensure, wrap_callback
-from .backbones import (DEFAULT_BACKBONE, Preprocessing, build_feature_model, get_backbone, resolve_layer,
-                        resolve_preprocessing, weights_identity)
+from .backbones import (
+    DEFAULT_BACKBONE,
+    Preprocessing,
+    build_feature_model,
+    get_backbone,
+    resolve_layer,
+    resolve_preprocessing,
+    weights_identity,
+)
 from .cache import FeatureCache
 
 PathLike = Union[str, os.PathLike]
@@ -122,8 +129,12 @@ def default_num_workers(device: torch.device) -> int:
     return max(1, min(MAX_WORKERS, cores - 1))
 
 
-def model_key(backbone: str, layer: Optional[str] = None, weights_path: Optional[PathLike] = None,
-              preprocessing: Optional[Preprocessing] = None) -> str:
+def model_key(
+    backbone: str,
+    layer: Optional[str] = None,
+    weights_path: Optional[PathLike] = None,
+    preprocessing: Optional[Preprocessing] = None,
+) -> str:
     """Everything that changes a backbone's numbers, as one text (the cache's model key).
 
     Backbone, layer, weights identity (package file, torchvision enum member, or a user file's
@@ -132,8 +143,10 @@ def model_key(backbone: str, layer: Optional[str] = None, weights_path: Optional
     """
     layer_id = resolve_layer(backbone, layer)
     prep = preprocessing or resolve_preprocessing(backbone, weights_path)
-    return (f"{backbone}|layer={layer_id}|weights={weights_identity(backbone, weights_path)}|"
-            f"prep={prep.key()}|imgcluster={__version__}|features=v{FEATURES_VERSION}")
+    return (
+        f"{backbone}|layer={layer_id}|weights={weights_identity(backbone, weights_path)}|"
+        f"prep={prep.key()}|imgcluster={__version__}|features=v{FEATURES_VERSION}"
+    )
 
 
 # ============================================================================ data loading
@@ -147,30 +160,34 @@ class ImageFolderDataset(Dataset):
     def __init__(self, paths: Sequence[PathLike], preprocessing: Preprocessing) -> None:
         self.paths = [os.fspath(p) for p in paths]
         self.preprocessing = preprocessing
-        self._transform = None
+        self._transform: Optional[Callable[[Any], torch.Tensor]] = None
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def _build_transform(self):
+    def _build_transform(self) -> Callable[[Any], torch.Tensor]:
         from torchvision import transforms
         from torchvision.transforms import InterpolationMode
 
         prep = self.preprocessing
-        return transforms.Compose([
-            transforms.Resize(prep.resize_size, interpolation=InterpolationMode(prep.interpolation),
-                              antialias=True),
-            transforms.CenterCrop(prep.input_size),
-            transforms.PILToTensor(),
-        ])
+        return transforms.Compose(
+            [
+                transforms.Resize(
+                    prep.resize_size, interpolation=InterpolationMode(prep.interpolation), antialias=True
+                ),
+                transforms.CenterCrop(prep.input_size),
+                transforms.PILToTensor(),
+            ]
+        )
 
     def __getitem__(self, index: int) -> tuple[int, Optional[torch.Tensor], str]:
-        if self._transform is None:  # built in the worker, after fork/spawn
-            self._transform = self._build_transform()
+        transform = self._transform
+        if transform is None:  # built in the worker, after fork/spawn
+            transform = self._transform = self._build_transform()
         size = self.preprocessing.resize_size
         try:
             image = load_image(self.paths[index], draft_size=(size, size))
-            return index, self._transform(image), ""
+            return index, transform(image), ""
         except ImageLoadError as exc:
             return index, None, str(exc)
         except Exception as exc:  # a decoder bug on one malformed file must not end the run
@@ -209,21 +226,30 @@ def _cudnn_benchmark(device: torch.device) -> Iterator[None]:
 class _Runner:
     """The network on its device: normalisation, layout, precision, optional compilation."""
 
-    def __init__(self, model: torch.nn.Module, preprocessing: Preprocessing, device: torch.device,
-                 channels_last: bool, compile_model: bool, batch_size: int) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        preprocessing: Preprocessing,
+        device: torch.device,
+        channels_last: bool,
+        compile_model: bool,
+        batch_size: int,
+    ) -> None:
         self.device = device
         self.channels_last = channels_last
         self.batch_size = batch_size
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.model = model.to(device=device, memory_format=memory_format).eval()
-        self.eager = self.model
+        self.eager: torch.nn.Module = model.to(device=device).to(memory_format=memory_format).eval()
+        self.model: Callable[..., torch.Tensor] = self.eager  # torch.compile's wrapper once compiled
         self.compiled = False
         if compile_model:
             try:
                 self.model = torch.compile(self.model, dynamic=False)
                 self.compiled = True
             except Exception as exc:  # no compiler / unsupported platform
-                warnings.warn(f"torch.compile is unavailable ({type(exc).__name__}: {exc}); running eagerly")
+                warnings.warn(
+                    f"torch.compile is unavailable ({type(exc).__name__}: {exc}); running eagerly", stacklevel=2
+                )
         shape = (1, 3, 1, 1)
         self.mean = torch.tensor(preprocessing.mean, dtype=torch.float32, device=device).view(shape) * 255.0
         self.std = torch.tensor(preprocessing.std, dtype=torch.float32, device=device).view(shape) * 255.0
@@ -246,7 +272,7 @@ class _Runner:
                 if not self.compiled:
                     raise
                 # Compilation happens at the first call; fall back to eager if it fails there.
-                warnings.warn(f"torch.compile failed ({type(exc).__name__}); running eagerly")
+                warnings.warn(f"torch.compile failed ({type(exc).__name__}); running eagerly", stacklevel=2)
                 self.model, self.compiled = self.eager, False
                 out = self.model(x)
         return out[:n].float().cpu().numpy()
@@ -259,13 +285,22 @@ def _open_cache(cache: Union[FeatureCache, bool, None]) -> Optional[FeatureCache
     return FeatureCache() if cache is True else None
 
 
-def extract_features(paths: Sequence[PathLike], backbone: str = DEFAULT_BACKBONE, layer: Optional[str] = None,
-                     weights_path: Optional[PathLike] = None, device: Union[str, torch.device] = AUTO,
-                     batch_size: Optional[int] = None, num_workers: Optional[int] = None,
-                     cache: Union[FeatureCache, bool, None] = True,
-                     progress: ProgressLike = None, *,
-                     mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
-                     channels_last: Optional[bool] = None, compile: bool = False) -> FeatureResult:
+def extract_features(
+    paths: Sequence[PathLike],
+    backbone: str = DEFAULT_BACKBONE,
+    layer: Optional[str] = None,
+    weights_path: Optional[PathLike] = None,
+    device: Union[str, torch.device] = AUTO,
+    batch_size: Optional[int] = None,
+    num_workers: Optional[int] = None,
+    cache: Union[FeatureCache, bool, None] = True,
+    progress: ProgressLike = None,
+    *,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
+    channels_last: Optional[bool] = None,
+    compile: bool = False,
+) -> FeatureResult:
     """Features of ``paths`` from one backbone, reading and filling the cache.
 
     Parameters
@@ -284,7 +319,8 @@ def extract_features(paths: Sequence[PathLike], backbone: str = DEFAULT_BACKBONE
     cache : FeatureCache, bool or None
         ``True`` = the default cache, a :class:`FeatureCache` = that one, ``False``/``None`` = none.
     progress : callable, optional
-        a progress consumer (``ProgressEvent`` receiver) or ``Progress``; raising :class:`~..progress.Cancelled` stops the run.
+        a progress consumer (``ProgressEvent`` receiver) or ``Progress``; raising :class:`~..progress.Cancelled`
+        stops the run.
     mean, std : 3 floats, optional
         Override the normalisation (e.g. ``0.5`` for weights trained on ``[-1, 1]`` inputs).
     channels_last : bool, optional
@@ -326,12 +362,14 @@ def extract_features(paths: Sequence[PathLike], backbone: str = DEFAULT_BACKBONE
     if feature_cache is not None and n:
         try:
             content_keys, unreadable = feature_cache.keys_for(
-                path_list, wrap_callback(progress, 0.0, _CACHE_SHARE, f"{backbone}: "))
+                path_list, wrap_callback(progress, 0.0, _CACHE_SHARE, f"{backbone}: ")
+            )
             failed_reason.update(unreadable)
             stored = feature_cache.get_many([k for k in content_keys if k], key)
         except (OSError, sqlite3.Error) as exc:
-            warnings.warn(f"the feature cache at {feature_cache.root} cannot be used ({exc}); "
-                          "extracting without it")
+            warnings.warn(
+                f"the feature cache at {feature_cache.root} cannot be used ({exc}); extracting without it", stacklevel=2
+            )
             feature_cache, content_keys, stored = None, [None] * n, {}
         for index, content in enumerate(content_keys):
             vector = stored.get(content) if content else None
@@ -344,8 +382,7 @@ def extract_features(paths: Sequence[PathLike], backbone: str = DEFAULT_BACKBONE
     for index in range(n):
         if from_cache[index] or index in failed_reason:
             continue
-        group = content_keys[index] if content_keys[index] is not None else ("path", index)
-        pending.setdefault(group, []).append(index)
+        pending.setdefault(_group_of(index, content_keys), []).append(index)
     todo = [indices[0] for indices in pending.values()]
     n_cached = int(from_cache.sum())
     done = n_cached + len(failed_reason)
@@ -360,13 +397,21 @@ def extract_features(paths: Sequence[PathLike], backbone: str = DEFAULT_BACKBONE
         check(progress, f"{backbone}: network loaded")
         size = int(batch_size) if batch_size is not None else default_batch_size(torch_device)
         workers = int(num_workers) if num_workers is not None else default_num_workers(torch_device)
-        use_channels_last = (channels_last if channels_last is not None
-                             else (torch_device.type == "cuda" or CPU_CHANNELS_LAST and torch_device.type == "cpu"))
+        use_channels_last = (
+            channels_last
+            if channels_last is not None
+            else (torch_device.type == "cuda" or CPU_CHANNELS_LAST and torch_device.type == "cpu")
+        )
         runner = _Runner(model, prep, torch_device, use_channels_last, compile, size)
         device_used = str(torch_device)
-        loader = DataLoader(ImageFolderDataset([path_list[i] for i in todo], prep), batch_size=size,
-                            shuffle=False, num_workers=workers, collate_fn=_collate,
-                            pin_memory=torch_device.type == "cuda")
+        loader = DataLoader(
+            ImageFolderDataset([path_list[i] for i in todo], prep),
+            batch_size=size,
+            shuffle=False,
+            num_workers=workers,
+            collate_fn=_collate,
+            pin_memory=torch_device.type == "cuda",
+        )
         run_started = time.perf_counter()
         iterator = iter(loader)
         try:
@@ -392,8 +437,9 @@ def extract_features(paths: Sequence[PathLike], backbone: str = DEFAULT_BACKBONE
                             feature_cache.put_many(key, to_store)  # the batch, committed whole
                     rate = n_extracted / max(time.perf_counter() - run_started, 1e-9)
                     # Once per batch: the bar moves and a cancel is seen.
-                    progress(base + (1 - base) * done / max(n, 1), backbone, done=done, total=n, unit="images",
-                             rate=rate)
+                    progress(
+                        base + (1 - base) * done / max(n, 1), backbone, done=done, total=n, unit="images", rate=rate
+                    )
         finally:
             _shutdown(iterator)
             del iterator
@@ -404,9 +450,17 @@ def extract_features(paths: Sequence[PathLike], backbone: str = DEFAULT_BACKBONE
     failed = [SkippedFile(os.fspath(path_list[i]), failed_reason[i]) for i in sorted(failed_reason)]
     progress(1.0, f"{backbone}: {len(kept)} images, {n_extracted} extracted, {n_cached} from the cache")
     return FeatureResult(
-        features=features, paths=[path_list[i] for i in kept], failed=failed, n_extracted=n_extracted,
-        n_cached=n_cached, seconds=time.perf_counter() - started, device=device_used, backbones=[backbone],
-        view_slices=[(0, dim)], model_keys=[key])
+        features=features,
+        paths=[path_list[i] for i in kept],
+        failed=failed,
+        n_extracted=n_extracted,
+        n_cached=n_cached,
+        seconds=time.perf_counter() - started,
+        device=device_used,
+        backbones=[backbone],
+        view_slices=[(0, dim)],
+        model_keys=[key],
+    )
 
 
 def _group_of(index: int, content_keys: list[Optional[str]]) -> Any:
@@ -425,14 +479,22 @@ def l2_normalize_rows(X: np.ndarray) -> np.ndarray:
     return X / np.maximum(norms, np.float32(1e-12))
 
 
-def extract_multiview(paths: Sequence[PathLike], backbones: Sequence[str], layer: Optional[str] = None,
-                      weights_path: Optional[PathLike] = None, device: Union[str, torch.device] = AUTO,
-                      batch_size: Optional[int] = None, num_workers: Optional[int] = None,
-                      cache: Union[FeatureCache, bool, None] = True,
-                      progress: ProgressLike = None, *,
-                      layers: Optional[Mapping[str, Optional[str]]] = None,
-                      weights_paths: Optional[Mapping[str, Optional[PathLike]]] = None,
-                      channels_last: Optional[bool] = None, compile: bool = False) -> FeatureResult:
+def extract_multiview(
+    paths: Sequence[PathLike],
+    backbones: Sequence[str],
+    layer: Optional[str] = None,
+    weights_path: Optional[PathLike] = None,
+    device: Union[str, torch.device] = AUTO,
+    batch_size: Optional[int] = None,
+    num_workers: Optional[int] = None,
+    cache: Union[FeatureCache, bool, None] = True,
+    progress: ProgressLike = None,
+    *,
+    layers: Optional[Mapping[str, Optional[str]]] = None,
+    weights_paths: Optional[Mapping[str, Optional[PathLike]]] = None,
+    channels_last: Optional[bool] = None,
+    compile: bool = False,
+) -> FeatureResult:
     """Features from several backbones, each view L2-normalised, then concatenated.
 
     Parameters
@@ -461,19 +523,31 @@ def extract_multiview(paths: Sequence[PathLike], backbones: Sequence[str], layer
     if len(set(names)) != len(names):
         raise ValueError(f"each backbone may appear once; got {names}")
     if weights_path is not None and len(names) > 1:
-        raise ValueError("one weights file for several backbones is ambiguous; "
-                         "pass weights_paths={backbone: file} instead")
+        raise ValueError(
+            "one weights file for several backbones is ambiguous; pass weights_paths={backbone: file} instead"
+        )
     started = time.perf_counter()
     results = []
     for view, name in enumerate(names):
         view_weights = (weights_paths or {}).get(name, weights_path if len(names) == 1 else None)
         view_layer = (layers or {}).get(name, layer)
-        results.append(extract_features(
-            paths, backbone=name, layer=view_layer, weights_path=view_weights, device=device,
-            batch_size=batch_size, num_workers=num_workers, cache=cache,
-            progress=wrap_callback(progress, view / len(names), (view + 1) / len(names),
-                                   f"view {view + 1}/{len(names)} "),
-            channels_last=channels_last, compile=compile))
+        results.append(
+            extract_features(
+                paths,
+                backbone=name,
+                layer=view_layer,
+                weights_path=view_weights,
+                device=device,
+                batch_size=batch_size,
+                num_workers=num_workers,
+                cache=cache,
+                progress=wrap_callback(
+                    progress, view / len(names), (view + 1) / len(names), f"view {view + 1}/{len(names)} "
+                ),
+                channels_last=channels_last,
+                compile=compile,
+            )
+        )
 
     failed: dict[str, str] = {}
     for result in results:
@@ -492,7 +566,14 @@ def extract_multiview(paths: Sequence[PathLike], backbones: Sequence[str], layer
     ordered_failed = [SkippedFile(path, reason) for path, reason in failed.items()]
     devices = sorted({r.device for r in results if r.device != "none"}) or ["none"]
     return FeatureResult(
-        features=features, paths=kept_paths, failed=ordered_failed,
-        n_extracted=sum(r.n_extracted for r in results), n_cached=sum(r.n_cached for r in results),
-        seconds=time.perf_counter() - started, device=",".join(devices), backbones=names,
-        view_slices=slices, model_keys=[r.model_keys[0] for r in results])
+        features=features,
+        paths=kept_paths,
+        failed=ordered_failed,
+        n_extracted=sum(r.n_extracted for r in results),
+        n_cached=sum(r.n_cached for r in results),
+        seconds=time.perf_counter() - started,
+        device=",".join(devices),
+        backbones=names,
+        view_slices=slices,
+        model_keys=[r.model_keys[0] for r in results],
+    )

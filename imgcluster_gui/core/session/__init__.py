@@ -24,7 +24,20 @@ from .persistence import SESSION_FORMAT, SESSION_SUFFIX, SESSION_VERSION, Sessio
 from .runs import RunHistory, RunRecord
 
 __all__ = [
-    "ClusterSession", "Edit", "MODELS_SUFFIX", "PathLike", "REGROUP_PREFIX", "RunHistory", "RunRecord",
-    "SESSION_FORMAT", "SESSION_SUFFIX", "SESSION_VERSION", "SessionEvent", "SessionFileError", "Subscriber",
-    "TrainedModelStore", "UNASSIGNED", "count_clusters",
+    "ClusterSession",
+    "Edit",
+    "MODELS_SUFFIX",
+    "PathLike",
+    "REGROUP_PREFIX",
+    "RunHistory",
+    "RunRecord",
+    "SESSION_FORMAT",
+    "SESSION_SUFFIX",
+    "SESSION_VERSION",
+    "SessionEvent",
+    "SessionFileError",
+    "Subscriber",
+    "TrainedModelStore",
+    "UNASSIGNED",
+    "count_clusters",
 ]

@@ -102,12 +102,18 @@ class Edit:
         new_labels = np.asarray(data["new_labels"], dtype=np.int64).reshape(-1)
         if not indices.shape == old_labels.shape == new_labels.shape:
             raise ValueError("edit arrays differ in length")
-        return cls(str(data["description"]), indices, old_labels, new_labels,
-                   {int(c): (None if n is None else str(n)) for c, n in data["old_names"]},
-                   {int(c): (None if n is None else str(n)) for c, n in data["new_names"]})
+        return cls(
+            str(data["description"]),
+            indices,
+            old_labels,
+            new_labels,
+            {int(c): (None if n is None else str(n)) for c, n in data["old_names"]},
+            {int(c): (None if n is None else str(n)) for c, n in data["new_names"]},
+        )
 
 
 # ---------------------------------------------------------------------------- bookkeeping over a history
+
 
 def hand_placed(history: Sequence[Edit], n_images: int) -> np.ndarray:
     """Indices (ascending) of the images whose latest change in ``history`` (oldest first) was a hand edit.

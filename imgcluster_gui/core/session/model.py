@@ -86,17 +86,29 @@ class ClusterSession:
         clustering returned.
     """
 
-    def __init__(self, paths: Sequence[PathLike], labels, cluster_names: Optional[Mapping[int, str]] = None,
-                 embedding=None, features=None, confidence=None,
-                 ground_truth: Optional[Sequence[Optional[str]]] = None, metrics: Optional[dict] = None,
-                 settings: Optional[dict] = None, root: Optional[PathLike] = None,
-                 original_labels=None, history: Optional[Sequence[Edit]] = None,
-                 granularity_labels=None, granularity: Optional[Sequence[Mapping[str, Any]]] = None) -> None:
+    def __init__(
+        self,
+        paths: Sequence[PathLike],
+        labels,
+        cluster_names: Optional[Mapping[int, str]] = None,
+        embedding=None,
+        features=None,
+        confidence=None,
+        ground_truth: Optional[Sequence[Optional[str]]] = None,
+        metrics: Optional[dict] = None,
+        settings: Optional[dict] = None,
+        root: Optional[PathLike] = None,
+        original_labels=None,
+        history: Optional[Sequence[Edit]] = None,
+        granularity_labels=None,
+        granularity: Optional[Sequence[Mapping[str, Any]]] = None,
+    ) -> None:
         self.paths: list[str] = [os.fsdecode(p) for p in paths]
         n = len(self.paths)
         self.labels: np.ndarray = _as_labels(labels, n, "labels")
-        self.original_labels: np.ndarray = (self.labels.copy() if original_labels is None
-                                            else _as_labels(original_labels, n, "original_labels"))
+        self.original_labels: np.ndarray = (
+            self.labels.copy() if original_labels is None else _as_labels(original_labels, n, "original_labels")
+        )
         self.cluster_names: dict[int, str] = {int(c): str(name) for c, name in (cluster_names or {}).items()}
         self._embedding = _as_embedding(embedding, n)
         self.features = _optional_rows(features, n, "features", None, ndim=2)
@@ -104,7 +116,8 @@ class ClusterSession:
         if ground_truth is not None and len(ground_truth) != n:
             raise ValueError(f"ground_truth has {len(ground_truth)} entries for {n} images")
         self.ground_truth: Optional[list[Optional[str]]] = (
-            None if ground_truth is None else [None if g is None else str(g) for g in ground_truth])
+            None if ground_truth is None else [None if g is None else str(g) for g in ground_truth]
+        )
         self._metrics: dict = dict(metrics or {})
         self.settings: dict = dict(settings or {})
         self.root: Optional[str] = None if root is None else os.fsdecode(root)
@@ -113,8 +126,10 @@ class ClusterSession:
         self.granularity: list[dict] = [dict(level) for level in (granularity or [])]
         if self.granularity_labels is not None:
             if len(self.granularity) != self.granularity_labels.shape[1]:
-                raise ValueError(f"granularity has {len(self.granularity)} level summaries for "
-                                 f"{self.granularity_labels.shape[1]} label columns")
+                raise ValueError(
+                    f"granularity has {len(self.granularity)} level summaries for "
+                    f"{self.granularity_labels.shape[1]} label columns"
+                )
             if self.granularity_labels.size and self.granularity_labels.min() < UNASSIGNED:
                 raise ValueError("granularity labels must be >= -1")
         self._modified = False  # True after a change, False after save / load
@@ -306,8 +321,9 @@ class ClusterSession:
 
     # ------------------------------------------------------------------ planning edits (no change yet)
     def _check_indices(self, indices: Iterable[int]) -> np.ndarray:
-        array = np.unique(np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices,
-                                     dtype=np.int64).reshape(-1))
+        array = np.unique(
+            np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, dtype=np.int64).reshape(-1)
+        )
         if array.size and (array[0] < 0 or array[-1] >= len(self.paths)):
             raise IndexError(f"image index out of range 0..{len(self.paths) - 1}")
         return array
@@ -336,8 +352,14 @@ class ClusterSession:
         name = clean_name(name)
         shown = name or default_cluster_name(cluster)
         new_names = {cluster: name} if name else {}
-        return Edit(f"New cluster {shown} from {count_text(changing.size, 'image')}", changing, old, new,
-                    {cluster: None} if name else {}, new_names)
+        return Edit(
+            f"New cluster {shown} from {count_text(changing.size, 'image')}",
+            changing,
+            old,
+            new,
+            {cluster: None} if name else {},
+            new_names,
+        )
 
     def plan_rename(self, cluster: int, name: Optional[str]) -> Edit:
         """The :class:`Edit` that renames ``cluster``; an empty name restores the default (not applied)."""
@@ -345,8 +367,14 @@ class ClusterSession:
         name = clean_name(name)
         empty = np.zeros(0, dtype=np.int64)
         old_name = self.cluster_names.get(cluster)
-        return Edit(f"Rename {self.name_of(cluster)} to {name or default_cluster_name(cluster)}",
-                    empty, empty.copy(), empty.copy(), {cluster: old_name}, {cluster: name})
+        return Edit(
+            f"Rename {self.name_of(cluster)} to {name or default_cluster_name(cluster)}",
+            empty,
+            empty.copy(),
+            empty.copy(),
+            {cluster: old_name},
+            {cluster: name},
+        )
 
     def plan_merge(self, clusters: Iterable[int], into: int) -> Edit:
         """The :class:`Edit` that moves every image of ``clusters`` into ``into`` (not applied).
@@ -361,8 +389,7 @@ class ClusterSession:
         changing, old, new = label_change(self.labels, members, into)
         dropped = {c: self.cluster_names[c] for c in sources if c in self.cluster_names}
         names = ", ".join(self.name_of(c) for c in sources)
-        return Edit(f"Merge {names} into {self.name_of(into)}", changing, old, new,
-                    dropped, {c: None for c in dropped})
+        return Edit(f"Merge {names} into {self.name_of(into)}", changing, old, new, dropped, {c: None for c in dropped})
 
     @property
     def n_granularity_levels(self) -> int:
@@ -410,8 +437,12 @@ class ClusterSession:
         changing = np.flatnonzero(target != self.labels).astype(np.int64)
         summary = self.granularity[int(level)] if int(level) < len(self.granularity) else {}
         groups = summary.get("n_clusters", count_clusters(target))
-        return Edit(f"{REGROUP_PREFIX}{count_text(int(groups), 'group')}", changing, self.labels[changing].copy(),
-                    target[changing])
+        return Edit(
+            f"{REGROUP_PREFIX}{count_text(int(groups), 'group')}",
+            changing,
+            self.labels[changing].copy(),
+            target[changing],
+        )
 
     def regroup(self, level: int, keep_hand_placed: bool = True) -> Edit:
         """Apply :meth:`plan_regroup`; returns the applied edit."""
@@ -424,9 +455,14 @@ class ClusterSession:
             raise ValueError("Unassigned cannot be deleted: move its images to a cluster instead")
         changing, old, new = label_change(self.labels, self.indices_of(cluster), UNASSIGNED)
         named = cluster in self.cluster_names
-        return Edit(f"Delete {self.name_of(cluster)} ({count_text(changing.size, 'image')} to Unassigned)",
-                    changing, old, new, {cluster: self.cluster_names[cluster]} if named else {},
-                    {cluster: None} if named else {})
+        return Edit(
+            f"Delete {self.name_of(cluster)} ({count_text(changing.size, 'image')} to Unassigned)",
+            changing,
+            old,
+            new,
+            {cluster: self.cluster_names[cluster]} if named else {},
+            {cluster: None} if named else {},
+        )
 
     # ------------------------------------------------------------------ editing
     def move(self, indices: Iterable[int], target_cluster: int) -> Edit:
@@ -481,9 +517,13 @@ class ClusterSession:
         # Emitted after every write is done, so a subscriber never sees half an edit.
         events = []
         if edit.indices.size:
-            events.append(SessionEvent("labels", edit.indices.copy(),
-                                       frozenset(int(c) for c in np.unique(np.concatenate([edit.old_labels,
-                                                                                           edit.new_labels])))))
+            events.append(
+                SessionEvent(
+                    "labels",
+                    edit.indices.copy(),
+                    frozenset(int(c) for c in np.unique(np.concatenate([edit.old_labels, edit.new_labels]))),
+                )
+            )
         if renamed:
             events.append(SessionEvent("names", clusters=frozenset(int(c) for c in renamed)))
         self._emit(*events, *modified)
@@ -617,13 +657,17 @@ class ClusterSession:
 
 # ---------------------------------------------------------------------------- validation
 
+
 def _as_labels(labels, n: int, what: str) -> np.ndarray:
     array = np.asarray(labels)
     if array.ndim != 1 or array.shape[0] != n:
         raise ValueError(f"{what} must have shape ({n},), got {array.shape}")
     if array.size and not np.issubdtype(array.dtype, np.integer):
-        if not np.issubdtype(array.dtype, np.floating) or not np.all(np.isfinite(array)) \
-                or not np.all(array == np.round(array)):
+        if (
+            not np.issubdtype(array.dtype, np.floating)
+            or not np.all(np.isfinite(array))
+            or not np.all(array == np.round(array))
+        ):
             raise ValueError(f"{what} must be integers")
     array = array.astype(np.int64, copy=True)
     if array.size and array.min() < UNASSIGNED:

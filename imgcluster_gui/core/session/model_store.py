@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import shutil
 import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, Optional
 
+from ..storage import atomic_copy
 from .persistence import SessionFileError
 
 MODELS_SUFFIX = ".models"
@@ -64,16 +63,22 @@ class TrainedModelStore:
         if self._estimator is not None:
             return self._estimator
         if self.path is None:
-            raise SessionFileError("This session has no saved trained network (it is not from a deep method, "
-                                   "or was saved before networks were saved with sessions)")
+            raise SessionFileError(
+                "This session has no saved trained network (it is not from a deep method, "
+                "or was saved before networks were saved with sessions)"
+            )
         path = self.path
         if not path.is_file():
-            raise SessionFileError(f"The trained network of this session is missing: {path} "
-                                   "(the clusters are intact; run the method again to get a network)")
+            raise SessionFileError(
+                f"The trained network of this session is missing: {path} "
+                "(the clusters are intact; run the method again to get a network)"
+            )
         expected = (self.reference or {}).get("sha256")
         if expected and _sha256(path) != expected:
-            raise SessionFileError(f"The trained network file {path.name} is damaged (it does not match the "
-                                   "session); the clusters are intact, but the network cannot be reused")
+            raise SessionFileError(
+                f"The trained network file {path.name} is damaged (it does not match the "
+                "session); the clusters are intact, but the network cannot be reused"
+            )
         from ..clustering.deep.saving import ModelFileError, load_model
 
         try:
@@ -96,8 +101,12 @@ class TrainedModelStore:
             if _saveable(estimator):
                 method = type(estimator).__name__
                 written = self._written
-                if (written is not None and written[0] == id(estimator) and written[1].parent == models_dir
-                        and _same_file_state(written[1], written[2], written[3])):
+                if (
+                    written is not None
+                    and written[0] == id(estimator)
+                    and written[1].parent == models_dir
+                    and _same_file_state(written[1], written[2], written[3])
+                ):
                     dest, sha = written[1], written[4]  # unchanged since the last save there
                 else:
                     from ..clustering.deep.saving import save_model
@@ -113,7 +122,8 @@ class TrainedModelStore:
                 dest = source
                 if source.parent.resolve() != models_dir.resolve():
                     dest = models_dir / source.name
-                    _atomic_copy(source, dest)
+                    models_dir.mkdir(parents=True, exist_ok=True)
+                    atomic_copy(source, dest)
                 sha = (self.reference or {}).get("sha256") or _sha256(dest)
             else:
                 return None, None, None
@@ -124,12 +134,17 @@ class TrainedModelStore:
             warning = f"The trained network was not saved with the session: {exc}"
             log.warning(warning)
             return None, None, warning
-        reference = {"file": f"{models_dir.name}/{dest.name}", "method": method, "sha256": sha,
-                     "bytes": int(stat.st_size)}
+        reference = {
+            "file": f"{models_dir.name}/{dest.name}",
+            "method": method,
+            "sha256": sha,
+            "bytes": int(stat.st_size),
+        }
         return reference, dest, None
 
-    def saved(self, target: Path, reference: Optional[dict], model_file: Optional[Path],
-              warning: Optional[str]) -> None:
+    def saved(
+        self, target: Path, reference: Optional[dict], model_file: Optional[Path], warning: Optional[str]
+    ) -> None:
         """Record that session file ``target`` now refers to ``model_file``; remove the networks of earlier saves."""
         self.path, self.reference, self.warning = model_file, reference, warning
         _prune_models(_models_dir(target), keep=model_file)
@@ -137,23 +152,32 @@ class TrainedModelStore:
     def attach(self, source: Path, reference: Any) -> None:
         """Point at the trained-model file session file ``source`` refers to; a problem only sets :attr:`warning`."""
         relative = reference.get("file") if isinstance(reference, Mapping) else None
-        if not isinstance(relative, str) or not relative or PurePosixPath(relative).is_absolute() \
-                or ".." in PurePosixPath(relative).parts:
+        if (
+            not isinstance(relative, str)
+            or not relative
+            or PurePosixPath(relative).is_absolute()
+            or ".." in PurePosixPath(relative).parts
+        ):
             self.warning = "The session's reference to its trained network is damaged: the network is lost"
             return
         path = source.parent / PurePosixPath(relative)
         self.path, self.reference = path, dict(reference)
         if not path.is_file():
-            self.warning = (f"The trained network saved with this session is missing ({path}); "
-                            "the clusters are intact, but the network cannot be reused")
+            self.warning = (
+                f"The trained network saved with this session is missing ({path}); "
+                "the clusters are intact, but the network cannot be reused"
+            )
         elif isinstance(reference.get("bytes"), int) and path.stat().st_size != reference["bytes"]:
-            self.warning = (f"The trained network file {path.name} is damaged (wrong size); "
-                            "the clusters are intact, but the network cannot be reused")
+            self.warning = (
+                f"The trained network file {path.name} is damaged (wrong size); "
+                "the clusters are intact, but the network cannot be reused"
+            )
         if self.warning:
             log.warning(self.warning)
 
 
 # ---------------------------------------------------------------------------- files
+
 
 def _models_dir(session_file: Path) -> Path:
     """``<session file>.models``: the folder of the trained networks saved with a session."""
@@ -183,17 +207,6 @@ def _same_file_state(path: Path, size: int, mtime_ns: int) -> bool:
     except OSError:
         return False
     return stat.st_size == size and stat.st_mtime_ns == mtime_ns
-
-
-def _atomic_copy(source: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _prune_models(models_dir: Path, keep: Optional[Path]) -> None:

@@ -62,6 +62,7 @@ class SessionFileError(Exception):
 
 # ---------------------------------------------------------------------------- (de)serialising
 
+
 def session_to_dict(session: "ClusterSession") -> dict[str, Any]:
     """Everything except the large arrays, JSON-able (see the module docstring)."""
     metrics = session.metrics
@@ -104,8 +105,9 @@ def session_from_dict(cls: type, data: Mapping[str, Any], arrays: Mapping[str, n
     if not isinstance(version, int) or version < 1:
         raise SessionFileError(f"session file has an invalid version: {version!r}")
     if version > SESSION_VERSION:
-        raise SessionFileError(f"session file version {version} is newer than this app reads "
-                               f"({SESSION_VERSION}): update imgcluster")
+        raise SessionFileError(
+            f"session file version {version} is newer than this app reads ({SESSION_VERSION}): update imgcluster"
+        )
     try:
         paths = data["paths"]
         if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
@@ -115,13 +117,22 @@ def session_from_dict(cls: type, data: Mapping[str, Any], arrays: Mapping[str, n
         names = {int(c): str(n) for c, n in dict(data.get("cluster_names") or {}).items()}
         metrics = _restore_metrics(data.get("metrics") or {})
         history = [Edit.from_dict(item) for item in data.get("history") or []]
-        session = cls(paths, arrays["labels"], names, embedding=arrays.get("embedding"),
-                      features=arrays.get("features"), confidence=arrays.get("confidence"),
-                      ground_truth=data.get("ground_truth"), metrics=metrics,
-                      settings=dict(data.get("settings") or {}), root=data.get("root"),
-                      original_labels=arrays.get("original_labels"), history=history,
-                      granularity_labels=arrays.get("granularity_labels"),
-                      granularity=list(data.get("granularity") or []) if "granularity_labels" in arrays else None)
+        session = cls(
+            paths,
+            arrays["labels"],
+            names,
+            embedding=arrays.get("embedding"),
+            features=arrays.get("features"),
+            confidence=arrays.get("confidence"),
+            ground_truth=data.get("ground_truth"),
+            metrics=metrics,
+            settings=dict(data.get("settings") or {}),
+            root=data.get("root"),
+            original_labels=arrays.get("original_labels"),
+            history=history,
+            granularity_labels=arrays.get("granularity_labels"),
+            granularity=list(data.get("granularity") or []) if "granularity_labels" in arrays else None,
+        )
         for edit in history:
             if edit.indices.size and (edit.indices.min() < 0 or edit.indices.max() >= len(paths)):
                 raise ValueError("an edit refers to an image that is not in the session")
@@ -135,6 +146,7 @@ def session_from_dict(cls: type, data: Mapping[str, Any], arrays: Mapping[str, n
 
 
 # ---------------------------------------------------------------------------- files
+
 
 def save_session(session: "ClusterSession", path: PathLike, mark_saved: bool = True) -> Path:
     """Write ``session`` to ``path`` atomically; see ``ClusterSession.save``."""
@@ -176,8 +188,7 @@ def load_session(cls: type, path: PathLike) -> "ClusterSession":
             arrays = {}
             for name in ("labels", "original_labels", *_OPTIONAL_ARRAYS):
                 if f"{name}.npy" in members:
-                    arrays[name] = np.lib.format.read_array(io.BytesIO(archive.read(f"{name}.npy")),
-                                                            allow_pickle=False)
+                    arrays[name] = np.lib.format.read_array(io.BytesIO(archive.read(f"{name}.npy")), allow_pickle=False)
     except SessionFileError:
         raise
     except FileNotFoundError:

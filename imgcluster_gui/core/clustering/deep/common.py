@@ -27,8 +27,9 @@ from ...progress import Cancelled, ProgressCallback, ensure
 from ..registry import ParamSpec
 
 #: The ``device`` parameter of every deep method (:func:`imgcluster_gui.core.choices.resolve_device`).
-DEVICE_PARAM = ParamSpec("device", "choice", choices=DEVICE_CHOICES,
-                         help="Where to train: 'auto' uses the GPU when there is one.")
+DEVICE_PARAM = ParamSpec(
+    "device", "choice", choices=DEVICE_CHOICES, help="Where to train: 'auto' uses the GPU when there is one."
+)
 
 
 def seed_everything(seed: Optional[int]) -> torch.Generator:
@@ -131,7 +132,7 @@ def batches(n_samples: int, batch_size: int, generator: Optional[torch.Generator
     """Index batches over ``range(n_samples)``, shuffled when a generator is given."""
     order = torch.randperm(n_samples, generator=generator).numpy() if generator is not None else np.arange(n_samples)
     for start in range(0, n_samples, batch_size):
-        yield order[start:start + batch_size]
+        yield order[start : start + batch_size]
 
 
 class DeepClusterEstimator(ClusterMixin, BaseEstimator):
@@ -152,8 +153,9 @@ class DeepClusterEstimator(ClusterMixin, BaseEstimator):
                 delattr(self, name)
         self._previous_labels: Optional[np.ndarray] = None
 
-    def _record_epoch(self, epoch: int, loss: Optional[float], labels: np.ndarray, y: Optional[np.ndarray],
-                      **extra: Any) -> dict[str, Any]:
+    def _record_epoch(
+        self, epoch: int, loss: Optional[float], labels: np.ndarray, y: Optional[np.ndarray], **extra: Any
+    ) -> dict[str, Any]:
         """Append one history row: epoch, loss, delta_label, nmi_change, nmi_true (when y), extras."""
         labels = np.asarray(labels, dtype=np.int64)
         row: dict[str, Any] = {"epoch": int(epoch), "loss": None if loss is None else float(loss)}
@@ -170,8 +172,13 @@ class DeepClusterEstimator(ClusterMixin, BaseEstimator):
         self._previous_labels = labels
         return row
 
-    def _keep_result(self, labels: np.ndarray, confidence: Optional[np.ndarray] = None,
-                     centers: Optional[np.ndarray] = None, embedding: Optional[np.ndarray] = None) -> None:
+    def _keep_result(
+        self,
+        labels: np.ndarray,
+        confidence: Optional[np.ndarray] = None,
+        centers: Optional[np.ndarray] = None,
+        embedding: Optional[np.ndarray] = None,
+    ) -> None:
         """Store a complete assignment as the current result (what a cancel leaves behind)."""
         self.labels_ = np.asarray(labels, dtype=np.int64)
         if confidence is not None:

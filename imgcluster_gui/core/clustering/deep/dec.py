@@ -81,8 +81,10 @@ class MultiViewAutoencoder(nn.Module):
         super().__init__()
         self.view_dims = [int(d) for d in view_dims]
         hidden = [int(h) for h in hidden]
+        if not hidden:  # the code is computed from the last hidden layer
+            raise ValueError("hidden must list at least one layer width")
         self.encoders = nn.ModuleList(_mlp([d, *hidden], last_activation=True) for d in self.view_dims)
-        self.to_latent = nn.Linear(hidden[-1] * len(self.view_dims), latent_dim) if hidden else None
+        self.to_latent = nn.Linear(hidden[-1] * len(self.view_dims), latent_dim)
         self.from_latent = nn.Sequential(nn.Linear(latent_dim, hidden[-1] * len(self.view_dims)), nn.ReLU())
         self.decoders = nn.ModuleList(_mlp([*reversed(hidden), d], last_activation=False) for d in self.view_dims)
         self._hidden_last = hidden[-1]
@@ -113,11 +115,11 @@ def standardise_views(X: np.ndarray, view_dims: Sequence[int]) -> tuple[np.ndarr
     stats = []
     start = 0
     for width in view_dims:
-        block = X[:, start:start + width]
+        block = X[:, start : start + width]
         mean = block.mean(axis=0)
         centred = block - mean
-        scale = float(np.sqrt(np.mean(centred ** 2))) or 1.0
-        out[:, start:start + width] = centred / scale
+        scale = float(np.sqrt(np.mean(centred**2))) or 1.0
+        out[:, start : start + width] = centred / scale
         stats.append((mean.astype(np.float32), scale))
         start += width
     return out, stats
@@ -128,8 +130,8 @@ def _l2_rows(data: np.ndarray, view_dims: Sequence[int]) -> np.ndarray:
     out = np.empty_like(data)
     start = 0
     for width in view_dims:
-        block = data[:, start:start + width]
-        out[:, start:start + width] = block / np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
+        block = data[:, start : start + width]
+        out[:, start : start + width] = block / np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
         start += width
     return out
 
@@ -138,32 +140,63 @@ INIT_CHOICES = (AUTO, "features", "embedding")
 
 #: The user-facing parameters DEC, IDEC and DMVC share (defaults: each class's ``__init__``).
 AUTOENCODER_PARAMS = (
-    ParamSpec("max_epochs", "int", minimum=1, maximum=2000,
-              help="Upper bound on clustering epochs (it stops earlier once labels settle)."),
+    ParamSpec(
+        "max_epochs",
+        "int",
+        minimum=1,
+        maximum=2000,
+        help="Upper bound on clustering epochs (it stops earlier once labels settle).",
+    ),
     ParamSpec("latent_dim", "int", minimum=2, maximum=256, help="Width of the learned embedding."),
-    ParamSpec("pretrain_steps", "int", minimum=0, maximum=100000,
-              help="Autoencoder pre-training batches before clustering starts."),
-    ParamSpec("tol", "float", minimum=0.0, maximum=0.5,
-              help="Stop when fewer than this fraction of labels change in an epoch."),
+    ParamSpec(
+        "pretrain_steps",
+        "int",
+        minimum=0,
+        maximum=100000,
+        help="Autoencoder pre-training batches before clustering starts.",
+    ),
+    ParamSpec(
+        "tol",
+        "float",
+        minimum=0.0,
+        maximum=0.5,
+        help="Stop when fewer than this fraction of labels change in an epoch.",
+    ),
     ParamSpec("lr", "float", minimum=1e-6, maximum=1e-1, help="Learning rate of the clustering phase."),
-    ParamSpec("n_neighbors", "int", minimum=0, maximum=200,
-              help="Nearest neighbours each image keeps close in the learned embedding "
-                   "(0 = the paper's objective, reconstruction only)."),
-    ParamSpec("graph_weight", "float", minimum=0.0, maximum=10.0,
-              help="Weight of keeping neighbours close, against the reconstruction loss."),
-    ParamSpec("init", "choice", choices=INIT_CHOICES,
-              help="Initial clusters from k-means on the embedding or on the input features "
-                   "('auto': the embedding when neighbours are kept close)."),
+    ParamSpec(
+        "n_neighbors",
+        "int",
+        minimum=0,
+        maximum=200,
+        help="Nearest neighbours each image keeps close in the learned embedding "
+        "(0 = the paper's objective, reconstruction only).",
+    ),
+    ParamSpec(
+        "graph_weight",
+        "float",
+        minimum=0.0,
+        maximum=10.0,
+        help="Weight of keeping neighbours close, against the reconstruction loss.",
+    ),
+    ParamSpec(
+        "init",
+        "choice",
+        choices=INIT_CHOICES,
+        help="Initial clusters from k-means on the embedding or on the input features "
+        "('auto': the embedding when neighbours are kept close).",
+    ),
     DEVICE_PARAM,
 )
-GAMMA_PARAM = ParamSpec("gamma", "float", minimum=0.0, maximum=10.0,
-                        help="Weight of the clustering loss against the reconstruction loss.")
+GAMMA_PARAM = ParamSpec(
+    "gamma", "float", minimum=0.0, maximum=10.0, help="Weight of the clustering loss against the reconstruction loss."
+)
 #: Samples of the batch each sample is pushed away from by the neighbourhood term.
 GRAPH_NEGATIVES = 5
 
 
-def neighbour_embedding_loss(z: torch.Tensor, z_neighbour: torch.Tensor, negatives: int = GRAPH_NEGATIVES
-                             ) -> torch.Tensor:
+def neighbour_embedding_loss(
+    z: torch.Tensor, z_neighbour: torch.Tensor, negatives: int = GRAPH_NEGATIVES
+) -> torch.Tensor:
     """Cross-entropy of the Student-t similarity ``w = 1 / (1 + |a - b|^2)`` over pairs of codes.
 
     ``z[i]`` and ``z_neighbour[i]`` are neighbours in the input (``w`` pushed to 1); ``z[i]`` and
@@ -257,13 +290,27 @@ class IDEC(DeepClusterEstimator):
     _reconstruction_in_clustering = True
     param_specs: tuple[ParamSpec, ...] = (GAMMA_PARAM, *AUTOENCODER_PARAMS)
 
-    def __init__(self, n_clusters: int = 8, gamma: float = 0.1, latent_dim: int = 10,
-                 hidden: tuple[int, ...] = DEFAULT_HIDDEN, pretrain_epochs: Optional[int] = None,
-                 pretrain_steps: int = 2000, max_epochs: int = 150, update_interval: Optional[int] = None,
-                 tol: float = 0.001, batch_size: int = 256, lr: float = 1e-4, alpha: float = 1.0,
-                 init: str = AUTO, n_neighbors: int = 10, graph_weight: float = 0.1,
-                 device: str = AUTO, n_threads: Optional[int] = None,
-                 random_state: Optional[int] = 0) -> None:
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        gamma: float = 0.1,
+        latent_dim: int = 10,
+        hidden: tuple[int, ...] = DEFAULT_HIDDEN,
+        pretrain_epochs: Optional[int] = None,
+        pretrain_steps: int = 2000,
+        max_epochs: int = 150,
+        update_interval: Optional[int] = None,
+        tol: float = 0.001,
+        batch_size: int = 256,
+        lr: float = 1e-4,
+        alpha: float = 1.0,
+        init: str = AUTO,
+        n_neighbors: int = 10,
+        graph_weight: float = 0.1,
+        device: str = AUTO,
+        n_threads: Optional[int] = None,
+        random_state: Optional[int] = 0,
+    ) -> None:
         self.n_clusters = n_clusters
         self.gamma = gamma
         self.latent_dim = latent_dim
@@ -323,8 +370,9 @@ class IDEC(DeepClusterEstimator):
         if not self.hidden:
             raise ValueError("hidden must list at least one layer width")
         if int(self.n_neighbors) < 0 or float(self.graph_weight) < 0:
-            raise ValueError(f"n_neighbors and graph_weight must be >= 0, got {self.n_neighbors} and "
-                             f"{self.graph_weight}")
+            raise ValueError(
+                f"n_neighbors and graph_weight must be >= 0, got {self.n_neighbors} and {self.graph_weight}"
+            )
         view_dims = self._view_dims(X.shape[1], view_slices)
         self._start()
         return self._run(lambda: self._fit(X, y, view_dims, progress))
@@ -445,9 +493,15 @@ class IDEC(DeepClusterEstimator):
                 self.collapsed_epoch_ = epoch
                 break
             seen = max(1, done_in_epoch)
-            self._record_epoch(epoch, totals["loss"] / seen, labels, y, phase="cluster",
-                               kl=totals["kl"] / seen,
-                               reconstruction=totals["reconstruction"] / seen if keep_reconstruction else None)
+            self._record_epoch(
+                epoch,
+                totals["loss"] / seen,
+                labels,
+                y,
+                phase="cluster",
+                kl=totals["kl"] / seen,
+                reconstruction=totals["reconstruction"] / seen if keep_reconstruction else None,
+            )
             self._keep_result(labels, to_numpy(q.max(dim=1).values), to_numpy(centroids), embedding)
             if converged:
                 break
@@ -458,8 +512,9 @@ class IDEC(DeepClusterEstimator):
     def _seed(self) -> int:
         return 0 if self.random_state is None else int(self.random_state)
 
-    def _neighbour_graph(self, data: np.ndarray, device: torch.device,
-                         reporter: EpochReporter) -> Optional[torch.Tensor]:
+    def _neighbour_graph(
+        self, data: np.ndarray, device: torch.device, reporter: EpochReporter
+    ) -> Optional[torch.Tensor]:
         """``(n, k)`` indices of each sample's nearest neighbours in the standardised input, or None.
 
         The standardised input (each view centred and scaled to the same weight) keeps the geometry
@@ -477,8 +532,14 @@ class IDEC(DeepClusterEstimator):
             indices = np.where(missing, indices[:, :1], indices)
         return torch.from_numpy(indices).to(device)
 
-    def _graph_term(self, data_t: torch.Tensor, index: np.ndarray, z: torch.Tensor,
-                    neighbours: Optional[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+    def _graph_term(
+        self,
+        data_t: torch.Tensor,
+        index: np.ndarray,
+        z: torch.Tensor,
+        neighbours: Optional[torch.Tensor],
+        generator: torch.Generator,
+    ) -> torch.Tensor:
         """``graph_weight`` x the neighbourhood loss of a batch (0 when the term is off)."""
         if neighbours is None or len(index) < 2:
             return z.new_zeros(()).float()
@@ -491,7 +552,7 @@ class IDEC(DeepClusterEstimator):
     def _embed(self, data_t: torch.Tensor) -> np.ndarray:
         """Latent codes of every sample, ``(n, latent_dim)`` float32, in eval mode."""
         self.model_.eval()
-        chunks = [self.model_.encode(data_t[i:i + 4096]).float() for i in range(0, data_t.shape[0], 4096)]
+        chunks = [self.model_.encode(data_t[i : i + 4096]).float() for i in range(0, data_t.shape[0], 4096)]
         return to_numpy(torch.cat(chunks))
 
     @torch.no_grad()
@@ -510,7 +571,7 @@ class IDEC(DeepClusterEstimator):
         X = np.asarray(X, dtype=np.float32)
         parts, start = [], 0
         for width, (mean, scale) in zip(self.view_dims_, self.input_stats_):
-            parts.append((X[:, start:start + width] - mean) / scale)
+            parts.append((X[:, start : start + width] - mean) / scale)
             start += width
         device = next(self.model_.parameters()).device
         return self._embed(torch.from_numpy(np.concatenate(parts, axis=1).astype(np.float32)).to(device))
@@ -562,8 +623,9 @@ class IDEC(DeepClusterEstimator):
         try:
             estimator = cls(**params_from_json(payload))
             estimator.view_dims_ = [int(d) for d in payload["view_dims"]]
-            estimator.input_stats_ = [(array(m).astype(np.float32), float(s))
-                                      for m, s in zip(payload["input_means"], payload["input_scales"])]
+            estimator.input_stats_ = [
+                (array(m).astype(np.float32), float(s)) for m, s in zip(payload["input_means"], payload["input_scales"])
+            ]
             model = MultiViewAutoencoder(estimator.view_dims_, estimator.hidden, estimator.latent_dim)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{Path(path).name} is damaged: {exc}") from None
@@ -585,12 +647,28 @@ class DEC(IDEC):
     param_specs = AUTOENCODER_PARAMS
 
 
-register(AlgorithmSpec(
-    "idec", "IDEC (deep embedded, local structure kept)",
-    "Autoencoder over the features + clustering layer, keeping the reconstruction loss "
-    "(Guo et al. 2017) and each image's nearest neighbours close. A good first deep method.",
-    IDEC, uses_k=True, supports_auto_k=False, category="deep", order=10))
-register(AlgorithmSpec(
-    "dec", "DEC (deep embedded clustering)",
-    "Autoencoder over the features, then sharpened soft assignments (Xie et al. 2016).",
-    DEC, uses_k=True, supports_auto_k=False, category="deep", order=20))
+register(
+    AlgorithmSpec(
+        "idec",
+        "IDEC (deep embedded, local structure kept)",
+        "Autoencoder over the features + clustering layer, keeping the reconstruction loss "
+        "(Guo et al. 2017) and each image's nearest neighbours close. A good first deep method.",
+        IDEC,
+        uses_k=True,
+        supports_auto_k=False,
+        category="deep",
+        order=10,
+    )
+)
+register(
+    AlgorithmSpec(
+        "dec",
+        "DEC (deep embedded clustering)",
+        "Autoencoder over the features, then sharpened soft assignments (Xie et al. 2016).",
+        DEC,
+        uses_k=True,
+        supports_auto_k=False,
+        category="deep",
+        order=20,
+    )
+)

@@ -60,8 +60,11 @@ def fit_whitening(features: np.ndarray, pca_dims: int, random_state: int) -> dic
     # on small sets a noisy minor direction would weigh as much as the main one.
     dims = int(max(2, min(pca_dims, features.shape[0] // 8, features.shape[1])))
     pca = PCA(n_components=dims, whiten=True, random_state=random_state).fit(features)
-    return {"mean": pca.mean_.astype(np.float32), "components": pca.components_.astype(np.float32),
-            "scale": np.sqrt(np.maximum(pca.explained_variance_, 1e-12)).astype(np.float32)}
+    return {
+        "mean": pca.mean_.astype(np.float32),
+        "components": pca.components_.astype(np.float32),
+        "scale": np.sqrt(np.maximum(pca.explained_variance_, 1e-12)).astype(np.float32),
+    }
 
 
 def apply_whitening(features: np.ndarray, whitening: dict[str, np.ndarray]) -> np.ndarray:
@@ -77,8 +80,9 @@ def whiten_l2(features: np.ndarray, pca_dims: int, random_state: int) -> np.ndar
     return apply_whitening(features, fit_whitening(features, pca_dims, random_state))
 
 
-def assign_with_centers(features: np.ndarray, n_clusters: int, clusterer: str,
-                        random_state: int) -> tuple[np.ndarray, np.ndarray]:
+def assign_with_centers(
+    features: np.ndarray, n_clusters: int, clusterer: str, random_state: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Pseudo-labels ``(n,)`` of whitened features and centres ``(k, d')`` for assigning new images.
 
     ``'kmeans'``: the project's k-means (the registry's ``'kmeans'``, :mod:`..fast_kmeans`: k-means++
@@ -175,11 +179,24 @@ class DeepCluster(DeepClusterEstimator):
         *IMAGE_TRAINING_PARAMS,
     )
 
-    def __init__(self, n_clusters: int = 8, epochs: int = 10, pca_dims: int = 256, clusterer: str = "kmeans",
-                 lr: float = 0.005, momentum: float = 0.9, weight_decay: float = 1e-5, batch_size: int = 32,
-                 sobel: bool = False, augment: bool = True, input_size: Any = AUTO,
-                 device: str = AUTO, n_threads: Optional[int] = None, num_workers: int = 0,
-                 random_state: Optional[int] = 0) -> None:
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        epochs: int = 10,
+        pca_dims: int = 256,
+        clusterer: str = "kmeans",
+        lr: float = 0.005,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-5,
+        batch_size: int = 32,
+        sobel: bool = False,
+        augment: bool = True,
+        input_size: Any = AUTO,
+        device: str = AUTO,
+        n_threads: Optional[int] = None,
+        num_workers: int = 0,
+        random_state: Optional[int] = 0,
+    ) -> None:
         self.n_clusters = n_clusters
         self.epochs = epochs
         self.pca_dims = pca_dims
@@ -196,8 +213,17 @@ class DeepCluster(DeepClusterEstimator):
         self.num_workers = num_workers
         self.random_state = random_state
 
-    def fit(self, X=None, y=None, progress=None, paths=None, backbone: Union[str, nn.Module, None] = None,
-            weights_path: Optional[str] = None, layer: Optional[str] = None, **fit_params) -> "DeepCluster":
+    def fit(
+        self,
+        X=None,
+        y=None,
+        progress=None,
+        paths=None,
+        backbone: Union[str, nn.Module, None] = None,
+        weights_path: Optional[str] = None,
+        layer: Optional[str] = None,
+        **fit_params,
+    ) -> "DeepCluster":
         """Fine-tune the backbone on the images and cluster them.
 
         Parameters
@@ -254,20 +280,28 @@ class DeepCluster(DeepClusterEstimator):
         augmented = ImageList(paths, train_transform(prep, self.augment), draft)
         scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
 
+        head: Optional[nn.Linear] = None  # trained from epoch 1 on; none before the first training pass
         for epoch in range(self.epochs + 1):
             if epoch == 0 and reuse_first:
                 current = features
             else:
-                current = compute_features(network, loader(plain, self.batch_size, self.num_workers), device,
-                                           reporter, f"Epoch {epoch}/{self.epochs}: features", n_images)
+                current = compute_features(
+                    network,
+                    loader(plain, self.batch_size, self.num_workers),
+                    device,
+                    reporter,
+                    f"Epoch {epoch}/{self.epochs}: features",
+                    n_images,
+                )
             reporter.heartbeat(f"Epoch {epoch}/{self.epochs}: clustering")
             whitening = fit_whitening(current, self.pca_dims, seed)
-            labels, centers = assign_with_centers(apply_whitening(current, whitening), self.n_clusters,
-                                                  self.clusterer, seed)
+            labels, centers = assign_with_centers(
+                apply_whitening(current, whitening), self.n_clusters, self.clusterer, seed
+            )
             # What predict() needs to place new images as this assignment placed these.
             self.whitening_, self.assignment_centers_ = whitening, centers
             if epoch == self.epochs:
-                head_confidence = self._confidence(network, head, plain, device, reporter) if epoch else None
+                head_confidence = self._confidence(network, head, plain, device, reporter) if head is not None else None
                 self._keep_result(labels, head_confidence)
                 self._record_epoch(epoch, None, labels, y)
                 break
@@ -276,10 +310,14 @@ class DeepCluster(DeepClusterEstimator):
 
             # A fresh head each epoch: the pseudo-label ids are arbitrary between two clusterings.
             head = nn.Linear(width, self.n_clusters).to(device)
-            optimiser = torch.optim.SGD([
-                {"params": network.parameters(), "lr": self.lr},
-                {"params": head.parameters(), "lr": 10 * self.lr},
-            ], momentum=self.momentum, weight_decay=self.weight_decay)
+            optimiser = torch.optim.SGD(
+                [
+                    {"params": network.parameters(), "lr": self.lr},
+                    {"params": head.parameters(), "lr": 10 * self.lr},
+                ],
+                momentum=self.momentum,
+                weight_decay=self.weight_decay,
+            )
             targets = torch.from_numpy(labels)
             order = uniform_over_clusters(labels, n_images, rng)
             network.train()
@@ -296,7 +334,7 @@ class DeepCluster(DeepClusterEstimator):
                 seen += len(index)
                 reporter.step(f"Epoch {epoch + 1}/{self.epochs}: training")
             self.history_[-1]["loss"] = total / max(1, seen)
-        self.head_ = head if self.epochs else None
+        self.head_ = head  # None when epochs == 0 (no training pass)
         reporter.finish("done")
 
     def _confidence(self, network, head, plain, device, reporter) -> np.ndarray:
@@ -322,6 +360,7 @@ class DeepCluster(DeepClusterEstimator):
         if not hasattr(self, "network_"):
             raise RuntimeError("DeepCluster is not fitted yet: nothing to save")
         whitening = getattr(self, "whitening_", None)
+        head: Optional[nn.Linear] = getattr(self, "head_", None)
         payload: dict[str, Any] = {
             "method": "DeepCluster",
             "params_json": params_to_json(self.get_params()),
@@ -330,7 +369,7 @@ class DeepCluster(DeepClusterEstimator):
             "preprocessing": preprocessing_to_dict(self.preprocessing_),
             "feature_dim": int(self.feature_dim_),
             "network": state_of(self.network_),
-            "head": state_of(self.head_) if getattr(self, "head_", None) is not None else None,
+            "head": state_of(head) if head is not None else None,
             "whitening": None if whitening is None else {k: tensor(v) for k, v in whitening.items()},
             "cluster_centers": tensor(getattr(self, "assignment_centers_", None)),
             "partial": bool(getattr(self, "partial_", False)),
@@ -353,8 +392,9 @@ class DeepCluster(DeepClusterEstimator):
         return cls.from_payload(read_payload(path, "DeepCluster"), path, device=device, backbone=backbone)
 
     @classmethod
-    def from_payload(cls, payload: dict, path, device: str = "cpu",
-                     backbone: Optional[nn.Module] = None) -> "DeepCluster":
+    def from_payload(
+        cls, payload: dict, path, device: str = "cpu", backbone: Optional[nn.Module] = None
+    ) -> "DeepCluster":
         from .saving import ModelFileError, array, load_state, params_from_json
 
         try:
@@ -363,8 +403,9 @@ class DeepCluster(DeepClusterEstimator):
             estimator.layer_ = payload.get("layer")
             estimator.preprocessing_ = preprocessing_from_dict(payload["preprocessing"])
             estimator.feature_dim_ = int(payload["feature_dim"])
-            network = FineTunedNetwork(untrained_backbone(estimator.backbone_name_, estimator.layer_, backbone),
-                                       bool(estimator.sobel))
+            network = FineTunedNetwork(
+                untrained_backbone(estimator.backbone_name_, estimator.layer_, backbone), bool(estimator.sobel)
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{Path(path).name}: cannot rebuild the network: {exc}") from None
         load_state(network, payload.get("network") or {}, "fine-tuned network", path)
@@ -388,8 +429,9 @@ class DeepCluster(DeepClusterEstimator):
         """Features ``(n, D)`` of image files with the fine-tuned network (the reusable embedding)."""
         if not hasattr(self, "network_"):
             raise RuntimeError("DeepCluster is not fitted yet: call fit or load first")
-        return features_of_images(self.network_, check_paths(paths, None), self.preprocessing_,
-                                  int(self.batch_size), int(self.num_workers))
+        return features_of_images(
+            self.network_, check_paths(paths, None), self.preprocessing_, int(self.batch_size), int(self.num_workers)
+        )
 
     def predict(self, paths) -> np.ndarray:
         """Cluster of image files as the final assignment would place them (whitening + nearest centre)."""
@@ -398,8 +440,17 @@ class DeepCluster(DeepClusterEstimator):
         return nearest_center(apply_whitening(self.transform(paths), self.whitening_), self.assignment_centers_)
 
 
-register(AlgorithmSpec(
-    "deepcluster", "DeepCluster (fine-tunes the CNN)",
-    "Alternates k-means on the CNN's features with training the CNN on those pseudo-labels "
-    "(Caron et al. 2018). Slow without a GPU.", DeepCluster,
-    uses_k=True, supports_auto_k=False, category="deep", needs_images=True, order=30))
+register(
+    AlgorithmSpec(
+        "deepcluster",
+        "DeepCluster (fine-tunes the CNN)",
+        "Alternates k-means on the CNN's features with training the CNN on those pseudo-labels "
+        "(Caron et al. 2018). Slow without a GPU.",
+        DeepCluster,
+        uses_k=True,
+        supports_auto_k=False,
+        category="deep",
+        needs_images=True,
+        order=30,
+    )
+)

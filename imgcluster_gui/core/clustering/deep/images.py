@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ...choices import AUTO, is_auto
-from ...features.backbones import Preprocessing  # the one Preprocessing; these transforms resize bilinearly
+from ...features.backbones import Preprocessing, rgb  # the one Preprocessing; these transforms resize bilinearly
 from ..registry import ParamSpec
 from .common import DEVICE_PARAM, EpochReporter, autocast
 
@@ -29,16 +29,26 @@ DEFAULT_STD = (0.5, 0.5, 0.5)
 IMAGE_TRAINING_PARAMS = (
     ParamSpec("lr", "float", minimum=1e-5, maximum=0.5, help="SGD learning rate of the backbone."),
     ParamSpec("batch_size", "int", minimum=2, maximum=1024, help="Images per training batch."),
-    ParamSpec("input_size", "int", minimum=32, maximum=1024,
-              help="Crop size the network is trained at; auto = the backbone's own (224 for most). "
-                   "Smaller is much faster on a CPU."),
+    ParamSpec(
+        "input_size",
+        "int",
+        minimum=32,
+        maximum=1024,
+        help="Crop size the network is trained at; auto = the backbone's own (224 for most). "
+        "Smaller is much faster on a CPU.",
+    ),
     ParamSpec("augment", "bool", help="Random resized crops and flips while training."),
     DEVICE_PARAM,
 )
 
 
-def build_backbone(backbone: Union[str, nn.Module], layer: Optional[str], weights_path: Optional[str],
-                   device: torch.device, input_size: Any = AUTO) -> tuple[nn.Module, Preprocessing, str]:
+def build_backbone(
+    backbone: Union[str, nn.Module],
+    layer: Optional[str],
+    weights_path: Optional[str],
+    device: torch.device,
+    input_size: Any = AUTO,
+) -> tuple[nn.Module, Preprocessing, str]:
     """A trainable copy of the feature network, its preprocessing and a name for it.
 
     Parameters
@@ -65,11 +75,12 @@ def build_backbone(backbone: Union[str, nn.Module], layer: Optional[str], weight
         model = build_feature_model(backbone, layer=layer, weights_path=weights_path, device=str(device))
         size = int(input_size or spec.input_size)
         resize = int(spec.resize_size if input_size is None else round(size * spec.resize_size / spec.input_size))
-        prep = Preprocessing(size, resize, tuple(spec.mean), tuple(spec.std))
+        prep = Preprocessing(size, resize, rgb(spec.mean), rgb(spec.std))
         name = backbone
     else:
-        raise ValueError("backbone must be a backbone name (see the feature extractor list) or a torch module; "
-                         f"got {backbone!r}")
+        raise ValueError(
+            f"backbone must be a backbone name (see the feature extractor list) or a torch module; got {backbone!r}"
+        )
     for parameter in model.parameters():
         parameter.requires_grad_(True)
     return model.to(device), prep, name
@@ -80,6 +91,8 @@ class SobelFilter(nn.Module):
 
     Maps an RGB batch to ``(gradient x, gradient y, grey)`` so a 3-channel backbone still fits.
     """
+
+    kernel: torch.Tensor  # a registered buffer
 
     def __init__(self) -> None:
         super().__init__()
@@ -114,12 +127,14 @@ class ImageList(Dataset):
 def eval_transform(prep: Preprocessing):
     from torchvision import transforms
 
-    return transforms.Compose([
-        transforms.Resize(prep.resize_size),
-        transforms.CenterCrop(prep.input_size),
-        transforms.ToTensor(),
-        transforms.Normalize(prep.mean, prep.std),
-    ])
+    return transforms.Compose(
+        [
+            transforms.Resize(prep.resize_size),
+            transforms.CenterCrop(prep.input_size),
+            transforms.ToTensor(),
+            transforms.Normalize(prep.mean, prep.std),
+        ]
+    )
 
 
 def train_transform(prep: Preprocessing, augment: bool = True):
@@ -128,25 +143,39 @@ def train_transform(prep: Preprocessing, augment: bool = True):
 
     if not augment:
         return eval_transform(prep)
-    return transforms.Compose([
-        transforms.RandomResizedCrop(prep.input_size, scale=(0.5, 1.0)),
-        transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(),
-        transforms.Normalize(prep.mean, prep.std),
-    ])
+    return transforms.Compose(
+        [
+            transforms.RandomResizedCrop(prep.input_size, scale=(0.5, 1.0)),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(prep.mean, prep.std),
+        ]
+    )
 
 
-def loader(dataset: Dataset, batch_size: int, num_workers: int, indices: Optional[np.ndarray] = None,
-           generator: Optional[torch.Generator] = None) -> DataLoader:
+def loader(
+    dataset: ImageList,
+    batch_size: int,
+    num_workers: int,
+    indices: Optional[np.ndarray] = None,
+    generator: Optional[torch.Generator] = None,
+) -> DataLoader:
     """A DataLoader over ``indices`` (in the given order, repeats allowed) or over every item."""
     order = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
-    return DataLoader(dataset, batch_size=batch_size, sampler=order, num_workers=int(num_workers),
-                      generator=generator, persistent_workers=False)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=order,
+        num_workers=int(num_workers),
+        generator=generator,
+        persistent_workers=False,
+    )
 
 
 @torch.no_grad()
-def compute_features(network: nn.Module, data: DataLoader, device: torch.device, reporter: EpochReporter,
-                     stage: str, n_samples: int) -> np.ndarray:
+def compute_features(
+    network: nn.Module, data: DataLoader, device: torch.device, reporter: EpochReporter, stage: str, n_samples: int
+) -> np.ndarray:
     """Features of every image in ``data`` with the network in eval mode: ``(n_samples, D)`` float32."""
     network.eval()
     out: Optional[np.ndarray] = None
@@ -198,14 +227,18 @@ def state_of(module: nn.Module) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- saved fine-tuned networks
 
+
 def preprocessing_to_dict(prep: Preprocessing) -> dict[str, Any]:
-    return {"input_size": int(prep.input_size), "resize_size": int(prep.resize_size),
-            "mean": [float(v) for v in prep.mean], "std": [float(v) for v in prep.std]}
+    return {
+        "input_size": int(prep.input_size),
+        "resize_size": int(prep.resize_size),
+        "mean": [float(v) for v in prep.mean],
+        "std": [float(v) for v in prep.std],
+    }
 
 
 def preprocessing_from_dict(data: dict[str, Any]) -> Preprocessing:
-    return Preprocessing(int(data["input_size"]), int(data["resize_size"]), tuple(float(v) for v in data["mean"]),
-                         tuple(float(v) for v in data["std"]))
+    return Preprocessing(int(data["input_size"]), int(data["resize_size"]), rgb(data["mean"]), rgb(data["std"]))
 
 
 def untrained_backbone(name: str, layer: Optional[str], backbone: Optional[nn.Module]) -> nn.Module:
@@ -221,16 +254,23 @@ def untrained_backbone(name: str, layer: Optional[str], backbone: Optional[nn.Mo
     try:
         entry = backbones._entry(name)  # noqa: SLF001 - the registry's own architecture builder, no weights
     except KeyError:
-        raise ValueError(f"the network was trained from a {name!r} module, not a registered backbone: "
-                         "pass backbone=<a module of the same architecture> to load it") from None
+        raise ValueError(
+            f"the network was trained from a {name!r} module, not a registered backbone: "
+            "pass backbone=<a module of the same architecture> to load it"
+        ) from None
     net = backbones._architecture(entry)  # noqa: SLF001
     net.eval()
     return entry.layers[backbones.resolve_layer(name, layer)].make(net)
 
 
 @torch.no_grad()
-def features_of_images(network: nn.Module, paths: Sequence[Union[str, Path]], prep: Preprocessing,
-                       batch_size: int = 32, num_workers: int = 0) -> np.ndarray:
+def features_of_images(
+    network: nn.Module,
+    paths: Sequence[Union[str, Path]],
+    prep: Preprocessing,
+    batch_size: int = 32,
+    num_workers: int = 0,
+) -> np.ndarray:
     """Features ``(n, D)`` float32 of image files with a (fine-tuned) network, as the fit computed them.
 
     Never reads or writes the feature cache.
@@ -240,7 +280,7 @@ def features_of_images(network: nn.Module, paths: Sequence[Union[str, Path]], pr
     network.eval()
     out = np.empty((len(paths), 0), np.float32)
     parts = []
-    for images, index in data:
+    for images, _ in data:
         with autocast(device):
             feats = network(images.to(device)).float()
         parts.append(feats.reshape(feats.shape[0], -1).cpu().numpy())

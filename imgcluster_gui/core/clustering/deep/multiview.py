@@ -66,8 +66,11 @@ def _l2_views(X: np.ndarray, views: Sequence[slice]) -> np.ndarray:
 
 def _gaussian_confidence(X: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Max of a soft assignment exp(-d^2 / 2 s^2), s^2 = mean squared distance to the own centre."""
-    squared = ((X[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2) if X.shape[0] * centers.shape[0] < 5e6 \
+    squared = (
+        ((X[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
+        if X.shape[0] * centers.shape[0] < 5e6
         else _chunked_squared_distances(X, centers)
+    )
     own = squared[np.arange(X.shape[0]), labels]
     scale = 2.0 * max(float(own.mean()), 1e-12)
     logits = -(squared - squared.min(axis=1, keepdims=True)) / scale
@@ -78,10 +81,10 @@ def _gaussian_confidence(X: np.ndarray, centers: np.ndarray, labels: np.ndarray)
 
 def _chunked_squared_distances(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
     out = np.empty((X.shape[0], centers.shape[0]), np.float32)
-    center_norms = (centers ** 2).sum(axis=1)
+    center_norms = (centers**2).sum(axis=1)
     for start in range(0, X.shape[0], 8192):
-        block = X[start:start + 8192]
-        out[start:start + 8192] = (block ** 2).sum(axis=1)[:, None] - 2 * block @ centers.T + center_norms[None, :]
+        block = X[start : start + 8192]
+        out[start : start + 8192] = (block**2).sum(axis=1)[:, None] - 2 * block @ centers.T + center_norms[None, :]
     return np.maximum(out, 0.0)
 
 
@@ -100,8 +103,9 @@ class ConcatKMeans(DeepClusterEstimator):
 
     param_specs = (ParamSpec("n_init", "int", minimum=1, maximum=100, help="k-means restarts."),)
 
-    def __init__(self, n_clusters: int = 8, n_init: int = 10, view_slices: Any = None,
-                 random_state: Optional[int] = 0) -> None:
+    def __init__(
+        self, n_clusters: int = 8, n_init: int = 10, view_slices: Any = None, random_state: Optional[int] = 0
+    ) -> None:
         self.n_clusters = n_clusters
         self.n_init = n_init
         self.view_slices = view_slices
@@ -149,11 +153,13 @@ class MultiViewEnsemble(DeepClusterEstimator):
     base_labels_ : ndarray of shape (n_base, n_samples)
     """
 
-    param_specs = (ParamSpec("runs_per_view", "int", minimum=1, maximum=100,
-                             help="k-means runs per backbone in the ensemble."),)
+    param_specs = (
+        ParamSpec("runs_per_view", "int", minimum=1, maximum=100, help="k-means runs per backbone in the ensemble."),
+    )
 
-    def __init__(self, n_clusters: int = 8, runs_per_view: int = 5, view_slices: Any = None,
-                 random_state: Optional[int] = 0) -> None:
+    def __init__(
+        self, n_clusters: int = 8, runs_per_view: int = 5, view_slices: Any = None, random_state: Optional[int] = 0
+    ) -> None:
         self.n_clusters = n_clusters
         self.runs_per_view = runs_per_view
         self.view_slices = view_slices
@@ -209,17 +215,48 @@ class DMVC(IDEC):
     ``X``; also accepted by ``fit``). With one view it is IDEC.
     """
 
-    def __init__(self, n_clusters: int = 8, gamma: float = 0.1, latent_dim: int = 10,
-                 hidden: tuple[int, ...] = (500, 500, 2000), pretrain_epochs: Optional[int] = None,
-                 pretrain_steps: int = 2000, max_epochs: int = 150, update_interval: Optional[int] = None,
-                 tol: float = 0.001, batch_size: int = 256, lr: float = 1e-4, alpha: float = 1.0,
-                 init: str = AUTO, n_neighbors: int = 10, graph_weight: float = 0.1,
-                 device: str = AUTO, n_threads: Optional[int] = None,
-                 random_state: Optional[int] = 0, view_slices: Any = None) -> None:
-        super().__init__(n_clusters=n_clusters, gamma=gamma, latent_dim=latent_dim, hidden=hidden,
-                         pretrain_epochs=pretrain_epochs, pretrain_steps=pretrain_steps, max_epochs=max_epochs,
-                         update_interval=update_interval, tol=tol, batch_size=batch_size, lr=lr, alpha=alpha,
-                         init=init, n_neighbors=n_neighbors, graph_weight=graph_weight, device=device, n_threads=n_threads, random_state=random_state)
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        gamma: float = 0.1,
+        latent_dim: int = 10,
+        hidden: tuple[int, ...] = (500, 500, 2000),
+        pretrain_epochs: Optional[int] = None,
+        pretrain_steps: int = 2000,
+        max_epochs: int = 150,
+        update_interval: Optional[int] = None,
+        tol: float = 0.001,
+        batch_size: int = 256,
+        lr: float = 1e-4,
+        alpha: float = 1.0,
+        init: str = AUTO,
+        n_neighbors: int = 10,
+        graph_weight: float = 0.1,
+        device: str = AUTO,
+        n_threads: Optional[int] = None,
+        random_state: Optional[int] = 0,
+        view_slices: Any = None,
+    ) -> None:
+        super().__init__(
+            n_clusters=n_clusters,
+            gamma=gamma,
+            latent_dim=latent_dim,
+            hidden=hidden,
+            pretrain_epochs=pretrain_epochs,
+            pretrain_steps=pretrain_steps,
+            max_epochs=max_epochs,
+            update_interval=update_interval,
+            tol=tol,
+            batch_size=batch_size,
+            lr=lr,
+            alpha=alpha,
+            init=init,
+            n_neighbors=n_neighbors,
+            graph_weight=graph_weight,
+            device=device,
+            n_threads=n_threads,
+            random_state=random_state,
+        )
         self.view_slices = view_slices
 
     def _view_dims(self, n_features: int, view_slices: Any) -> list[int]:
@@ -227,14 +264,42 @@ class DMVC(IDEC):
         return [view.stop - view.start for view in views]
 
 
-register(AlgorithmSpec("cc", "CC (multi-backbone concatenation + k-means)",
-                       "k-means on the concatenation of each backbone's L2-normalised features.", ConcatKMeans,
-                       uses_k=True, supports_auto_k=False, category="deep", uses_views=True, order=50))
-register(AlgorithmSpec("mvec", "MVEC (multi-backbone ensemble consensus)",
-                       "k-means runs on every backbone's features, joined by a consensus clustering.",
-                       MultiViewEnsemble, uses_k=True, supports_auto_k=False, category="deep", uses_views=True,
-                       order=60))
-register(AlgorithmSpec("dmvc", "DMVC (deep multi-backbone, IDEC objective)",
-                       "One autoencoder branch per backbone joined in a shared embedding, trained with IDEC "
-                       "(Guerin & Boots 2018).", DMVC, uses_k=True, supports_auto_k=False, category="deep",
-                       uses_views=True, order=70))
+register(
+    AlgorithmSpec(
+        "cc",
+        "CC (multi-backbone concatenation + k-means)",
+        "k-means on the concatenation of each backbone's L2-normalised features.",
+        ConcatKMeans,
+        uses_k=True,
+        supports_auto_k=False,
+        category="deep",
+        uses_views=True,
+        order=50,
+    )
+)
+register(
+    AlgorithmSpec(
+        "mvec",
+        "MVEC (multi-backbone ensemble consensus)",
+        "k-means runs on every backbone's features, joined by a consensus clustering.",
+        MultiViewEnsemble,
+        uses_k=True,
+        supports_auto_k=False,
+        category="deep",
+        uses_views=True,
+        order=60,
+    )
+)
+register(
+    AlgorithmSpec(
+        "dmvc",
+        "DMVC (deep multi-backbone, IDEC objective)",
+        "One autoencoder branch per backbone joined in a shared embedding, trained with IDEC (Guerin & Boots 2018).",
+        DMVC,
+        uses_k=True,
+        supports_auto_k=False,
+        category="deep",
+        uses_views=True,
+        order=70,
+    )
+)

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Union, overload
 
 import numpy as np
 import torch
+
+from ...storage import atomic_write
 
 MODEL_FORMAT = "imgcluster-trained-model"
 MODEL_VERSION = 1
@@ -45,8 +46,11 @@ class ModelFileError(Exception):
 
 def has_trained_network(estimator: Any) -> bool:
     """True when ``estimator`` is a deep method with a trained network that :func:`save_model` can write."""
-    return (type(estimator).__name__ in _METHODS and callable(getattr(estimator, "save", None))
-            and (hasattr(estimator, "model_") or hasattr(estimator, "network_")))
+    return (
+        type(estimator).__name__ in _METHODS
+        and callable(getattr(estimator, "save", None))
+        and (hasattr(estimator, "model_") or hasattr(estimator, "network_"))
+    )
 
 
 def params_to_json(params: Mapping[str, Any]) -> str:
@@ -84,7 +88,14 @@ def tensor(value: Any) -> Optional[torch.Tensor]:
     return torch.from_numpy(np.array(value, copy=True))
 
 
+@overload
+def array(value: torch.Tensor) -> np.ndarray: ...
+@overload
+def array(value: None) -> None: ...
+@overload
+def array(value: Optional[torch.Tensor]) -> Optional[np.ndarray]: ...
 def array(value: Optional[torch.Tensor]) -> Optional[np.ndarray]:
+    """A saved tensor as a numpy array on the CPU (``None`` stays ``None``)."""
     return None if value is None else value.detach().cpu().numpy()
 
 
@@ -95,19 +106,12 @@ def write_payload(payload: dict[str, Any], path: PathLike) -> Path:
     """
     target = Path(os.fsdecode(path))
     payload = {"format": MODEL_FORMAT, "version": MODEL_VERSION, **payload}
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
+        with atomic_write(target, "wb") as fh:  # removes its temporary file on any error
             torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except OSError as exc:
+    except OSError as exc:  # StorageError (an OSError) included: its message is the reason
         raise ModelFileError(f"Cannot write the trained model to {target}: {exc.strerror or exc}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return target
 
 
@@ -131,8 +135,10 @@ def read_payload(path: PathLike, method: Optional[Union[str, tuple]] = None) -> 
         raise ModelFileError(f"{source.name} is not an imgcluster trained-model file")
     version = payload.get("version")
     if not isinstance(version, int) or version > MODEL_VERSION:
-        raise ModelFileError(f"{source.name} has model file version {version!r}, newer than this app reads "
-                             f"({MODEL_VERSION}): update imgcluster")
+        raise ModelFileError(
+            f"{source.name} has model file version {version!r}, newer than this app reads "
+            f"({MODEL_VERSION}): update imgcluster"
+        )
     methods = (method,) if isinstance(method, str) else method
     if methods and payload.get("method") not in methods:
         raise ModelFileError(f"{source.name} holds a {payload.get('method')} model, not {' / '.join(methods)}")
@@ -189,9 +195,18 @@ def load_state(module: torch.nn.Module, state: Mapping[str, torch.Tensor], what:
         module.load_state_dict(state)
     except (RuntimeError, KeyError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f"{Path(path).name}: the saved {what} does not fit its architecture ({first[:200]})") \
-            from None
+        raise ModelFileError(
+            f"{Path(path).name}: the saved {what} does not fit its architecture ({first[:200]})"
+        ) from None
 
 
-__all__ = ["MODEL_FORMAT", "MODEL_VERSION", "ModelFileError", "has_trained_network", "load_model", "read_payload",
-           "save_model", "write_payload"]
+__all__ = [
+    "MODEL_FORMAT",
+    "MODEL_VERSION",
+    "ModelFileError",
+    "has_trained_network",
+    "load_model",
+    "read_payload",
+    "save_model",
+    "write_payload",
+]

@@ -102,16 +102,32 @@ class UCNN(DeepClusterEstimator):
 
     param_specs = (
         ParamSpec("epochs", "int", minimum=1, maximum=500, help="Passes over the images."),
-        ParamSpec("drift_compensation", "bool",
-                  help="Correct centroids for the network's change (off = the paper's Baseline-I)."),
+        ParamSpec(
+            "drift_compensation",
+            "bool",
+            help="Correct centroids for the network's change (off = the paper's Baseline-I).",
+        ),
         *IMAGE_TRAINING_PARAMS,
     )
 
-    def __init__(self, n_clusters: int = 8, epochs: int = 5, batch_size: int = 64, init_size: Optional[int] = None,
-                 drift_compensation: bool = True, lr: float = 0.005, momentum: float = 0.9,
-                 weight_decay: float = 1e-5, temperature: float = 10.0, augment: bool = True,
-                 input_size: Any = AUTO, device: str = AUTO, n_threads: Optional[int] = None,
-                 num_workers: int = 0, random_state: Optional[int] = 0) -> None:
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        epochs: int = 5,
+        batch_size: int = 64,
+        init_size: Optional[int] = None,
+        drift_compensation: bool = True,
+        lr: float = 0.005,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-5,
+        temperature: float = 10.0,
+        augment: bool = True,
+        input_size: Any = AUTO,
+        device: str = AUTO,
+        n_threads: Optional[int] = None,
+        num_workers: int = 0,
+        random_state: Optional[int] = 0,
+    ) -> None:
         self.n_clusters = n_clusters
         self.epochs = epochs
         self.batch_size = batch_size
@@ -128,8 +144,17 @@ class UCNN(DeepClusterEstimator):
         self.num_workers = num_workers
         self.random_state = random_state
 
-    def fit(self, X=None, y=None, progress=None, paths=None, backbone: Union[str, nn.Module, None] = None,
-            weights_path: Optional[str] = None, layer: Optional[str] = None, **fit_params) -> "UCNN":
+    def fit(
+        self,
+        X=None,
+        y=None,
+        progress=None,
+        paths=None,
+        backbone: Union[str, nn.Module, None] = None,
+        weights_path: Optional[str] = None,
+        layer: Optional[str] = None,
+        **fit_params,
+    ) -> "UCNN":
         """Fine-tune the backbone and cluster the images in one streaming pass per epoch.
 
         Parameters
@@ -196,16 +221,18 @@ class UCNN(DeepClusterEstimator):
         counts = torch.ones(self.n_clusters, device=device)  # the seed counts as one observation
         self._kept = {"centroids": centroids, "counts": counts}
 
-        optimiser = torch.optim.SGD(network.parameters(), lr=self.lr, momentum=self.momentum,
-                                    weight_decay=self.weight_decay)
+        optimiser = torch.optim.SGD(
+            network.parameters(), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
+        )
         scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
         epoch_labels = np.full(n_images, -1, np.int64)
         for epoch in range(1, self.epochs + 1):
             order = torch.randperm(n_images, generator=generator).numpy()
             total = 0.0
             for (images, index), (augmented_images, _) in zip(
-                    loader(plain, batch_size, self.num_workers, order),
-                    loader(augmented, batch_size, self.num_workers, order, generator)):
+                loader(plain, batch_size, self.num_workers, order),
+                loader(augmented, batch_size, self.num_workers, order, generator),
+            ):
                 images = images.to(device)
                 before = self._features(network, images, device)
                 assigned = (before @ nn.functional.normalize(centroids, dim=1).T).argmax(dim=1)
@@ -241,14 +268,25 @@ class UCNN(DeepClusterEstimator):
             reporter.step("Final assignment")
         self._keep_result(labels, confidence, centroids.cpu().numpy())
         self.counts_ = counts.cpu().numpy()
-        self.history_.append({"epoch": self.epochs + 1, "phase": "final", "loss": None,
-                              "nmi_change": _nmi(labels, epoch_labels) if self.epochs else None,
-                              **({"nmi_true": _nmi(y, labels)} if y is not None else {})})
+        self.history_.append(
+            {
+                "epoch": self.epochs + 1,
+                "phase": "final",
+                "loss": None,
+                "nmi_change": _nmi(labels, epoch_labels) if self.epochs else None,
+                **({"nmi_true": _nmi(y, labels)} if y is not None else {}),
+            }
+        )
         reporter.finish("done")
 
     @staticmethod
-    def _update_centroids(centroids: torch.Tensor, counts: torch.Tensor, assigned: torch.Tensor,
-                          features: torch.Tensor, drift: Optional[torch.Tensor]) -> None:
+    def _update_centroids(
+        centroids: torch.Tensor,
+        counts: torch.Tensor,
+        assigned: torch.Tensor,
+        features: torch.Tensor,
+        drift: Optional[torch.Tensor],
+    ) -> None:
         """Mini-batch k-means step in place: per sample, ``c += (x - c) / count`` (after the drift shift)."""
         if drift is not None:
             for cluster in assigned.unique():
@@ -306,8 +344,9 @@ class UCNN(DeepClusterEstimator):
             estimator.backbone_name_ = str(payload["backbone"])
             estimator.layer_ = payload.get("layer")
             estimator.preprocessing_ = preprocessing_from_dict(payload["preprocessing"])
-            network = FineTunedNetwork(untrained_backbone(estimator.backbone_name_, estimator.layer_, backbone),
-                                       sobel=False)
+            network = FineTunedNetwork(
+                untrained_backbone(estimator.backbone_name_, estimator.layer_, backbone), sobel=False
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{Path(path).name}: cannot rebuild the network: {exc}") from None
         load_state(network, payload.get("network") or {}, "fine-tuned network", path)
@@ -323,16 +362,18 @@ class UCNN(DeepClusterEstimator):
         """L2-normalised features ``(n, D)`` of image files with the fine-tuned network."""
         if not hasattr(self, "network_"):
             raise RuntimeError("UCNN is not fitted yet: call fit or load first")
-        features = features_of_images(self.network_, check_paths(paths, None), self.preprocessing_,
-                                      int(self.batch_size), int(self.num_workers))
+        features = features_of_images(
+            self.network_, check_paths(paths, None), self.preprocessing_, int(self.batch_size), int(self.num_workers)
+        )
         return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
     def predict(self, paths) -> np.ndarray:
         """Cluster of image files: the most similar centroid (cosine), as the final assignment."""
         if getattr(self, "cluster_centers_", None) is None:
             raise RuntimeError("UCNN has no centroids: fit it first")
-        centers = self.cluster_centers_ / np.maximum(np.linalg.norm(self.cluster_centers_, axis=1, keepdims=True),
-                                                     1e-12)
+        centers = self.cluster_centers_ / np.maximum(
+            np.linalg.norm(self.cluster_centers_, axis=1, keepdims=True), 1e-12
+        )
         return np.argmax(self.transform(paths) @ centers.T, axis=1).astype(np.int64)
 
 
@@ -342,8 +383,17 @@ def _nmi(a, b) -> Optional[float]:
     return nmi(a, b)
 
 
-register(AlgorithmSpec(
-    "ucnn", "UCNN (mini-batch k-means + CNN, large sets)",
-    "Mini-batch k-means run jointly with fine-tuning the CNN, memory bounded by the batch "
-    "(Hsu & Lin 2018). Slow without a GPU.", UCNN,
-    uses_k=True, supports_auto_k=False, category="deep", needs_images=True, order=40))
+register(
+    AlgorithmSpec(
+        "ucnn",
+        "UCNN (mini-batch k-means + CNN, large sets)",
+        "Mini-batch k-means run jointly with fine-tuning the CNN, memory bounded by the batch "
+        "(Hsu & Lin 2018). Slow without a GPU.",
+        UCNN,
+        uses_k=True,
+        supports_auto_k=False,
+        category="deep",
+        needs_images=True,
+        order=40,
+    )
+)
