@@ -41,8 +41,8 @@ test: lint
 # Guardrails: layering (core never imports Qt; cli never imports ui), lint, formatting, types of core/.
 lint: $(STAMP_TEST)
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/ruff check imgcluster_gui benchmarks tools
-	$(BIN)/ruff format --check imgcluster_gui benchmarks tools
+	$(BIN)/ruff check imgcluster_gui tests benchmarks tools
+	$(BIN)/ruff format --check imgcluster_gui tests benchmarks tools
 	$(BIN)/mypy
 
 bench-quality: $(STAMP_BENCH)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 from imgcluster_gui.core.clustering.autok import AutoKResult, choose_k, k_range
 from imgcluster_gui.core.progress import Cancelled
+from tests.helpers import CancelAt, gaussian_blobs
 
 
 def five_blobs(n=500, seed=0):
-    X, y = make_blobs(n_samples=n, n_features=10, centers=5, cluster_std=1.0, random_state=seed)
-    return X.astype(np.float32), y
+    """Five unit-spread blobs in 10-D, centres in make_blobs' box [-10, 10]."""
+    return gaussian_blobs(n, 5, 10, centre_scale=10.0, centres="box", seed=seed)
 
 
 def test_picks_five_on_five_blobs_and_reports_every_score():
@@ -66,12 +66,10 @@ def test_progress_and_cancel():
     choose_k(X, k_min=2, k_max=4, progress=lambda e: stages.append((e.fraction, e.stage)))
     assert stages[-1][0] == pytest.approx(1.0) and any(stage.startswith("K=3") for _, stage in stages)
 
-    def cancel_at_k3(event):
-        if event.stage.startswith("K=3"):
-            raise Cancelled("test")
-
+    cancel = CancelAt(stage="K=3")
     with pytest.raises(Cancelled):
-        choose_k(X, k_min=2, k_max=6, progress=cancel_at_k3)
+        choose_k(X, k_min=2, k_max=6, progress=cancel)
+    assert cancel.calls_after_cancel == 0  # the sweep stopped at K=3's first progress call: no later K was tried
 
 
 def test_the_sweep_can_score_in_a_umap_space():

@@ -31,8 +31,18 @@ def test_every_backbone_has_preprocessing_and_layers():
     specs = B.list_backbones()
     names = [s.name for s in specs]
     assert names[0] == B.DEFAULT_BACKBONE
-    for required in ("resnet18", "resnet50", "vgg16", "vgg19", "inception_v3", "mobilenet_v2",
-                     "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny", "vit_b_16"):
+    for required in (
+        "resnet18",
+        "resnet50",
+        "vgg16",
+        "vgg19",
+        "inception_v3",
+        "mobilenet_v2",
+        "mobilenet_v3_large",
+        "efficientnet_b0",
+        "convnext_tiny",
+        "vit_b_16",
+    ):
         assert required in names
     for spec in specs:
         assert spec.resize_size >= spec.input_size > 0, spec.name
@@ -81,8 +91,19 @@ def _classifier_removed(name: str, net: nn.Module) -> nn.Module:
     return net
 
 
-@pytest.mark.parametrize("name", ["resnet18", "vgg16", "inception_v3", "mobilenet_v2", "mobilenet_v3_large",
-                                  "efficientnet_b0", "convnext_tiny", "vit_b_16"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "resnet18",
+        "vgg16",
+        "inception_v3",
+        "mobilenet_v2",
+        "mobilenet_v3_large",
+        "efficientnet_b0",
+        "convnext_tiny",
+        "vit_b_16",
+    ],
+)
 def test_torchvision_layers_match_reference_and_declared_dims(name, monkeypatch):
     """Each cut equals torchvision's network minus its classifier (same random weights); every layer has its dims."""
     entry = B._entry(name)

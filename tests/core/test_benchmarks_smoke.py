@@ -15,20 +15,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# benchmarks/ is a folder of scripts beside the package, not installed: they import because tests/conftest.py
+# puts the repository root on sys.path, and run as `python -m benchmarks.<name>` from it.
+from benchmarks import common
+from benchmarks.speed import inertia_of
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DATASETS = REPO_ROOT.parent / "shared" / "datasets"
-
-if str(REPO_ROOT) not in sys.path:  # benchmarks/ is a folder of scripts beside the package, not installed
-    sys.path.insert(0, str(REPO_ROOT))
-
-from benchmarks import common  # noqa: E402
-from benchmarks.speed import inertia_of  # noqa: E402
 
 
 def _run_module(module: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _table_headers(stdout: str) -> list[str]:
@@ -79,8 +78,16 @@ def test_large_jpegs_are_written_once(tmp_path):
 
 @pytest.mark.slow
 def test_speed_smoke_prints_tables_and_writes_json(tmp_path):
-    proc = _run_module("benchmarks.speed", "--smoke", "--threads", "1", "--out", str(tmp_path),
-                       "--only", "extraction,cache,clustering,scale")
+    proc = _run_module(
+        "benchmarks.speed",
+        "--smoke",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--only",
+        "extraction,cache,clustering,scale",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Device:" in proc.stdout
     assert any("naive loop img/s" in line for line in _table_headers(proc.stdout)), proc.stdout[-2000:]
@@ -101,11 +108,11 @@ def test_speed_rejects_an_unknown_section(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_quality_smoke_prints_scores_on_a_real_dataset(tmp_path):
-    if not (DATASETS / "coil20").is_dir():
-        pytest.skip("../shared/datasets/coil20 is not present (it sits beside the repo on the project's machines)")
-    proc = _run_module("benchmarks.quality", "--smoke", "--threads", "1", "--algorithms", "kmeans",
-                       "--out", str(tmp_path))
+def test_quality_smoke_prints_scores_on_a_real_dataset(tmp_path, shared_dataset):
+    shared_dataset("coil20")  # skips where absent: the benchmark reads ../shared/datasets/coil20 itself
+    proc = _run_module(
+        "benchmarks.quality", "--smoke", "--threads", "1", "--algorithms", "kmeans", "--out", str(tmp_path)
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     headers = _table_headers(proc.stdout)
     assert any("| features | algorithm | K | NMI |" in line for line in headers), proc.stdout[-2000:]
@@ -119,13 +126,13 @@ def test_quality_smoke_prints_scores_on_a_real_dataset(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_quality_no_k_section_alone_writes_its_own_files(tmp_path):
-    if not (DATASETS / "coil20").is_dir():
-        pytest.skip("../shared/datasets/coil20 is not present (it sits beside the repo on the project's machines)")
+def test_quality_no_k_section_alone_writes_its_own_files(tmp_path, shared_dataset):
+    shared_dataset("coil20")  # skips where absent: the benchmark reads ../shared/datasets/coil20 itself
     proc = _run_module("benchmarks.quality", "--smoke", "--threads", "1", "--only", "nok", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert any("| dataset | true K | method | K found |" in line for line in _table_headers(proc.stdout)), \
-        proc.stdout[-2000:]
+    assert any("| dataset | true K | method | K found |" in line for line in _table_headers(proc.stdout)), proc.stdout[
+        -2000:
+    ]
     assert "target coil20:" in proc.stdout
     assert not (tmp_path / "quality_smoke.json").exists()  # the full run's files are left alone
     report = json.loads((tmp_path / "quality_nok_smoke.json").read_text())

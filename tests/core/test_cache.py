@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from imgcluster_gui.core.features.cache import FeatureCache, default_cache_dir
-from imgcluster_gui.core.progress import CancelToken, Cancelled
+from imgcluster_gui.core.progress import Cancelled, CancelToken
 from imgcluster_gui.core.storage import CACHE_ENV_VAR, cache_dir
 
 

@@ -7,7 +7,6 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.cluster import KMeans
-from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 from imgcluster_gui.core.clustering.agglomerative import AgglomerativeClusterer
@@ -18,18 +17,19 @@ from imgcluster_gui.core.clustering.mixture import GaussianMixtureClusterer
 from imgcluster_gui.core.clustering.spectral import PowerIterationClusterer
 from imgcluster_gui.core.graph import nearest_neighbors
 from imgcluster_gui.core.progress import Cancelled
+from tests.helpers import CancelAt, gaussian_blobs
 
 
 def blobs(n=400, d=8, k=5, std=1.0, seed=0):
-    X, y = make_blobs(n_samples=n, n_features=d, centers=k, cluster_std=std, random_state=seed)
-    return X.astype(np.float32), y
+    """Blobs with centres in make_blobs' box [-10, 10] and standard deviation ``std``."""
+    return gaussian_blobs(n, k, d, spread=std, centre_scale=10.0, centres="box", seed=seed)
 
 
 # ------------------------------------------------------------------------------------- k-means
 def test_fast_kmeans_inertia_matches_scikit_learn_on_a_mixture():
     # Overlapping mixture, more points than the training subsample (256 per centre) so the
     # subsample Lloyd + full-data polish path is the one measured.
-    X, _ = make_blobs(n_samples=6000, n_features=32, centers=20, cluster_std=3.0, random_state=3)
+    X, _ = blobs(n=6000, d=32, k=20, std=3.0, seed=3)
     ours = FastKMeans(n_clusters=20, n_init=3, random_state=0).fit(X)
     reference = KMeans(n_clusters=20, n_init=3, random_state=0).fit(X)
     assert ours.inertia_ <= reference.inertia_ * 1.01
@@ -89,16 +89,11 @@ def test_kmeans_plusplus_picks_distinct_rows_even_on_duplicates():
 
 def test_kmeans_cancel_between_restarts():
     X, _ = blobs()
-    calls = []
-
-    def cancel_on_second_restart(event):
-        calls.append(event.stage)
-        if "restart 2" in event.stage:
-            raise Cancelled("test")
-
+    cancel = CancelAt(stage="k-means restart 2")
     with pytest.raises(Cancelled):
-        FastKMeans(n_clusters=5, n_init=3, random_state=0).fit(X, progress=cancel_on_second_restart)
-    assert any("restart 1" in stage for stage in calls)
+        FastKMeans(n_clusters=5, n_init=3, random_state=0).fit(X, progress=cancel)
+    assert any("restart 1" in stage for stage in cancel.stages)
+    assert cancel.calls_after_cancel == 0  # stopped there: restart 3 never started
 
 
 def test_minibatch_kmeans_recovers_blobs():
@@ -149,7 +144,7 @@ def test_estimate_eps_lies_between_within_and_between_cluster_distances():
     X, _ = blobs(n=400, d=4, k=4, std=0.5)
     eps = estimate_eps(X, min_samples=5)
     within = np.sqrt(nearest_neighbors(X, 4)[0][:, -1])
-    assert np.median(within) <= eps < 5.0  # blob centres lie ~10+ apart with make_blobs' box
+    assert np.median(within) <= eps < 5.0  # blob centres lie ~10+ apart in the [-10, 10] box
 
 
 def test_dbscan_bad_eps_and_auto_with_other_metric():
@@ -177,7 +172,8 @@ def test_gmm_confidence_is_the_posterior_and_full_covariance_is_bounded():
     assert ((model.confidence_ >= 1 / 5) & (model.confidence_ <= 1)).all()
     with pytest.raises(ValueError, match="covariance_type='diag'"):
         GaussianMixtureClusterer(n_clusters=100, covariance_type="full", memory_limit_gb=0.001).fit(
-            np.random.default_rng(0).normal(size=(200, 300)))
+            np.random.default_rng(0).normal(size=(200, 300))
+        )
 
 
 # ---------------------------------------------------------------------------------------- PIC

@@ -108,8 +108,9 @@ def test_kmeans_without_k_takes_k_from_the_graph_or_the_silhouette_sweep(tmp_pat
     folder = _small_folder(tmp_path, sample_images)
     assert main(["cluster", str(folder), "--algorithm", "kmeans", "--json", "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out)["k_selection"] == "graph"
-    assert main(["cluster", str(folder), "--algorithm", "kmeans", "--k-selection", "silhouette", "--json",
-                 "--quiet"]) == 0
+    assert (
+        main(["cluster", str(folder), "--algorithm", "kmeans", "--k-selection", "silhouette", "--json", "--quiet"]) == 0
+    )
     assert json.loads(capsys.readouterr().out)["k_selection"] == "silhouette"
 
 

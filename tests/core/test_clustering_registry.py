@@ -47,8 +47,9 @@ def separated_blobs(n_per_blob: int = 50, n_features: int = 6, seed: int = 0):
 
 def _build(spec: AlgorithmSpec, random_state=0):
     """The spec's estimator for the blobs, with its quick ``check_params`` when it declares them."""
-    return make_estimator(spec.id, n_clusters=N_BLOBS if spec.uses_k else None, random_state=random_state,
-                          **dict(spec.check_params))
+    return make_estimator(
+        spec.id, n_clusters=N_BLOBS if spec.uses_k else None, random_state=random_state, **dict(spec.check_params)
+    )
 
 
 def _common_check_id(spec: AlgorithmSpec) -> str:
@@ -94,7 +95,8 @@ def test_every_param_spec_default_is_the_estimators_init_default(spec):
         assert default is not inspect.Parameter.empty, f"{spec.id}.{param.name} has no __init__ default"
         owner = spec.factory.__name__
         assert type(param.default) is type(default) and param.default == default, (
-            f"{spec.id}.{param.name}: the form says {param.default!r}, {owner}.__init__ says {default!r}")
+            f"{spec.id}.{param.name}: the form says {param.default!r}, {owner}.__init__ says {default!r}"
+        )
 
 
 @pytest.mark.parametrize("spec", list_algorithms(), ids=_common_check_id)
@@ -146,8 +148,18 @@ def test_auto_parameters_take_the_text_and_say_so_when_refusing():
 
 def test_listing_order_is_declared_by_each_registration_not_the_import_order():
     ids = [spec.id for spec in list_algorithms()]
-    assert ids[:10] == ["kmeans", "minibatch_kmeans", "agglomerative", "dbscan", "hdbscan", "gmm", "spectral",
-                        "pic", "leiden", "finch"]
+    assert ids[:10] == [
+        "kmeans",
+        "minibatch_kmeans",
+        "agglomerative",
+        "dbscan",
+        "hdbscan",
+        "gmm",
+        "spectral",
+        "pic",
+        "leiden",
+        "finch",
+    ]
     deep = [spec.id for spec in list_algorithms("deep")]
     assert deep == ["idec", "dec", "deepcluster", "ucnn", "cc", "mvec", "dmvc"] or not deep
 
@@ -158,18 +170,22 @@ def test_the_registry_discovers_algorithm_modules_and_survives_a_broken_one(tmp_
     (package / "sub").mkdir(parents=True)
     (package / "__init__.py").write_text("")
     (package / "sub" / "__init__.py").write_text("")
-    (package / "zeta.py").write_text(textwrap.dedent("""
+    (package / "zeta.py").write_text(
+        textwrap.dedent("""
         from imgcluster_gui.core.clustering.kmeans import FastKMeans
         from imgcluster_gui.core.clustering.registry import AlgorithmSpec, register
 
         register(AlgorithmSpec("zeta_test", "Zeta", "a test algorithm in its own file", FastKMeans, order=5))
-    """))
-    (package / "sub" / "nested.py").write_text(textwrap.dedent("""
+    """)
+    )
+    (package / "sub" / "nested.py").write_text(
+        textwrap.dedent("""
         from imgcluster_gui.core.clustering.kmeans import FastKMeans
         from imgcluster_gui.core.clustering.registry import AlgorithmSpec, register
 
         register(AlgorithmSpec("nested_test", "Nested", "in a sub-package", FastKMeans, category="deep"))
-    """))
+    """)
+    )
     (package / "broken.py").write_text("raise ImportError('a missing optional dependency')\n")
     (package / "_private.py").write_text("raise AssertionError('private modules are not imported')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -301,8 +317,9 @@ def test_common_estimator_contract(spec):
         _build(spec).fit(X, progress=cancel)
 
 
-@pytest.mark.parametrize("spec", [s for s in list_algorithms() if s.uses_k and not s.needs_images],
-                         ids=_common_check_id)
+@pytest.mark.parametrize(
+    "spec", [s for s in list_algorithms() if s.uses_k and not s.needs_images], ids=_common_check_id
+)
 def test_k_larger_than_the_sample_count_is_a_clear_error(spec):
     X, _ = separated_blobs(n_per_blob=2)
     with pytest.raises(ValueError, match="n_clusters"):

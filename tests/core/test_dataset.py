@@ -46,8 +46,12 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 def _png_declaring(width: int, height: int) -> bytes:
     """A valid PNG header that claims a huge size, followed by a few bytes of pixel data (a 'bomb')."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr)
-            + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture
@@ -59,13 +63,13 @@ def messy_folder(tmp_path: Path) -> Path:
     (root / ".git").mkdir()
     (root / "cats" / "a.png").write_bytes(_png_bytes())
     (root / "cats" / "b.jpg").write_bytes(_jpeg_bytes())
-    (root / "dogs" / "no_extension").write_bytes(_png_bytes())          # kept: content is a PNG
+    (root / "dogs" / "no_extension").write_bytes(_png_bytes())  # kept: content is a PNG
     (root / "dogs" / "fake.jpg").write_text("this is text, not a JPEG")  # skipped: content is text
-    (root / "dogs" / "empty.png").write_bytes(b"")                      # skipped: zero bytes
+    (root / "dogs" / "empty.png").write_bytes(b"")  # skipped: zero bytes
     (root / "notes.txt").write_text("hello")
     (root / "bomb.png").write_bytes(_png_declaring(100_000, 100_000))
-    (root / ".git" / "object.png").write_bytes(_png_bytes())            # hidden folder: not entered
-    (root / "._a.png").write_bytes(b"\x00\x05\x16\x07")                 # macOS AppleDouble file: hidden
+    (root / ".git" / "object.png").write_bytes(_png_bytes())  # hidden folder: not entered
+    (root / "._a.png").write_bytes(b"\x00\x05\x16\x07")  # macOS AppleDouble file: hidden
     return root
 
 
@@ -76,7 +80,10 @@ def _reasons(result) -> dict[str, str]:
 def test_scan_keeps_images_by_content_and_explains_every_skip(messy_folder):
     result = scan_folder(messy_folder)
     assert [p.relative_to(messy_folder).as_posix() for p in result.paths] == [
-        "cats/a.png", "cats/b.jpg", "dogs/no_extension"]
+        "cats/a.png",
+        "cats/b.jpg",
+        "dogs/no_extension",
+    ]
     reasons = _reasons(result)
     assert "empty" in reasons["empty.png"]
     assert "not an image" in reasons["fake.jpg"] and "'.jpg'" in reasons["fake.jpg"]
@@ -125,8 +132,8 @@ def test_symlink_loop_ends_and_is_reported(tmp_path):
     root = tmp_path / "root"
     (root / "sub").mkdir(parents=True)
     (root / "sub" / "img.png").write_bytes(_png_bytes())
-    os.symlink(root, root / "sub" / "loop")          # sub/loop -> root: a cycle
-    os.symlink(root / "sub", root / "alias")         # a second way into sub
+    os.symlink(root, root / "sub" / "loop")  # sub/loop -> root: a cycle
+    os.symlink(root / "sub", root / "alias")  # a second way into sub
     default = scan_folder(root)
     assert [p.name for p in default.paths] == ["img.png"]
     assert "not followed" in _reasons(default)["loop"]
@@ -207,6 +214,7 @@ def test_scan_reports_progress_and_can_be_cancelled(tmp_path):
 
 # ---------------------------------------------------------------- load_image
 
+
 def test_truncated_png_and_jpeg_raise_image_load_error(tmp_path):
     png = _png_bytes(size=(200, 200))
     jpeg = _jpeg_bytes(size=(200, 200))
@@ -251,13 +259,16 @@ def test_palette_with_transparency_is_composited_on_white(tmp_path):
     assert rgb.getpixel((3, 3)) == (255, 255, 255)
 
 
-@pytest.mark.parametrize("mode,color,expected", [
-    ("RGBA", (0, 0, 255, 0), (255, 255, 255)),   # fully transparent blue -> white
-    ("RGBA", (0, 0, 255, 255), (0, 0, 255)),
-    ("LA", (0, 128), (127, 127, 127)),           # half-transparent black on white -> mid grey
-    ("L", 77, (77, 77, 77)),
-    ("1", 1, (255, 255, 255)),
-])
+@pytest.mark.parametrize(
+    "mode,color,expected",
+    [
+        ("RGBA", (0, 0, 255, 0), (255, 255, 255)),  # fully transparent blue -> white
+        ("RGBA", (0, 0, 255, 255), (0, 0, 255)),
+        ("LA", (0, 128), (127, 127, 127)),  # half-transparent black on white -> mid grey
+        ("L", 77, (77, 77, 77)),
+        ("1", 1, (255, 255, 255)),
+    ],
+)
 def test_modes_become_rgb(tmp_path, mode, color, expected):
     Image.new(mode, (3, 3), color).save(tmp_path / "x.png")
     pixel = load_image(tmp_path / "x.png").getpixel((1, 1))
@@ -282,15 +293,15 @@ def test_sixteen_bit_greyscale_is_scaled_not_clipped(tmp_path):
 
 def test_exif_orientation_is_applied(tmp_path):
     pixels = np.zeros((20, 40, 3), dtype=np.uint8)
-    pixels[:, :20] = (255, 0, 0)   # stored left half red
-    pixels[:, 20:] = (0, 0, 255)   # stored right half blue
+    pixels[:, :20] = (255, 0, 0)  # stored left half red
+    pixels[:, 20:] = (0, 0, 255)  # stored right half blue
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
     Image.fromarray(pixels).save(tmp_path / "rot.jpg", "JPEG", quality=95, exif=exif.tobytes())
     upright = load_image(tmp_path / "rot.jpg")
     assert upright.size == (20, 40)  # portrait once rotated
     top, bottom = upright.getpixel((10, 5)), upright.getpixel((10, 35))
-    assert top[0] > 200 and top[2] < 60       # the stored left edge is now on top
+    assert top[0] > 200 and top[2] < 60  # the stored left edge is now on top
     assert bottom[2] > 200 and bottom[0] < 60
 
 
@@ -307,9 +318,14 @@ def test_draft_decodes_large_jpeg_at_reduced_size(tmp_path):
 
 # ---------------------------------------------------------------- ground truth
 
+
 def test_labels_from_subfolders(tmp_path):
-    paths = [tmp_path / "cats" / "a.png", tmp_path / "dogs" / "deep" / "b.png", tmp_path / "c.png",
-             Path("/elsewhere/d.png")]
+    paths = [
+        tmp_path / "cats" / "a.png",
+        tmp_path / "dogs" / "deep" / "b.png",
+        tmp_path / "c.png",
+        Path("/elsewhere/d.png"),
+    ]
     assert labels_from_subfolders(tmp_path, paths) == ["cats", "dogs", None, None]
     assert labels_from_subfolders(tmp_path, [tmp_path / "a.png", tmp_path / "b.png"]) is None
 
@@ -321,13 +337,16 @@ def test_labels_from_csv_relative_absolute_bom_and_semicolons(tmp_path):
     assert labels_from_csv(csv_file, images) == ["cat", "dog", None]
 
 
-@pytest.mark.parametrize("content,message", [
-    ("", "empty"),
-    ("file,class_name\na.png,cat\n", "header row with columns 'path' and 'label'"),
-    ("path,label\na.png,cat\na.png,dog\n", "line 3"),
-    ("path,label,extra\n,cat,1\n", "empty path"),
-    ("path,label,extra\na.png\n", "line 2"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("", "empty"),
+        ("file,class_name\na.png,cat\n", "header row with columns 'path' and 'label'"),
+        ("path,label\na.png,cat\na.png,dog\n", "line 3"),
+        ("path,label,extra\n,cat,1\n", "empty path"),
+        ("path,label,extra\na.png\n", "line 2"),
+    ],
+)
 def test_malformed_labels_csv_is_a_clear_error(tmp_path, content, message):
     csv_file = tmp_path / "bad.csv"
     csv_file.write_text(content)

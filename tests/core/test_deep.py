@@ -8,21 +8,19 @@ import torch
 from PIL import Image
 from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score as nmi
-from torch import nn
 
 from imgcluster_gui.core.clustering.deep import DEC, DMVC, IDEC, UCNN, ConcatKMeans, DeepCluster, MultiViewEnsemble
 from imgcluster_gui.core.clustering.deep.multiview import parse_view_slices
 from imgcluster_gui.core.progress import Cancelled
+from tests.helpers import CancelAt, TinyCNN, gaussian_blobs
 
 torch.set_num_threads(1)  # 1 thread: fast here, and no OpenMP spin-waits when the CPU is shared
 FAST = dict(hidden=(64, 32), latent_dim=8, pretrain_steps=60, max_epochs=15, batch_size=64, device="cpu")
 
 
 def blobs(n=240, d=24, k=4, seed=0, spread=1.0):
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(0, 3.0, (k, d))
-    y = np.arange(n) % k
-    return (centres[y] + rng.normal(0, spread, (n, d))).astype(np.float32), y
+    """``k`` blobs, centres ~N(0, 3^2) per axis, standard deviation ``spread``."""
+    return gaussian_blobs(n, k, d, spread=spread, centre_scale=3.0, seed=seed)
 
 
 def two_views(n=240, k=4, seed=0):
@@ -32,17 +30,6 @@ def two_views(n=240, k=4, seed=0):
     a = np.where(y[:, None] < 2, 2.0, -2.0) * np.ones((n, 10)) + rng.normal(0, 1.0, (n, 10))
     b = np.where(y[:, None] % 2 == 0, 2.0, -2.0) * np.ones((n, 12)) + rng.normal(0, 1.0, (n, 12))
     return np.hstack([a, b]).astype(np.float32), y, [(0, 10), (10, 22)]
-
-
-def cancel_after(calls):
-    count = [0]
-
-    def callback(event):
-        count[0] += 1
-        if count[0] > calls:
-            raise Cancelled("test")
-
-    return callback
 
 
 @pytest.mark.parametrize("cls", [IDEC, DEC])
@@ -144,22 +131,30 @@ def test_ground_truth_is_only_reported_never_used():
 @pytest.mark.parametrize("cls", [IDEC, DEC, DMVC])
 def test_cancel_keeps_last_complete_epoch_and_reraises(cls):
     X, _, views = two_views()
-    model = cls(n_clusters=4, **{**FAST, "tol": 0.0})
-    n_pretrain_calls = 60 + 4  # pre-training batches, then a few clustering batches
+    fit = {**FAST, "tol": 0.0}  # tol 0: never converges, so only the cancel ends the training
+    model = cls(n_clusters=4, **fit)
+    # 240 samples in batches of 64: 4 clustering batches an epoch; the 9th is the first of epoch 3.
+    cancel = CancelAt(after=8, stage="Clustering")
     with pytest.raises(Cancelled):
-        model.fit(X, progress=cancel_after(n_pretrain_calls + 6), view_slices=views)
+        model.fit(X, progress=cancel, view_slices=views)
+    assert cancel.cancelled_stage == f"Clustering, epoch 3/{FAST['max_epochs']}"
+    assert cancel.calls_after_cancel == 0  # stopped at the progress call that raised, not later
     assert model.partial_ is True
-    assert model.labels_.shape == (240,) and set(np.unique(model.labels_)) <= set(range(4))
-    completed = [r for r in model.history_ if r.get("phase") == "cluster"]
-    assert 1 <= len(completed) < 1 + FAST["max_epochs"]  # stopped inside the clustering phase
+    completed = [r["epoch"] for r in model.history_ if r.get("phase") == "cluster"]
+    assert completed == [0, 1, 2]  # the initial assignment and the two complete epochs, nothing after
+    # ...and the labels kept are epoch 2's: those of the same fit stopped there on its own.
+    two_epochs = cls(n_clusters=4, **{**fit, "max_epochs": 2}).fit(X, view_slices=views)
+    np.testing.assert_array_equal(model.labels_, two_epochs.labels_)
 
 
 @pytest.mark.parametrize("cls", [ConcatKMeans, MultiViewEnsemble])
 def test_multiview_kmeans_methods_cancel_cleanly(cls):
     X, _, views = two_views()
     model = cls(n_clusters=4)
+    cancel = CancelAt(after=0)
     with pytest.raises(Cancelled):
-        model.fit(X, view_slices=views, progress=cancel_after(0))
+        model.fit(X, view_slices=views, progress=cancel)
+    assert cancel.calls == 1 and cancel.calls_after_cancel == 0  # stopped at the very first progress call
     assert model.partial_ is True and not hasattr(model, "labels_")
     model.fit(X, view_slices=views)  # the same instance fits normally afterwards
     assert model.partial_ is False and model.labels_.shape == (240,)
@@ -168,9 +163,13 @@ def test_multiview_kmeans_methods_cancel_cleanly(cls):
 def test_cancel_during_pretraining_leaves_no_labels():
     X, _ = blobs()
     model = IDEC(n_clusters=4, **FAST)
+    cancel = CancelAt(after=1, stage="Pre-training")  # the second pre-training batch
     with pytest.raises(Cancelled):
-        model.fit(X, progress=cancel_after(2))
+        model.fit(X, progress=cancel)
+    assert cancel.cancelled_stage.startswith("Pre-training autoencoder, epoch 1/")
+    assert cancel.calls_after_cancel == 0
     assert model.partial_ is True and not hasattr(model, "labels_")
+    assert model.history_ == []  # not even the first pre-training epoch completed
 
 
 def test_idec_save_and_load_predicts_the_same(tmp_path):
@@ -226,19 +225,7 @@ def test_dmvc_takes_view_slices_as_a_parameter_too():
 
 
 # ------------------------------------------------------------------------------------ image methods
-class TinyCNN(nn.Module):
-    """A 2-layer CNN giving (N, 16) features: stands in for a backbone so CPU tests stay fast."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2), nn.ReLU(),
-                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
-
-    def forward(self, x):
-        return self.body(x)
-
-
+# TinyCNN (tests.helpers): a 2-layer CNN giving (N, 16) features, standing in for a backbone so CPU tests stay fast.
 def colour_images(folder, n_per_class=8):
     """Red-ish and blue-ish noisy squares: two obvious classes."""
     rng = np.random.default_rng(0)
@@ -267,10 +254,21 @@ def test_image_methods_run_repeat_and_cancel(tmp_path, cls, kwargs):
     saved = torch.load(model.save(tmp_path / "net.pt"), weights_only=False)
     assert saved["network"] and saved["method"] == cls.__name__
 
+    # Cancelled on the first progress call of the second (last) epoch: epoch 2 never completes.
     cancelled = cls(n_clusters=2, **kwargs, **IMAGE_FAST)
+    cancel = CancelAt(stage="Epoch 2/2")
     with pytest.raises(Cancelled):
-        cancelled.fit(None, paths=paths, backbone=TinyCNN(), progress=cancel_after(7))
+        cancelled.fit(None, y, paths=paths, backbone=TinyCNN(), progress=cancel)
+    assert cancel.calls_after_cancel == 0  # stopped at the progress call that raised, not later
     assert cancelled.partial_ is True and cancelled.labels_.shape == (16,)
+    kept = [row["epoch"] for row in cancelled.history_]
+    assert kept and kept[-1] == 1  # the last complete epoch is the result: the same clusters as the full fit's
+    assert _clusters_of(cancelled.history_) == _clusters_of(model.history_)[: len(kept)]
+
+
+def _clusters_of(history):
+    """History rows without the loss (DeepCluster writes a row's loss after the training pass that follows it)."""
+    return [{key: value for key, value in row.items() if key != "loss"} for row in history]
 
 
 def test_image_methods_refuse_missing_or_misaligned_paths(tmp_path):
@@ -298,8 +296,9 @@ def test_ucnn_memory_is_bounded_by_the_batch_not_the_number_of_images(tmp_path):
 def test_ucnn_drift_compensation_switch_changes_the_centroid_updates(tmp_path):
     paths, _ = colour_images(tmp_path)
     on = UCNN(n_clusters=2, epochs=1, **IMAGE_FAST).fit(None, paths=paths, backbone=TinyCNN())
-    off = UCNN(n_clusters=2, epochs=1, drift_compensation=False, **IMAGE_FAST).fit(None, paths=paths,
-                                                                                  backbone=TinyCNN())
+    off = UCNN(n_clusters=2, epochs=1, drift_compensation=False, **IMAGE_FAST).fit(
+        None, paths=paths, backbone=TinyCNN()
+    )
     assert not np.allclose(on.cluster_centers_, off.cluster_centers_)
 
 
@@ -307,9 +306,7 @@ def test_ucnn_drift_compensation_switch_changes_the_centroid_updates(tmp_path):
 def test_a_collapsing_fit_stops_and_keeps_the_last_epoch_before_it(cls):
     """A learning rate 500x the default makes self-training merge clusters away (seen on COIL-20 at
     lr 1e-3, gamma 1: NMI 0.0). The fit stops there and keeps the epoch before the collapse."""
-    rng = np.random.default_rng(0)
-    y = np.arange(240) % 8
-    X = (rng.normal(0, 3, (8, 24))[y] + rng.normal(0, 2.5, (240, 24))).astype(np.float32)
+    X, _ = blobs(n=240, d=24, k=8, spread=2.5)
     model = cls(n_clusters=8, lr=0.05, gamma=1.0, n_neighbors=0, **FAST).fit(X)
     assert model.collapsed_ is True and model.partial_ is False
     assert len(np.unique(model.labels_)) >= 4  # what is kept still uses most clusters

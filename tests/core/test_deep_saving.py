@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch import nn
 
 from imgcluster_gui.core.clustering.deep import IDEC, UCNN, ConcatKMeans, DeepCluster
 from imgcluster_gui.core.clustering.deep.saving import ModelFileError, load_model, read_payload
 from imgcluster_gui.core.session import ClusterSession, SessionFileError
+from tests.helpers import TinyCNN, gaussian_blobs
 
 torch.set_num_threads(1)  # 1 thread: fast here, and no OpenMP spin-waits when the CPU is shared
 FAST = dict(hidden=(32, 16), latent_dim=4, pretrain_steps=30, max_epochs=5, batch_size=64, device="cpu")
@@ -23,20 +23,8 @@ IMAGE_FAST = dict(input_size=32, batch_size=8, device="cpu")
 
 
 def blobs(n=120, d=12, k=3, seed=0):
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % k
-    return (rng.normal(0, 3.0, (k, d))[y] + rng.normal(0, 1.0, (n, d))).astype(np.float32), y
-
-
-class TinyCNN(nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2), nn.ReLU(),
-                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
-
-    def forward(self, x):
-        return self.body(x)
+    """``k`` unit-spread blobs, centres ~N(0, 3^2) per axis."""
+    return gaussian_blobs(n, k, d, centre_scale=3.0, seed=seed)
 
 
 def colour_images(folder, n_per_class=6):
@@ -58,8 +46,9 @@ def idec():
 
 
 def session_of(model, X):
-    session = ClusterSession([f"/img/{i}.png" for i in range(len(X))], model.labels_, features=X,
-                             settings={"algorithm": "idec"})
+    session = ClusterSession(
+        [f"/img/{i}.png" for i in range(len(X))], model.labels_, features=X, settings={"algorithm": "idec"}
+    )
     session.trained_model = model  # what PipelineResult.to_session sets for a deep run
     return session
 
@@ -97,8 +86,9 @@ def test_fine_tuned_network_and_head_are_saved_and_reload(tmp_path, cls, kwargs)
     trained = {k: v for k, v in model.network_.state_dict().items()}
     for key, value in loaded.network_.state_dict().items():
         torch.testing.assert_close(value, trained[key])
-    assert not torch.equal(loaded.network_.state_dict()["backbone.body.0.weight"],
-                           TinyCNN().state_dict()["body.0.weight"])  # fine-tuned, not the pretrained weights
+    assert not torch.equal(
+        loaded.network_.state_dict()["backbone.body.0.weight"], TinyCNN().state_dict()["body.0.weight"]
+    )  # fine-tuned, not the pretrained weights
     if cls is DeepCluster:
         assert payload["head"] is not None
         torch.testing.assert_close(loaded.head_.weight, model.head_.weight.detach())
@@ -220,8 +210,12 @@ def test_missing_or_damaged_model_file_gives_a_clear_error_and_the_session_still
 
     loaded = ClusterSession.load(target)  # the clusters are never lost
     np.testing.assert_array_equal(loaded.labels, model.labels_)
-    expected = {"missing": "missing", "truncated": "damaged", "same_size": "damaged",
-                "garbage_unchecked": "damaged or not a trained-model file"}[damage]
+    expected = {
+        "missing": "missing",
+        "truncated": "damaged",
+        "same_size": "damaged",
+        "garbage_unchecked": "damaged or not a trained-model file",
+    }[damage]
     if damage in ("missing", "truncated"):
         assert expected in loaded.model_warning
     with pytest.raises(SessionFileError, match=expected) as error:

@@ -7,13 +7,12 @@ import pytest
 
 from imgcluster_gui.core import embedding
 from imgcluster_gui.core.embedding import available_methods, embed_2d
+from tests.helpers import gaussian_blobs
 
 
-def _blobs(n_per: int = 20, d: int = 80, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(size=(3, d)) * 10
-    X = np.vstack([c + rng.normal(size=(n_per, d)) for c in centers]).astype(np.float32)
-    return X, np.repeat([0, 1, 2], n_per)
+def _blobs(n_per: int = 20, d: int = 80):
+    """Three far-apart blobs (centres ~N(0, 10^2) per axis, unit spread)."""
+    return gaussian_blobs(3 * n_per, 3, d, centre_scale=10.0)
 
 
 def _separated(Y: np.ndarray, labels: np.ndarray) -> bool:

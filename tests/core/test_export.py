@@ -45,8 +45,15 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 def test_csv_has_one_row_per_image_with_every_column(tmp_path, images):
     out = tmp_path / "labels.csv"
     labels = np.array([0, 0, 1, -1, 1])
-    export_csv(out, images, labels, cluster_names={1: "Dogs"}, confidence=[0.9, 0.8, np.nan, 0.1, 1.0],
-               embedding=np.arange(10).reshape(5, 2) * 0.5, root=tmp_path / "src")
+    export_csv(
+        out,
+        images,
+        labels,
+        cluster_names={1: "Dogs"},
+        confidence=[0.9, 0.8, np.nan, 0.1, 1.0],
+        embedding=np.arange(10).reshape(5, 2) * 0.5,
+        root=tmp_path / "src",
+    )
     rows = _read_csv(out)
     assert [r["relative_path"] for r in rows] == ["a/img.png", "b/img.png", "b/x.jpg", "c.png", "'=d.png"]
     assert [r["cluster_id"] for r in rows] == ["0", "0", "1", "-1", "1"]
@@ -58,9 +65,10 @@ def test_csv_has_one_row_per_image_with_every_column(tmp_path, images):
 
 def test_csv_escapes_formula_cells_but_not_numbers(tmp_path):
     out = tmp_path / "x.csv"
-    names = {0: "=HYPERLINK(\"http://evil\")", 1: "+1", 2: "@SUM(A1)", 3: "-2", 4: "\tTab", 5: "plain"}
-    export_csv(out, [f"/p/{i}.png" for i in range(6)], list(range(6)), cluster_names=names,
-               embedding=[[-1.5, -2.0]] * 6)
+    names = {0: '=HYPERLINK("http://evil")', 1: "+1", 2: "@SUM(A1)", 3: "-2", 4: "\tTab", 5: "plain"}
+    export_csv(
+        out, [f"/p/{i}.png" for i in range(6)], list(range(6)), cluster_names=names, embedding=[[-1.5, -2.0]] * 6
+    )
     rows = _read_csv(out)
     assert [r["cluster_name"] for r in rows] == ["'" + names[i] for i in range(5)] + ["plain"]
     assert rows[0]["x"] == "-1.5"  # numbers are not text a spreadsheet evaluates: left alone
@@ -71,8 +79,11 @@ def test_json_export_has_the_same_data(tmp_path, images):
     out = tmp_path / "labels.json"
     export_json(out, images, [0, 0, 1, 1, -1], cluster_names={0: "Café"}, root=tmp_path / "src")
     doc = json.loads(out.read_text(encoding="ascii"))
-    assert doc["clusters"] == {"-1": {"name": "Unassigned", "size": 1}, "0": {"name": "Café", "size": 2},
-                               "1": {"name": "Cluster 1", "size": 2}}
+    assert doc["clusters"] == {
+        "-1": {"name": "Unassigned", "size": 1},
+        "0": {"name": "Café", "size": 2},
+        "1": {"name": "Cluster 1", "size": 2},
+    }
     assert [r["relative_path"] for r in doc["images"]][:2] == ["a/img.png", "b/img.png"]
     assert doc["images"][0]["x"] is None and doc["images"][0]["cluster_id"] == 0
 
@@ -96,15 +107,18 @@ def test_table_write_is_atomic(tmp_path, monkeypatch):
     monkeypatch.setattr(export.os, "replace", broken_replace)
     with pytest.raises(OSError):
         export_csv(out, ["/a.png"], [0])
-    assert out.read_text() == "previous content"          # the old file is intact
+    assert out.read_text() == "previous content"  # the old file is intact
     assert [p.name for p in tmp_path.iterdir()] == ["labels.csv"]  # and no temporary file is left
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(labels=[0]), "2 paths but 1 labels"),
-    (dict(labels=[0, 1], confidence=[1.0]), "confidence"),
-    (dict(labels=[0, 1], embedding=np.zeros((2, 1))), "embedding"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(labels=[0]), "2 paths but 1 labels"),
+        (dict(labels=[0, 1], confidence=[1.0]), "confidence"),
+        (dict(labels=[0, 1], embedding=np.zeros((2, 1))), "embedding"),
+    ],
+)
 def test_mismatched_lengths_are_export_errors(tmp_path, kwargs, message):
     with pytest.raises(ExportError, match=message):
         export_csv(tmp_path / "x.csv", ["/a", "/b"], **kwargs)
@@ -118,16 +132,20 @@ def test_missing_output_folder_is_an_export_error(tmp_path):
 
 # ---------------------------------------------------------------- folders
 
-@pytest.mark.parametrize("name,expected", [
-    ("../../etc", "_.._etc"),
-    ("a/b\\c", "a_b_c"),
-    ("..", "cluster_7"),
-    ("  ", "cluster_7"),
-    (".hidden", "hidden"),
-    ("CON", "_CON"),
-    ("trailing. ", "trailing"),
-    ("Chats 🐱", "Chats 🐱"),
-])
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("../../etc", "_.._etc"),
+        ("a/b\\c", "a_b_c"),
+        ("..", "cluster_7"),
+        ("  ", "cluster_7"),
+        (".hidden", "hidden"),
+        ("CON", "_CON"),
+        ("trailing. ", "trailing"),
+        ("Chats 🐱", "Chats 🐱"),
+    ],
+)
 def test_safe_folder_name(name, expected):
     assert safe_folder_name(name, "cluster_7") == expected
 
@@ -196,8 +214,10 @@ def test_undo_removes_copies_and_links_but_keeps_edited_copies(tmp_path, images)
     assert all(f.exists() for f in images)
 
     links = export_folders(tmp_path / "links", images, [0, 0, 1, 1, 1], mode="symlink")
-    assert all(Path(e.destination).is_symlink() and Path(e.destination).resolve() == Path(e.source).resolve()
-               for e in links.entries)
+    assert all(
+        Path(e.destination).is_symlink() and Path(e.destination).resolve() == Path(e.source).resolve()
+        for e in links.entries
+    )
     assert undo_export(links.manifest_path).removed == 5
     assert not any(p.is_dir() for p in (tmp_path / "links").iterdir())
     assert all(f.exists() for f in images)

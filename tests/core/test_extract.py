@@ -13,11 +13,9 @@ import torch
 from imgcluster_gui.core.features.backbones import DEFAULT_BACKBONE, get_backbone
 from imgcluster_gui.core.features.cache import FeatureCache
 from imgcluster_gui.core.features.extract import extract_features, extract_multiview, resolve_device
-from imgcluster_gui.core.progress import CancelToken, Cancelled
+from imgcluster_gui.core.progress import Cancelled, CancelToken
 
 torch.set_num_threads(2)
-
-CORAL = Path(__file__).resolve().parents[2].parent / "shared" / "weights" / "mobilenet_v2_imagenet_coral.pth"
 
 
 @pytest.fixture
@@ -44,8 +42,7 @@ def test_broken_files_are_reported_not_fatal(coil_images, tmp_path):
     truncated.write_bytes(coil_images[0].read_bytes()[:60])
     paths = coil_images[:4] + [broken] + coil_images[4:6] + [truncated, tmp_path / "vanished.png"]
     updates = []
-    result = extract_features(paths, device="cpu", batch_size=4, num_workers=1, cache=False,
-                              progress=updates.append)
+    result = extract_features(paths, device="cpu", batch_size=4, num_workers=1, cache=False, progress=updates.append)
     assert result.paths == coil_images[:6]
     assert {Path(s.path).name for s in result.failed} == {"broken.png", "truncated.png", "vanished.png"}
     assert all(s.reason for s in result.failed)
@@ -58,8 +55,9 @@ def test_broken_files_are_reported_not_fatal(coil_images, tmp_path):
     rated = [e for e in updates if e.rate is not None]
     assert rated and all(e.unit == "images" and e.rate > 0 and e.total == len(paths) for e in rated)
     # Batching and workers do not change the numbers.
-    single = extract_features(coil_images[:2], device="cpu", batch_size=1, num_workers=0, cache=False,
-                              channels_last=False)
+    single = extract_features(
+        coil_images[:2], device="cpu", batch_size=1, num_workers=0, cache=False, channels_last=False
+    )
     np.testing.assert_allclose(single.features, result.features[:2], rtol=1e-3, atol=1e-4)
 
 
@@ -87,8 +85,9 @@ def test_cache_is_keyed_by_content_not_file_name(coil_images, tmp_path):
     shutil.copy(coil_images[0], tmp_path / "b" / "same_bytes.png")
     cache = FeatureCache(tmp_path / "cache")
     first = extract_features([tmp_path / "a" / "img001.png"], device="cpu", num_workers=0, cache=cache)
-    other = extract_features([tmp_path / "b" / "img001.png", tmp_path / "b" / "same_bytes.png"],
-                             device="cpu", num_workers=0, cache=cache)
+    other = extract_features(
+        [tmp_path / "b" / "img001.png", tmp_path / "b" / "same_bytes.png"], device="cpu", num_workers=0, cache=cache
+    )
     assert (other.n_extracted, other.n_cached) == (1, 1)
     np.testing.assert_array_equal(other.features[1], first.features[0])
     assert not np.allclose(other.features[0], first.features[0])
@@ -103,8 +102,14 @@ def test_cancel_keeps_only_whole_batches_and_stops_workers(coil_images, tmp_path
             token.cancel()
 
     with pytest.raises(Cancelled):
-        extract_features(coil_images, device="cpu", batch_size=3, num_workers=1, cache=cache,
-                         progress=token.callback(cancel_after_first_batch))
+        extract_features(
+            coil_images,
+            device="cpu",
+            batch_size=3,
+            num_workers=1,
+            cache=cache,
+            progress=token.callback(cancel_after_first_batch),
+        )
     assert multiprocessing.active_children() == []  # DataLoader workers shut down
     assert cache.count() == 3  # the one finished batch, whole; nothing of the next
     resumed = extract_features(coil_images, device="cpu", batch_size=3, num_workers=0, cache=cache)
@@ -113,12 +118,17 @@ def test_cancel_keeps_only_whole_batches_and_stops_workers(coil_images, tmp_path
     np.testing.assert_allclose(resumed.features[:3], fresh.features, rtol=1e-5, atol=1e-6)
 
 
-def test_multiview_concatenates_unit_norm_views(coil_images, tmp_path):
-    if not CORAL.is_file():
-        pytest.skip(f"{CORAL} is not present (the shared weights sit beside the repo)")
+def test_multiview_concatenates_unit_norm_views(coil_images, tmp_path, shared_weights):
+    coral = shared_weights("mobilenet_v2_imagenet_coral.pth")
     names = [DEFAULT_BACKBONE, "mobilenet_v2"]
-    result = extract_multiview(coil_images[:4], names, device="cpu", num_workers=0,
-                               weights_paths={"mobilenet_v2": CORAL}, cache=FeatureCache(tmp_path / "c"))
+    result = extract_multiview(
+        coil_images[:4],
+        names,
+        device="cpu",
+        num_workers=0,
+        weights_paths={"mobilenet_v2": coral},
+        cache=FeatureCache(tmp_path / "c"),
+    )
     dims = [get_backbone(n).feature_dims["penultimate"] for n in names]
     assert result.features.shape == (4, sum(dims))
     assert result.view_slices == [(0, dims[0]), (dims[0], dims[0] + dims[1])]
@@ -127,13 +137,14 @@ def test_multiview_concatenates_unit_norm_views(coil_images, tmp_path):
         np.testing.assert_allclose(np.linalg.norm(result.features[:, start:stop], axis=1), 1.0, rtol=1e-5)
     assert result.n_extracted == 8
     with pytest.raises(ValueError, match="weights_paths"):
-        extract_multiview(coil_images[:1], names, weights_path=CORAL, cache=False)
+        extract_multiview(coil_images[:1], names, weights_path=coral, cache=False)
 
 
 def test_multiview_drops_an_image_any_view_failed(coil_images, tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff garbage")
-    result = extract_multiview(coil_images[:2] + [broken], [DEFAULT_BACKBONE], layer="mid", device="cpu",
-                               num_workers=0, cache=False)
+    result = extract_multiview(
+        coil_images[:2] + [broken], [DEFAULT_BACKBONE], layer="mid", device="cpu", num_workers=0, cache=False
+    )
     assert result.paths == coil_images[:2] and [Path(s.path).name for s in result.failed] == ["broken.jpg"]
     assert result.view_slices == [(0, get_backbone(DEFAULT_BACKBONE).feature_dims["mid"])]

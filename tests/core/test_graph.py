@@ -37,8 +37,9 @@ def test_exact_graph_equals_brute_force_and_never_lists_a_point_itself():
     assert (graph.indices != np.arange(200)[:, None]).all()
     assert (np.diff(graph.distances, axis=1) >= -1e-6).all()  # nearest first
     unit = X / np.linalg.norm(X, axis=1, keepdims=True)
-    cosine = np.einsum("ij,ij->i", unit[:, None, :].repeat(7, 1).reshape(-1, X.shape[1]),
-                       unit[graph.indices.ravel()]).reshape(200, 7)
+    cosine = np.einsum(
+        "ij,ij->i", unit[:, None, :].repeat(7, 1).reshape(-1, X.shape[1]), unit[graph.indices.ravel()]
+    ).reshape(200, 7)
     np.testing.assert_allclose(graph.similarities(), cosine, atol=1e-4)
 
 

@@ -34,12 +34,15 @@ def test_noise_is_excluded_and_counted():
     assert m["silhouette"] == pytest.approx(internal_metrics(LINE_X, LINE_LABELS)["silhouette"])
 
 
-@pytest.mark.parametrize("labels,reason", [
-    ([0, 0, 0, 0], "at least 2 clusters, found 1"),
-    ([-1, -1, -1, -1], "every sample is noise"),
-    ([0, 1, 2, 3], "fewer clusters than samples"),
-    ([0, -1, -1, -1], "at least 2 clusters"),
-])
+@pytest.mark.parametrize(
+    "labels,reason",
+    [
+        ([0, 0, 0, 0], "at least 2 clusters, found 1"),
+        ([-1, -1, -1, -1], "every sample is noise"),
+        ([0, 1, 2, 3], "fewer clusters than samples"),
+        ([0, -1, -1, -1], "at least 2 clusters"),
+    ],
+)
 def test_degenerate_cases_give_none_with_a_reason(labels, reason):
     m = internal_metrics(LINE_X, np.array(labels))
     assert m["silhouette"] is None and m["calinski_harabasz"] is None and m["davies_bouldin"] is None
@@ -124,8 +127,7 @@ def test_clustering_metrics_without_features_keep_the_internal_keys():
     assert m["n_clusters"] == 2 and m["n_noise"] == 1 and m["n_samples"] == 3
 
 
-def test_the_pipeline_and_the_session_after_edits_give_identical_metrics_for_the_same_labels(tmp_path,
-                                                                                              sample_images):
+def test_the_pipeline_and_the_session_after_edits_give_identical_metrics_for_the_same_labels(tmp_path, sample_images):
     """One function scores a run and its edits: undoing back to the run's labels gives the run's metrics exactly."""
     import shutil
 
@@ -141,8 +143,16 @@ def test_the_pipeline_and_the_session_after_edits_give_identical_metrics_for_the
                 rows.append(f"{cls}/{source.name},{cls}")
     (folder / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     # K from the silhouette sweep: the metrics also carry how K was chosen.
-    result = run_pipeline(PipelineConfig(folder=str(folder), algorithm="kmeans", k_selection="silhouette", k_max=5,
-                                         embedding="none", labels_csv=str(folder / "labels.csv")))
+    result = run_pipeline(
+        PipelineConfig(
+            folder=str(folder),
+            algorithm="kmeans",
+            k_selection="silhouette",
+            k_max=5,
+            embedding="none",
+            labels_csv=str(folder / "labels.csv"),
+        )
+    )
     assert result.external["n_labelled"] == 12 and result.auto_k is not None
     session = result.to_session()
     from_the_run = {**result.metrics, "external": result.external, "auto_k": session.metrics["auto_k"]}

@@ -10,7 +10,8 @@ CORE = Path(__file__).resolve().parents[2] / "imgcluster_gui" / "core"
 def test_core_and_cli_import_without_qt():
     modules = sorted(
         "imgcluster_gui." + ".".join(p.relative_to(CORE.parent).with_suffix("").parts)
-        for p in CORE.rglob("*.py") if p.name != "__init__.py"
+        for p in CORE.rglob("*.py")
+        if p.name != "__init__.py"
     ) + ["imgcluster_gui.cli"]
     code = (
         "import importlib, sys\n"
@@ -18,7 +19,8 @@ def test_core_and_cli_import_without_qt():
         "    importlib.import_module(m)\n"
         "from imgcluster_gui.core.clustering.registry import list_algorithms\n"
         "list_algorithms()\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'PyQt5', 'PyQt6', 'pyqtgraph', 'shiboken6'))\n"
+        "qt = ('PySide6', 'PyQt5', 'PyQt6', 'pyqtgraph', 'shiboken6')\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in qt)\n"
         "assert not bad, bad\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -26,6 +28,12 @@ def test_core_and_cli_import_without_qt():
 
 
 def test_no_qt_import_statement_in_core_sources():
-    offenders = [str(p) for p in CORE.rglob("*.py")
-                 if any(word in p.read_text(encoding="utf-8") for word in ("import PySide6", "from PySide6", "import pyqtgraph", "from pyqtgraph"))]
+    offenders = [
+        str(p)
+        for p in CORE.rglob("*.py")
+        if any(
+            word in p.read_text(encoding="utf-8")
+            for word in ("import PySide6", "from PySide6", "import pyqtgraph", "from pyqtgraph")
+        )
+    ]
     assert offenders == []

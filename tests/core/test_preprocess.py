@@ -71,12 +71,15 @@ def test_same_seed_same_result():
     np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("X,message", [
-    (np.ones(5), "2-D"),
-    (np.ones((0, 3)), "empty"),
-    (np.array([[1.0, np.nan], [1.0, 2.0]]), "NaN or infinite values in 1 of 2 rows"),
-    (np.array([["a", "b"]]), "numbers"),
-])
+@pytest.mark.parametrize(
+    "X,message",
+    [
+        (np.ones(5), "2-D"),
+        (np.ones((0, 3)), "empty"),
+        (np.array([[1.0, np.nan], [1.0, 2.0]]), "NaN or infinite values in 1 of 2 rows"),
+        (np.array([["a", "b"]]), "numbers"),
+    ],
+)
 def test_bad_input_is_a_clear_value_error(X, message):
     with pytest.raises(ValueError, match=message):
         preprocess_features(X)

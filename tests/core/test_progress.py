@@ -3,8 +3,17 @@ import warnings
 
 import pytest
 
-from imgcluster_gui.core.progress import (CancelToken, Cancelled, Progress, ProgressEvent, TqdmProgress, check,
-                                          ensure, notes_from_warnings, wrap_callback)
+from imgcluster_gui.core.progress import (
+    Cancelled,
+    CancelToken,
+    Progress,
+    ProgressEvent,
+    TqdmProgress,
+    check,
+    ensure,
+    notes_from_warnings,
+    wrap_callback,
+)
 
 
 def test_wrap_callback_maps_sub_range_and_prefixes_stage():
@@ -24,7 +33,7 @@ def test_heartbeats_through_nested_slices_never_move_the_bar_back():
     view = wrap_callback(features, 0.5, 1.0, "lite0: ")
     view(0.0, "start")
     for batch in range(1, 5):
-        check(view, "decoding")             # a cancel point inside the batch loop
+        check(view, "decoding")  # a cancel point inside the batch loop
         view.heartbeat("still decoding")
         view(batch / 4, "batch", done=batch, total=4, unit="images")
     check(features, "between views")
@@ -49,8 +58,7 @@ def test_a_sub_step_that_restarts_its_count_cannot_move_the_bar_back():
 
 def test_counts_and_rate_travel_as_numbers_and_describe_formats_them_once():
     events = []
-    wrap_callback(events.append, 0.0, 1.0, "Features: ")(0.5, "lite0", done=8, total=16, unit="images",
-                                                          rate=20.0)
+    wrap_callback(events.append, 0.0, 1.0, "Features: ")(0.5, "lite0", done=8, total=16, unit="images", rate=20.0)
     event = events[0]
     assert (event.done, event.total, event.unit, event.rate) == (8, 16, "images", 20.0)
     assert event.stage == "Features: lite0"
@@ -63,8 +71,10 @@ def test_notes_travel_through_slices_with_their_level_and_do_not_move_the_bar():
     step(0.5, "fit")
     step.note("PCA capped")
     step.warn("fewer clusters than asked")
-    assert [(e.fraction, e.note, e.level) for e in events[1:]] == [(None, "PCA capped", "info"),
-                                                                   (None, "fewer clusters than asked", "warning")]
+    assert [(e.fraction, e.note, e.level) for e in events[1:]] == [
+        (None, "PCA capped", "info"),
+        (None, "fewer clusters than asked", "warning"),
+    ]
     with pytest.raises(ValueError):
         step.note("x", level="loud")
 
@@ -88,8 +98,8 @@ def test_ensure_keeps_a_progress_and_silences_none():
 def test_warnings_inside_the_block_become_warning_notes_once():
     events = []
     with notes_from_warnings(events.append):
-        warnings.warn("found 3 clusters instead of 4")
-        warnings.warn("found 3 clusters instead of 4")
+        warnings.warn("found 3 clusters instead of 4", stacklevel=1)
+        warnings.warn("found 3 clusters instead of 4", stacklevel=1)
     assert [(e.note, e.level) for e in events] == [("found 3 clusters instead of 4", "warning")]
 
 

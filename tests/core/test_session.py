@@ -24,10 +24,17 @@ def make_session(n: int = 30, k: int = 3, with_noise: bool = True) -> ClusterSes
     features = (np.eye(k, 5)[np.maximum(labels, 0)] * 4 + rng.normal(0, 0.3, size=(n, 5))).astype(np.float32)
     truth = [f"t{c}" for c in np.arange(n) % k]
     truth[0] = None  # an image without a known class
-    return ClusterSession([f"/data/img_{i:03d}.png" for i in range(n)], labels, {1: "Dogs"},
-                          embedding=features[:, :2], features=features, confidence=np.linspace(0, 1, n),
-                          ground_truth=truth, settings={"algorithm": "kmeans", "folder": Path("/data")},
-                          root="/data")
+    return ClusterSession(
+        [f"/data/img_{i:03d}.png" for i in range(n)],
+        labels,
+        {1: "Dogs"},
+        embedding=features[:, :2],
+        features=features,
+        confidence=np.linspace(0, 1, n),
+        ground_truth=truth,
+        settings={"algorithm": "kmeans", "folder": Path("/data")},
+        root="/data",
+    )
 
 
 def state(s: ClusterSession) -> tuple:
@@ -46,8 +53,14 @@ def test_reading_helpers():
 def test_each_edit_changes_state_and_reverts_exactly():
     s = make_session()
     before = state(s)
-    edits = [s.move([0, 1, 2], 2), s.new_cluster([3, 4], "  New   one "), s.rename(0, "Cats"),
-             s.merge([1, 3], 0), s.delete_cluster(2), s.move([28], 0)]
+    edits = [
+        s.move([0, 1, 2], 2),
+        s.new_cluster([3, 4], "  New   one "),
+        s.rename(0, "Cats"),
+        s.merge([1, 3], 0),
+        s.delete_cluster(2),
+        s.move([28], 0),
+    ]
     assert s.name_of(0) == "Cats" and 1 not in s.cluster_names  # merged-away names go
     assert s.cluster_ids() == [0, -1]
     assert s.n_edits == len(edits) and s.modified
@@ -70,13 +83,16 @@ def test_new_cluster_names_and_noop_edits():
     assert s.plan_rename(3, "").new_names == {3: None}  # empty = back to the default name
 
 
-@pytest.mark.parametrize("call, error", [
-    (lambda s: s.delete_cluster(-1), ValueError),
-    (lambda s: s.new_cluster([]), ValueError),
-    (lambda s: s.move([999], 0), IndexError),
-    (lambda s: s.move([0], -5), ValueError),
-    (lambda s: s.merge([0], 0), ValueError),
-])
+@pytest.mark.parametrize(
+    "call, error",
+    [
+        (lambda s: s.delete_cluster(-1), ValueError),
+        (lambda s: s.new_cluster([]), ValueError),
+        (lambda s: s.move([999], 0), IndexError),
+        (lambda s: s.move([0], -5), ValueError),
+        (lambda s: s.merge([0], 0), ValueError),
+    ],
+)
 def test_bad_edits_are_refused_without_change(call, error):
     s = make_session()
     before = state(s)
@@ -223,18 +239,40 @@ def _corruptions(tmp_path: Path) -> list[Path]:
     files.append(tmp_path / "empty.imgcluster")
     files.append(_write_zip(tmp_path / "other.zip", {"readme.txt": b"hello"}))
     files.append(_write_zip(tmp_path / "badjson.imgcluster", {**members, "session.json": b"{not json"}))
-    files.append(_write_zip(tmp_path / "foreign.imgcluster",
-                            {**members, "session.json": json.dumps({**meta, "format": "x"}).encode()}))
-    files.append(_write_zip(tmp_path / "newer.imgcluster",
-                            {**members, "session.json": json.dumps({**meta, "version": 99}).encode()}))
-    files.append(_write_zip(tmp_path / "short.imgcluster",
-                            {**members, "session.json": json.dumps({**meta, "paths": meta["paths"][:-1]}).encode()}))
-    files.append(_write_zip(tmp_path / "nolabels.imgcluster",
-                            {k: v for k, v in members.items() if k != "labels.npy"}))
+    files.append(
+        _write_zip(
+            tmp_path / "foreign.imgcluster", {**members, "session.json": json.dumps({**meta, "format": "x"}).encode()}
+        )
+    )
+    files.append(
+        _write_zip(
+            tmp_path / "newer.imgcluster", {**members, "session.json": json.dumps({**meta, "version": 99}).encode()}
+        )
+    )
+    files.append(
+        _write_zip(
+            tmp_path / "short.imgcluster",
+            {**members, "session.json": json.dumps({**meta, "paths": meta["paths"][:-1]}).encode()},
+        )
+    )
+    files.append(_write_zip(tmp_path / "nolabels.imgcluster", {k: v for k, v in members.items() if k != "labels.npy"}))
     files.append(_write_zip(tmp_path / "badnpy.imgcluster", {**members, "labels.npy": b"\x93NUMPY garbage"}))
-    bad_edit = dict(meta, history=[{"description": "x", "indices": [999], "old_labels": [0], "new_labels": [1],
-                                    "old_names": [], "new_names": []}])
-    files.append(_write_zip(tmp_path / "badedit.imgcluster", {**members, "session.json": json.dumps(bad_edit).encode()}))
+    bad_edit = dict(
+        meta,
+        history=[
+            {
+                "description": "x",
+                "indices": [999],
+                "old_labels": [0],
+                "new_labels": [1],
+                "old_names": [],
+                "new_names": [],
+            }
+        ],
+    )
+    files.append(
+        _write_zip(tmp_path / "badedit.imgcluster", {**members, "session.json": json.dumps(bad_edit).encode()})
+    )
     files.append(tmp_path / "does-not-exist.imgcluster")
     files.append(tmp_path)  # a folder
     return files
@@ -274,10 +312,14 @@ def _session_with_levels() -> ClusterSession:
     middle = np.array([0] * 4 + [2] * 2 + [1] * 6)
     fine = np.array([0] * 4 + [2] * 2 + [1] * 3 + [3] * 3)
     levels = np.stack([coarse, middle, fine], axis=1)
-    summaries = [{"n_clusters": 2, "resolution": 0.5}, {"n_clusters": 3, "resolution": 1.0, "selected": True},
-                 {"n_clusters": 4, "resolution": 2.0}]
-    return ClusterSession([f"/img/{i}.png" for i in range(12)], middle.copy(), granularity_labels=levels,
-                          granularity=summaries)
+    summaries = [
+        {"n_clusters": 2, "resolution": 0.5},
+        {"n_clusters": 3, "resolution": 1.0, "selected": True},
+        {"n_clusters": 4, "resolution": 2.0},
+    ]
+    return ClusterSession(
+        [f"/img/{i}.png" for i in range(12)], middle.copy(), granularity_labels=levels, granularity=summaries
+    )
 
 
 def test_regroup_switches_level_as_one_undoable_edit():
@@ -327,9 +369,12 @@ def test_replacing_hand_placements_makes_those_images_follow_the_levels_again():
     chosen = np.repeat([0, 1], 4)
     fewer = np.zeros(8, dtype=np.int64)
     more = np.array([0, 0, 2, 2, 1, 1, 3, 3])
-    session = ClusterSession([f"/x/{i}.png" for i in range(8)], chosen,
-                             granularity_labels=np.stack([fewer, chosen, more], axis=1),
-                             granularity=[{"n_clusters": 1}, {"n_clusters": 2, "selected": True}, {"n_clusters": 4}])
+    session = ClusterSession(
+        [f"/x/{i}.png" for i in range(8)],
+        chosen,
+        granularity_labels=np.stack([fewer, chosen, more], axis=1),
+        granularity=[{"n_clusters": 1}, {"n_clusters": 2, "selected": True}, {"n_clusters": 4}],
+    )
     session.move([2], 1)
     session.regroup(2, keep_hand_placed=False)
     assert session.hand_placed().size == 0
@@ -342,6 +387,7 @@ def test_replacing_hand_placements_makes_those_images_follow_the_levels_again():
 
 
 # ---------------------------------------------------------------------------- one unsaved-changes flag
+
 
 def test_the_session_owns_the_modified_flag_and_says_when_it_flips(tmp_path):
     s = make_session()
@@ -377,15 +423,29 @@ def test_a_new_pipeline_result_is_unsaved_work():
     from imgcluster_gui.core.pipeline import PipelineConfig, PipelineResult
 
     labels = np.array([0, 0, 1, 1])
-    result = PipelineResult(config=PipelineConfig(folder="/data"), scan=None, features=None,
-                            paths=[f"/data/{i}.png" for i in range(4)], X=np.eye(4, dtype=np.float32), labels=labels,
-                            k=2, auto_k=None, metrics={"silhouette": 0.5}, external=None, ground_truth=None,
-                            embedding=None, confidence=None, timings={}, estimator=SimpleNamespace())
+    result = PipelineResult(
+        config=PipelineConfig(folder="/data"),
+        scan=None,
+        features=None,
+        paths=[f"/data/{i}.png" for i in range(4)],
+        X=np.eye(4, dtype=np.float32),
+        labels=labels,
+        k=2,
+        auto_k=None,
+        metrics={"silhouette": 0.5},
+        external=None,
+        ground_truth=None,
+        embedding=None,
+        confidence=None,
+        timings={},
+        estimator=SimpleNamespace(),
+    )
     session = result.to_session()
     assert session.modified and session.metrics == {"silhouette": 0.5, "external": None}
 
 
 # ---------------------------------------------------------------------------- views only read
+
 
 def test_set_metrics_stores_only_metrics_of_the_current_labels():
     s = make_session()
@@ -430,7 +490,8 @@ def test_set_embedding_checks_the_shape_records_the_method_and_emits():
 
 _SESSION_WRITE = re.compile(
     r"\b_?session\.(?P<attr>\w+)(\[[^\]\n]*\])?\s*(\+|-|\*|/|\|)?=(?!=)"  # session.x = / session.x[k] =
-    r"|\b_?session\.(?P<owner>\w+)\.(setdefault|update|append|extend|insert|pop|clear|remove)\(")
+    r"|\b_?session\.(?P<owner>\w+)\.(setdefault|update|append|extend|insert|pop|clear|remove)\("
+)
 
 
 def test_views_never_write_session_state():
@@ -447,6 +508,7 @@ def test_views_never_write_session_state():
 
 
 # ---------------------------------------------------------------------------- the runs of a sitting
+
 
 def test_run_history_numbers_the_runs_and_knows_the_current_one():
     runs = RunHistory()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from imgcluster_gui.core.pipeline import PipelineConfig, run_pipeline
-from imgcluster_gui.core.progress import CancelToken, Cancelled
+from imgcluster_gui.core.progress import Cancelled, CancelToken
 
 pytestmark = pytest.mark.integration
 
@@ -37,30 +38,40 @@ def test_coil20_full_default_finds_the_20_objects_without_k_and_kmeans_at_k20(sh
     assert automatic.external["nmi"] > kmeans.external["nmi"]
 
 
-def test_auto_k_picks_five_on_a_five_class_coil20_subset(tmp_path, shared_dataset):
+def test_auto_k_lands_near_the_true_k_on_the_first_five_coil20_objects(tmp_path, shared_dataset):
+    """Auto-K on a subset nobody chose: the first five COIL-20 objects by name, every third pose (24 each).
+
+    The bands are what the methods achieve on 5-object subsets in general, not on this one: measured on 100
+    seeded random 5-object subsets (the same poses), the silhouette sweep's best K was 4-8 in 94 of them
+    (5 in 36: a turntable object's poses form an elongated ring that k-means may cut in two, or two similar
+    objects merge) with NMI >= 0.85 in 96; Leiden on the neighbour graph (the default, no K) found 5-6 groups
+    in 99 (5 in 59) with NMI >= 0.85 in 97; k-means with no K took Leiden's K from the same graph in all 100
+    (NMI >= 0.75 in 99). On these five objects: sweep K 5 (NMI 0.93), Leiden 5 (1.00), graph k-means 5 (0.93).
+    benchmarks/quality.py reports auto-K against the true K on the whole datasets.
+    """
     folder = shared_dataset("coil20")
-    # Five objects on which the silhouette peaks at the true K for k-means, agglomerative and spectral alike.
-    # Not every 5-object subset does: a turntable object's 72 poses form an elongated ring that k-means may
-    # cut in two, so on some subsets the silhouette peaks at K = 6-8 (benchmarks/quality.py reports auto-K
-    # against the true K per dataset).
-    classes = ["obj006", "obj007", "obj010", "obj011", "obj014"]
-    for name in classes:
-        dst = tmp_path / name
-        dst.mkdir()
-        for f in sorted((folder / name).glob("*.png"))[::3]:  # 24 poses per object
-            shutil.copy(f, dst / f.name)
-    # The silhouette sweep, now an option (k_selection='silhouette'), as before:
-    result = run_pipeline(PipelineConfig(folder=str(tmp_path), algorithm="kmeans", k_selection="silhouette",
-                                         k_min=2, k_max=12, embedding="none"))
-    assert result.auto_k is not None
-    assert result.auto_k.best_k == 5, list(zip(result.auto_k.ks, result.auto_k.silhouette))
-    assert result.external["nmi"] > 0.9
-    # The default, Leiden on the neighbour graph, finds the five objects too, and k-means with no K
-    # takes its K from the same graph.
+    objects = sorted(p for p in folder.iterdir() if p.is_dir())[:5]
+    for obj in objects:
+        (tmp_path / obj.name).mkdir()
+        for f in sorted(obj.glob("*.png"))[::3]:
+            shutil.copy(f, tmp_path / obj.name / f.name)
+    # The silhouette sweep, an option (k_selection='silhouette'):
+    sweep = run_pipeline(
+        PipelineConfig(
+            folder=str(tmp_path), algorithm="kmeans", k_selection="silhouette", k_min=2, k_max=12, embedding="none"
+        )
+    )
+    assert len(sweep.paths) == 120 and sweep.auto_k is not None and sweep.auto_k.ks == list(range(2, 13))
+    scores = list(zip(sweep.auto_k.ks, sweep.auto_k.silhouette))
+    assert 4 <= sweep.auto_k.best_k <= 8 and sweep.k == sweep.auto_k.best_k, scores
+    assert sweep.external["nmi"] >= 0.85, (sweep.external, scores)
+    # The default, Leiden on the neighbour graph, and k-means with no K, which takes its K from the same graph.
     automatic = run_pipeline(PipelineConfig(folder=str(tmp_path), embedding="none"))
-    assert automatic.k == 5 and automatic.external["nmi"] > 0.9
+    assert automatic.config.algorithm == "leiden" and automatic.config.n_clusters is None
+    assert 5 <= automatic.k <= 6 and automatic.external["nmi"] >= 0.85, (automatic.k, automatic.external)
     graph_k = run_pipeline(PipelineConfig(folder=str(tmp_path), algorithm="kmeans", embedding="none"))
-    assert graph_k.auto_k.method == "graph" and graph_k.k == 5
+    assert graph_k.auto_k.method == "graph" and graph_k.k == automatic.k, (graph_k.k, automatic.k)
+    assert graph_k.external["nmi"] >= 0.75, graph_k.external
 
 
 def _copy_subset(src: Path, dst: Path, per_class: int) -> Path:
@@ -91,6 +102,21 @@ def result_has_embedding(result) -> bool:
     return result.embedding is not None and result.embedding.shape == (len(result.paths), 2)
 
 
+def _counting_after_cancel(token: CancelToken, on_progress) -> tuple[list[str], object]:
+    """``token``'s callback around ``on_progress``, and the stages of the progress calls made after the
+    cancel (notes aside, which never raise): exactly one -- the call that raised -- when the run stops
+    at its next progress call, more when something swallows the cancel and carries on."""
+    after_cancel: list[str] = []
+    callback = token.callback(on_progress)
+
+    def progress(event):
+        if token.cancelled and event.note is None:
+            after_cancel.append(event.stage)
+        callback(event)
+
+    return after_cancel, progress
+
+
 @pytest.mark.parametrize("stage_word", ["Features", "Clustering"])
 def test_cancel_during_a_stage_raises_cleanly_and_leaves_app_state_usable(tmp_path, sample_images, stage_word):
     folder = _copy_subset(sample_images, tmp_path / "imgs", per_class=8)
@@ -102,9 +128,12 @@ def test_cancel_during_a_stage_raises_cleanly_and_leaves_app_state_usable(tmp_pa
         if event.stage.startswith(stage_word) and event.fraction:
             token.cancel()
 
+    after_cancel, progress = _counting_after_cancel(token, on_progress)
     with pytest.raises(Cancelled):
-        run_pipeline(PipelineConfig(folder=str(folder), n_clusters=5), progress=token.callback(on_progress))
+        run_pipeline(PipelineConfig(folder=str(folder), n_clusters=5), progress=progress)
     assert any(s.startswith(stage_word) for s in stages)
+    # It stopped at the next progress call, still in that stage (not one or more stages later).
+    assert len(after_cancel) == 1 and after_cancel[0].startswith(stage_word), after_cancel
     # A later run works and (for a cancel during extraction) re-extracts what was never completed.
     result = run_pipeline(PipelineConfig(folder=str(folder), n_clusters=5))
     assert len(result.paths) == 40
@@ -135,17 +164,28 @@ def test_cancel_during_deep_training_keeps_the_last_complete_epoch(tmp_path, sam
         if history and any(row.get("phase") == "cluster" for row in history):
             token.cancel()
 
-    config = PipelineConfig(folder=str(folder), n_clusters=5, algorithm="idec", embedding="tsne",
-                            algorithm_params=dict(pretrain_steps=20, max_epochs=200, tol=0.0, device="cpu"))
+    config = PipelineConfig(
+        folder=str(folder),
+        n_clusters=5,
+        algorithm="idec",
+        embedding="tsne",
+        algorithm_params=dict(pretrain_steps=20, max_epochs=200, tol=0.0, device="cpu"),
+    )
+    after_cancel, progress = _counting_after_cancel(token, on_progress)
     with pytest.raises(PartialCancelled) as info:
-        run_pipeline(config, progress=token.callback(on_progress), on_estimator=watched.append)
+        run_pipeline(config, progress=progress, on_estimator=watched.append)
     result = info.value.result
     assert isinstance(info.value, Cancelled)
     assert result.estimator is watched[0] and result.estimator.partial_
     assert result.labels.shape == (40,) and result.k >= 2
     assert result.embedding.shape == (40, 2)  # a quick PCA layout instead of the slow t-SNE
     assert any("Cancelled during training" in w for w in result.warnings)
-    assert len(result.estimator.history_) < 200
+    # Training stopped at the first progress call after the cancel, and kept every epoch before that one.
+    assert len(after_cancel) == 1, after_cancel
+    stopped_in = re.search(r"Clustering, epoch (\d+)/200$", after_cancel[0])
+    assert stopped_in, after_cancel
+    kept = [row["epoch"] for row in result.estimator.history_ if row.get("phase") == "cluster"]
+    assert kept == list(range(int(stopped_in.group(1)))), (kept, after_cancel)
     # The trained network travels with the saved session and reproduces the embedding.
     from imgcluster_gui.core.session import ClusterSession
 

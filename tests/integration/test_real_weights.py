@@ -17,16 +17,13 @@ from imgcluster_gui.core.features.extract import extract_features
 pytestmark = pytest.mark.integration
 torch.set_num_threads(2)
 
-CORAL = Path(__file__).resolve().parents[2].parent / "shared" / "weights" / "mobilenet_v2_imagenet_coral.pth"
 # Two pairs of COIL-20 objects that look alike to a random network (same grey turntable shots).
 CLASS_PAIRS = [("obj001", "obj002"), ("obj010", "obj015")]
 
 
 @pytest.fixture
-def coral() -> Path:
-    if not CORAL.is_file():
-        pytest.skip(f"{CORAL} is not present (the shared weights sit beside the repo)")
-    return CORAL
+def coral(shared_weights) -> Path:
+    return shared_weights("mobilenet_v2_imagenet_coral.pth")
 
 
 def _class_gap(X: np.ndarray, labels: np.ndarray) -> float:
@@ -65,10 +62,11 @@ def test_real_weights_separate_coil20_classes_better_than_random(coral, shared_d
     for pair in CLASS_PAIRS:
         paths, labels = _pair_images(folder, pair)
         gaps = {}
-        for label, kwargs in [("lite0", dict(backbone=B.DEFAULT_BACKBONE)),
-                              ("coral", dict(backbone="mobilenet_v2", weights_path=coral)),
-                              ("random", dict(backbone="mobilenet_v2", weights_path=random_weights,
-                                              mean=(0.5,) * 3, std=(0.5,) * 3))]:
+        for label, kwargs in [
+            ("lite0", dict(backbone=B.DEFAULT_BACKBONE)),
+            ("coral", dict(backbone="mobilenet_v2", weights_path=coral)),
+            ("random", dict(backbone="mobilenet_v2", weights_path=random_weights, mean=(0.5,) * 3, std=(0.5,) * 3)),
+        ]:
             result = extract_features(paths, device="cpu", num_workers=0, cache=False, **kwargs)
             assert result.paths == paths
             gaps[label] = _class_gap(result.features, labels)

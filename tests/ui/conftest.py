@@ -44,9 +44,15 @@ def session(image_folder: list[str]) -> ClusterSession:
     labels = np.repeat(np.arange(N_CLUSTERS), PER_CLUSTER)
     centres = np.eye(N_CLUSTERS, 6) * 5
     features = (centres[labels] + rng.normal(0, 0.5, size=(labels.size, 6))).astype(np.float32)
-    result = ClusterSession(image_folder, labels, cluster_names={0: "Reds"}, embedding=features[:, :2],
-                            features=features, ground_truth=[f"class{c}" for c in labels],
-                            settings={"algorithm": "kmeans", "n_clusters": N_CLUSTERS},
-                            root=str(Path(image_folder[0]).parent))
+    result = ClusterSession(
+        image_folder,
+        labels,
+        cluster_names={0: "Reds"},
+        embedding=features[:, :2],
+        features=features,
+        ground_truth=[f"class{c}" for c in labels],
+        settings={"algorithm": "kmeans", "n_clusters": N_CLUSTERS},
+        root=str(Path(image_folder[0]).parent),
+    )
     result.recompute_metrics()
     return result

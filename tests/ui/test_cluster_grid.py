@@ -11,8 +11,13 @@ from PySide6.QtGui import QColor, QDragEnterEvent, QDragMoveEvent, QDropEvent, Q
 from PySide6.QtTest import QAbstractItemModelTester
 
 from imgcluster_gui.core.session import ClusterSession
-from imgcluster_gui.ui.cluster_grid import (ClusterGridWidget, ClusterImagesModel, ThumbnailDelegate, decode_indices,
-                                            encode_indices)
+from imgcluster_gui.ui.cluster_grid import (
+    ClusterGridWidget,
+    ClusterImagesModel,
+    ThumbnailDelegate,
+    decode_indices,
+    encode_indices,
+)
 from imgcluster_gui.ui.thumbnail_delegate import CELL_PADDING
 from imgcluster_gui.ui.thumbnails import ThumbnailLoader, decode_thumbnail
 

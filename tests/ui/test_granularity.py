@@ -30,12 +30,23 @@ def _ladder() -> tuple[np.ndarray, list[dict]]:
     more = np.where(half, chosen + 3, chosen)  # each colour split in two: 6 groups
     more[[3, 11]] = -1  # ... and 2 images fit none
     summaries = [
-        {"n_clusters": 2, "n_unsorted": 0, "resolution": 0.1, "modularity": 0.31, "silhouette": 0.42,
-         "selected": False},
-        {"n_clusters": 3, "n_unsorted": 0, "resolution": 1.0, "modularity": 0.55, "silhouette": 0.71,
-         "selected": True},
-        {"n_clusters": 6, "n_unsorted": 2, "resolution": 3.0, "modularity": 0.40, "silhouette": 0.22,
-         "selected": False},
+        {
+            "n_clusters": 2,
+            "n_unsorted": 0,
+            "resolution": 0.1,
+            "modularity": 0.31,
+            "silhouette": 0.42,
+            "selected": False,
+        },
+        {"n_clusters": 3, "n_unsorted": 0, "resolution": 1.0, "modularity": 0.55, "silhouette": 0.71, "selected": True},
+        {
+            "n_clusters": 6,
+            "n_unsorted": 2,
+            "resolution": 3.0,
+            "modularity": 0.40,
+            "silhouette": 0.22,
+            "selected": False,
+        },
     ]
     return np.stack([fewer, chosen, more], axis=1), summaries
 
@@ -46,10 +57,16 @@ def leveled_session(image_folder: list[str]) -> ClusterSession:
     levels, summaries = _ladder()
     labels = levels[:, 1].copy()
     features = (np.eye(N_CLUSTERS, 6)[labels] * 5 + rng.normal(0, 0.5, size=(labels.size, 6))).astype(np.float32)
-    session = ClusterSession(image_folder, labels, embedding=features[:, :2], features=features,
-                             settings={"algorithm": "leiden", "n_clusters": None, "embedding": "pca"},
-                             root=str(Path(image_folder[0]).parent), granularity_labels=levels,
-                             granularity=summaries)
+    session = ClusterSession(
+        image_folder,
+        labels,
+        embedding=features[:, :2],
+        features=features,
+        settings={"algorithm": "leiden", "n_clusters": None, "embedding": "pca"},
+        root=str(Path(image_folder[0]).parent),
+        granularity_labels=levels,
+        granularity=summaries,
+    )
     session.recompute_metrics()
     return session
 
@@ -180,8 +197,11 @@ def test_hand_placed_question_is_a_real_message_box(qtbot, window, leveled_sessi
     seen: list[str] = []
 
     def answer() -> None:
-        box = next(w for w in QApplication.topLevelWidgets()
-                   if isinstance(w, QMessageBox) and w.objectName() == "hand_placed_box" and w.isVisible())
+        box = next(
+            w
+            for w in QApplication.topLevelWidgets()
+            if isinstance(w, QMessageBox) and w.objectName() == "hand_placed_box" and w.isVisible()
+        )
         seen.append(box.text())
         keep = next(b for b in box.buttons() if b.text().startswith("Keep my 1 hand-placed image"))
         keep.click()
@@ -238,10 +258,13 @@ def test_regroup_is_quick_on_1500_images(qtbot, window, tmp_path):
     chosen = np.arange(n) % 20
     more = np.where(np.arange(n) % 40 >= 20, chosen + 20, chosen)
     paths = [str(tmp_path / f"img{i:04d}.png") for i in range(n)]  # never read: no thumbnails in the test
-    session = ClusterSession(paths, chosen, embedding=rng.normal(size=(n, 2)),
-                             granularity_labels=np.stack([chosen, more], axis=1),
-                             granularity=[{"n_clusters": 20, "n_unsorted": 0, "selected": True},
-                                          {"n_clusters": 40, "n_unsorted": 0}])
+    session = ClusterSession(
+        paths,
+        chosen,
+        embedding=rng.normal(size=(n, 2)),
+        granularity_labels=np.stack([chosen, more], axis=1),
+        granularity=[{"n_clusters": 20, "n_unsorted": 0, "selected": True}, {"n_clusters": 40, "n_unsorted": 0}],
+    )
     window.show_session(session)
     started = time.perf_counter()
     window.granularity_bar.slider.setValue(1)

@@ -53,8 +53,11 @@ def app_env(tmp_path, shared_cache, monkeypatch):
     monkeypatch.setenv("IMGCLUSTER_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("IMGCLUSTER_CACHE_DIR", str(shared_cache))
     answers: list[str] = []
-    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: (answers.append(a[1] if len(a) > 1 else ""),
-                                                                  QMessageBox.StandardButton.Yes)[1])
+    monkeypatch.setattr(
+        QMessageBox,
+        "question",
+        lambda *a, **k: (answers.append(a[1] if len(a) > 1 else ""), QMessageBox.StandardButton.Yes)[1],
+    )
     return answers
 
 
@@ -171,7 +174,8 @@ def test_grid_and_scatter_selections_are_linked(qtbot, window, image_folder):
     section = window.grid.section(cluster)
     with qtbot.waitSignal(window.grid.selectionChanged, timeout=5000):
         section.view.selectionModel().select(
-            section.model.index(0, 0), section.view.selectionModel().SelectionFlag.ClearAndSelect)
+            section.model.index(0, 0), section.view.selectionModel().SelectionFlag.ClearAndSelect
+        )
     assert window.scatter.selected_indices() == [members[0]]
     # Scatter -> grid.
     x, y = session.embedding[members[4]]
@@ -382,9 +386,11 @@ def test_metrics_panel_plots_a_training_history_and_hides_what_is_missing(qtbot)
     session.recompute_metrics()
     panel = MetricsPanel()
     qtbot.addWidget(panel)
-    history = [{"epoch": 0, "loss": 2.0, "nmi_change": None},
-               {"epoch": 1, "loss": 1.0, "nmi_change": 0.8, "nmi_true": 0.5},
-               {"epoch": 2, "loss": 0.5, "nmi_change": 0.95, "nmi_true": 0.6}]
+    history = [
+        {"epoch": 0, "loss": 2.0, "nmi_change": None},
+        {"epoch": 1, "loss": 1.0, "nmi_change": 0.8, "nmi_true": 0.5},
+        {"epoch": 2, "loss": 0.5, "nmi_change": 0.95, "nmi_true": 0.6},
+    ]
     panel.set_session(session, history=history)
     assert float(panel.value_text("silhouette")) > 0.5
     assert not panel.external_box.isVisibleTo(panel)  # no ground truth: no NMI/ARI box
@@ -427,8 +433,9 @@ def test_deep_run_shows_epochs_live_and_cancel_keeps_the_last_epoch(qtbot, windo
     previous = window.session
     window.side_panel.set_algorithm("dec")
     # tol 0: never converges, so only the cancel ends the training.
-    refused = window.side_panel.param_form.set_values({"pretrain_steps": 20, "max_epochs": 2000, "tol": 0.0,
-                                                       "device": "cpu"})
+    refused = window.side_panel.param_form.set_values(
+        {"pretrain_steps": 20, "max_epochs": 2000, "tol": 0.0, "device": "cpu"}
+    )
     assert refused == []
     live_titles: list[str] = []
     cancelled_at: list[float] = []

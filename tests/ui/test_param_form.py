@@ -28,8 +28,14 @@ def test_each_kind_gets_its_widget_and_default(qtbot):
     assert isinstance(form.widget("merge"), QCheckBox)
     assert form.widget("n_init").toolTip() == "restarts"
     assert form.widget("n_init").maximum() == 100
-    assert form.values() == {"n_init": 3, "tol": 1e-6, "linkage": "ward", "merge": True, "min_samples": AUTO,
-                             "eps": AUTO}
+    assert form.values() == {
+        "n_init": 3,
+        "tol": 1e-6,
+        "linkage": "ward",
+        "merge": True,
+        "min_samples": AUTO,
+        "eps": AUTO,
+    }
     assert form.non_default_values() == {}
 
 
@@ -44,8 +50,13 @@ def test_edits_are_read_back_validated(qtbot):
     form.widget("min_samples").setValue(4)
     form.widget("eps").setValue(0.5)
     assert changes
-    assert form.non_default_values() == {"n_init": 7, "linkage": "complete", "merge": False, "min_samples": 4,
-                                         "eps": 0.5}
+    assert form.non_default_values() == {
+        "n_init": 7,
+        "linkage": "complete",
+        "merge": False,
+        "min_samples": 4,
+        "eps": 0.5,
+    }
     assert isinstance(form.values()["n_init"], int)
 
 
