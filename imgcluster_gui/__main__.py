@@ -2,12 +2,16 @@
 
 When Qt cannot start here (PySide6 missing, or a Linux session with no display and no
 ``QT_QPA_PLATFORM`` set: Qt would abort the process), a message says why and, given a FOLDER,
-the command-line clustering runs instead, so the user still gets a result.
+the command-line clustering runs instead, so the user still gets a result.  On Linux under X11
+(Qt's ``xcb`` platform) Qt 6 also needs the system library libxcb-cursor, which pip cannot install:
+without it Qt aborts with its own cryptic message, so it is looked for first and its absence is one
+line naming the package to install on each distribution (exit status 1).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes.util
 import os
 import sys
 from typing import Optional, Sequence
@@ -23,6 +27,37 @@ def qt_unavailable_reason() -> Optional[str]:
         if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             return "no display found (DISPLAY / WAYLAND_DISPLAY unset; set QT_QPA_PLATFORM=offscreen to force Qt)"
     return None
+
+
+# The system package holding libxcb-cursor.so.0, per distribution (Qt >= 6.5 needs it under X11).
+XCB_CURSOR_PACKAGES = (
+    ("Debian/Ubuntu", "sudo apt install libxcb-cursor0"),
+    ("Fedora", "sudo dnf install xcb-util-cursor"),
+    ("Arch", "sudo pacman -S xcb-util-cursor"),
+)
+
+
+def uses_xcb_platform() -> bool:
+    """Whether Qt will start on X11 (``xcb``): Linux, not offscreen / wayland / another platform asked for."""
+    if not sys.platform.startswith("linux"):
+        return False
+    platform = os.environ.get("QT_QPA_PLATFORM", "").strip().lower()
+    if platform:
+        return platform.split(";")[0].split(":")[0] == "xcb"
+    # No platform asked for: Qt 6 takes wayland in a Wayland session, xcb otherwise.
+    wayland = bool(os.environ.get("WAYLAND_DISPLAY")) and os.environ.get("XDG_SESSION_TYPE", "") == "wayland"
+    return not wayland
+
+
+def missing_system_library() -> Optional[str]:
+    """The one line to print when Qt's X11 platform lacks libxcb-cursor, or None when nothing is missing."""
+    if not uses_xcb_platform() or ctypes.util.find_library("xcb-cursor"):
+        return None
+    packages = "; ".join(f"{distro}: {command}" for distro, command in XCB_CURSOR_PACKAGES)
+    return (
+        "imgcluster-gui: the window needs the system library libxcb-cursor, which is not installed "
+        f"({packages}); meanwhile the command line works: imgcluster cluster FOLDER"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +83,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .cli import main as cli_main
 
         return cli_main(["cluster", args.folder])
+    missing = missing_system_library()
+    if missing is not None:  # checked before the QApplication exists: Qt would abort the process
+        print(missing, file=sys.stderr)
+        return 1
     from .ui.app import run_app
 
     return run_app(args.folder, run=not args.no_run, argv=sys.argv[:1])

@@ -20,6 +20,7 @@ from typing import Any, Optional, Sequence
 
 from .core.choices import AUTO, DEVICE_CHOICES
 from .core.embedding import EMBEDDING_METHODS, NO_EMBEDDING
+from .core.text import printable_path, printable_text
 
 
 class UsageError(Exception):
@@ -163,15 +164,15 @@ def _config_from_args(args: argparse.Namespace):
 
     folder = Path(args.folder)
     if not folder.exists():
-        raise UsageError(f"folder not found: {folder}")
+        raise UsageError(f"folder not found: {printable_path(folder)}")
     if not folder.is_dir():
-        raise UsageError(f"not a folder: {folder}")
+        raise UsageError(f"not a folder: {printable_path(folder)}")
     if args.pca is not None and args.pca < 1:
         raise UsageError("--pca must be at least 1")
-    if args.weights_path and not Path(args.weights_path).is_file():
-        raise UsageError(f"weights file not found: {args.weights_path}")
-    if args.labels_csv and not Path(args.labels_csv).is_file():
-        raise UsageError(f"labels CSV not found: {args.labels_csv}")
+    if args.weights_path:
+        _check_input_file(args.weights_path, "--weights", "weights file (a .pth state_dict)")
+    if args.labels_csv:
+        _check_input_file(args.labels_csv, "--labels-csv", "labels CSV")
 
     from .core.clustering.registry import get_algorithm, list_algorithms
 
@@ -227,6 +228,37 @@ def _config_from_args(args: argparse.Namespace):
     return config
 
 
+def _check_input_file(path: str, option: str, what: str) -> None:
+    """Refuse an input that is missing or not a regular file, saying which (not "not found" for a folder)."""
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"{option} needs a {what}, but {printable_path(path)} is a folder")
+    if not target.exists():
+        kind = "broken symbolic link" if target.is_symlink() else "not found"
+        raise UsageError(f"{what} {kind}: {printable_path(path)}")
+    if not target.is_file():
+        raise UsageError(f"{option} needs a {what}, but {printable_path(path)} is not a regular file")
+
+
+def _check_k_fits(config) -> None:
+    """Refuse ``--k N`` above the number of images before any extraction (a file-name scan: cheap).
+
+    A missing or empty folder is left to the run's own scan, which names the problem.
+    """
+    if config.n_clusters is None:
+        return
+    from .core.dataset import DatasetError, scan_folder
+
+    try:
+        n_images = len(scan_folder(config.folder, recursive=config.recursive, check_content=False).paths)
+    except DatasetError:
+        return
+    if n_images and config.n_clusters > n_images:  # no image at all: the run's scan names the problem
+        raise UsageError(
+            f"--k {config.n_clusters} is more than the {n_images} image(s) in {printable_path(config.folder)}"
+        )
+
+
 def _format_metric(value: Any) -> str:
     if value is None:
         return "n/a"
@@ -236,20 +268,24 @@ def _format_metric(value: Any) -> str:
 
 
 def print_summary(result, out=None) -> None:
-    """Print what a person needs after a run: images used and skipped, K, metrics, time per stage."""
+    """Print what a person needs after a run: images used and skipped, K, metrics, time per stage.
+
+    Every skipped file is listed with its reason.  File names and notes are printed through
+    :func:`~imgcluster_gui.core.text.printable_text`: bytes that are not UTF-8 and control
+    characters appear as escapes (``\\xff``, ``\\x1b``, ``\\n``), so no name can fail the print on
+    a strict UTF-8 terminal, send escape sequences to it, or forge a line of this summary.
+    """
     out = sys.stdout if out is None else out  # looked up at call time, so redirection is honoured
     feats = result.features
-    print(f"Folder:      {result.config.folder}", file=out)
+    print(f"Folder:      {printable_path(result.config.folder)}", file=out)
     print(f"Backbone:    {' + '.join(result.config.backbones)} on {getattr(feats, 'device', '?')}", file=out)
     print(
         f"Images:      {len(result.paths)} used, {len(result.skipped)} skipped "
         f"({feats.n_extracted} extracted, {feats.n_cached} from cache)",
         file=out,
     )
-    for item in result.skipped[:20]:
-        print(f"  skipped {item.path}: {item.reason}", file=out)
-    if len(result.skipped) > 20:
-        print(f"  ... and {len(result.skipped) - 20} more", file=out)
+    for item in result.skipped:  # all of them: the person fixes or removes each one
+        print(f"  skipped {printable_path(item.path)}: {printable_text(item.reason)}", file=out)
     print(f"Algorithm:   {result.config.algorithm}, {_k_note(result)}", file=out)
     n_noise = int((result.labels == -1).sum())
     if n_noise:
@@ -280,7 +316,7 @@ def print_summary(result, out=None) -> None:
     if feats.n_extracted:
         print(f"Extraction:  {result.images_per_second:.1f} images/s", file=out)
     for note in result.warnings:
-        print(f"Note:        {note}", file=out)
+        print(f"Note:        {printable_text(note)}", file=out)
 
 
 def _k_note(result) -> str:
@@ -320,17 +356,14 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
     from .core.progress import TqdmProgress
 
     config = _config_from_args(args)
+    _check_k_fits(config)
     bar = TqdmProgress(disable=args.quiet or args.json)
     try:
         result = run_pipeline(config, progress=bar)
     finally:
         bar.close()
-    if args.json:
-        summary = result.summary()
-        summary["skipped"] = [{"path": s.path, "reason": s.reason} for s in result.skipped]
-        print(json.dumps(summary, indent=2))
-    else:
-        print_summary(result)
+    # The labels first: whatever happens to the terminal afterwards (a closed pipe), the run's
+    # result is on disk.
     if args.out:
         writer = export_json if args.out.lower().endswith(".json") else export_csv
         writer(
@@ -342,8 +375,14 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
             embedding=result.embedding,
             root=config.folder,
         )
-        if not args.json:
-            print(f"Labels:      written to {args.out}")
+    if args.json:
+        summary = result.summary()
+        summary["skipped"] = [{"path": s.path, "reason": s.reason} for s in result.skipped]
+        print(json.dumps(summary, indent=2))  # ASCII with \u escapes: safe on any terminal
+    else:
+        print_summary(result)
+        if args.out:
+            print(f"Labels:      written to {printable_path(args.out)}")
     return 0
 
 
@@ -405,7 +444,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return handlers[args.command](args)
     except UsageError as exc:
-        print(f"imgcluster: error: {exc}", file=sys.stderr)
+        print(f"imgcluster: error: {printable_text(str(exc))}", file=sys.stderr)
         return 2
     except Cancelled:
         print("imgcluster: cancelled", file=sys.stderr)
@@ -417,9 +456,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .core.errors import is_user_error
 
         if is_user_error(exc):
-            print(f"imgcluster: error: {exc}", file=sys.stderr)
+            print(f"imgcluster: error: {printable_text(str(exc))}", file=sys.stderr)
             return 1
-        print(f"imgcluster: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"imgcluster: unexpected error: {type(exc).__name__}: {printable_text(str(exc))}", file=sys.stderr)
         return 1
 
 

@@ -8,7 +8,15 @@ can act on; nothing aborts a scan except a root folder that cannot be scanned at
 
 Full decoding happens later, in :func:`load_image`, which turns any mode Pillow reads
 (palette, alpha, CMYK, 16-bit, greyscale) into an EXIF-upright RGB image, or raises
-:class:`ImageLoadError` whose message is the reason.
+:class:`ImageLoadError` whose message is the reason.  The pixels are decoded before anything else
+is read from them (EXIF included), so broken pixel data is always an error, never a black image.
+
+Images more than :data:`MAX_ASPECT_RATIO` times longer than wide (or wider than tall) are refused
+by both, from the header: resizing a 1x60000 strip so its short side fits a network input makes a
+picture of gigabytes, and such a strip (a separator line, a spacer, a crafted file) is no photo.
+
+Pillow's warnings (a decompression-bomb warning, corrupt EXIF) are passed on with the file's name
+in front, so a person knows which file they are about.
 
 Pillow's global settings (``Image.MAX_IMAGE_PIXELS``, ``ImageFile.LOAD_TRUNCATED_IMAGES``) are
 read, never changed: the decompression-bomb limit is the one Pillow enforces, so an application
@@ -20,14 +28,19 @@ from __future__ import annotations
 import csv
 import io
 import os
+import stat
+import threading
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import BinaryIO, Iterator, Optional, Sequence, TextIO, Union
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from .progress import ProgressLike, check, ensure
+from .text import printable_path
 
 PathLike = Union[str, os.PathLike]
 
@@ -70,6 +83,15 @@ _DRAFT_FORMATS = frozenset({"JPEG", "MPO"})
 
 # How many directory entries between two cancel checks while walking.
 _HEARTBEAT_EVERY = 500
+
+# The longest side may be at most this many times the shortest (see the module docstring): a
+# 50:1 panorama resized to a 256-pixel short side is still only 256x12800 pixels.
+MAX_ASPECT_RATIO = 50
+
+# Formats with a distinctive signature (3 bytes or more; not BMP's "BM"): a file that starts like one
+# of them but that Pillow cannot open has a corrupt header (it is not "some other kind of file").
+_SIGNATURE_FORMATS = ("PNG", "JPEG", "GIF", "TIFF", "WEBP", "JPEG2000", "ICO", "PSD", "QOI")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class DatasetError(Exception):
@@ -122,6 +144,101 @@ def _too_large_reason(width: int, height: int, limit: int) -> str:
     )
 
 
+def _shape_reason(width: int, height: int) -> Optional[str]:
+    """Why an image of this declared size is refused (no pixels, extreme aspect ratio), or ``None``."""
+    if width <= 0 or height <= 0:
+        return f"image has no pixels ({width}x{height})"
+    ratio = max(width, height) / min(width, height)
+    if ratio > MAX_ASPECT_RATIO:
+        return (
+            f"extreme aspect ratio: {width}x{height} is {ratio:.0f}:1, above the {MAX_ASPECT_RATIO}:1 limit "
+            "(resizing it for the network would take gigabytes of memory)"
+        )
+    return None
+
+
+# ``warnings.showwarning`` is process-wide: one thread at a time swaps it.
+_WARNINGS_LOCK = threading.Lock()
+_PILLOW_FOLDER = os.path.dirname(Image.__file__)
+
+
+def _fresh_warnings_lock() -> None:
+    # A DataLoader worker forked while a thumbnail thread held the lock would otherwise wait for it forever.
+    global _WARNINGS_LOCK
+    _WARNINGS_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_warnings_lock)
+
+
+@contextmanager
+def _pillow_warnings_named(path: Path) -> Iterator[None]:
+    """Show the warnings Pillow gives inside the block (in this thread) with the file's name in front.
+
+    The display hook is wrapped rather than ``warnings.catch_warnings`` used: that one resets every
+    warning's "shown once" memory on each call, so other code's warnings would repeat for each image.
+    Filters apply as usual (a warning is still Pillow's, from Pillow's line).  Only cheap steps run
+    inside (header parse, EXIF, conversion), never the pixel decode, so the lock does not serialise
+    the thumbnail threads.
+    """
+    name = printable_path(path)
+    with _WARNINGS_LOCK:
+        previous = warnings.showwarning
+        owner = threading.get_ident()
+        active = [True]
+
+        def show(
+            message: Union[Warning, str],
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: Optional[TextIO] = None,
+            line: Optional[str] = None,
+        ) -> None:
+            if active[0] and threading.get_ident() == owner and os.path.dirname(filename) == _PILLOW_FOLDER:
+                message = f"{name}: {message}"
+            previous(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        try:
+            yield
+        finally:
+            active[0] = False
+            if warnings.showwarning is show:  # unless another thread's catch_warnings put its own in meanwhile
+                warnings.showwarning = previous
+
+
+def _corrupt_header_reason(fh: BinaryIO) -> Optional[str]:
+    """Why Pillow cannot open a file that starts like an image format it knows, or ``None``.
+
+    ``Image.open`` says only "cannot identify image file" whatever went wrong; a PNG whose header
+    checksum is bad is not "some other kind of file", so the matching plug-in is asked again for
+    its own error.
+    """
+    fh.seek(0)
+    head = fh.read(32)
+    if head.startswith(_PNG_SIGNATURE) and head[12:16] == b"IHDR" and len(head) >= 24:
+        width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        if width == 0 or height == 0:
+            return f"image has no pixels ({width}x{height})"
+    Image.init()
+    for image_format in _SIGNATURE_FORMATS:
+        factory, accept = Image.OPEN.get(image_format, (None, None))
+        if factory is None or accept is None or not accept(head[:16]):
+            continue
+        fh.seek(0)
+        try:
+            factory(fh, "").close()
+        except Exception as exc:  # the plug-in's own reason (SyntaxError, struct.error, ...)
+            detail = str(exc)
+            if not detail or detail == "not identified by this driver":
+                detail = "its header gives no usable size or mode"
+            return f"corrupt {image_format} header: {detail}"
+        return f"corrupt {image_format} header"
+    return None
+
+
 def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
@@ -146,23 +263,31 @@ def _identify(path: Path, max_pixels: Optional[int]) -> Optional[str]:
     if size == 0:
         return "empty file (0 bytes)"
     try:
-        with open(path, "rb") as fh:
-            with Image.open(fh) as im:
+        with open(path, "rb") as fh, _pillow_warnings_named(path):
+            try:
+                im = Image.open(fh)
+            except UnidentifiedImageError:
+                corrupt = _corrupt_header_reason(fh)
+                if corrupt is not None:
+                    return corrupt
+                ext = path.suffix.lower()
+                if ext in IMAGE_EXTENSIONS:
+                    return (
+                        f"not an image Pillow can read (content does not match '{ext}', or the format needs a plug-in)"
+                    )
+                return "not an image"
+            with im:
                 width, height = im.size
                 image_format = im.format
     except PermissionError:
         return "permission denied"
     except Image.DecompressionBombError as exc:
         return f"image too large (decompression-bomb protection): {exc}"
-    except UnidentifiedImageError:
-        ext = path.suffix.lower()
-        if ext in IMAGE_EXTENSIONS:
-            return f"not an image Pillow can read (content does not match '{ext}', or the format needs a plug-in)"
-        return "not an image"
     except Exception as exc:  # Pillow plug-ins raise many types on malformed headers
         return f"corrupt or truncated image header ({type(exc).__name__}: {exc})"
-    if width <= 0 or height <= 0:
-        return f"image has no pixels ({width}x{height})"
+    shape = _shape_reason(width, height)
+    if shape is not None:
+        return shape
     limit = max_pixels if max_pixels is not None else pixel_limit()
     if limit is not None and image_format not in _DRAFT_FORMATS and width * height > limit:
         return _too_large_reason(width, height, limit)
@@ -236,12 +361,31 @@ def _walk(
             elif is_file:
                 files.append(path)
             elif is_link:
-                skipped.append(SkippedFile(_display(path), "broken symbolic link"))
+                skipped.append(SkippedFile(_display(path), _link_reason(path)))
             else:
                 # Sockets, FIFOs, devices: opening a FIFO would block forever.
                 skipped.append(SkippedFile(_display(path), "not a regular file"))
         stack.extend(reversed(subfolders))
     return files
+
+
+def _link_reason(path: Path) -> str:
+    """Why a symbolic link that leads to neither a file nor a folder is skipped."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "broken symbolic link"
+    except OSError as exc:  # ELOOP: a link to itself; EACCES: a folder on the way is closed
+        return f"symbolic link cannot be followed: {exc.strerror or exc}"
+    if stat.S_ISFIFO(mode):
+        kind = "a FIFO (named pipe)"
+    elif stat.S_ISSOCK(mode):
+        kind = "a socket"
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        kind = "a device"
+    else:
+        kind = "something that is not a regular file"
+    return f"symbolic link to {kind}, not a regular file"
 
 
 def _check_root(folder: PathLike) -> Path:
@@ -395,6 +539,8 @@ def to_rgb(im: Image.Image) -> Image.Image:
 
 
 def _exif_orientation(im: Image.Image) -> int:
+    # Call only on a decoded image or a JPEG (whose EXIF is in the header): for a PNG ``getexif``
+    # decodes the pixels itself, and a decode error swallowed here would leave a black image behind.
     try:
         return int(im.getexif().get(_ORIENTATION_TAG, 1))
     except Exception:  # a broken EXIF block must not lose the image
@@ -425,24 +571,39 @@ def load_image(
     Raises
     ------
     ImageLoadError
-        The file is missing, unreadable, not an image, truncated, corrupt or too large;
-        ``str(error)`` says which.
+        The only exception it raises (for any content of the file): the file is missing,
+        unreadable, not an image, truncated, corrupt (``"corrupt image data: ..."``), too large,
+        or more than :data:`MAX_ASPECT_RATIO` times longer than wide; ``str(error)`` says which.
+        Every pixel Pillow cannot decode is an error: a broken file never comes back as a
+        black (or partly black) image, unless ``ImageFile.LOAD_TRUNCATED_IMAGES`` asks for it.
     """
     path = Path(os.fsdecode(path))
     limit = max_pixels if max_pixels is not None else pixel_limit()
     try:
         with open(path, "rb") as fh:
-            im: Image.Image = Image.open(fh)
-            orientation = _exif_orientation(im)
-            if draft_size is not None and im.format in _DRAFT_FORMATS:
-                want_w, want_h = (int(v) for v in draft_size)
-                if orientation in _TRANSPOSING_ORIENTATIONS:
-                    want_w, want_h = want_h, want_w  # the stored image is rotated relative to the shown one
-                im.draft("RGB", (want_w, want_h))
+            with _pillow_warnings_named(path):
+                try:
+                    im: Image.Image = Image.open(fh)
+                except UnidentifiedImageError:
+                    raise ImageLoadError(_corrupt_header_reason(fh) or "not an image") from None
+                shape = _shape_reason(*im.size)
+                if shape is not None:
+                    raise ImageLoadError(shape)
+                orientation = 1
+                if draft_size is not None and im.format in _DRAFT_FORMATS:
+                    orientation = _exif_orientation(im)  # a JPEG's EXIF is in its header: nothing decoded yet
+                    want_w, want_h = (int(v) for v in draft_size)
+                    if orientation in _TRANSPOSING_ORIENTATIONS:
+                        want_w, want_h = want_h, want_w  # the stored image is rotated relative to the shown one
+                    im.draft("RGB", (want_w, want_h))
             width, height = im.size
             if limit is not None and width * height > limit:
                 raise ImageLoadError(_too_large_reason(width, height, limit))
-            im.load()  # decode now, while the file is open
+            # Decode first, here where its errors are caught: anything that reads the image before
+            # (EXIF does, for a PNG) would swallow the error and leave a black image loaded.
+            im.load()
+            with _pillow_warnings_named(path):
+                orientation = _exif_orientation(im)
     except ImageLoadError:
         raise
     except FileNotFoundError:
@@ -456,17 +617,21 @@ def load_image(
     except UnidentifiedImageError:
         raise ImageLoadError("not an image") from None
     except OSError as exc:
-        message = str(exc)
+        message = str(exc) or type(exc).__name__
         if "truncated" in message.lower():
-            raise ImageLoadError(f"truncated image file ({message})") from None
-        raise ImageLoadError(f"corrupt image data ({message})") from None
-    except Exception as exc:  # Pillow plug-ins raise SyntaxError, ValueError, struct.error, ...
-        raise ImageLoadError(f"corrupt image data ({type(exc).__name__}: {exc})") from None
+            raise ImageLoadError(f"truncated image file: {message}") from None
+        raise ImageLoadError(f"corrupt image data: {message}") from None
+    except Exception as exc:  # Pillow plug-ins raise SyntaxError, ValueError, struct.error, MemoryError, ...
+        raise ImageLoadError(f"corrupt image data: {type(exc).__name__}: {exc}") from None
 
     try:
         if orientation != 1:
-            im = ImageOps.exif_transpose(im)
-        return to_rgb(im)
+            with _pillow_warnings_named(path):  # it parses the EXIF block again (and warns about it)
+                im = ImageOps.exif_transpose(im)
+        if im.mode in ("P", "PA"):  # where Pillow warns (about palette transparency): small images, cheap
+            with _pillow_warnings_named(path):
+                return to_rgb(im)
+        return to_rgb(im)  # outside the lock: compositing a large RGBA image is real work
     except Exception as exc:
         raise ImageLoadError(f"cannot convert to RGB ({type(exc).__name__}: {exc})") from None
 

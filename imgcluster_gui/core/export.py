@@ -312,6 +312,30 @@ def _new_manifest_path(target: Path) -> Path:
     return candidate
 
 
+def folder_has_entries(folder: PathLike) -> bool:
+    """Whether ``folder`` is an existing folder holding anything (a file, a folder, a link)."""
+    try:
+        with os.scandir(os.fspath(folder)) as entries:
+            return any(True for _entry in entries)
+    except OSError:  # missing, not a folder, or unreadable: nothing would be merged into
+        return False
+
+
+def dated_subfolder(target: PathLike, when: Optional[_dt.datetime] = None, prefix: str = "clusters") -> Path:
+    """A new sub-folder name of ``target`` for one export, e.g. ``clusters-2026-12-03_1405`` (not created).
+
+    Two exports in the same minute get ``_1``, ``_2``... so a second export never merges into the first.
+    """
+    stamp = (when or _dt.datetime.now()).strftime("%Y-%m-%d_%H%M")
+    name = f"{prefix}-{stamp}"
+    candidate = Path(target) / name
+    number = 1
+    while os.path.lexists(candidate):
+        candidate = Path(target) / f"{name}_{number}"
+        number += 1
+    return candidate
+
+
 def _reserve(destination: Path) -> None:
     """Create ``destination`` empty, failing if anything exists there (O_EXCL: no race, no overwrite)."""
     fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)

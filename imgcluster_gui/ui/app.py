@@ -1,4 +1,8 @@
-"""Start the desktop app: the QApplication, the main window, crash restore, an optional first run."""
+"""Start the desktop app: the QApplication, the main window, crash restore or reopening the last session,
+an optional first run.
+
+The questions are asked here, after the window is shown, never in the window's constructor (tests
+build windows without being asked anything)."""
 
 from __future__ import annotations
 
@@ -25,8 +29,10 @@ def create_application(argv: Optional[Sequence[str]] = None) -> QApplication:
     return app  # type: ignore[return-value]
 
 
-def open_main_window(folder: Optional[str] = None, run: bool = True, offer_restore: bool = True):
-    """Build and show the main window.
+def open_main_window(
+    folder: Optional[str] = None, run: bool = True, offer_restore: bool = True, offer_reopen: bool = True
+):
+    """Build and show the main window, then offer the work of last time.
 
     Parameters
     ----------
@@ -36,6 +42,9 @@ def open_main_window(folder: Optional[str] = None, run: bool = True, offer_resto
     run : bool
     offer_restore : bool
         Ask to restore the autosave when the last session did not close normally.
+    offer_reopen : bool
+        After a normal close, ask to reopen the last session (its file, or the autosave of work
+        never saved). Not asked when ``folder`` is given: the person came for that folder.
 
     Returns
     -------
@@ -45,7 +54,11 @@ def open_main_window(folder: Optional[str] = None, run: bool = True, offer_resto
 
     window = MainWindow()
     window.show()
-    restored = window.offer_restore() if offer_restore else False
+    restored = False
+    if offer_restore and window.settings.should_offer_restore():
+        restored = window.offer_restore()  # after a crash: the autosave, newer than any file
+    elif offer_reopen and not folder:
+        restored = window.session_controller.offer_reopen_last()
     if folder:
         window.set_folder(str(Path(folder).expanduser()))
         if run and not restored:

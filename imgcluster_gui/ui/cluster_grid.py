@@ -1,84 +1,71 @@
-"""The cluster grid: one collapsible section per cluster, thumbnails in virtualised list views.
+"""The cluster grid: every cluster's header and thumbnails in ONE virtualised, self-painted view.
 
-The grid is split along model / view lines, the session being the model (as napari's layers):
+A hundred thousand images in a thousand clusters must scroll like twenty: the grid is a single
+``QAbstractScrollArea`` that lays out and paints the cluster headers and the thumbnail cells itself
+(no widget, no item view per cluster).  The layout is arithmetic over per-cluster *blocks*::
 
-* :mod:`~imgcluster_gui.ui.cluster_model`: :class:`ClusterImagesModel`, the Qt model of one
-  cluster's images (it keeps only the cluster's sorted image indices, no image data), the drag
-  payload (:func:`encode_indices` / :func:`decode_indices`) and the label diff;
-* :mod:`~imgcluster_gui.ui.thumbnail_delegate`: :class:`ThumbnailDelegate`, the cells' painter;
-* this module: the view widgets.  Each section is a header (name, size, mean silhouette) and a
-  ``QListView`` in icon mode with uniform item sizes and batched layout.  The view is as tall as
-  its content and the outer scroll area scrolls, so Qt paints only the visible items and the
-  delegate only requests thumbnails that are on screen.
+    block height = header height + ceil(images / columns) * cell height + gap   (collapsed: header + gap)
 
-Hand edits go through the undo stack: a drop calls the model's ``dropMimeData`` (or the header's
-``dropped`` signal the grid's :meth:`ClusterGridWidget.move_indices`), which pushes a
-:class:`~imgcluster_gui.ui.commands.MoveImagesCommand`.  The views then follow the session's
-events: the grid diffs the labels it last showed against the session's, removes and inserts just
-the rows that changed in the models of the clusters concerned, adds and removes sections, and
-keeps the scroll position on what was on screen.  Only ``'reset'`` (or another session) rebuilds.
+kept as cumulative offsets (a numpy array, O(clusters) to rebuild), so that painting, hit-testing
+and scrolling to an image are a binary search plus a few multiplications: a paint touches only the
+cells on screen, and only those cells ask the :class:`~imgcluster_gui.ui.thumbnails.ThumbnailLoader`
+for their thumbnails (decoded off-thread; see :class:`~imgcluster_gui.ui.thumbnail_delegate.CellPainter`).
+
+Columns are ``viewport width // narrowest cell`` and the cells are widened to fill the row: the grid
+never scrolls sideways.
+
+The session is the model (napari's pattern): every hand edit is a command on the undo stack
+(:mod:`~imgcluster_gui.ui.commands`), the session emits, and the grid diffs the labels it last showed
+against the session's (:func:`~imgcluster_gui.ui.cluster_model.label_changes`) to update only the
+clusters concerned, keeping on screen what was there.  Selection, the current cell, the collapsed
+clusters and the sort order inside clusters are view state: the labels are untouched by them.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable, Optional, Sequence
+import os
+from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
-from PySide6.QtCore import (
-    QCoreApplication,
-    QEvent,
-    QItemSelection,
-    QItemSelectionModel,
-    QModelIndex,
-    QPoint,
-    QRect,
-    Qt,
-    QTimer,
-    Signal,
-)
+from PySide6.QtCore import QEvent, QPoint, QRect, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QColor,
     QContextMenuEvent,
     QDrag,
     QDragEnterEvent,
+    QDragLeaveEvent,
     QDragMoveEvent,
     QDropEvent,
+    QFont,
+    QFontMetrics,
+    QHelpEvent,
+    QKeyEvent,
+    QKeySequence,
     QMouseEvent,
     QPainter,
+    QPaintEvent,
     QPalette,
+    QPen,
     QPixmap,
+    QPolygon,
     QResizeEvent,
     QUndoStack,
     QWheelEvent,
 )
-from PySide6.QtWidgets import (
-    QAbstractItemView,
-    QFrame,
-    QHBoxLayout,
-    QInputDialog,
-    QLabel,
-    QListView,
-    QMenu,
-    QScrollArea,
-    QSizePolicy,
-    QToolButton,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QAbstractScrollArea, QApplication, QFrame, QInputDialog, QMenu, QToolTip, QWidget
 
 from ..core.session import UNASSIGNED, ClusterSession, SessionEvent
 from .cluster_model import (
-    MAX_INCREMENTAL_RANGES,
     MIME_TYPE,
-    ClusterImagesModel,
-    IndexRole,
-    PathRole,
+    SORT_MODES,
     cluster_sort_key,
     decode_indices,
     encode_indices,
     label_changes,
+    sort_members,
 )
+from .cluster_picker import ClusterPickerDialog
 from .commands import (
     DeleteClusterCommand,
     MergeClustersCommand,
@@ -87,297 +74,88 @@ from .commands import (
     RenameClusterCommand,
 )
 from .preview import PreviewDialog
-from .thumbnail_delegate import ThumbnailDelegate
-from .thumbnails import DEFAULT_THUMBNAIL_SIZE, ThumbnailLoader
+from .scatter import cluster_colour
+from .thumbnail_delegate import CAPTION_MODES, CellPainter
+from .thumbnails import ThumbnailLoader
 
-# Re-exported: the main window, the benchmarks and the tests import these from here.
 __all__ = [
     "ClusterGridWidget",
-    "ClusterHeader",
-    "ClusterImagesModel",
-    "ClusterListView",
-    "ClusterSection",
-    "IndexRole",
+    "DEFAULT_GRID_THUMBNAIL",
+    "MAX_THUMBNAIL",
     "MIME_TYPE",
-    "PathRole",
-    "ThumbnailDelegate",
+    "MIN_THUMBNAIL",
     "decode_indices",
     "encode_indices",
     "unsubscriber_on_destroy",
 ]
 
+MIN_THUMBNAIL = 64
+MAX_THUMBNAIL = 320
+#: 128 px thumbnails: five or more columns in the main window's grid at 1400x880.
+DEFAULT_GRID_THUMBNAIL = 128
+ZOOM_STEP = 1.25  # Ctrl+wheel / Ctrl+plus / Ctrl+minus multiply or divide the size by this
+HEADER_PADDING = 6  # above and below a header's text
+ARROW_WIDTH = 24  # the collapse arrow's clickable strip at a header's left
+SWATCH_WIDTH = 10  # the cluster's colour, beside its name
+BLOCK_GAP = 6  # below a cluster's last row of cells
+AUTOSCROLL_MARGIN = 40  # a drag this close to the top / bottom edge scrolls the view
+AUTOSCROLL_MAX_STEP = 48  # pixels per tick at the very edge
+AUTOSCROLL_INTERVAL_MS = 16
 _READY_REPAINT_MS = 30  # thumbnails that arrive together are repainted together
-_LAYOUT_LEVELS = 4  # list view -> section -> container -> scroll area's viewport
-_sort_key = cluster_sort_key
+_EMPTY = np.zeros(0, dtype=np.int64)
+_EMPTY_TEXT = "No clustering result yet: run one or open a session."
+_SILHOUETTE_TIP = "Mean silhouette of the cluster's images (-1 to 1, higher = more compact and separate)"
+_CTRL = Qt.KeyboardModifier.ControlModifier
+_SHIFT = Qt.KeyboardModifier.ShiftModifier
+_DIGIT_KEYS = {getattr(Qt.Key, f"Key_{d}"): d for d in range(1, 10)}
+_ZOOM_IN_KEYS = (Qt.Key.Key_Plus, Qt.Key.Key_Equal)
 
 
-# ============================================================================ views
+class _Hit:
+    """What is under a point of the viewport: a cluster's block, and which part of it."""
+
+    __slots__ = ("cluster", "image", "part")
+
+    def __init__(self, cluster: Optional[int], image: Optional[int], part: str) -> None:
+        self.cluster = cluster
+        self.image = image  # global index of the image whose cell it is, else None
+        self.part = part  # "arrow", "header", "cell", "gap" (after the last cell of a block) or "none"
 
 
-class ClusterListView(QListView):
-    """Icon-mode list of one cluster's thumbnails; as tall as its content (the grid scrolls)."""
-
-    def __init__(self, model: ClusterImagesModel, delegate: ThumbnailDelegate, parent: Optional[QWidget] = None):
-        super().__init__(parent)
-        self.setViewMode(QListView.ViewMode.IconMode)
-        self.setMovement(QListView.Movement.Static)
-        self.setResizeMode(QListView.ResizeMode.Adjust)
-        self.setWrapping(True)
-        self.setUniformItemSizes(True)
-        self.setLayoutMode(QListView.LayoutMode.Batched)
-        self.setBatchSize(500)
-        self.setSpacing(0)
-        self.setItemDelegate(delegate)
-        self.setGridSize(delegate.cell_size(self.font()))
-        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.setDragDropMode(QAbstractItemView.DragDropMode.DragDrop)
-        self.setDefaultDropAction(Qt.DropAction.MoveAction)
-        self.setDragEnabled(True)
-        self.setAcceptDrops(True)
-        self.setDropIndicatorShown(False)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setFrameShape(QFrame.Shape.NoFrame)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
-        self.setModel(model)
-        # Rows come and go one range at a time: the height follows each change.
-        model.modelReset.connect(self.fit_height)
-        model.rowsInserted.connect(self.fit_height)
-        model.rowsRemoved.connect(self.fit_height)
-        self._fitted_width = -1
-        self.fit_height()
-
-    def cluster_model(self) -> ClusterImagesModel:
-        return self.model()  # type: ignore[return-value]
-
-    def columns_for(self, width: int) -> int:
-        return max(1, width // max(1, self.gridSize().width()))
-
-    def fit_height(self) -> None:
-        """Make the view exactly as tall as its rows at the current width."""
-        rows = math.ceil(self.model().rowCount() / self.columns_for(self.viewport().width() or self.width()))
-        height = rows * self.gridSize().height() + 2 * self.frameWidth() + 2
-        if self.height() != height or self.minimumHeight() != height:
-            self.setFixedHeight(height)
-        self._fitted_width = self.width()
-
-    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt API
-        super().resizeEvent(event)
-        if event.size().width() != event.oldSize().width():
-            self.fit_height()
-
-    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt API
-        event.ignore()  # the grid's scroll area scrolls, not this view
-
-    def startDrag(self, supported_actions: Qt.DropAction) -> None:  # noqa: N802 - Qt API
-        # Qt's default renders every selected item into the drag pixmap: too slow for thousands.
-        indexes = self.selectedIndexes()
-        if not indexes:
-            return
-        drag = QDrag(self)
-        drag.setMimeData(self.model().mimeData(indexes))
-        drag.setPixmap(self._drag_pixmap(indexes))
-        drag.exec(supported_actions, Qt.DropAction.MoveAction)
-
-    def _drag_pixmap(self, indexes: Sequence[QModelIndex]) -> QPixmap:
-        delegate: ThumbnailDelegate = self.itemDelegate()  # type: ignore[assignment]
-        side = delegate.thumb_size
-        pixmap = QPixmap(side, side)
-        pixmap.fill(QColor(0, 0, 0, 0))
-        painter = QPainter(pixmap)
-        image = delegate.loader.cached(indexes[0].data(PathRole), side)
-        if image is not None:
-            painter.setOpacity(0.8)
-            painter.drawImage(QPoint((side - image.width()) // 2, (side - image.height()) // 2), image)
-            painter.setOpacity(1.0)
-        else:
-            painter.fillRect(pixmap.rect(), self.palette().color(QPalette.ColorRole.Midlight))
-        badge = QRect(side - 44, side - 22, 42, 20)
-        painter.fillRect(badge, self.palette().color(QPalette.ColorRole.Highlight))
-        painter.setPen(self.palette().color(QPalette.ColorRole.HighlightedText))
-        painter.drawText(badge, int(Qt.AlignmentFlag.AlignCenter), str(len(indexes)))
-        painter.end()
-        return pixmap
-
-
-class ClusterHeader(QFrame):
-    """A section's title bar: collapse arrow, name, size and silhouette; images can be dropped on it."""
-
-    toggled = Signal(bool)  # True = expanded
-    dropped = Signal(object)  # ndarray of global indices
-    renameRequested = Signal()
-    menuRequested = Signal(QPoint)
-
-    def __init__(self, session_getter: Callable[[], Optional[ClusterSession]], parent: Optional[QWidget] = None):
-        super().__init__(parent)
-        self._session_getter = session_getter
-        self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.setAutoFillBackground(True)
-        self.setAcceptDrops(True)
-        self.arrow = QToolButton(self)
-        self.arrow.setAutoRaise(True)
-        self.arrow.setCheckable(True)
-        self.arrow.setChecked(True)
-        self.arrow.setArrowType(Qt.ArrowType.DownArrow)
-        self.arrow.toggled.connect(self._on_arrow)
-        self.name_label = QLabel(self)
-        font = self.name_label.font()
-        font.setBold(True)
-        self.name_label.setFont(font)
-        self.info_label = QLabel(self)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(4, 2, 8, 2)
-        layout.addWidget(self.arrow)
-        layout.addWidget(self.name_label)
-        layout.addWidget(self.info_label, 1)
-        self._drop_highlight = False
-
-    def _on_arrow(self, expanded: bool) -> None:
-        self.arrow.setArrowType(Qt.ArrowType.DownArrow if expanded else Qt.ArrowType.RightArrow)
-        self.toggled.emit(expanded)
-
-    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
-        self.renameRequested.emit()
-
-    def contextMenuEvent(self, event: QContextMenuEvent) -> None:  # noqa: N802 - Qt API
-        self.menuRequested.emit(event.globalPos())
-
-    def _set_highlight(self, on: bool) -> None:
-        if on != self._drop_highlight:
-            self._drop_highlight = on
-            self.setBackgroundRole(QPalette.ColorRole.Highlight if on else QPalette.ColorRole.Window)
-
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API
-        if decode_indices(self._session_getter(), event.mimeData()) is not None:
-            event.setDropAction(Qt.DropAction.MoveAction)
-            event.accept()
-            self._set_highlight(True)
-        else:
-            event.ignore()
-
-    def dragMoveEvent(self, event: QDragMoveEvent) -> None:  # noqa: N802 - Qt API
-        event.setDropAction(Qt.DropAction.MoveAction)
-        event.accept()
-
-    def dragLeaveEvent(self, event) -> None:  # noqa: N802 - Qt API
-        self._set_highlight(False)
-
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt API
-        self._set_highlight(False)
-        indices = decode_indices(self._session_getter(), event.mimeData())
-        if indices is None:
-            event.ignore()
-            return
-        event.setDropAction(Qt.DropAction.MoveAction)
-        event.accept()
-        self.dropped.emit(indices)
-
-
-class ClusterSection(QWidget):
-    """Header + thumbnail view of one cluster."""
-
-    def __init__(
-        self,
-        cluster: int,
-        model: ClusterImagesModel,
-        delegate: ThumbnailDelegate,
-        session_getter: Callable[[], Optional[ClusterSession]],
-        parent: Optional[QWidget] = None,
-    ):
-        super().__init__(parent)
-        self.cluster = int(cluster)
-        self.model = model
-        self.header = ClusterHeader(session_getter, self)
-        self.view = ClusterListView(model, delegate, self)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 6)
-        layout.setSpacing(0)
-        layout.addWidget(self.header)
-        layout.addWidget(self.view)
-        self.header.toggled.connect(self.view.setVisible)
-
-    def is_expanded(self) -> bool:
-        return self.header.arrow.isChecked()
-
-    def selected_rows(self) -> np.ndarray:
-        """Selected rows of the view, ascending."""
-        return _selected_rows(self.view.selectionModel())
-
-    def apply_moves(self, leaving: np.ndarray, arriving: np.ndarray) -> None:
-        """Follow images leaving and joining the cluster (global indices), row ranges at a time.
-
-        The view keeps the selection of the images that stayed; when the model had to reset (a
-        change over too many row ranges) that selection is put back.
-        """
-        model = self.model
-        selection_model = self.view.selectionModel()
-        kept = None
-        if selection_model.hasSelection():
-            kept = np.setdiff1d(model.global_indices()[self.selected_rows()], leaving)
-        if model.apply_moves(leaving, arriving, MAX_INCREMENTAL_RANGES) or kept is None or not kept.size:
-            return
-        rows = np.searchsorted(model.global_indices(), kept)
-        selection_model.select(_row_ranges(model, rows), QItemSelectionModel.SelectionFlag.Select)
-
-    def set_expanded(self, expanded: bool) -> None:
-        self.header.arrow.setChecked(expanded)
-
-    def update_header(self, session: ClusterSession) -> None:
-        """Show the cluster's current name, size and silhouette."""
-        size = self.model.rowCount()
-        self.header.name_label.setText(session.name_of(self.cluster))
-        parts = [f"{size} image" + ("" if size == 1 else "s")]
-        silhouette = (session.metrics.get("per_cluster_silhouette") or {}).get(self.cluster)
-        tooltip = "Mean silhouette of the cluster's images (-1 to 1, higher = more compact and separate)"
-        if silhouette is not None and self.cluster != UNASSIGNED:
-            stale = session.metrics_stale
-            parts.append(f"silhouette {silhouette:.2f}" + (" (before edits)" if stale else ""))
-            if stale:
-                tooltip += "; computed before the latest hand edits"
-        self.header.info_label.setText("  ·  ".join(parts))
-        self.header.info_label.setToolTip(tooltip)
-
-
-# ============================================================================ the grid
-
-
-class _ScrollAnchor:
-    """What the viewport's top showed before an edit (see :meth:`ClusterGridWidget._scroll_anchor`)."""
-
-    __slots__ = ("section", "section_offset", "image", "image_offset")
-
-    def __init__(self, section: ClusterSection, section_offset: int) -> None:
-        self.section = section
-        self.section_offset = section_offset  # pixels from the section's top to the viewport's
-        self.image: Optional[int] = None  # global index of the first cell of the top row of cells shown
-        self.image_offset = 0  # pixels from that row's top to the viewport's
-
-
-class ClusterGridWidget(QWidget):
-    """All clusters of a session, editable by drag and drop and context menus, with undo.
+class ClusterGridWidget(QAbstractScrollArea):
+    """All clusters of a session, editable by drag and drop, keyboard and context menus, with undo.
 
     Parameters
     ----------
     session : ClusterSession or None
     undo_stack : QUndoStack
-        Every edit is pushed here (Ctrl+Z / Ctrl+Shift+Z are the main window's actions).
+        Every edit is pushed here (:meth:`set_undo_stack` replaces it).
     loader : ThumbnailLoader
     parent : QWidget, optional
     thumb_size : int
-        Longer side of a thumbnail in pixels.
+        Side of a cell's thumbnail in pixels (64 to 320).
 
     Signals
     -------
     selectionChanged(list)
-        Global image indices selected by the user (not emitted by :meth:`select_indices`, so a
-        linked scatter plot does not echo back).
+        Global image indices selected by the user, or left in the selection after an edit (not
+        emitted by :meth:`select_indices`, so a linked scatter plot does not echo back).
     imageActivated(int)
-        An image was double-clicked (a preview opens too when :attr:`preview_on_activate`).
+        An image was double-clicked or Enter pressed on it (a preview opens too when
+        :attr:`preview_on_activate`).
+    quickLookRequested(int)
+        Space on the current image.
+    thumbnailSizeChanged(int)
+        The thumbnail size changed (:meth:`set_thumbnail_size`, Ctrl+wheel, Ctrl+plus/minus/0).
+    statusMessage(str)
+        Something the person should read in the status bar (why "Open file location" failed).
     """
 
     selectionChanged = Signal(list)
     imageActivated = Signal(int)
+    quickLookRequested = Signal(int)
+    thumbnailSizeChanged = Signal(int)
+    statusMessage = Signal(str)
 
     def __init__(
         self,
@@ -385,54 +163,80 @@ class ClusterGridWidget(QWidget):
         undo_stack: QUndoStack,
         loader: ThumbnailLoader,
         parent: Optional[QWidget] = None,
-        thumb_size: int = DEFAULT_THUMBNAIL_SIZE,
+        thumb_size: int = DEFAULT_GRID_THUMBNAIL,
     ) -> None:
         super().__init__(parent)
         self.undo_stack = undo_stack
         self.loader = loader
         self.preview_on_activate = True
-        self.delegate = ThumbnailDelegate(loader, thumb_size, self)
-        self.delegate.set_palette(self.palette())
+        self.cell_painter = CellPainter(loader, _clamp_size(thumb_size))
+        self.cell_painter.set_palette(self.palette())
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # Always on: a bar that comes and goes would change the columns, hence the height, hence the bar.
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setAcceptDrops(True)
+        self.viewport().setAcceptDrops(True)
+        self.viewport().setAutoFillBackground(False)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+        self.viewport().setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+
         self._session: Optional[ClusterSession] = None
         self._unsubscribe: Optional[Callable[[], None]] = None
-        self._sections: dict[int, ClusterSection] = {}
-        self._path_index: dict[str, int] = {}
-        # The labels the sections show: a session event is applied as the diff from these.
+        self._sort_mode = "index"
+        # ---- what is shown: the labels it follows, the clusters in order and their images in display order
         self._shown_labels: Optional[np.ndarray] = None
-        self._programmatic_selection = False
-        self._ready_paths: set[str] = set()
+        self._order: list[int] = []
+        self._members: dict[int, np.ndarray] = {}
+        self._row_of = _EMPTY  # per image: its position in its cluster's display order
+        self._collapsed: set[int] = set()
+        self._names: Optional[np.ndarray] = None  # lower-cased file names, for the name sort
+        self._path_index: dict[str, int] = {}
+        # ---- layout (see _relayout)
+        self._tops = np.zeros(1, dtype=np.int64)  # block tops, and the total height last
+        self._block_of: dict[int, int] = {}
+        self._columns = 1
+        self._cell_height = 1
+        self._header_height = 1
+        # ---- selection, current cell, interaction
+        self._selected = np.zeros(0, dtype=bool)
+        self._current: Optional[int] = None
+        self._anchor: Optional[int] = None
+        self._focus_cluster: Optional[int] = None  # the cluster Ctrl+A selects (current image's, or a header clicked)
+        self._press_pos: Optional[QPoint] = None
+        self._press_image: Optional[int] = None
+        self._deferred_select: Optional[int] = None  # a click on a selected cell selects it alone unless a drag starts
+        self._band_origin: Optional[QPoint] = None  # rubber band: its corners in content coordinates
+        self._band_end: Optional[QPoint] = None
+        self._band_base = np.zeros(0, dtype=bool)
+        self._drop_cluster: Optional[int] = None
+        self._drag_pos: Optional[QPoint] = None
         self._previews: list[PreviewDialog] = []
+        self._picker: Optional[ClusterPickerDialog] = None
+        self._ready_paths: set[str] = set()
+        self._fonts()
 
-        self.scroll_area = QScrollArea(self)
-        self.scroll_area.setWidgetResizable(True)
-        self.scroll_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.container = QWidget()
-        self.sections_layout = QVBoxLayout(self.container)
-        self.sections_layout.setContentsMargins(4, 4, 4, 4)
-        self.sections_layout.setSpacing(2)
-        self.sections_layout.addStretch(1)
-        self.scroll_area.setWidget(self.container)
-        self.scroll_area.verticalScrollBar().setSingleStep(self.delegate.cell_size(self.font()).height() // 2)
-        self.empty_label = QLabel("No clustering result yet: run one or open a session.", self)
-        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.empty_label)
-        layout.addWidget(self.scroll_area, 1)
-
-        # Coalesce selection changes of several views (and ready thumbnails) into one update.
+        # Coalesced: selection changes (one signal per user gesture) and ready thumbnails (one repaint).
         self._selection_timer = QTimer(self, singleShot=True, interval=0)
         self._selection_timer.timeout.connect(self._emit_selection)
         self._ready_timer = QTimer(self, singleShot=True, interval=_READY_REPAINT_MS)
         self._ready_timer.timeout.connect(self._repaint_ready)
+        self._autoscroll_timer = QTimer(self, interval=AUTOSCROLL_INTERVAL_MS)
+        self._autoscroll_timer.timeout.connect(self._autoscroll_tick)
         loader.thumbnailReady.connect(self._on_thumbnail_ready)
         self.set_session(session)
         # A deleted grid must not stay subscribed to a session that outlives it.
         self.destroyed.connect(unsubscriber_on_destroy(self))
 
-    # ------------------------------------------------------------------ session
+    # ================================================================== session
     def session(self) -> Optional[ClusterSession]:
+        """The session shown (None: nothing)."""
         return self._session
+
+    def set_undo_stack(self, stack: QUndoStack) -> None:
+        """Push later edits on ``stack`` (the window gives each run its own history)."""
+        self.undo_stack = stack
 
     def set_session(self, session: Optional[ClusterSession]) -> None:
         """Show another result (or none); pending thumbnails of the previous one are dropped."""
@@ -442,79 +246,72 @@ class ClusterGridWidget(QWidget):
         self._session = session
         self.loader.set_generation()
         self._path_index = {} if session is None else {p: i for i, p in enumerate(session.paths)}
+        self._names = None
+        self._collapsed = set()
+        self._current = self._anchor = self._focus_cluster = None
+        self._selected = np.zeros(0 if session is None else len(session), dtype=bool)
         if session is not None:
             self._unsubscribe = session.subscribe(self._on_session_event)
         self._rebuild()
-
-    def _rebuild(self) -> None:
-        self.container.setUpdatesEnabled(False)
-        try:
-            for cluster in list(self._sections):
-                self._remove_section(cluster)
-            self._shown_labels = None
-            if self._session is not None:
-                self._shown_labels = self._session.labels.copy()
-                for position, cluster in enumerate(self._session.cluster_ids()):
-                    self._add_section(cluster, position)
-        finally:
-            self.container.setUpdatesEnabled(True)
-        has_result = self._session is not None and len(self._session) > 0
-        self.empty_label.setVisible(not has_result)
-        self.scroll_area.setVisible(has_result)
+        self.verticalScrollBar().setValue(0)
         self._selection_timer.start()
 
-    def _add_section(self, cluster: int, position: Optional[int] = None) -> ClusterSection:
-        assert self._session is not None
-        model = ClusterImagesModel(self._session, cluster, self.undo_stack)
-        section = ClusterSection(cluster, model, self.delegate, self.session, self.container)
-        model.setParent(section)  # goes with its section
-        section.update_header(self._session)
-        view = section.view
-        view.selectionModel().selectionChanged.connect(self._on_view_selection)
-        view.doubleClicked.connect(lambda index, v=view: self._activate(v, index))
-        view.customContextMenuRequested.connect(
-            lambda pos, v=view, c=cluster: self._show_menu(c, v.viewport().mapToGlobal(pos), v.indexAt(pos))
-        )
-        section.header.dropped.connect(lambda indices, c=cluster: self.move_indices(indices, c))
-        section.header.renameRequested.connect(lambda c=cluster: self._ask_rename(c))
-        section.header.menuRequested.connect(lambda pos, c=cluster: self._show_menu(c, pos, QModelIndex()))
-        if position is None:
-            position = sum(1 for other in self._sections if _sort_key(other) < _sort_key(cluster))
-        self.sections_layout.insertWidget(position, section)
-        self._sections[cluster] = section
-        return section
+    def _rebuild(self) -> None:
+        """Read every cluster's images from the session (a new session, or a ``'reset'`` event)."""
+        session = self._session
+        self._members = {}
+        if session is None:
+            self._shown_labels = None
+            self._row_of = _EMPTY
+        else:
+            labels = session.labels
+            self._shown_labels = labels.copy()
+            self._row_of = np.zeros(len(session), dtype=np.int64)
+            # One stable sort splits the images by cluster (O(n log n), not one scan per cluster).
+            by_label = np.argsort(labels, kind="stable").astype(np.int64)
+            clusters, starts = np.unique(labels[by_label], return_index=True)
+            bounds = list(starts) + [by_label.size]
+            for k, cluster in enumerate(clusters):
+                self._set_members(int(cluster), by_label[bounds[k] : bounds[k + 1]])
+            if self._selected.size != len(session):
+                self._selected = np.zeros(len(session), dtype=bool)
+        self._order = sorted(self._members, key=cluster_sort_key)
+        self._collapsed &= set(self._members)
+        self._relayout()
 
-    def _remove_section(self, cluster: int) -> None:
-        section = self._sections.pop(cluster)
-        self.sections_layout.removeWidget(section)
-        section.hide()
-        section.deleteLater()
+    def _set_members(self, cluster: int, indices: np.ndarray) -> None:
+        """Put ``indices`` (the cluster's images) in display order and index their positions."""
+        ordered = self._sorted(indices)
+        self._members[cluster] = ordered
+        self._row_of[ordered] = np.arange(ordered.size, dtype=np.int64)
+
+    def _sorted(self, indices: np.ndarray) -> np.ndarray:
+        session = self._session
+        mode = self._sort_mode
+        if mode == "name" and self._names is None and session is not None:
+            self._names = np.array([os.path.basename(p).casefold() for p in session.paths])
+        features = session.features if session is not None else None
+        return sort_members(indices, mode, names=self._names, features=features)
 
     def _on_session_event(self, event: SessionEvent) -> None:
-        session = self._session
-        if session is None:
+        if self._session is None:
             return
         if event.kind == "reset":  # everything may have changed (the clustering's own labels back)
+            anchor = self._scroll_anchor()
             self._rebuild()
-            return
-        if event.kind == "metrics":
-            for section in self._sections.values():
-                section.update_header(session)
-            return
-        if event.kind == "names":  # only headers show names: the models' rows are unchanged
-            for cluster in event.clusters:
-                if cluster in self._sections:
-                    self._sections[cluster].update_header(session)
-            return
-        if event.kind == "labels":
+            self._restore_anchor(anchor)
+            self._drop_vanished_selection()
+        elif event.kind == "labels":
             self._apply_label_change()
+        elif event.kind in ("metrics", "names"):
+            self.viewport().update()  # headers are painted from the session: nothing to rebuild
 
     def _apply_label_change(self) -> None:
-        """Follow the session's labels: rows out of and into the models of the clusters concerned.
+        """Follow the session's labels: only the clusters that lost or gained images are re-read.
 
-        The change is the diff between the labels the sections show and the session's (not the
-        event's list), so the views cannot drift from the session.  Sections of clusters that
-        emptied are removed, of clusters that appeared added; the others keep their selection.
+        The change is the diff between the labels shown and the session's (not the event's list),
+        so the grid cannot drift from the session.  Moved images leave the selection; what was at
+        the viewport's top stays there.
         """
         session = self._session
         assert session is not None
@@ -523,172 +320,998 @@ class ClusterGridWidget(QWidget):
             self._rebuild()
             return
         changes = label_changes(shown, session.labels)
+        if not changes:
+            self.viewport().update()
+            return
         self._shown_labels = session.labels.copy()
-        if changes:
-            emptied = {cluster for cluster in changes if cluster in self._sections and session.size_of(cluster) == 0}
-            anchor = self._scroll_anchor(emptied)
-            selection_touched = False
-            for cluster in sorted(changes, key=_sort_key):
-                leaving, arriving = changes[cluster]
-                section = self._sections.get(cluster)
-                if section is None:
-                    if arriving.size and self.container.isVisible():
-                        # Shown now, not by the layout's queued show: its height counts at once.
-                        self._add_section(cluster).show()
-                    elif arriving.size:
-                        self._add_section(cluster)
-                    continue
-                selection_touched |= section.view.selectionModel().hasSelection()
-                if cluster in emptied:
-                    self._remove_section(cluster)
-                else:
-                    section.apply_moves(leaving, arriving)
-            if anchor is not None and any(_sort_key(c) <= _sort_key(anchor.section.cluster) for c in changes):
-                self._restore_scroll(anchor)
-            if selection_touched:
-                self._selection_timer.start()  # the moved images left the selection
-        # The metrics' mean silhouettes now describe older labels: every header says so.
-        for section in self._sections.values():
-            section.update_header(session)
-        self.empty_label.setVisible(len(session) == 0)
-
-    def _scroll_anchor(self, leaving: Iterable[int] = ()) -> Optional[_ScrollAnchor]:
-        """What the viewport's top shows: a section (not one of ``leaving``) and the top row of its cells.
-
-        None at the very top (the top stays shown) or while the grid is hidden.
-        """
-        value = self.scroll_area.verticalScrollBar().value()
-        if value <= 0 or not self.isVisible():
-            return None
-        leaving = set(leaving)
-        for cluster in self.cluster_order():
-            section = self._sections[cluster]
-            if cluster in leaving or section.y() + section.height() <= value:
+        emptied = {c for c, (leaving, arriving) in changes.items() if c in self._members and session.size_of(c) == 0}
+        anchor = self._scroll_anchor(avoid=emptied)
+        current_place = self._place_of(self._current) if self._current is not None else None
+        # First what stays in each cluster (from the positions before any cluster is re-indexed) ...
+        staying: dict[int, np.ndarray] = {}
+        for cluster, (leaving, _arriving) in changes.items():
+            old = self._members.get(cluster, _EMPTY)
+            if leaving.size and old.size:
+                keep = np.ones(old.size, dtype=bool)
+                keep[self._row_of[leaving]] = False
+                old = old[keep]
+            staying[cluster] = old
+        # ... then each cluster's new display order.
+        for cluster, (_leaving, arriving) in changes.items():
+            old = staying[cluster]
+            if not arriving.size and self._sort_mode in ("index", "name"):
+                kept = old  # what stays keeps its order: only the positions shift
+            else:
+                kept = self._sorted(np.concatenate([old, arriving]))
+            if kept.size == 0:
+                self._members.pop(cluster, None)
+                self._collapsed.discard(cluster)
                 continue
-            anchor = _ScrollAnchor(section, value - section.y())
-            view, model = section.view, section.model
-            into_view = value - self._content_top(view)
-            if view.isVisible() and into_view >= 0 and model.rowCount():
-                line = into_view // view.gridSize().height()
-                row = line * view.columns_for(view.viewport().width())
-                if row < model.rowCount():
-                    anchor.image = model.global_index(row)
-                    anchor.image_offset = into_view - line * view.gridSize().height()
-            return anchor
-        return None
+            self._members[cluster] = kept
+            self._row_of[kept] = np.arange(kept.size, dtype=np.int64)
+        self._order = sorted(self._members, key=cluster_sort_key)
+        moved = np.concatenate([np.concatenate(pair) for pair in changes.values()])
+        deselected = bool(self._selected[moved].any())
+        self._selected[moved] = False
+        self._relayout()
+        self._restore_anchor(anchor)
+        if self._current is not None and shown[self._current] != session.labels[self._current]:
+            # The current image moved: the cell that takes its place becomes current (as in a file list).
+            self._current = self._anchor = None
+            if current_place is not None and current_place[0] in self._members:
+                members = self._members[current_place[0]]
+                self._current = self._anchor = int(members[min(current_place[1], members.size - 1)])
+        if deselected:
+            self._selection_timer.start()
+        self.viewport().update()
 
-    def _content_top(self, view: ClusterListView) -> int:
-        """Where the first row of ``view``'s cells is in the scrolled container."""
-        return view.viewport().mapTo(self.container, QPoint(0, 0)).y()
+    def _drop_vanished_selection(self) -> None:
+        if self._session is not None and self._selected.size != len(self._session):
+            self._selected = np.zeros(len(self._session), dtype=bool)
 
-    def _restore_scroll(self, anchor: _ScrollAnchor) -> None:
-        """Scroll so that what was at the viewport's top is there again (rows or sections above it changed)."""
-        # Lay the sections out now, not on the next event loop: a view's new height asks its section
-        # to lay out, which asks the container, which asks the scroll area (a request posted while
-        # posted events are sent waits for the next round, so one round per level) ...
-        for _level in range(_LAYOUT_LEVELS):
-            QCoreApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
-        QCoreApplication.sendEvent(self.scroll_area, QEvent(QEvent.Type.LayoutRequest))
-        # ... so that the new positions are known.
-        section = anchor.section
-        value = section.y() + anchor.section_offset
-        row = section.model.row_of(anchor.image) if anchor.image is not None else -1
-        if row >= 0:
-            view = section.view
-            line = row // view.columns_for(view.viewport().width())
-            value = self._content_top(view) + line * view.gridSize().height() + anchor.image_offset
-        self.scroll_area.verticalScrollBar().setValue(value)
+    # ================================================================== layout
+    def _fonts(self) -> None:
+        self._metrics = QFontMetrics(self.font())
+        self._bold = QFont(self.font())
+        self._bold.setBold(True)
+        self._bold_metrics = QFontMetrics(self._bold)
 
-    # ------------------------------------------------------------------ access (also for tests)
-    def sections(self) -> dict[int, ClusterSection]:
-        """Shown sections by cluster id (a copy)."""
-        return dict(self._sections)
+    def _relayout(self) -> None:
+        """Recompute columns, cell size and the blocks' offsets: O(clusters)."""
+        width = max(1, self.viewport().width())
+        self._columns = max(1, width // self.cell_painter.min_cell_width())
+        self._cell_height = self.cell_painter.cell_height(self._metrics)
+        self._header_height = max(self._bold_metrics.height(), self._metrics.height()) + 2 * HEADER_PADDING
+        sizes = np.fromiter((self._members[c].size for c in self._order), dtype=np.int64, count=len(self._order))
+        expanded = np.fromiter((c not in self._collapsed for c in self._order), dtype=bool, count=len(self._order))
+        rows = np.where(expanded, -(-sizes // self._columns), 0)
+        heights = self._header_height + rows * self._cell_height + BLOCK_GAP
+        self._tops = np.concatenate([[0], np.cumsum(heights)]).astype(np.int64)
+        self._block_of = {c: b for b, c in enumerate(self._order)}
+        bar = self.verticalScrollBar()
+        page = max(1, self.viewport().height())
+        bar.setRange(0, max(0, int(self._tops[-1]) - page))
+        bar.setPageStep(page)
+        bar.setSingleStep(max(16, self._cell_height // 3))
+        self.horizontalScrollBar().setRange(0, 0)  # never sideways
+        self.viewport().update()
 
-    def section(self, cluster: int) -> ClusterSection:
-        return self._sections[int(cluster)]
+    def _cell_x(self, column: int) -> tuple[int, int]:
+        """Left edge and width of ``column``'s cells (cells are widened to fill the viewport)."""
+        width = max(1, self.viewport().width())
+        left = column * width // self._columns
+        return left, (column + 1) * width // self._columns - left
+
+    def _place_of(self, image: int) -> Optional[tuple[int, int]]:
+        """(cluster, position in its display order) of a shown image, else None."""
+        if self._shown_labels is None or not 0 <= image < self._shown_labels.size:
+            return None
+        cluster = int(self._shown_labels[image])
+        if cluster not in self._members:
+            return None
+        return cluster, int(self._row_of[image])
+
+    def _hit(self, pos: QPoint) -> _Hit:
+        y = pos.y() + self.verticalScrollBar().value()
+        if not self._order or y < 0 or y >= self._tops[-1]:
+            return _Hit(None, None, "none")
+        block = int(np.searchsorted(self._tops, y, side="right")) - 1
+        cluster = self._order[block]
+        into = y - int(self._tops[block])
+        if into < self._header_height:
+            return _Hit(cluster, None, "arrow" if pos.x() < ARROW_WIDTH else "header")
+        if cluster in self._collapsed:
+            return _Hit(cluster, None, "gap")
+        members = self._members[cluster]
+        row = (into - self._header_height) // self._cell_height
+        width = max(1, self.viewport().width())
+        column = min(self._columns - 1, max(0, pos.x()) * self._columns // width)
+        position = row * self._columns + column
+        if position < members.size:
+            return _Hit(cluster, int(members[position]), "cell")
+        return _Hit(cluster, None, "gap")
+
+    def _cell_content_rect(self, image: int) -> Optional[QRect]:
+        """The cell of ``image`` in content coordinates (None when it is not shown)."""
+        place = self._place_of(image)
+        if place is None or place[0] in self._collapsed:
+            return None
+        cluster, position = place
+        row, column = divmod(position, self._columns)
+        left, width = self._cell_x(column)
+        top = int(self._tops[self._block_of[cluster]]) + self._header_height + row * self._cell_height
+        return QRect(left, top, width, self._cell_height)
+
+    # ---- geometry for tests and the window
+    def cell_rect(self, image: int) -> QRect:
+        """The cell of ``image`` in viewport coordinates (an empty rectangle when it is not shown)."""
+        rect = self._cell_content_rect(int(image))
+        return QRect() if rect is None else rect.translated(0, -self.verticalScrollBar().value())
+
+    def cluster_rect(self, cluster: int) -> QRect:
+        """The block of ``cluster`` (header, cells and the gap after them) in viewport coordinates."""
+        block = self._block_of.get(int(cluster))
+        if block is None:
+            return QRect()
+        top = int(self._tops[block]) - self.verticalScrollBar().value()
+        return QRect(0, top, self.viewport().width(), int(self._tops[block + 1] - self._tops[block]))
+
+    def header_rect(self, cluster: int) -> QRect:
+        """The header of ``cluster`` in viewport coordinates."""
+        rect = self.cluster_rect(cluster)
+        return QRect() if rect.isNull() else QRect(rect.x(), rect.y(), rect.width(), self._header_height)
+
+    def index_at(self, point: QPoint) -> Optional[int]:
+        """The image whose cell is at ``point`` (viewport coordinates), else None."""
+        return self._hit(point).image
+
+    def cluster_at(self, point: QPoint) -> Optional[int]:
+        """The cluster whose block is at ``point`` (viewport coordinates), else None."""
+        return self._hit(point).cluster
+
+    def columns(self) -> int:
+        """Cells per row at the current width and thumbnail size."""
+        return self._columns
+
+    def indices_of(self, cluster: int) -> list[int]:
+        """The images of ``cluster`` in display order (empty when it is not shown)."""
+        return [int(i) for i in self._members.get(int(cluster), _EMPTY)]
+
+    def visible_indices_of(self, cluster: int) -> list[int]:
+        """The images of ``cluster`` whose cells are on screen now, in display order."""
+        block = self._block_of.get(int(cluster))
+        if block is None or cluster in self._collapsed:
+            return []
+        top = self.verticalScrollBar().value()
+        first_cell = int(self._tops[block]) + self._header_height
+        first_row = max(0, (top - first_cell) // self._cell_height)
+        last_row = (top + self.viewport().height() - 1 - first_cell) // self._cell_height
+        if last_row < first_row:
+            return []
+        members = self._members[int(cluster)]
+        return [int(i) for i in members[first_row * self._columns : (last_row + 1) * self._columns]]
+
+    def visible_paths(self) -> list[str]:
+        """Files of the cells on screen now (the benchmark waits for their thumbnails)."""
+        session = self._session
+        if session is None:
+            return []
+        return [session.paths[i] for c in self._order for i in self.visible_indices_of(c)]
+
+    def header_text(self, cluster: int) -> tuple[str, str]:
+        """(name, details) a cluster's header shows in full: ``("Reds", "8 images  ·  silhouette 0.61")``."""
+        count, silhouette, _tip = self._header_parts(int(cluster))
+        session = self._session
+        name = session.name_of(int(cluster)) if session is not None else ""
+        return name, count + silhouette
+
+    def empty_message(self) -> str:
+        """The text the grid shows instead of clusters ("" when it shows some)."""
+        return "" if self._order else _EMPTY_TEXT
 
     def cluster_order(self) -> list[int]:
-        """Cluster ids in the order their sections are shown."""
-        order = []
-        for i in range(self.sections_layout.count()):
-            widget = self.sections_layout.itemAt(i).widget()
-            if isinstance(widget, ClusterSection) and widget.cluster in self._sections:
-                order.append(widget.cluster)
-        return order
+        """Cluster ids in the order their blocks are shown (ascending, Unassigned last)."""
+        return list(self._order)
+
+    # ---- collapse / expand
+    def is_expanded(self, cluster: int) -> bool:
+        """True when ``cluster`` is shown with its thumbnails (not collapsed to its header)."""
+        return int(cluster) in self._members and int(cluster) not in self._collapsed
+
+    def set_expanded(self, cluster: int, expanded: bool) -> None:
+        """Show or hide a cluster's thumbnails (its header stays)."""
+        cluster = int(cluster)
+        if cluster not in self._members or expanded == (cluster not in self._collapsed):
+            return
+        anchor = self._scroll_anchor()
+        if expanded:
+            self._collapsed.discard(cluster)
+        else:
+            self._collapsed.add(cluster)
+        self._relayout()
+        self._restore_anchor(anchor)
 
     def set_all_expanded(self, expanded: bool) -> None:
-        for section in self._sections.values():
-            section.set_expanded(expanded)
+        """Expand or collapse every cluster (what was at the top stays there)."""
+        anchor = self._scroll_anchor()
+        self._collapsed = set() if expanded else set(self._members)
+        self._relayout()
+        self._restore_anchor(anchor)
 
-    # ------------------------------------------------------------------ selection
+    # ---- view choices
+    def thumbnail_size(self) -> int:
+        """Side of a cell's thumbnail in pixels."""
+        return self.cell_painter.thumb_size
+
+    def set_thumbnail_size(self, size: int) -> None:
+        """Cells of ``size`` pixels (clamped to 64..320); the image at the top stays at the top."""
+        size = _clamp_size(size)
+        if size == self.cell_painter.thumb_size:
+            return
+        anchor = self._scroll_anchor()
+        self.cell_painter.set_thumb_size(size)
+        self._relayout()
+        self._restore_anchor(anchor)
+        self.thumbnailSizeChanged.emit(size)
+
+    def _zoom(self, steps: float) -> None:
+        self.set_thumbnail_size(round(self.thumbnail_size() * ZOOM_STEP**steps))
+
+    def caption_mode(self) -> str:
+        """``"name"``, ``"date"`` or ``"none"`` (see :meth:`set_caption_mode`)."""
+        return self.cell_painter.caption_mode
+
+    def set_caption_mode(self, mode: str) -> None:
+        """Captions under the thumbnails: ``"name"`` (file name), ``"date"`` (file date) or ``"none"``."""
+        if mode not in CAPTION_MODES:
+            raise ValueError(f"unknown caption mode {mode!r} (expected one of {', '.join(CAPTION_MODES)})")
+        if mode == self.cell_painter.caption_mode:
+            return
+        anchor = self._scroll_anchor()
+        self.cell_painter.set_caption_mode(mode)
+        self._relayout()
+        self._restore_anchor(anchor)
+
+    def sort_mode(self) -> str:
+        """The order inside clusters (see :meth:`set_sort_mode`)."""
+        return self._sort_mode
+
+    def set_sort_mode(self, mode: str) -> None:
+        """Order inside clusters: ``"index"`` (folder order), ``"name"``, ``"distance"`` or ``"distance_desc"``.
+
+        The distance is to the cluster's centre in ``session.features`` (``"distance"``: outliers
+        last; ``"distance_desc"``: outliers first, to review them).  The labels are untouched.
+        """
+        if mode not in SORT_MODES:
+            raise ValueError(f"unknown sort mode {mode!r} (expected one of {', '.join(SORT_MODES)})")
+        if mode == self._sort_mode:
+            return
+        self._sort_mode = mode
+        if self._session is not None:
+            for cluster in self._order:
+                self._set_members(cluster, self._members[cluster])
+        self.viewport().update()
+        if self._current is not None:
+            self.scroll_to_index(self._current)
+
+    # ================================================================== scroll position
+    def _scroll_anchor(self, avoid: Iterable[int] = ()) -> Optional[tuple[int, int, Optional[int], int]]:
+        """What the viewport's top shows: (cluster, pixels into its block, image of the top row, pixels into it).
+
+        None at the very top (the top stays shown).  Clusters in ``avoid`` (about to go) are skipped.
+        """
+        value = self.verticalScrollBar().value()
+        if value <= 0 or not self._order:
+            return None
+        avoid = set(avoid)
+        block = min(len(self._order) - 1, int(np.searchsorted(self._tops, value, side="right")) - 1)
+        offset = value - int(self._tops[block])
+        while block < len(self._order) and self._order[block] in avoid:
+            block, offset = block + 1, 0
+        if block >= len(self._order):
+            return None
+        cluster = self._order[block]
+        image, image_offset = None, 0
+        into_cells = offset - self._header_height
+        if cluster not in self._collapsed and into_cells >= 0:
+            row = into_cells // self._cell_height
+            members = self._members[cluster]
+            if row * self._columns < members.size:
+                image, image_offset = int(members[row * self._columns]), into_cells - row * self._cell_height
+        return cluster, offset, image, image_offset
+
+    def _restore_anchor(self, anchor: Optional[tuple[int, int, Optional[int], int]]) -> None:
+        if anchor is None:
+            return
+        cluster, offset, image, image_offset = anchor
+        block = self._block_of.get(cluster)
+        if block is None:
+            return
+        value = int(self._tops[block]) + min(offset, int(self._tops[block + 1] - self._tops[block]) - 1)
+        if image is not None:
+            rect = self._cell_content_rect(image)
+            if rect is not None and self._place_of(image) is not None and self._place_of(image)[0] == cluster:
+                value = rect.top() + image_offset
+        self.verticalScrollBar().setValue(value)
+
+    def scroll_to_cluster(self, cluster: int) -> None:
+        """Scroll so ``cluster``'s header is at the top (as far as the scroll range allows); never sideways."""
+        block = self._block_of.get(int(cluster))
+        if block is None:
+            return
+        self.verticalScrollBar().setValue(int(self._tops[block]))
+        self.horizontalScrollBar().setValue(0)
+
+    def scroll_to_index(self, image: int) -> None:
+        """Scroll so image ``image`` (global index) is visible, expanding its cluster; never sideways."""
+        place = self._place_of(int(image))
+        if place is None:
+            return
+        self.set_expanded(place[0], True)
+        rect = self._cell_content_rect(int(image))
+        if rect is None:
+            return
+        bar = self.verticalScrollBar()
+        top, height = bar.value(), self.viewport().height()
+        if rect.top() < top:
+            bar.setValue(rect.top() - (self._header_height if place[1] < self._columns else 0))
+        elif rect.bottom() >= top + height:
+            bar.setValue(rect.bottom() + 1 - height)
+        self.horizontalScrollBar().setValue(0)
+
+    def scrollContentsBy(self, dx: int, dy: int) -> None:  # noqa: N802 - Qt API
+        # Only vertical; the exposed strip is repainted (the rest is moved, not repainted).
+        if dy:
+            self.viewport().scroll(0, dy)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt API
+        anchor = self._scroll_anchor()
+        super().resizeEvent(event)
+        self._relayout()
+        self._restore_anchor(anchor)
+
+    # ================================================================== painting
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt API
+        painter = QPainter(self.viewport())
+        colours = self.cell_painter.colours
+        area = event.rect()
+        painter.fillRect(area, colours["base"])
+        if not self._order:
+            painter.setPen(colours["text"])
+            painter.drawText(self.viewport().rect(), int(Qt.AlignmentFlag.AlignCenter), _EMPTY_TEXT)
+            return
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        scroll = self.verticalScrollBar().value()
+        y0, y1 = scroll + area.top(), scroll + area.bottom() + 1
+        width = self.viewport().width()
+        tops = self._tops
+        block = max(0, int(np.searchsorted(tops, y0, side="right")) - 1)
+        session = self._session
+        assert session is not None
+        paths, selected, columns, cell_h = session.paths, self._selected, self._columns, self._cell_height
+        lefts = [self._cell_x(col) for col in range(columns)]
+        metrics, paint_cell, current = self._metrics, self.cell_painter.paint, self._current
+        while block < len(self._order) and tops[block] < y1:
+            cluster = self._order[block]
+            top = int(tops[block])
+            if top + self._header_height > y0:
+                self._paint_header(painter, cluster, QRect(0, top - scroll, width, self._header_height))
+            if cluster not in self._collapsed:
+                members = self._members[cluster]
+                cells_top = top + self._header_height
+                first_row = max(0, (y0 - cells_top) // cell_h)
+                last_row = min((members.size - 1) // columns, (y1 - 1 - cells_top) // cell_h)
+                for row in range(first_row, last_row + 1):
+                    y = cells_top + row * cell_h - scroll
+                    start = row * columns
+                    for column, image in enumerate(members[start : start + columns].tolist()):
+                        left, cell_w = lefts[column]
+                        paint_cell(
+                            painter,
+                            QRect(left, y, cell_w, cell_h),
+                            paths[image],
+                            bool(selected[image]),
+                            image == current,
+                            metrics,
+                        )
+            if cluster == self._drop_cluster:
+                self._paint_drop_highlight(painter, QRect(0, top - scroll, width, int(tops[block + 1]) - top))
+            block += 1
+        if self._band_origin is not None and self._band_end is not None:
+            band = QRect(self._band_origin, self._band_end).normalized().translated(0, -scroll)
+            highlight = QColor(colours["highlight"])
+            painter.setPen(QPen(highlight, 1))
+            highlight.setAlpha(50)
+            painter.fillRect(band, highlight)
+            painter.drawRect(band.adjusted(0, 0, -1, -1))
+
+    def _header_parts(self, cluster: int) -> tuple[str, str, str]:
+        """The header's count (never elided), its silhouette part, and the tooltip."""
+        session = self._session
+        size = self._members.get(cluster, _EMPTY).size
+        count = f"{size} image" + ("" if size == 1 else "s")
+        silhouette_text, tooltip = "", _SILHOUETTE_TIP
+        if session is not None and cluster != UNASSIGNED:
+            silhouette = (session.metrics.get("per_cluster_silhouette") or {}).get(cluster)
+            if silhouette is not None:
+                stale = session.metrics_stale
+                silhouette_text = f"  ·  silhouette {silhouette:.2f}" + (" (before edits)" if stale else "")
+                if stale:
+                    tooltip += "; computed before the latest hand edits"
+        return count, silhouette_text, tooltip
+
+    def _paint_header(self, painter: QPainter, cluster: int, rect: QRect) -> None:
+        session = self._session
+        assert session is not None
+        colours = self.cell_painter.colours
+        painter.fillRect(rect.adjusted(0, 1, 0, -1), colours["header"])
+        # The collapse arrow: pointing down when expanded, right when collapsed.
+        cx, cy = rect.x() + ARROW_WIDTH // 2, rect.center().y()
+        if cluster in self._collapsed:
+            arrow = QPolygon([QPoint(cx - 3, cy - 5), QPoint(cx + 3, cy), QPoint(cx - 3, cy + 5)])
+        else:
+            arrow = QPolygon([QPoint(cx - 5, cy - 3), QPoint(cx + 5, cy - 3), QPoint(cx, cy + 3)])
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(colours["header_text"])
+        painter.drawPolygon(arrow)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        swatch_h = self._metrics.height() - 4
+        painter.fillRect(
+            QRect(rect.x() + ARROW_WIDTH, cy - swatch_h // 2, SWATCH_WIDTH, swatch_h), cluster_colour(cluster)
+        )
+        x = rect.x() + ARROW_WIDTH + SWATCH_WIDTH + 8
+        room = self.header_room()
+        name, details = self.header_layout(cluster, room)
+        name_w = self._bold_metrics.horizontalAdvance(name)
+        text_rect = QRect(x, rect.y(), max(0, room), rect.height())
+        align = int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
+        painter.setPen(colours["header_text"])
+        painter.setFont(self._bold)
+        painter.drawText(text_rect, align, name)
+        painter.setFont(self.font())
+        painter.drawText(text_rect.adjusted(name_w, 0, 0, 0), align, details)
+
+    def header_layout(self, cluster: int, room: int) -> tuple[str, str]:
+        """What a header shows in ``room`` pixels: (name, "  ·  count  ·  silhouette").
+
+        The name in full when there is room, else elided at its end; the count is never elided;
+        the silhouette is left out first.
+        """
+        session = self._session
+        if session is None:
+            return "", ""
+        name = session.name_of(cluster)
+        count, silhouette, _tip = self._header_parts(cluster)
+        count = "  ·  " + count
+        name_w = self._bold_metrics.horizontalAdvance(name)
+        count_w = self._metrics.horizontalAdvance(count)
+        if name_w + count_w > room:
+            name = self._bold_metrics.elidedText(name, Qt.TextElideMode.ElideRight, max(0, room - count_w))
+            name_w = self._bold_metrics.horizontalAdvance(name)
+        if silhouette and name_w + count_w + self._metrics.horizontalAdvance(silhouette) <= room:
+            count += silhouette
+        return name, count
+
+    def header_room(self) -> int:
+        """Pixels a header has for its name and details at the current width."""
+        return self.viewport().width() - ARROW_WIDTH - SWATCH_WIDTH - 16  # 8 px before the name, 8 after
+
+    def _paint_drop_highlight(self, painter: QPainter, rect: QRect) -> None:
+        highlight = QColor(self.cell_painter.colours["highlight"])
+        painter.setPen(QPen(highlight, 2))
+        painter.drawRect(rect.adjusted(1, 1, -2, -2))
+        highlight.setAlpha(40)
+        painter.fillRect(rect.adjusted(2, 2, -2, -2), highlight)
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt API
+        if event.type() == QEvent.Type.PaletteChange:
+            self.cell_painter.set_palette(self.palette())
+            self.viewport().update()
+        elif event.type() == QEvent.Type.FontChange:
+            self._fonts()
+            self._relayout()
+        super().changeEvent(event)
+
+    # ---- thumbnails
+    def _on_thumbnail_ready(self, path: str) -> None:
+        self._ready_paths.add(path)
+        if not self._ready_timer.isActive():
+            self._ready_timer.start()
+
+    def _repaint_ready(self) -> None:
+        paths, self._ready_paths = self._ready_paths, set()
+        shown = self.viewport().rect()
+        for path in paths:
+            image = self._path_index.get(path)
+            if image is None:
+                continue
+            rect = self.cell_rect(image)
+            if not rect.isNull() and rect.intersects(shown):
+                self.viewport().update(rect)
+
+    # ================================================================== selection
     def selected_indices(self) -> list[int]:
         """Selected global image indices, ascending."""
-        chosen: list[np.ndarray] = []
-        for section in self._sections.values():
-            rows = section.selected_rows()
-            if rows.size:
-                chosen.append(section.model.global_indices()[rows])
-        return [int(i) for i in np.unique(np.concatenate(chosen))] if chosen else []
+        return [int(i) for i in np.flatnonzero(self._selected)]
+
+    def current_index(self) -> Optional[int]:
+        """The current image (keyboard focus cell), or None."""
+        return self._current
 
     def select_indices(self, indices: Iterable[int], scroll: bool = True) -> None:
         """Select these global indices (e.g. from the scatter plot) without emitting ``selectionChanged``."""
-        session = self._session
-        if session is None:
+        if self._session is None:
             return
         wanted = np.unique(np.asarray(list(indices), dtype=np.int64))
-        wanted = wanted[(wanted >= 0) & (wanted < len(session))]
-        by_cluster: dict[int, np.ndarray] = {}
-        if wanted.size:
-            labels = session.labels[wanted]
-            for cluster in np.unique(labels):
-                by_cluster[int(cluster)] = wanted[labels == cluster]
-        self._programmatic_selection = True
-        try:
-            for cluster, section in self._sections.items():
-                selection_model = section.view.selectionModel()
-                members = by_cluster.get(cluster)
-                if members is None:
-                    if selection_model.hasSelection():
-                        selection_model.clearSelection()
-                    continue
-                rows = np.searchsorted(section.model.global_indices(), members)
-                selection_model.select(
-                    _row_ranges(section.model, rows), QItemSelectionModel.SelectionFlag.ClearAndSelect
-                )
-        finally:
-            self._programmatic_selection = False
+        wanted = wanted[(wanted >= 0) & (wanted < len(self._session))]
+        self._selected[:] = False
+        self._selected[wanted] = True
         self._selection_timer.stop()
+        if wanted.size:
+            self._current = self._anchor = int(wanted[0])
+            self._focus_cluster = None  # Ctrl+A now means the current image's cluster
+        self.viewport().update()
         if scroll and wanted.size:
             self.scroll_to_index(int(wanted[0]))
 
-    def scroll_to_index(self, image: int) -> None:
-        """Scroll the grid so image ``image`` (global index) is visible, expanding its section."""
-        session = self._session
-        if session is None or not 0 <= image < len(session):
-            return
-        section = self._sections.get(int(session.labels[image]))
-        if section is None:
-            return
-        section.set_expanded(True)
-        row = section.model.row_of(image)
-        if row < 0:
-            return
-        cell = section.view.gridSize()
-        columns = section.view.columns_for(section.view.viewport().width())
-        cell_origin = QPoint((row % columns) * cell.width(), (row // columns) * cell.height())
-        top_left = section.view.viewport().mapTo(self.container, cell_origin)
-        self.scroll_area.ensureVisible(
-            top_left.x() + cell.width() // 2, top_left.y() + cell.height() // 2, cell.width(), cell.height()
-        )
-
-    def _on_view_selection(self, *args: Any) -> None:
-        if not self._programmatic_selection:
+    def _set_selection(self, mask: np.ndarray) -> None:
+        """A selection the user made: shown, and reported once the gesture's events are handled."""
+        if not np.array_equal(mask, self._selected):
+            self._selected = mask
             self._selection_timer.start()
+        self.viewport().update()
 
     def _emit_selection(self) -> None:
         self.selectionChanged.emit(self.selected_indices())
 
-    # ------------------------------------------------------------------ edits (pushed on the undo stack)
+    def _only(self, images: Iterable[int]) -> np.ndarray:
+        mask = np.zeros_like(self._selected)
+        mask[np.asarray(list(images), dtype=np.int64)] = True
+        return mask
+
+    def _navigable(self) -> list[int]:
+        """Clusters whose cells are shown (expanded), in display order."""
+        return [c for c in self._order if c not in self._collapsed]
+
+    def _range(self, first: int, last: int) -> np.ndarray:
+        """The images from ``first`` to ``last`` (either order) in display order, over shown clusters."""
+        a, b = self._place_of(first), self._place_of(last)
+        if a is None or b is None or a[0] in self._collapsed or b[0] in self._collapsed:
+            return np.asarray([last], dtype=np.int64)
+        if (self._block_of[a[0]], a[1]) > (self._block_of[b[0]], b[1]):
+            a, b = b, a
+        parts = []
+        for cluster in self._order[self._block_of[a[0]] : self._block_of[b[0]] + 1]:
+            if cluster in self._collapsed:
+                continue
+            members = self._members[cluster]
+            start = a[1] if cluster == a[0] else 0
+            stop = b[1] + 1 if cluster == b[0] else members.size
+            parts.append(members[start:stop])
+        return np.concatenate(parts) if parts else _EMPTY
+
+    def _click_select(self, image: int, modifiers: Qt.KeyboardModifier) -> None:
+        """Select as a click (or arrow key) does: alone, Ctrl toggles, Shift extends from the anchor."""
+        if modifiers & _SHIFT and self._anchor is not None:
+            mask = self._selected.copy() if modifiers & _CTRL else np.zeros_like(self._selected)
+            mask[self._range(self._anchor, image)] = True
+        elif modifiers & _CTRL:
+            mask = self._selected.copy()
+            mask[image] = not mask[image]
+            self._anchor = image
+        else:
+            mask = self._only([image])
+            self._anchor = image
+        self._current = image
+        self._focus_cluster = int(self._shown_labels[image]) if self._shown_labels is not None else None
+        self._set_selection(mask)
+
+    def select_all_in_cluster(self) -> None:
+        """Ctrl+A: the current cluster's images; again (all of them already selected): every image."""
+        cluster = self._focus_cluster
+        if cluster not in self._members and self._current is not None:
+            place = self._place_of(self._current)
+            cluster = place[0] if place else None
+        if cluster not in self._members:
+            cluster = self._order[0] if self._order else None
+        if cluster is None:
+            return
+        members = self._members[cluster]
+        if self._selected[members].all() and np.count_nonzero(self._selected) == members.size:
+            self._set_selection(np.ones_like(self._selected))
+        else:
+            self._set_selection(self._only(members))
+
+    # ================================================================== keyboard
+    def _step(self, key: int) -> Optional[int]:
+        """The image an arrow / Home / End / page key moves the current cell to."""
+        shown = self._navigable()
+        if not shown:
+            return None
+        first_image = int(self._members[shown[0]][0])
+        last_image = int(self._members[shown[-1]][-1])
+        place = self._place_of(self._current) if self._current is not None else None
+        if place is None or place[0] in self._collapsed:
+            return last_image if key in (Qt.Key.Key_End, Qt.Key.Key_Up, Qt.Key.Key_PageUp) else first_image
+        if key == Qt.Key.Key_Home:
+            return first_image
+        if key == Qt.Key.Key_End:
+            return last_image
+        cluster, position = place
+        members = self._members[cluster]
+        columns = self._columns
+        k = shown.index(cluster)
+        previous = self._members[shown[k - 1]] if k > 0 else None
+        following = self._members[shown[k + 1]] if k + 1 < len(shown) else None
+        if key == Qt.Key.Key_Left:
+            if position > 0:
+                return int(members[position - 1])
+            return int(previous[-1]) if previous is not None else None
+        if key == Qt.Key.Key_Right:
+            if position + 1 < members.size:
+                return int(members[position + 1])
+            return int(following[0]) if following is not None else None
+        column = position % columns
+        if key == Qt.Key.Key_Up:
+            if position >= columns:
+                return int(members[position - columns])
+            if previous is None:
+                return None
+            last_row = (previous.size - 1) // columns
+            return int(previous[min(last_row * columns + column, previous.size - 1)])
+        if key == Qt.Key.Key_Down:
+            if position // columns < (members.size - 1) // columns:
+                return int(members[min(position + columns, members.size - 1)])
+            return int(following[min(column, following.size - 1)]) if following is not None else None
+        if key in (Qt.Key.Key_PageUp, Qt.Key.Key_PageDown):
+            rect = self._cell_content_rect(self._current)
+            if rect is None:
+                return None
+            page = max(self._cell_height, self.viewport().height() - self._cell_height)
+            target_y = rect.center().y() + (page if key == Qt.Key.Key_PageDown else -page)
+            return self._image_near(rect.center().x(), target_y)
+        return None
+
+    def _image_near(self, x: int, y: int) -> int:
+        """The shown image whose cell is nearest to content point (x, y) in its block (ends clamp)."""
+        shown = self._navigable()
+        y = max(0, min(int(self._tops[-1]) - 1, y))
+        block = int(np.searchsorted(self._tops, y, side="right")) - 1
+        cluster = self._order[block]
+        if cluster in self._collapsed:  # the next shown cluster below, else the last one above
+            below = [c for c in shown if self._block_of[c] > block]
+            cluster = below[0] if below else shown[-1]
+            y = int(self._tops[self._block_of[cluster]])
+        members = self._members[cluster]
+        cells_top = int(self._tops[self._block_of[cluster]]) + self._header_height
+        row = max(0, min((members.size - 1) // self._columns, (y - cells_top) // self._cell_height))
+        width = max(1, self.viewport().width())
+        column = min(self._columns - 1, max(0, x) * self._columns // width)
+        return int(members[min(row * self._columns + column, members.size - 1)])
+
+    def event(self, event: QEvent) -> bool:
+        # The keys the grid handles win over the window's shortcuts while it has the focus.
+        if event.type() == QEvent.Type.ShortcutOverride:
+            key_event: QKeyEvent = event  # type: ignore[assignment]
+            if self._handles_key(key_event):
+                event.accept()
+                return True
+        return super().event(event)
+
+    def _handles_key(self, event: QKeyEvent) -> bool:
+        key, ctrl = event.key(), bool(event.modifiers() & _CTRL)
+        if ctrl and key in (*_ZOOM_IN_KEYS, Qt.Key.Key_Minus, Qt.Key.Key_0, Qt.Key.Key_A, Qt.Key.Key_M):
+            return True
+        return key in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace, Qt.Key.Key_Space) or (key in _DIGIT_KEYS and not ctrl)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt API
+        key, modifiers = event.key(), event.modifiers()
+        ctrl = bool(modifiers & _CTRL)
+        if ctrl and key in _ZOOM_IN_KEYS:
+            self._zoom(1)
+        elif ctrl and key == Qt.Key.Key_Minus:
+            self._zoom(-1)
+        elif ctrl and key == Qt.Key.Key_0:
+            self.set_thumbnail_size(DEFAULT_GRID_THUMBNAIL)
+        elif ctrl and key == Qt.Key.Key_A:
+            self.select_all_in_cluster()
+        elif ctrl and key == Qt.Key.Key_M:
+            self.open_move_picker()
+        elif key == Qt.Key.Key_Escape and self._selected.any():
+            self._set_selection(np.zeros_like(self._selected))
+        elif key in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace):
+            self.move_selection_to(UNASSIGNED)
+        elif key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            if self._current is not None:
+                self._activate(self._current)
+        elif key == Qt.Key.Key_Space:
+            if self._current is not None:
+                if ctrl:  # Ctrl+Space toggles the current cell (as in Qt's item views)
+                    mask = self._selected.copy()
+                    mask[self._current] = not mask[self._current]
+                    self._set_selection(mask)
+                else:
+                    self.quickLookRequested.emit(self._current)
+        elif key in _DIGIT_KEYS and not ctrl:
+            position = _DIGIT_KEYS[key] - 1
+            if position < len(self._order):
+                self.move_selection_to(self._order[position])
+        elif key in (
+            Qt.Key.Key_Left,
+            Qt.Key.Key_Right,
+            Qt.Key.Key_Up,
+            Qt.Key.Key_Down,
+            Qt.Key.Key_Home,
+            Qt.Key.Key_End,
+            Qt.Key.Key_PageUp,
+            Qt.Key.Key_PageDown,
+        ):
+            target = self._step(key)
+            if target is not None:
+                if ctrl and not modifiers & _SHIFT:  # Ctrl+arrow moves the current cell only
+                    self._current = target
+                    self.viewport().update()
+                else:
+                    self._click_select(target, modifiers & ~_CTRL)
+                self.scroll_to_index(target)
+        else:
+            super().keyPressEvent(event)
+
+    # ================================================================== mouse
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
+        self.setFocus(Qt.FocusReason.MouseFocusReason)
+        pos = event.position().toPoint()
+        hit = self._hit(pos)
+        self._press_pos, self._press_image, self._deferred_select = pos, None, None
+        if event.button() != Qt.MouseButton.LeftButton:
+            return
+        modifiers = event.modifiers()
+        if hit.part == "arrow" and hit.cluster is not None:
+            self.set_expanded(hit.cluster, not self.is_expanded(hit.cluster))
+            return
+        if hit.part == "cell" and hit.image is not None:
+            self._press_image = hit.image
+            if self._selected[hit.image] and not modifiers & (_CTRL | _SHIFT):
+                self._deferred_select = hit.image  # may be the start of a drag of the whole selection
+                self._current = hit.image
+                self.viewport().update()
+            else:
+                self._click_select(hit.image, modifiers)
+            return
+        # Empty space (a header, the gap after a block's cells, below the last block): a rubber band.
+        if hit.cluster is not None:
+            self._focus_cluster = hit.cluster
+        content = pos + QPoint(0, self.verticalScrollBar().value())
+        self._band_origin, self._band_end = content, content
+        self._band_base = self._selected.copy() if modifiers & (_CTRL | _SHIFT) else np.zeros_like(self._selected)
+        if not modifiers & (_CTRL | _SHIFT):
+            self._set_selection(self._band_base.copy())
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
+        if not event.buttons() & Qt.MouseButton.LeftButton or self._press_pos is None:
+            return
+        pos = event.position().toPoint()
+        if self._band_origin is not None:
+            self._drag_pos = pos  # near an edge the view scrolls and the band grows with it
+            self._update_band()
+            if self._autoscroll_step() and not self._autoscroll_timer.isActive():
+                self._autoscroll_timer.start()
+            return
+        distance = (pos - self._press_pos).manhattanLength()
+        if self._press_image is not None and distance >= QApplication.startDragDistance():
+            self._deferred_select = None
+            self._start_drag()
+
+    def _update_band(self) -> None:
+        """Stretch the rubber band to the mouse (content coordinates) and select what it meets."""
+        if self._band_origin is None or self._drag_pos is None:
+            return
+        self._band_end = self._drag_pos + QPoint(0, self.verticalScrollBar().value())
+        mask = self._band_base.copy()
+        mask[self._images_in_band()] = True
+        self._set_selection(mask)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
+        if self._deferred_select is not None:
+            self._click_select(self._deferred_select, Qt.KeyboardModifier.NoModifier)
+        self._deferred_select = None
+        if self._band_origin is not None:
+            self._band_origin = self._band_end = None
+            self._autoscroll_timer.stop()
+            self._drag_pos = None
+            self.viewport().update()
+        self._press_pos = self._press_image = None
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
+        hit = self._hit(event.position().toPoint())
+        if hit.part == "cell" and hit.image is not None:
+            self._activate(hit.image)
+        elif hit.part == "header" and hit.cluster is not None:
+            self._ask_rename(hit.cluster)
+        elif hit.part == "arrow" and hit.cluster is not None:  # the second click of a double click on the arrow
+            self.set_expanded(hit.cluster, not self.is_expanded(hit.cluster))
+
+    def _images_in_band(self) -> np.ndarray:
+        """Images whose cells meet the rubber band."""
+        if self._band_origin is None or self._band_end is None:
+            return _EMPTY
+        band = QRect(self._band_origin, self._band_end).normalized()
+        width = max(1, self.viewport().width())
+        first_column = max(0, band.left()) * self._columns // width
+        last_column = min(self._columns - 1, max(0, band.right()) * self._columns // width)
+        if band.left() >= width or band.right() < 0:
+            return _EMPTY
+        found = []
+        block = max(0, int(np.searchsorted(self._tops, band.top(), side="right")) - 1)
+        while block < len(self._order) and self._tops[block] <= band.bottom():
+            cluster = self._order[block]
+            if cluster not in self._collapsed:
+                members = self._members[cluster]
+                cells_top = int(self._tops[block]) + self._header_height
+                first_row = max(0, (band.top() - cells_top) // self._cell_height)
+                last_row = min((members.size - 1) // self._columns, (band.bottom() - cells_top) // self._cell_height)
+                for row in range(first_row, last_row + 1):
+                    start = row * self._columns
+                    found.append(members[start + first_column : start + last_column + 1])
+            block += 1
+        return np.concatenate(found) if found else _EMPTY
+
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt API
+        if event.modifiers() & _CTRL:  # Ctrl+wheel: thumbnail size, one step per notch
+            notches = event.angleDelta().y() / 120
+            if notches:
+                self._zoom(1 if notches > 0 else -1)
+            event.accept()
+            return
+        super().wheelEvent(event)
+
+    def viewportEvent(self, event: QEvent) -> bool:  # noqa: N802 - Qt API
+        if event.type() == QEvent.Type.ToolTip:
+            help_event: QHelpEvent = event  # type: ignore[assignment]
+            text = self.tooltip_at(help_event.pos())
+            if text:
+                QToolTip.showText(help_event.globalPos(), text, self.viewport())
+            else:
+                QToolTip.hideText()
+                event.ignore()
+            return True
+        return super().viewportEvent(event)
+
+    def tooltip_at(self, point: QPoint) -> str:
+        """The hover card at ``point`` (viewport coordinates): a cell's file and cluster, a header's silhouette."""
+        session = self._session
+        hit = self._hit(point)
+        if session is None or hit.cluster is None:
+            return ""
+        if hit.image is not None:
+            return self.cell_painter.hover_card(session.paths[hit.image], session.name_of(hit.cluster))
+        if hit.part in ("header", "arrow"):
+            name, details = self.header_text(hit.cluster)
+            tip = self._header_parts(hit.cluster)[2]
+            what = "collapse" if self.is_expanded(hit.cluster) else "expand"
+            return f"<b>{name}</b><br>{details}<br>{tip}<br>Click the arrow to {what}; double-click to rename."
+        return ""
+
+    # ================================================================== drag and drop
+    def _start_drag(self) -> None:
+        session = self._session
+        indices = np.flatnonzero(self._selected)
+        if session is None or not indices.size:
+            return
+        drag = QDrag(self)
+        drag.setMimeData(encode_indices(session, indices))
+        drag.setPixmap(self._drag_pixmap(indices))
+        drag.exec(Qt.DropAction.MoveAction, Qt.DropAction.MoveAction)
+        # The drag's event loop took the release: the press is over.
+        self._press_pos = self._press_image = None
+
+    def _drag_pixmap(self, indices: np.ndarray) -> QPixmap:
+        """The first dragged thumbnail with a count badge (not every image: thousands may be dragged)."""
+        session = self._session
+        assert session is not None
+        side = min(self.thumbnail_size(), 128)
+        pixmap = QPixmap(side, side)
+        pixmap.fill(QColor(0, 0, 0, 0))
+        painter = QPainter(pixmap)
+        first = int(self._press_image if self._press_image is not None else indices[0])
+        image = self.cell_painter.thumbnail(session.paths[first])
+        if image is not None:
+            painter.setOpacity(0.8)
+            scale = side / max(image.width(), image.height(), 1)
+            w, h = round(image.width() * scale), round(image.height() * scale)
+            painter.drawImage(QRect((side - w) // 2, (side - h) // 2, w, h), image)
+            painter.setOpacity(1.0)
+        else:
+            painter.fillRect(pixmap.rect(), self.palette().color(QPalette.ColorRole.Midlight))
+        badge = QRect(side - 52, side - 22, 50, 20)
+        painter.fillRect(badge, self.palette().color(QPalette.ColorRole.Highlight))
+        painter.setPen(self.palette().color(QPalette.ColorRole.HighlightedText))
+        painter.drawText(badge, int(Qt.AlignmentFlag.AlignCenter), str(len(indices)))
+        painter.end()
+        return pixmap
+
+    def _drop_target(self, pos: QPoint, mime: Any) -> Optional[int]:
+        """The cluster a drop at ``pos`` would move the dragged images to (None: refused)."""
+        session = self._session
+        indices = decode_indices(session, mime)
+        if session is None or indices is None or not indices.size:
+            return None
+        cluster = self._hit(pos).cluster
+        if cluster is None or not np.any(session.labels[indices] != cluster):
+            return None
+        return cluster
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API
+        if decode_indices(self._session, event.mimeData()) is None:
+            event.ignore()
+            return
+        event.setDropAction(Qt.DropAction.MoveAction)
+        event.accept()
+        self.dragMoveEvent(event)
+
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:  # noqa: N802 - Qt API
+        pos = event.position().toPoint()
+        self._drag_pos = pos
+        self._set_drop_cluster(self._drop_target(pos, event.mimeData()))
+        if decode_indices(self._session, event.mimeData()) is None:
+            event.ignore()
+        else:
+            # Accepted everywhere (a refused spot must not end the drag); the drop checks the target.
+            event.setDropAction(Qt.DropAction.MoveAction)
+            event.accept()
+        if self._autoscroll_step() and not self._autoscroll_timer.isActive():
+            self._autoscroll_timer.start()
+
+    def dragLeaveEvent(self, event: QDragLeaveEvent) -> None:  # noqa: N802 - Qt API
+        self._end_drag_feedback()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt API
+        target = self._drop_target(event.position().toPoint(), event.mimeData())
+        indices = decode_indices(self._session, event.mimeData())
+        self._end_drag_feedback()
+        if target is None or indices is None:
+            event.ignore()
+            return
+        event.setDropAction(Qt.DropAction.MoveAction)
+        event.accept()
+        self.move_indices(indices, target)
+
+    def drop_target(self) -> Optional[int]:
+        """The cluster highlighted as the target of the drag in progress, else None."""
+        return self._drop_cluster
+
+    def _set_drop_cluster(self, cluster: Optional[int]) -> None:
+        if cluster != self._drop_cluster:
+            self._drop_cluster = cluster
+            self.viewport().update()
+
+    def _end_drag_feedback(self) -> None:
+        self._autoscroll_timer.stop()
+        self._drag_pos = None
+        self._set_drop_cluster(None)
+
+    def _autoscroll_step(self) -> int:
+        """Pixels per tick the view scrolls for the drag position: faster nearer the edge, 0 away from it."""
+        if self._drag_pos is None:
+            return 0
+        y, height = self._drag_pos.y(), self.viewport().height()
+        margin = min(AUTOSCROLL_MARGIN, height // 4)
+        if y < margin:
+            return -max(1, math.ceil(AUTOSCROLL_MAX_STEP * (margin - y) / max(1, margin)))
+        if y >= height - margin:
+            return max(1, math.ceil(AUTOSCROLL_MAX_STEP * (y - (height - margin) + 1) / max(1, margin)))
+        return 0
+
+    def _autoscroll_tick(self) -> None:
+        step = self._autoscroll_step()
+        bar = self.verticalScrollBar()
+        if not step or (step < 0 and bar.value() == bar.minimum()) or (step > 0 and bar.value() == bar.maximum()):
+            self._autoscroll_timer.stop()
+            return
+        bar.setValue(bar.value() + step)
+        self._update_band()
+
+    # ================================================================== edits (pushed on the undo stack)
     def move_indices(self, indices: Iterable[int], cluster: int) -> bool:
         """Move images to ``cluster``; False when nothing would change."""
         if self._session is None:
@@ -700,6 +1323,7 @@ class ClusterGridWidget(QWidget):
         return True
 
     def move_selection_to(self, cluster: int) -> bool:
+        """Move the selected images to ``cluster`` (undoable); False when nothing would change."""
         return self.move_indices(self.selected_indices(), cluster)
 
     def new_cluster_from_selection(self, name: Optional[str] = None) -> Optional[int]:
@@ -712,20 +1336,23 @@ class ClusterGridWidget(QWidget):
         return command.cluster
 
     def rename_cluster(self, cluster: int, name: Optional[str]) -> None:
+        """Name ``cluster`` (empty or None: back to its default name), undoable."""
         if self._session is not None:
             self.undo_stack.push(RenameClusterCommand(self._session, cluster, name))
 
     def merge_clusters(self, clusters: Iterable[int], into: int) -> None:
+        """Move every image of ``clusters`` into ``into``, undoable."""
         if self._session is not None:
             self.undo_stack.push(MergeClustersCommand(self._session, clusters, into))
 
     def delete_cluster(self, cluster: int) -> None:
+        """Send ``cluster``'s images to Unassigned, undoable."""
         if self._session is not None:
             self.undo_stack.push(DeleteClusterCommand(self._session, cluster))
 
-    # ------------------------------------------------------------------ menus and dialogs
-    def build_context_menu(self, cluster: int, image_index: Optional[QModelIndex] = None) -> QMenu:
-        """The context menu of ``cluster``'s section (``image_index``: the item under the mouse)."""
+    # ================================================================== menus and dialogs
+    def build_context_menu(self, cluster: int, image: Optional[int] = None) -> QMenu:
+        """The context menu of ``cluster``'s block (``image``: the image under the mouse, if any)."""
         session = self._session
         menu = QMenu(self)
         if session is None:
@@ -739,6 +1366,9 @@ class ClusterGridWidget(QWidget):
         move_menu.setEnabled(bool(selected))
         for target in [c for c in session.cluster_ids() if c != UNASSIGNED] + [UNASSIGNED]:
             move_menu.addAction(session.name_of(target), lambda t=target: self.move_selection_to(t))
+        picker_action = menu.addAction("Move to cluster…", self.open_move_picker)
+        picker_action.setShortcut(QKeySequence("Ctrl+M"))
+        picker_action.setEnabled(bool(selected))
         menu.addSeparator()
         name = session.name_of(cluster)
         rename_action = menu.addAction(f"Rename “{name}”…", lambda: self._ask_rename(cluster))
@@ -749,14 +1379,64 @@ class ClusterGridWidget(QWidget):
             merge_menu.addAction(session.name_of(target), lambda t=target: self.merge_clusters([cluster], t))
         delete_action = menu.addAction(f"Delete “{name}” (images to Unassigned)", lambda: self.delete_cluster(cluster))
         delete_action.setEnabled(cluster != UNASSIGNED)
-        if image_index is not None and image_index.isValid():
+        expanded = self.is_expanded(cluster)
+        menu.addAction(
+            f"{'Collapse' if expanded else 'Expand'} “{name}”", lambda: self.set_expanded(cluster, not expanded)
+        )
+        if image is not None and 0 <= image < len(session):
+            path = session.paths[image]
             menu.addSeparator()
-            image = int(image_index.data(IndexRole))
             menu.addAction("Preview…", lambda: self.open_preview(image))
+            menu.addAction("Open file location", lambda: self._open_file_location(path))
+            menu.addAction("Open with default application", lambda: self._open_with_default_app(path))
         return menu
 
-    def _show_menu(self, cluster: int, global_pos: QPoint, index: QModelIndex) -> None:
-        self.build_context_menu(cluster, index).exec(global_pos)
+    def _open_file_location(self, path: str) -> None:
+        from .file_actions import open_file_location  # another module of the shell: imported when used
+
+        self._report_file_action(open_file_location(path))
+
+    def _open_with_default_app(self, path: str) -> None:
+        from .file_actions import open_with_default_app
+
+        self._report_file_action(open_with_default_app(path))
+
+    def _report_file_action(self, result: Any) -> None:
+        # A failed action says why (no modal box: the window shows it in its status bar).
+        message = getattr(result, "message", "")
+        if result is not None and not result and message:
+            self.statusMessage.emit(str(message))
+
+    def contextMenuEvent(self, event: QContextMenuEvent) -> None:  # noqa: N802 - Qt API
+        hit = self._hit(event.pos())
+        if hit.cluster is None:
+            return
+        if hit.image is not None and not self._selected[hit.image]:
+            self._click_select(hit.image, Qt.KeyboardModifier.NoModifier)  # the menu acts on what was clicked
+        self.build_context_menu(hit.cluster, hit.image).exec(event.globalPos())
+
+    def open_move_picker(self) -> Optional[ClusterPickerDialog]:
+        """ "Move to cluster…": a type-ahead list of the clusters; the selection moves on Enter (undoable)."""
+        session = self._session
+        selected = self.selected_indices()
+        if session is None or not selected:
+            return None
+        current = {int(c) for c in np.unique(session.labels[selected])}
+        dialog = ClusterPickerDialog(
+            session, self, f"Move {len(selected)} image{'' if len(selected) == 1 else 's'} to", exclude=current
+        )
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def moved() -> None:
+            chosen = dialog.chosen_cluster()
+            if chosen is not None:
+                self.move_indices(selected, chosen)
+
+        dialog.accepted.connect(moved)
+        dialog.finished.connect(lambda _result: setattr(self, "_picker", None))
+        self._picker = dialog
+        dialog.open()
+        return dialog
 
     def _ask_new_cluster(self) -> None:
         name, ok = QInputDialog.getText(self, "New cluster", "Name of the new cluster (may be empty):")
@@ -773,53 +1453,45 @@ class ClusterGridWidget(QWidget):
         if ok:
             self.rename_cluster(cluster, name)
 
-    def _activate(self, view: ClusterListView, index: QModelIndex) -> None:
-        if not index.isValid():
-            return
-        image = int(index.data(IndexRole))
+    def _activate(self, image: int) -> None:
         self.imageActivated.emit(image)
         if self.preview_on_activate:
             self.open_preview(image)
 
     def open_preview(self, image: int) -> Optional[PreviewDialog]:
-        """Open a non-modal larger preview of image ``image`` (global index)."""
+        """Open a non-modal larger preview of image ``image`` (global index).
+
+        The preview steps through the image's cluster in grid order; the grid's current cell follows it.
+        """
         session = self._session
         if session is None or not 0 <= image < len(session):
             return None
-        dialog = PreviewDialog(session.paths[image], session.name_of(int(session.labels[image])), self)
+        place = self._place_of(image)
+        members = self._members[place[0]] if place is not None else np.asarray([image], dtype=np.int64)
+        start = place[1] if place is not None else 0
+        dialog = PreviewDialog(
+            [session.paths[i] for i in members.tolist()],
+            start,
+            self.loader,
+            self,
+            names=session.name_of(int(session.labels[image])),
+            thumbnail_size=self.cell_painter.bucket(),
+        )
         self._previews.append(dialog)
         dialog.finished.connect(lambda _result, d=dialog: self._previews.remove(d) if d in self._previews else None)
+        shown = members.copy()  # the order the preview was opened with (an edit may re-sort the grid)
+        dialog.currentChanged.connect(lambda position: self._follow_preview(int(shown[position])))
         dialog.show()
         return dialog
 
-    # ------------------------------------------------------------------ thumbnails
-    def _on_thumbnail_ready(self, path: str) -> None:
-        self._ready_paths.add(path)
-        if not self._ready_timer.isActive():
-            self._ready_timer.start()
-
-    def _repaint_ready(self) -> None:
-        session = self._session
-        paths, self._ready_paths = self._ready_paths, set()
-        if session is None:
+    def _follow_preview(self, image: int) -> None:
+        if self._place_of(image) is None:
             return
-        for path in paths:
-            image = self._path_index.get(path)
-            if image is None:
-                continue
-            section = self._sections.get(int(session.labels[image]))
-            if section is None or not section.view.isVisible():
-                continue
-            row = section.model.row_of(image)
-            if row >= 0:
-                section.view.update(section.model.index(row))
+        self._current = self._anchor = image
+        self.viewport().update()
+        self.scroll_to_index(image)
 
-    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt API
-        if event.type() == QEvent.Type.PaletteChange:
-            self.delegate.set_palette(self.palette())
-        super().changeEvent(event)
-
-    # ------------------------------------------------------------------ teardown
+    # ================================================================== teardown
     def dispose(self) -> None:
         """Stop following the session (call before dropping the widget while the session lives on)."""
         if self._unsubscribe is not None:
@@ -827,6 +1499,11 @@ class ClusterGridWidget(QWidget):
             self._unsubscribe = None
         self._ready_timer.stop()
         self._selection_timer.stop()
+        self._autoscroll_timer.stop()
+
+
+def _clamp_size(size: int) -> int:
+    return int(min(MAX_THUMBNAIL, max(MIN_THUMBNAIL, int(size))))
 
 
 def unsubscriber_on_destroy(widget: Any) -> Callable[..., None]:
@@ -840,24 +1517,3 @@ def unsubscriber_on_destroy(widget: Any) -> Callable[..., None]:
             holder["_unsubscribe"] = None
 
     return on_destroyed
-
-
-def _selected_rows(selection_model: QItemSelectionModel) -> np.ndarray:
-    """The selected rows of a list view's selection model, ascending (read range by range)."""
-    ranges = [(r.top(), r.bottom()) for r in selection_model.selection() if r.isValid()]
-    if not ranges:
-        return np.zeros(0, dtype=np.int64)
-    return np.unique(np.concatenate([np.arange(top, bottom + 1, dtype=np.int64) for top, bottom in ranges]))
-
-
-def _row_ranges(model: ClusterImagesModel, rows: np.ndarray) -> QItemSelection:
-    """A selection of ``rows`` (sorted) as few contiguous ranges (fast for thousands of rows)."""
-    selection = QItemSelection()
-    if rows.size == 0:
-        return selection
-    breaks = np.flatnonzero(np.diff(rows) != 1)
-    starts = np.concatenate([[rows[0]], rows[breaks + 1]])
-    ends = np.concatenate([rows[breaks], [rows[-1]]])
-    for start, end in zip(starts, ends):
-        selection.select(model.index(int(start)), model.index(int(end)))
-    return selection

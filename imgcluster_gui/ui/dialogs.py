@@ -2,16 +2,17 @@
 
 :class:`Messages` owns the only state here: the last error shown (``last_error``, read by tests and
 the screenshot tool) and the non-modal error boxes still open.  Errors never block (a window-modal
-box opened with ``open()``, the traceback under "Show Details…", the line also in the log);
+box opened with ``open()``, the line also in the log);
 questions (:meth:`Messages.confirm`) block and go through ``QMessageBox.question``, which tests
-replace.  The other helpers are stateless dialogs: :class:`FolderExportDialog` (where and how to
+replace.  Tracebacks never appear in a dialog: they go to the error log and the box says where.
+The other helpers are stateless dialogs: :class:`FolderExportDialog` (where and how to
 export the clusters as folders), :func:`ask_keep_hand_placed`, :func:`ask_cluster_name`,
 :func:`open_preview`, :func:`show_shortcuts` and :func:`show_about`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from typing import Iterable, Optional
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
@@ -95,12 +96,23 @@ class Messages:
         self._boxes: list[QMessageBox] = []
 
     def show_error(self, title: str, message: str, details: str = "") -> QMessageBox:
-        """Show a short, non-blocking error with the details in an expander; also logged."""
+        """Show a short, non-blocking error; also logged.
+
+        ``details`` (a traceback) never appears in the box: it goes to the error log
+        (:func:`~imgcluster_gui.ui.settings.write_error_details`) and the box says where.
+        """
         self.last_error = (title, message, details)
         self._log.error(f"{title}: {message}")
-        box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self._parent)
+        text = message
         if details:
-            box.setDetailedText(details)
+            from .settings import write_error_details
+
+            written = write_error_details(title, message, details)
+            if written is not None:
+                text = f"{message}\n\nDetails were written to {written}"
+                self._log.info(f"Details of “{title}” were written to {written}")
+        box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, self._parent)
+        box.setObjectName("error_box")
         box.setWindowModality(Qt.WindowModality.WindowModal)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.finished.connect(lambda _r, b=box: self._boxes.remove(b) if b in self._boxes else None)
@@ -109,8 +121,9 @@ class Messages:
         return box
 
     def show_failure(self, failure: JobFailure) -> QMessageBox:
-        """A job's failure as :meth:`show_error` (a user error without a traceback shows no details)."""
-        details = "" if failure.user_error and not failure.details else failure.details
+        """A job's failure as :meth:`show_error`; a user error (the folder is empty...) explains itself,
+        so its traceback is not even logged; an unexpected one goes to the error log."""
+        details = "" if failure.user_error else failure.details
         return self.show_error(failure.title, failure.message, details)
 
     def confirm(self, title: str, question: str) -> bool:
@@ -123,6 +136,49 @@ class Messages:
             QMessageBox.StandardButton.No,
         )
         return answer == QMessageBox.StandardButton.Yes
+
+    def ask_save_changes(self, title: str, question: str) -> str:
+        """Save / Discard / Cancel for unsaved work (blocking): ``'save'``, ``'discard'`` or ``'cancel'``.
+
+        Tests replace this method. A replaced ``QMessageBox.question`` that answers Yes (an
+        "agree to everything" stub) counts as Discard, the answer that never opens a file dialog;
+        the autosave still holds the work.
+        """
+        buttons = QMessageBox.StandardButton
+        answer = QMessageBox.question(
+            self._parent, title, question, buttons.Save | buttons.Discard | buttons.Cancel, buttons.Save
+        )
+        if answer == buttons.Save:
+            return "save"
+        if answer in (buttons.Discard, buttons.Yes):
+            return "discard"
+        return "cancel"
+
+    def ask_export_into_non_empty(self, target: str, dated_name: str) -> Optional[str]:
+        """``target`` already holds files: ``'new'`` (a dated sub-folder ``dated_name``, the default),
+        ``'merge'`` (into ``target``) or None (cancel). Blocking; tests replace this method."""
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "The target folder is not empty",
+            f"{target} already holds files. Export into a new sub-folder {dated_name}, "
+            "or merge into it (existing files are kept; new ones get _1, _2 on a name clash)?",
+            QMessageBox.StandardButton.NoButton,
+            self._parent,
+        )
+        box.setObjectName("export_target_box")
+        new = box.addButton("New dated sub-folder", QMessageBox.ButtonRole.AcceptRole)
+        merge = box.addButton("Merge into it", QMessageBox.ButtonRole.DestructiveRole)
+        cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(new)
+        box.setEscapeButton(cancel)
+        box.exec()
+        clicked = box.clickedButton()
+        box.deleteLater()
+        if clicked is new:
+            return "new"
+        if clicked is merge:
+            return "merge"
+        return None
 
 
 def ask_keep_hand_placed(parent: QWidget, count: int) -> Optional[bool]:
@@ -155,22 +211,6 @@ def ask_cluster_name(parent: QWidget) -> tuple[Optional[str], bool]:
     """Ask the name of a new cluster: ``(name or None when empty, accepted)``."""
     text, ok = QInputDialog.getText(parent, "New cluster", "Name of the new cluster (may be empty):")
     return (text or None), bool(ok)
-
-
-def open_preview(parent: QWidget, session: Any, index: int, messages: Messages) -> Optional[QDialog]:
-    """Open (non-modal) the larger preview of image ``index`` of ``session``; a problem is a message."""
-    if session is None or not 0 <= index < len(session.paths):
-        return None
-    from .preview import PreviewDialog
-
-    cluster = int(session.labels[index])
-    try:
-        dialog = PreviewDialog(session.paths[index], caption=session.name_of(cluster), parent=parent)
-    except Exception as exc:  # a preview problem must never take the window down
-        messages.show_failure(JobFailure.from_exception(exc, "Preview failed"))
-        return None
-    dialog.show()  # non-modal: the user can keep working beside it
-    return dialog
 
 
 def show_shortcuts(parent: QWidget, actions: Iterable[QAction]) -> QMessageBox:

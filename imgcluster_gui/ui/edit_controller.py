@@ -1,17 +1,20 @@
-"""Edits of the shown session that the window starts: regroup to a granularity level, new cluster from the selection.
+"""Edits of the shown session that the window starts, and the undo history of each run.
 
-:class:`EditController` owns no state of its own: every edit is a command pushed on the window's
-undo stack (:mod:`imgcluster_gui.ui.commands`), and the command calls the session model, so the
-views only follow the session's events.  (The grid pushes its own commands for drags, renames,
-merges and deletes.)
+:class:`RunUndoStacks` keeps one ``QUndoStack`` per run in a ``QUndoGroup`` whose active stack is
+the shown run's: switching runs, or a new run, never clears another run's history (the window's
+Undo / Redo actions follow the group).  :class:`EditController` owns no state of its own: regroup
+to a granularity level and new cluster from the selection are commands pushed on the active stack
+(:mod:`imgcluster_gui.ui.commands`), and the command calls the session model, so the views only
+follow the session's events.  (The grid pushes its own commands for drags, renames, merges and
+deletes, on the stack it is given.)
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional, Union
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtGui import QUndoStack
+from PySide6.QtGui import QUndoGroup, QUndoStack
 from PySide6.QtWidgets import QWidget
 
 from . import dialogs
@@ -19,12 +22,80 @@ from .granularity import groups_text, label_counts
 from .log_panel import LogPanel
 
 
-class EditController(QObject):
-    """Regroups and new clusters on ``undo_stack``.
+class RunUndoStacks(QObject):
+    """One undo stack per run (per session), kept while the app is open; the shown run's is active.
 
     Parameters
     ----------
-    undo_stack : QUndoStack
+    parent : QObject
+    runs : callable, optional
+        The run list's records now (``RunRecord`` s); the stacks of sessions no longer among them
+        (another file opened) are dropped when a session is shown.
+
+    Attributes
+    ----------
+    group : QUndoGroup
+        Its active stack is the shown run's; ``group.createUndoAction`` gives actions that follow it.
+    """
+
+    def __init__(self, parent: QObject, runs: Optional[Callable[[], Iterable[Any]]] = None) -> None:
+        super().__init__(parent)
+        self.group = QUndoGroup(self)
+        self._runs = runs or (lambda: ())
+        # id(session) -> (session, stack); the session is kept so its id cannot be reused meanwhile.
+        self._stacks: dict[int, tuple[Any, QUndoStack]] = {}
+        # Active while no session is shown, so pushes and the actions always have a stack.
+        self._idle = QUndoStack(self)
+        self.group.addStack(self._idle)
+        self.group.setActiveStack(self._idle)
+
+    def stack_for(self, session: Any) -> QUndoStack:
+        """The undo stack of ``session``'s run (created empty on first use)."""
+        if session is None:
+            return self._idle
+        entry = self._stacks.get(id(session))
+        if entry is None or entry[0] is not session:
+            stack = QUndoStack(self)
+            self.group.addStack(stack)
+            entry = self._stacks[id(session)] = (session, stack)
+        return entry[1]
+
+    def active_stack(self) -> QUndoStack:
+        """The shown run's stack (an empty one before the first)."""
+        return self.group.activeStack() or self._idle
+
+    def activate(self, session: Any, grid: Any = None) -> QUndoStack:
+        """Make ``session``'s stack the active one and hand it to ``grid``; returns it.
+
+        The grid gets it through ``set_undo_stack(stack)`` when it has that method, else its
+        ``undo_stack`` attribute is replaced (read when it builds its sections).
+        """
+        stack = self.stack_for(session)
+        self.group.setActiveStack(stack)
+        self._forget_gone(keep=session)
+        if grid is not None:
+            setter = getattr(grid, "set_undo_stack", None)
+            if callable(setter):
+                setter(stack)
+            elif hasattr(grid, "undo_stack"):
+                grid.undo_stack = stack
+        return stack
+
+    def _forget_gone(self, keep: Any) -> None:
+        alive = {id(record.session) for record in self._runs()} | {id(keep)}
+        for key in [key for key in self._stacks if key not in alive]:
+            _session, stack = self._stacks.pop(key)
+            self.group.removeStack(stack)
+            stack.deleteLater()
+
+
+class EditController(QObject):
+    """Regroups and new clusters on the shown run's undo stack.
+
+    Parameters
+    ----------
+    undo : RunUndoStacks or QUndoStack
+        Commands go to ``undo.active_stack()`` (the shown run's), or to the one stack given.
     grid : ClusterGridWidget
         Gives the selected images and makes the new cluster.
     log_panel : LogPanel
@@ -45,7 +116,7 @@ class EditController(QObject):
 
     def __init__(
         self,
-        undo_stack: QUndoStack,
+        undo: Union[RunUndoStacks, QUndoStack],
         grid: Any,
         log_panel: LogPanel,
         shown_session: Callable[[], Any],
@@ -54,11 +125,16 @@ class EditController(QObject):
     ) -> None:
         super().__init__(parent)
         self._parent = parent
-        self._undo_stack = undo_stack
+        self._undo = undo
         self._grid = grid
         self._log = log_panel
         self._shown_session = shown_session
         self._ask_keep_hand_placed = ask_keep_hand_placed
+
+    def undo_stack(self) -> QUndoStack:
+        """Where the next command goes: the shown run's stack."""
+        undo = self._undo
+        return undo.active_stack() if isinstance(undo, RunUndoStacks) else undo
 
     def new_cluster_from_selection(self, name: Optional[str] = None) -> Optional[int]:
         """Put the grid's selected images in a new cluster (asks for a name when ``name`` is None)."""
@@ -95,7 +171,7 @@ class EditController(QObject):
         command = RegroupCommand(session, int(level), keep_hand_placed=bool(keep_hand_placed))
         if command.edit.is_noop:
             return False
-        self._undo_stack.push(command)
+        self.undo_stack().push(command)
         groups, unsorted = label_counts(session.labels)
         self.statusMessage.emit(f"{groups_text(groups, unsorted)} (Ctrl+Z goes back).")
         self._log.info(

@@ -72,8 +72,8 @@ class ExportController(QObject):
 
     # ---------------------------------------------------------------- tables
     def _export_path(self, title: str, suffix: str, file_filter: str) -> Optional[str]:
-        root = getattr(self._shown_session(), "root", None)
-        start_dir = self._settings.last_directory("export") or (str(root) if root else str(Path.home()))
+        # The last folder used for this kind of table, else Documents: never inside the photo folder unasked.
+        start_dir = self._settings.proposed_directory(_table_kind(suffix))
         chosen, _ = QFileDialog.getSaveFileName(
             self._parent, title, str(Path(start_dir) / f"clusters{suffix}"), file_filter
         )
@@ -103,7 +103,7 @@ class ExportController(QObject):
         except Exception as exc:
             self._messages.show_failure(JobFailure.from_exception(exc, "Export failed"))
             return None
-        self._settings.set_last_directory("export", str(Path(path).parent))
+        self._settings.set_last_directory(_table_kind(suffix), str(Path(written).resolve().parent))
         self._log.info(f"Exported {len(session.paths)} rows to {written}")
         self.statusMessage.emit(f"Exported to {written}")
         return Path(written)
@@ -130,6 +130,11 @@ class ExportController(QObject):
         if not target:
             self._messages.show_error("Export failed", "Choose a target folder.")
             return None
+        asked_for = target  # pre-filled next time, even when this export goes into a dated sub-folder
+        chosen = self._target_for(target)
+        if chosen is None:
+            return None
+        target = chosen
         if mode == "move" and not self._messages.confirm(
             "Move the images?",
             f"This moves {len(session.paths)} images out of their folders into {target}. "
@@ -151,10 +156,25 @@ class ExportController(QObject):
         job.failed.connect(self._messages.show_failure)
         job.finished.connect(lambda j=job: self._on_side_job_finished(j))
         self._side_job = job
-        self._settings.set_last_directory("export", str(target))
+        self._settings.set_last_directory("export", str(asked_for))
         job.start()
         self.busyChanged.emit()
         return job
+
+    def _target_for(self, target: str) -> Optional[str]:
+        """Where the export really goes: a folder that already holds files asks first (a second export
+        must not silently merge into the first): a new dated sub-folder, a merge, or cancel (None)."""
+        from ..core.export import dated_subfolder, folder_has_entries
+
+        if not folder_has_entries(target):
+            return target
+        dated = dated_subfolder(target)
+        answer = self._messages.ask_export_into_non_empty(target, dated.name)
+        if answer == "new":
+            return str(dated)
+        if answer == "merge":
+            return target
+        return None
 
     def _on_folders_exported(self, result: Any) -> None:
         self.last_manifest = Path(result.manifest_path)
@@ -212,3 +232,8 @@ class ExportController(QObject):
             self._side_job = None
         job.deleteLater()
         self.busyChanged.emit()
+
+
+def _table_kind(suffix: str) -> str:
+    """The settings key of a table's last folder: ``'csv'`` or ``'json'`` (each kind remembers its own)."""
+    return suffix.lstrip(".").lower() or "export"

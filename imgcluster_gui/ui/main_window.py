@@ -15,8 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QUndoStack
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent, QUndoStack
 from PySide6.QtWidgets import (
     QDialog,
     QDockWidget,
@@ -24,15 +24,15 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMenu,
     QMessageBox,
-    QSplitter,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
 
-from . import dialogs
+from . import dialogs, layout
 from .actions import add_groups, make_action
 from .dialogs import FolderExportDialog, Messages
-from .edit_controller import EditController
+from .edit_controller import EditController, RunUndoStacks
 from .export_controller import ExportController
 from .granularity import GranularityBar
 from .icons import app_icon
@@ -44,16 +44,14 @@ from .scatter import ScatterView
 from .session_controller import SESSION_FILTER, SESSION_SUFFIX, SessionController
 from .settings import AppSettings, autosave_path
 from .side_panel import SidePanel
+from .status_bar import SkippedFilesIndicator, describe_session
+from .view_controls import ViewControls
 from .worker import BackgroundJob, JobFailure
 
 __all__ = ["CLOSE_WAIT_MS", "FolderExportDialog", "MainWindow", "SESSION_FILTER", "SESSION_SUFFIX", "app_icon"]
 
 # Close waits this long for a cancelled job to stop before the window goes.
 CLOSE_WAIT_MS = 5000
-# Default dock sizes in pixels (the user's own layout is restored from the settings).
-SIDE_WIDTH = 320
-METRICS_WIDTH = 400
-BOTTOM_HEIGHT = 150
 
 
 class MainWindow(QMainWindow):
@@ -80,6 +78,7 @@ class MainWindow(QMainWindow):
     def __init__(self, settings: Optional[AppSettings] = None, autosave: bool = True) -> None:
         super().__init__()
         from .cluster_grid import ClusterGridWidget
+        from .cluster_overview import ClusterOverview
         from .thumbnails import ThumbnailLoader
 
         self.settings = settings if settings is not None else AppSettings()
@@ -87,7 +86,8 @@ class MainWindow(QMainWindow):
         self.setWindowIcon(app_icon("app"))
         self.setDockOptions(QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowTabbedDocks)
 
-        self.undo_stack = QUndoStack(self)
+        # One undo stack per run, the shown run's active (undo_stack); run_list is read lazily, built below.
+        self.undo_stacks = RunUndoStacks(self, runs=lambda: self.run_list.records())
         self.loader = ThumbnailLoader(parent=self)
         self.grid = ClusterGridWidget(None, self.undo_stack, self.loader)
         self.grid.setObjectName("cluster_grid")
@@ -98,26 +98,22 @@ class MainWindow(QMainWindow):
         grid_layout.setSpacing(0)
         grid_layout.addWidget(self.granularity_bar)
         grid_layout.addWidget(self.grid, 1)
+        self.setCentralWidget(grid_column)  # the grid first: everything else is a dock beside it
         self.scatter = ScatterView(self.loader)
-        self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.addWidget(grid_column)
-        self.splitter.addWidget(self.scatter)
-        self.splitter.setStretchFactor(0, 3)
-        self.splitter.setStretchFactor(1, 2)
-        self.setCentralWidget(self.splitter)
 
         self.side_panel = SidePanel()
         self.metrics_panel = MetricsPanel()
         self.log_panel = LogPanel()
         self.run_list = RunList()
-        self.side_dock = self._dock("Run", "side_dock", self.side_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.metrics_dock = self._dock(
-            "Metrics", "metrics_dock", self.metrics_panel, Qt.DockWidgetArea.RightDockWidgetArea
-        )
-        self.runs_dock = self._dock("Runs", "runs_dock", self.run_list, Qt.DockWidgetArea.BottomDockWidgetArea)
-        self.log_dock = self._dock("Log", "log_dock", self.log_panel, Qt.DockWidgetArea.BottomDockWidgetArea)
-        self.tabifyDockWidget(self.runs_dock, self.log_dock)
-        self.runs_dock.raise_()
+        # Every cluster as a drop target (and a place to jump to) without scrolling the grid.
+        self.cluster_overview = ClusterOverview(self.loader)
+        self.cluster_overview.setObjectName("cluster_overview")
+        self.side_dock = self._dock("Run", "side_dock", self.side_panel)
+        self.clusters_dock = self._dock("Clusters", "clusters_dock", self.cluster_overview)
+        self.scatter_dock = self._dock("Scatter", "scatter_dock", self.scatter)
+        self.metrics_dock = self._dock("Metrics", "metrics_dock", self.metrics_panel)
+        self.runs_dock = self._dock("Runs", "runs_dock", self.run_list)
+        self.log_dock = self._dock("Log", "log_dock", self.log_panel)
 
         # The controllers own the work; the window only shows what they report.
         self.messages = Messages(self, self.log_panel)
@@ -139,29 +135,37 @@ class MainWindow(QMainWindow):
         self.export_controller = ExportController(self.settings, self.messages, self.log_panel, shown, self)
         # Looked up on each question, so a test can replace the window's ask_keep_hand_placed.
         self.edit_controller = EditController(
-            self.undo_stack, self.grid, self.log_panel, shown, lambda count: self.ask_keep_hand_placed(count), self
+            self.undo_stacks, self.grid, self.log_panel, shown, lambda count: self.ask_keep_hand_placed(count), self
         )
 
         self._build_actions()
+        self.view_controls = ViewControls(self.grid, self.reset_layout, self)
         self._build_menus()
         self._build_toolbar()
         self.status_label = QLabel("Choose a folder and press Run.")
         self.statusBar().addWidget(self.status_label, 1)
+        self.selection_label = QLabel("")
+        self.selection_label.setObjectName("selection_count")
+        self.statusBar().addPermanentWidget(self.selection_label)
+        # What is on screen (run, images, groups, file); status_label keeps the transient messages.
+        self.session_label = QLabel("")
+        self.session_label.setObjectName("session_summary")
+        self.statusBar().addPermanentWidget(self.session_label)
+        self.skipped_indicator = SkippedFilesIndicator()
+        self.statusBar().addPermanentWidget(self.skipped_indicator)
         self._connect()
 
         self.side_panel.set_recent_folders(self.settings.recent_folders())
         self.side_panel.restore_state(self.settings.panel_state())
         self._rebuild_recent_menu()
         self.resize(1400, 880)
-        # Default layout: most of the width for the grid and scatter, a short bottom strip.
-        self.resizeDocks([self.side_dock, self.metrics_dock], [SIDE_WIDTH, METRICS_WIDTH], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.runs_dock], [BOTTOM_HEIGHT], Qt.Orientation.Vertical)
-        self.splitter.setSizes([600, 400])
+        layout.apply_default_layout(self)
+        # The last exit's layout, checked once shown (sizes are only real then): see _check_restored_layout.
         geometry, state = self.settings.window_geometry(), self.settings.window_state()
         if geometry is not None:
             self.restoreGeometry(geometry)
-        if state is not None:
-            self.restoreState(state)
+        self._layout_restored = state is not None and self.restoreState(state, layout.LAYOUT_VERSION)
+        self._restore_view_state()
 
         if autosave:
             self.session_controller.autosave_timer.start()
@@ -169,11 +173,11 @@ class MainWindow(QMainWindow):
         self._update_actions()
 
     # ================================================================ construction
-    def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+    def _dock(self, title: str, name: str, widget: QWidget) -> QDockWidget:
+        """A dock for ``widget``; ui/layout.py puts it in its place."""
         dock = QDockWidget(title, self)
         dock.setObjectName(name)  # saveState/restoreState need names
         dock.setWidget(widget)
-        self.addDockWidget(area, dock)
         return dock
 
     def _action(
@@ -248,10 +252,10 @@ class MainWindow(QMainWindow):
             None,
             "Show only the cluster headers",
         )
-        self.undo_action = self.undo_stack.createUndoAction(self, "&Undo")
+        self.undo_action = self.undo_stacks.group.createUndoAction(self, "&Undo")
         self.undo_action.setShortcut(QKeySequence("Ctrl+Z"))
         self.undo_action.setIcon(app_icon("undo"))
-        self.redo_action = self.undo_stack.createRedoAction(self, "&Redo")
+        self.redo_action = self.undo_stacks.group.createRedoAction(self, "&Redo")
         self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
         self.redo_action.setIcon(app_icon("redo"))
         self.addAction(self.undo_action)
@@ -274,10 +278,11 @@ class MainWindow(QMainWindow):
         )
         add_groups(menu.addMenu("&Edit"), [self.undo_action, self.redo_action], [self.new_cluster_action])
         add_groups(menu.addMenu("&Run"), [self.run_action, self.cancel_action])
-        add_groups(
-            menu.addMenu("&View"),
+        self.view_menu = menu.addMenu("&View")
+        self.view_controls.populate(
+            self.view_menu,
+            [dock.toggleViewAction() for dock in layout.layout_docks(self).values()],
             [self.expand_all_action, self.collapse_all_action],
-            [dock.toggleViewAction() for dock in (self.side_dock, self.metrics_dock, self.runs_dock, self.log_dock)],
         )
         add_groups(
             menu.addMenu("&Help"),
@@ -299,15 +304,26 @@ class MainWindow(QMainWindow):
             [self.export_csv_action, self.export_folders_action],
             [self.undo_action, self.redo_action],
         )
+        spacer = QWidget()
+        spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        toolbar.addWidget(spacer)  # the size slider sits at the right end, as in photo organisers
+        toolbar.addWidget(self.view_controls.slider_widget)
 
     def _connect(self) -> None:
         """Views to each other and the controllers' reports to the views (bound methods: Qt drops them with us)."""
         self.side_panel.runRequested.connect(self.start_run)
         self.side_panel.cancelRequested.connect(self.cancel_run)
         self.grid.selectionChanged.connect(self.scatter.set_selection)
+        self.grid.selectionChanged.connect(self._show_selection_count)
+        self.scatter.selectionChanged.connect(self._show_selection_count)  # a lasso selects without the grid's signal
         self.scatter.selectionChanged.connect(self.grid.select_indices)
-        # The grid opens its own preview on double-click; the scatter's double-click opens ours.
+        # Double-click / Enter in the grid opens its preview (stepping through the cluster); Space = quick look, the
+        # same viewer; a double-click on the scatter opens it too.
+        self.grid.quickLookRequested.connect(self.show_preview)
         self.scatter.imageActivated.connect(self.show_preview)
+        self.cluster_overview.clusterActivated.connect(self.jump_to_cluster)
+        self.cluster_overview.dropRequested.connect(self.grid.move_indices)  # the undoable move
+        self.grid.statusMessage.connect(self._status)
         self.scatter.embeddingFailed.connect(self._on_embedding_failed)
         self.scatter.embeddingChanged.connect(self._on_embedding_changed)
         self.metrics_panel.metricsUpdated.connect(self._on_metrics_updated)
@@ -315,6 +331,10 @@ class MainWindow(QMainWindow):
         self.granularity_bar.levelRequested.connect(self.set_granularity_level)
         self.metrics_panel.levelActivated.connect(self.set_granularity_level)
         self.run_list.runActivated.connect(self._on_run_activated)
+        # "Show images that moved" in a comparison of two runs selects them everywhere.
+        self.run_list.showImages.connect(self.grid.select_indices)
+        self.run_list.showImages.connect(self.scatter.set_selection)
+        self.run_list.showImages.connect(self._show_selection_count)
 
         runs = self.run_controller
         runs.statusMessage.connect(self._status)
@@ -326,8 +346,11 @@ class MainWindow(QMainWindow):
         self.export_controller.busyChanged.connect(self._update_actions)
         self.edit_controller.statusMessage.connect(self._status)
         sessions = self.session_controller
-        sessions.showRequested.connect(self.show_session)  # (session, history, path)
+        sessions.showRequested.connect(self._show_opened)  # (session, history, path)
         sessions.titleChanged.connect(self._update_title)
+        sessions.titleChanged.connect(self._update_session_summary)  # saved under another name
+        runs.skippedFiles.connect(self.skipped_indicator.set_skipped)
+        self.undo_stacks.group.indexChanged.connect(self._update_session_summary)  # counts follow every edit
         sessions.autosaved.connect(self._on_autosaved)
 
     def _rebuild_recent_menu(self) -> None:
@@ -367,6 +390,10 @@ class MainWindow(QMainWindow):
     def _status(self, text: str) -> None:
         self.status_label.setText(text)
 
+    def _show_selection_count(self, indices: list) -> None:
+        count = len(indices)
+        self.selection_label.setText(f"{count:,} selected" if count else "")
+
     def _on_autosaved(self, _path: Path) -> None:
         self.restore_autosave_action.setEnabled(True)
 
@@ -385,12 +412,48 @@ class MainWindow(QMainWindow):
             ),
         )
 
+    # ================================================================ layout
+    def reset_layout(self) -> None:
+        """View -> Reset layout: every panel back in its default place and size, shown."""
+        layout.apply_default_layout(self)
+
+    def layout_problems(self) -> list[str]:
+        """What does not fit in the layout on screen (empty when it is fine); see ui/layout.py."""
+        return layout.layout_problems(self)
+
+    def view_state(self) -> dict[str, Any]:
+        """The grid's view choices (thumbnail size, captions, sort), as saved in the settings."""
+        return self.view_controls.state()
+
+    def _restore_view_state(self) -> None:
+        self.view_controls.restore(self.settings.view_state())
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt's hook
+        super().showEvent(event)
+        if self._layout_restored:
+            self._layout_restored = False
+            # After the first layout pass, when the restored dock sizes are real.
+            QTimer.singleShot(0, self._check_restored_layout)
+
+    def _check_restored_layout(self) -> None:
+        problems = self.layout_problems()
+        if problems:
+            self.reset_layout()
+            self.log_panel.info(
+                "The saved window layout did not fit (" + "; ".join(problems) + "): the default layout is back."
+            )
+
     # ================================================================ the public API (tests, scripts, app.py)
     # Thin forwards to the objects that own the state and the work; their docstrings say more.
     @property
     def session(self) -> Any:
         """The session on screen (None before the first run or file)."""
         return self.session_controller.session
+
+    @property
+    def undo_stack(self) -> QUndoStack:
+        """The shown run's undo stack (each run keeps its own while the app is open)."""
+        return self.undo_stacks.active_stack()
 
     @property
     def session_path(self) -> Optional[Path]:
@@ -462,21 +525,36 @@ class MainWindow(QMainWindow):
 
     # ================================================================ showing a session
     def show_session(self, session: Any, history: Optional[list] = None, path: Optional[Path] = None) -> None:
-        """Put ``session`` on screen (grid, scatter, metrics); the undo history starts afresh."""
-        self.undo_stack.clear()  # commands refer to the session they edited
+        """Put ``session`` on screen (grid, scatter, metrics) with its own run's undo history."""
+        self.undo_stacks.activate(session, self.grid)  # commands refer to the session they edited
         self.session_controller.show(session, path)  # stops following the previous one
         self.grid.set_session(session)
+        self.cluster_overview.set_session(session)
         self.granularity_bar.set_session(session)
         self.scatter.set_session(session)
         self.metrics_panel.set_session(session, history=history)
         self._update_title()
         self._update_actions()
+        self.status_label.setText("")  # an older message ("Choose a folder…", another run's) would be stale
+        self._update_session_summary()
         self.sessionShown.emit(session)
+
+    def _show_opened(self, session: Any, history: Optional[list] = None, path: Optional[Path] = None) -> None:
+        """A session opened from a file: shown, and the Run panel shows the settings it was made with."""
+        self.show_session(session, history=history, path=path)
+        self.side_panel.show_config(dict(getattr(session, "settings", {}) or {}))
+        self.skipped_indicator.set_skipped([])  # the file does not record what its run skipped
 
     def _on_run_activated(self, number: int) -> None:
         record = self.run_list.record(number)
         if record.session is not self.session:
-            self.show_session(record.session, history=record.history, path=None)
+            self.show_session(record.session, history=record.history, path=self.session_path)
+            self.side_panel.show_config(dict(record.session.settings or {}))
+
+    def _update_session_summary(self, *_args: Any) -> None:
+        session = self.session
+        record = self.run_list.runs.record_of(session) if session is not None else None
+        self.session_label.setText(describe_session(session, record.number if record else None, self.session_path))
 
     def _on_embedding_failed(self, failure: JobFailure) -> None:
         self.log_panel.error(f"Embedding: {failure.message}")
@@ -488,11 +566,19 @@ class MainWindow(QMainWindow):
         self.run_list.refresh()
 
     def show_preview(self, index: int) -> Optional[QDialog]:
-        """Open the larger preview of image ``index`` of the shown session."""
-        dialog = dialogs.open_preview(self, self.session, index, self.messages)
+        """Open the viewer on image ``index`` of the shown session, stepping through its cluster in grid order."""
+        try:
+            dialog = self.grid.open_preview(index)
+        except Exception as exc:  # a preview problem must never take the window down
+            self.messages.show_failure(JobFailure.from_exception(exc, "Preview failed"))
+            return None
         if dialog is not None:
             self.preview_dialog = dialog
         return dialog
+
+    def jump_to_cluster(self, cluster: int) -> None:
+        """Scroll the grid to ``cluster``'s header (the overview's click)."""
+        self.grid.scroll_to_cluster(cluster)
 
     # ================================================================ closing
     def shutdown(self, wait_ms: int = CLOSE_WAIT_MS) -> None:
@@ -511,13 +597,18 @@ class MainWindow(QMainWindow):
         ):
             event.ignore()
             return
+        if not self.session_controller.confirm_close():  # unsaved runs: Save / Discard / Cancel
+            event.ignore()
+            return
         self.shutdown()
         self.autosave_now()
         self.settings.set_panel_state(self.side_panel.state())
-        self.settings.set_window_layout(self.saveGeometry(), self.saveState())
+        self.settings.set_window_layout(self.saveGeometry(), self.saveState(layout.LAYOUT_VERSION))
+        self.settings.set_view_state(self.view_state())
         self.settings.mark_clean_exit()
         self.session_controller.detach()  # the session may outlive the window (the run list, a test)
         self.scatter.set_session(None)
+        self.cluster_overview.set_session(None)
         self.granularity_bar.set_session(None)
         self.metrics_panel.set_session(None)
         event.accept()

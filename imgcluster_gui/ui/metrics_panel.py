@@ -3,8 +3,9 @@
 Shows silhouette, Calinski-Harabasz and Davies-Bouldin; NMI / ARI / ACC / purity when the
 session has ground truth; the granularity ladder of a graph clustering (one row per level, the
 shown one highlighted; double-click a row to switch to it); the per-cluster silhouette as a bar
-chart; the auto-K curve with the chosen K marked (a silhouette sweep); and the per-epoch training
-curve of deep methods (``history_``).  After a
+chart (bars labelled with the clusters' names, updated in place while the set of clusters stays
+the same, so an edit does not re-layout it); the auto-K curve with the chosen K marked (a
+silhouette sweep); and the per-epoch training curve of deep methods (``history_``).  After a
 hand edit the metrics are recomputed (debounced, on a background thread) by the session's
 ``recompute_metrics`` and stored with ``set_metrics``: the panel only reads the session.
 """
@@ -161,6 +162,8 @@ class MetricsPanel(QWidget):
         self.silhouette_plot = _plot("Silhouette per cluster", "silhouette", "cluster")
         self.silhouette_plot.setObjectName("silhouette_plot")
         self.bars: Optional[pg.BarGraphItem] = None
+        self._bar_clusters: list[int] = []  # the clusters of the bars, left to right
+        self._bar_ticks: list[str] = []
         layout.addWidget(self.silhouette_plot)
 
         self.auto_k_plot = _plot("Auto-K: score vs K", "silhouette", "K")
@@ -220,6 +223,7 @@ class MetricsPanel(QWidget):
         self._session = session
         if session is not None:
             self._unsubscribe = session.subscribe(self._on_session_event)
+        self._bar_clusters = []  # a new session lays the bars out afresh
         self._fill_ladder()
         self.set_history(history or [])
         self.show_metrics((getattr(session, "metrics", None) or {}) if session is not None else {})
@@ -231,6 +235,8 @@ class MetricsPanel(QWidget):
             self._highlight_ladder()
         elif kind == "metrics" and self._session is not None:
             self.show_metrics(self._session.metrics)
+        elif kind == "names" and self.bars is not None:
+            self._label_bars()
 
     def schedule_recompute(self) -> None:
         """Recompute after :data:`REFRESH_DELAY_MS` without further edits."""
@@ -315,25 +321,70 @@ class MetricsPanel(QWidget):
         self.metricsUpdated.emit(metrics)
 
     def _draw_silhouette_bars(self, per_cluster: dict) -> None:
-        if self.bars is not None:
-            self.silhouette_plot.removeItem(self.bars)
-            self.bars = None
+        """One bar per cluster, in id order, labelled with the cluster's name.
+
+        While the set of clusters stays the same (a move, a rename, a recompute) the bars are updated in
+        place and the view is left where it is, so the chart does not jump under the person editing; a
+        new set of clusters (a merge, a new cluster, a new session) lays it out again.
+        """
         items = sorted(((int(k), v) for k, v in per_cluster.items() if v is not None), key=lambda kv: kv[0])
+        clusters = [k for k, _v in items]
         axis = self.silhouette_plot.getAxis("bottom")
         if not items:
+            if self.bars is not None:
+                self.silhouette_plot.removeItem(self.bars)
+                self.bars = None
+            self._bar_clusters = []
             axis.setTicks(None)
+            self.silhouette_plot.setToolTip("")
             return
-        xs = np.arange(len(items), dtype=float)
         heights = np.array([float(v) for _k, v in items])
-        brushes = [pg.mkBrush(cluster_colour(k)) for k, _v in items]
+        brushes = [pg.mkBrush(cluster_colour(k)) for k in clusters]
+        if self.bars is not None and clusters == self._bar_clusters:
+            self.bars.setOpts(height=heights, brushes=brushes)
+            _x_range, (y_low, y_high) = self.silhouette_plot.getViewBox().viewRange()
+            if heights.min() < y_low or heights.max() > y_high:  # grow to show every bar, never shrink
+                self.silhouette_plot.setYRange(
+                    min(y_low, float(heights.min())), max(y_high, float(heights.max())), padding=0
+                )
+            self._label_bars()
+            return
+        if self.bars is not None:
+            self.silhouette_plot.removeItem(self.bars)
+        xs = np.arange(len(items), dtype=float)
         self.bars = pg.BarGraphItem(x=xs, height=heights, width=0.8, brushes=brushes, pen=pg.mkPen(None))
         self.silhouette_plot.addItem(self.bars)
-        step = max(1, len(items) // 20)  # at most ~20 labels on the axis
-        axis.setTicks([[(float(i), str(k)) for i, (k, _v) in enumerate(items) if i % step == 0]])
+        self._bar_clusters = clusters
+        self._label_bars()
         self.silhouette_plot.setXRange(-0.6, len(items) - 0.4, padding=0)
         low = min(0.0, float(heights.min()))
         high = max(0.05, float(heights.max()))
         self.silhouette_plot.setYRange(low, high, padding=0.05)
+
+    def _label_bars(self) -> None:
+        """The bars' axis labels and tooltip: the clusters' names (what the grid and the scatter call them)."""
+        clusters = list(self._bar_clusters)
+        names = [self._cluster_name(k) for k in clusters]
+        step = max(1, len(clusters) // 20)  # at most ~20 labels on the axis
+        ticks = [(float(i), _short(name)) for i, name in enumerate(names) if i % step == 0]
+        self.silhouette_plot.getAxis("bottom").setTicks([ticks])
+        self._bar_ticks = [text for _value, text in ticks]
+        heights = self.bar_heights()
+        lines = [f"{name}: {height:.3f}" for name, height in zip(names, heights)]
+        more = f"\n… and {len(lines) - 40} more" if len(lines) > 40 else ""
+        self.silhouette_plot.setToolTip("Silhouette per cluster\n" + "\n".join(lines[:40]) + more)
+
+    def _cluster_name(self, cluster: int) -> str:
+        name_of = getattr(self._session, "name_of", None) if self._session is not None else None
+        return str(name_of(cluster)) if callable(name_of) else str(cluster)
+
+    def bar_clusters(self) -> list[int]:
+        """The clusters of the drawn bars, left to right."""
+        return list(self._bar_clusters) if self.bars is not None else []
+
+    def bar_labels(self) -> list[str]:
+        """The texts under the bars (the clusters' names, shortened when long)."""
+        return list(self._bar_ticks) if self.bars is not None else []
 
     def bar_heights(self) -> list[float]:
         """The drawn per-cluster silhouette bars, in cluster order."""
@@ -503,6 +554,11 @@ def _selected_groups(session: Any) -> int:
             return int(summary.get("n_clusters", 0))
     labels = getattr(session, "original_labels", None)
     return count_clusters(labels) if labels is not None else 0
+
+
+def _short(name: str, limit: int = 14) -> str:
+    """A name cut to fit under a bar (the plot's tooltip has it whole)."""
+    return name if len(name) <= limit else name[: limit - 1].rstrip() + "…"
 
 
 def training_title(row: dict, live: bool = False) -> str:

@@ -22,6 +22,7 @@ from .metrics_panel import MetricsPanel, k_origin
 from .run_list import RunList, RunRecord
 from .settings import AppSettings
 from .side_panel import SidePanel
+from .status_bar import skipped_pairs
 from .worker import BackgroundJob, JobFailure, ProgressInfo, format_duration
 
 
@@ -52,6 +53,9 @@ class RunController(QObject):
         A line for the status bar.
     finished(str)
         ``'succeeded'``, ``'failed'`` or ``'cancelled'``, once the worker stopped.
+    skippedFiles(object)
+        The ``(path, reason)`` pairs of the files the shown run left out (an empty list when none),
+        for the status bar's :class:`~imgcluster_gui.ui.status_bar.SkippedFilesIndicator`.
     """
 
     runningChanged = Signal(bool)
@@ -59,6 +63,7 @@ class RunController(QObject):
     recentFoldersChanged = Signal()
     statusMessage = Signal(str)
     finished = Signal(str)
+    skippedFiles = Signal(object)
 
     def __init__(
         self,
@@ -100,6 +105,11 @@ class RunController(QObject):
             config = self._side_panel.config(embedding=self._embedding_method())
         except ValueError as exc:
             self._messages.show_error("Cannot run", str(exc))
+            return None
+        problem = folder_problem(config)
+        if problem is not None:
+            self._messages.show_error("Cannot run", problem)
+            self._side_panel.show_status(problem, 0.0)
             return None
         from ..core.pipeline import run_pipeline
 
@@ -162,6 +172,10 @@ class RunController(QObject):
     def _on_succeeded(self, config: Any, result: Any, partial: bool = False) -> None:
         seconds = time.monotonic() - self._run_started
         session = result.to_session()
+        # Same images as the run on screen: its groups keep their numbers and colours in the new run.
+        from ..core.compare import align_session
+
+        align_session(self._shown_session(), session)
         history = list(getattr(result.estimator, "history_", None) or [])
         record = RunRecord(
             number=self._run_list.next_number(),
@@ -174,6 +188,7 @@ class RunController(QObject):
         )
         self._run_list.add_run(record)
         skipped = self._log.log_skipped(result.skipped)
+        self.skippedFiles.emit(skipped_pairs(result.skipped))
         n_clusters = len([c for c in session.cluster_ids() if c >= 0])
         origin = k_origin(session)
         levels = session.n_granularity_levels
@@ -226,6 +241,31 @@ class RunController(QObject):
         job.deleteLater()
         self.runningChanged.emit(False)
         self.finished.emit(outcome)
+
+
+def folder_problem(config: Any) -> Optional[str]:
+    """Why ``config``'s folder cannot give the run it asks for, found before any extraction; None when it can.
+
+    The scan only looks at file names (cheap, even for thousands of images): more groups asked for
+    (K) than there are images is refused in one line instead of failing minutes later, after the
+    features were extracted.  A missing or empty folder is left to the run, whose scan says so.
+    """
+    if config.n_clusters is None:
+        return None
+    from ..core.dataset import DatasetError, scan_folder
+
+    try:
+        scan = scan_folder(config.folder, recursive=config.recursive, check_content=False)
+    except DatasetError:
+        return None  # the run's own scan reports it, with the same one-line message
+    n_images = len(scan.paths)
+    k = config.n_clusters
+    if n_images and k > n_images:  # no image at all: the run's scan names the problem
+        images = f"{n_images:,} image" + ("" if n_images == 1 else "s")
+        return (
+            f"{k} groups were asked for, but {config.folder} holds only {images}. Lower K (Clusters) or tick Automatic."
+        )
+    return None
 
 
 def _is_deep(algorithm: str) -> bool:

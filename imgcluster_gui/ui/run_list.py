@@ -89,9 +89,12 @@ class RunList(QWidget):
     -------
     runActivated(int)
         The user selected a run (its :attr:`RunRecord.number`).
+    showImages(list)
+        The Compare view asks to select these images (indices into the run shown) in the grid.
     """
 
     runActivated = Signal(int)
+    showImages = Signal(list)
 
     def __init__(self, parent: Optional[QWidget] = None, runs: Optional[RunHistory] = None) -> None:
         super().__init__(parent)
@@ -109,7 +112,10 @@ class RunList(QWidget):
         self.table.setSortingEnabled(True)
         self.table.itemSelectionChanged.connect(self._on_selection)
         self.compare_button = QPushButton("Compare selected…")
-        self.compare_button.setToolTip("Show the selected runs side by side, one column per run")
+        self.compare_button.setToolTip(
+            "Two runs: which group of one is which group of the other, and the images that moved; "
+            "more runs: their numbers side by side, one column per run"
+        )
         self.compare_button.clicked.connect(self.show_comparison)
         bar = QHBoxLayout()
         bar.addStretch(1)
@@ -132,6 +138,11 @@ class RunList(QWidget):
     def add_run(self, record: RunRecord) -> None:
         """Append a run and make it the current one (selected, without emitting runActivated)."""
         self.runs.add(record)
+        self.refresh()
+
+    def set_runs(self, runs: RunHistory) -> None:
+        """Show ``runs`` instead (an opened session file's), its current run selected (without runActivated)."""
+        self.runs = runs
         self.refresh()
 
     def current_number(self) -> Optional[int]:
@@ -199,6 +210,8 @@ class RunList(QWidget):
         numbers = self.selected_numbers()
         if len(numbers) < 2:
             numbers = [r.number for r in self.runs]
+        if len(numbers) == 2:  # two runs: how their groups correspond (ui/compare_view.py), numbers as a tab
+            return self._compare_two(numbers)
         dialog = QDialog(self)
         dialog.setWindowTitle("Compare runs")
         layout = QVBoxLayout(dialog)
@@ -207,6 +220,35 @@ class RunList(QWidget):
         buttons.rejected.connect(dialog.close)
         layout.addWidget(buttons)
         dialog.resize(200 + 110 * max(1, len(numbers)), 480)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
+
+    def _compare_two(self, numbers: list[int]) -> QDialog:
+        from .compare_view import CompareDialog
+
+        # The run on screen gives the rows, so "Show images that moved" selects in the grid what the rows name.
+        first, second = sorted(numbers, key=lambda n: n != self.runs.current_number)
+        a, b = self.record(first), self.record(second)
+        import weakref
+
+        # A weak reference: a closure holding the parent widget crashes PySide when the dialog is deleted.
+        owner = weakref.ref(self)
+
+        def shown_session() -> Any:
+            run_list = owner()
+            current = run_list.runs.current if run_list is not None else None
+            return current.session if current is not None else None
+
+        dialog = CompareDialog(
+            a.session,
+            b.session,
+            (f"Run {a.number}", f"Run {b.number}"),
+            numbers_table=self.comparison_table(numbers),
+            shown_session=shown_session,
+            parent=self,
+        )
+        dialog.showImages.connect(self.showImages)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
         return dialog

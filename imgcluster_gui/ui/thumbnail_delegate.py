@@ -1,123 +1,214 @@
-"""The painter of the grid's cells: a thumbnail (a placeholder while it loads, a cross when it
-cannot be decoded) and the file name.
+"""The painter of the grid's cells and the text of their hover cards.
 
-It reads the row's file straight from :class:`~imgcluster_gui.ui.cluster_model.ClusterImagesModel`
-(no ``index.data`` round trips) and asks the :class:`~imgcluster_gui.ui.thumbnails.ThumbnailLoader`
-for the thumbnail, which decodes missing ones in the background.
+A cell is a thumbnail (a placeholder while it loads, a cross when the file cannot be decoded) over an
+optional caption: the file name elided at its end, or the file's date.  :class:`CellPainter` asks the
+:class:`~imgcluster_gui.ui.thumbnails.ThumbnailLoader` for the thumbnail at a *size bucket* (a few
+fixed sizes, so a thumbnail-size slider does not decode the folder again at every pixel) and scales it
+to the cell's size when painting; while the bucket's thumbnail is not there yet another bucket's is
+shown scaled, if the loader has one.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+import time
+from typing import Optional
 
-from PySide6.QtCore import QModelIndex, QRect, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPalette, QPen
-from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
+from PySide6.QtCore import QRect, QRectF, Qt
+from PySide6.QtGui import QColor, QFontMetrics, QImage, QPainter, QPalette, QPen
 
-from .cluster_model import ClusterImagesModel, PathRole
 from .thumbnails import ThumbnailLoader
 
-CELL_PADDING = 6  # around the thumbnail, in a cell
-# Computed once: enum arithmetic is slow in Python and paint() runs for every visible cell.
+CELL_PADDING = 4  # around the thumbnail, in a cell (128 px thumbnails: 5 columns in 680 px)
+CAPTION_GAP = 2  # between the thumbnail and its caption
+#: Sizes thumbnails are decoded at; a cell of another size scales the next larger one.
+SIZE_BUCKETS = (64, 96, 128, 160, 192, 256, 320)
+CAPTION_MODES = ("name", "date", "none")
 _TEXT_ALIGN = int(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
-_STATE_SELECTED = QStyle.StateFlag.State_Selected
-_ELIDE_MIDDLE = Qt.TextElideMode.ElideMiddle
+_ELIDE_RIGHT = Qt.TextElideMode.ElideRight
+_TEXT_CACHE_LIMIT = 50_000  # captions of a few screens are what matters
 
 
-class ThumbnailDelegate(QStyledItemDelegate):
-    """Paints a thumbnail from the loader, a placeholder while it loads, and the file name.
+def size_bucket(size: int) -> int:
+    """The decoded size used for cells of ``size`` pixels: the smallest bucket at least as large."""
+    for bucket in SIZE_BUCKETS:
+        if bucket >= size:
+            return bucket
+    return SIZE_BUCKETS[-1]
 
-    ``paint`` runs for every visible cell of every frame, in Python: it reads the model's arrays
-    directly (no ``index.data`` round trips through C++), keeps enum arithmetic and colours
-    out of the loop and caches the elided file names.
+
+def file_date(path: str) -> str:
+    """The file's modification date (``YYYY-MM-DD``), or ``""`` when it cannot be read.
+
+    The date caption's fallback: the capture date (EXIF) is not read yet, so the file's date stands in.
+    """
+    try:
+        return time.strftime("%Y-%m-%d", time.localtime(os.stat(path).st_mtime))
+    except OSError:
+        return ""
+
+
+class CellPainter:
+    """Paints one cell of the grid: thumbnail from the loader, placeholder or error cross, caption.
+
+    ``paint`` runs for every visible cell of every frame, in Python: colours are taken from the
+    palette once (:meth:`set_palette`) and captions are cached per (path, width).
+
+    Parameters
+    ----------
+    loader : ThumbnailLoader
+    thumb_size : int
+        Side of a cell's thumbnail square, in pixels.
+    caption_mode : {"name", "date", "none"}
     """
 
-    def __init__(self, loader: ThumbnailLoader, thumb_size: int, parent: Optional[Any] = None) -> None:
-        super().__init__(parent)
+    def __init__(self, loader: ThumbnailLoader, thumb_size: int, caption_mode: str = "name") -> None:
         self.loader = loader
         self.thumb_size = int(thumb_size)
-        self._elided: dict[tuple[str, int], str] = {}
-        self._colours: dict[str, QColor] = {}
+        self.caption_mode = caption_mode
+        self._captions: dict[tuple[str, int], str] = {}
+        self._dates: dict[str, str] = {}
+        self.colours: dict[str, QColor] = {}
         self._placeholder_pen = QPen()
+        self._current_pen = QPen()
         self.set_palette(QPalette())  # the application's palette until the grid passes its own
         self._failed_fill = QColor(235, 225, 225)
         self._cross_pen = QPen(QColor(180, 60, 60), 2)
 
-    def cell_size(self, option_font: QFont) -> QSize:
-        side = self.thumb_size + 2 * CELL_PADDING
-        return QSize(side, side + QFontMetrics(option_font).height())
+    # ---- geometry
+    def set_thumb_size(self, size: int) -> None:
+        """Paint thumbnails ``size`` pixels square."""
+        self.thumb_size = int(size)
 
-    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802 - Qt API
-        return self.cell_size(option.font)
+    def set_caption_mode(self, mode: str) -> None:
+        """Captions: ``"name"`` (file name elided at its end), ``"date"`` (file date) or ``"none"``."""
+        if mode not in CAPTION_MODES:
+            raise ValueError(f"unknown caption mode {mode!r} (expected one of {', '.join(CAPTION_MODES)})")
+        self.caption_mode = mode
+        self._captions.clear()
 
-    def clear_text_cache(self) -> None:
-        self._elided.clear()
+    def min_cell_width(self) -> int:
+        """The narrowest a cell may be: the thumbnail and its padding (cells are widened to fill a row)."""
+        return self.thumb_size + 2 * CELL_PADDING
 
+    def cell_height(self, metrics: QFontMetrics) -> int:
+        """A cell's height: the thumbnail, its padding and (unless ``"none"``) a line of caption."""
+        caption = metrics.height() + CAPTION_GAP if self.caption_mode != "none" else 0
+        return self.thumb_size + 2 * CELL_PADDING + caption
+
+    def bucket(self) -> int:
+        """The size thumbnails are requested at (see :func:`size_bucket`)."""
+        return size_bucket(self.thumb_size)
+
+    # ---- colours
     def set_palette(self, palette: QPalette) -> None:
         """Take the colours from ``palette`` (the grid calls this at start and on a palette change)."""
-        self._colours = {
+        self.colours = {
             name: QColor(palette.color(role))
             for name, role in (
+                ("base", QPalette.ColorRole.Base),
                 ("highlight", QPalette.ColorRole.Highlight),
                 ("highlighted_text", QPalette.ColorRole.HighlightedText),
                 ("text", QPalette.ColorRole.Text),
                 ("placeholder", QPalette.ColorRole.Midlight),
                 ("frame", QPalette.ColorRole.Mid),
+                ("header", QPalette.ColorRole.Window),
+                ("header_text", QPalette.ColorRole.WindowText),
             )
         }
-        self._placeholder_pen = QPen(self._colours["frame"], 1)
+        self._placeholder_pen = QPen(self.colours["frame"], 1)
+        self._current_pen = QPen(self.colours["highlight"], 2, Qt.PenStyle.DotLine)
 
-    def _elided_name(self, path: str, width: int, option: QStyleOptionViewItem) -> str:
+    # ---- content
+    def thumbnail(self, path: str) -> Optional[QImage]:
+        """The thumbnail to show for ``path`` now (requested at the bucket size), or None while it loads."""
+        bucket = self.bucket()
+        image = self.loader.request(path, bucket)
+        if image is not None:
+            return image
+        for other in SIZE_BUCKETS:  # meanwhile, any size already in memory (scaled when painted)
+            if other != bucket:
+                image = self.loader.cached(path, other)
+                if image is not None:
+                    return image
+        return None
+
+    def caption(self, path: str, width: int, metrics: QFontMetrics) -> str:
+        """The caption of ``path`` in ``width`` pixels: the file name elided at its end, or its date."""
+        if self.caption_mode == "none":
+            return ""
         key = (path, width)
-        text = self._elided.get(key)
+        text = self._captions.get(key)
         if text is None:
-            if len(self._elided) > 50_000:  # bounded: names of a few screens are what matters
-                self._elided.clear()
-            text = option.fontMetrics.elidedText(os.path.basename(path), _ELIDE_MIDDLE, width)
-            self._elided[key] = text
+            if len(self._captions) > _TEXT_CACHE_LIMIT:
+                self._captions.clear()
+            if self.caption_mode == "date":
+                full = self._dates.get(path)
+                if full is None:
+                    full = self._dates[path] = file_date(path)
+            else:
+                full = os.path.basename(path)
+            text = metrics.elidedText(full, _ELIDE_RIGHT, width)
+            self._captions[key] = text
         return text
 
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
-        model = index.model()
-        if not isinstance(model, ClusterImagesModel):
-            return
-        path = model.path_at(index.row())
-        colours = self._colours
-        rect: QRect = option.rect
-        selected = bool(option.state & _STATE_SELECTED)
+    def paint(
+        self,
+        painter: QPainter,
+        rect: QRect,
+        path: str,
+        selected: bool,
+        current: bool,
+        metrics: QFontMetrics,
+    ) -> None:
+        """Paint the cell of ``path`` in ``rect`` (the painter's state is left as it was)."""
+        colours = self.colours
         side = self.thumb_size
-        x0, y0, width = rect.x(), rect.y(), rect.width()
+        x0, y0, width, height = rect.x(), rect.y(), rect.width(), rect.height()
         box_x, box_y = x0 + (width - side) // 2, y0 + CELL_PADDING
-        painter.save()
         if selected:
-            painter.fillRect(x0 + 1, y0 + 1, width - 2, rect.height() - 2, colours["highlight"])
-        image = self.loader.request(path, side)
+            painter.fillRect(x0 + 2, y0 + 2, width - 4, height - 4, colours["highlight"])
+        image = self.thumbnail(path)
         if image is not None:
-            painter.drawImage(box_x + (side - image.width()) // 2, box_y + (side - image.height()) // 2, image)
+            w, h = image.width(), image.height()
+            longer = max(w, h, 1)
+            if longer == side:
+                painter.drawImage(box_x + (side - w) // 2, box_y + (side - h) // 2, image)
+            else:  # another bucket: scaled to the cell (the grid turned smooth scaling on)
+                sw, sh = w * side / longer, h * side / longer
+                painter.drawImage(QRectF(box_x + (side - sw) / 2, box_y + (side - sh) / 2, sw, sh), image)
         else:
-            failed = self.loader.error_of(path, side) is not None
+            failed = self.loader.error_of(path, self.bucket()) is not None
             painter.fillRect(box_x, box_y, side, side, self._failed_fill if failed else colours["placeholder"])
             painter.setPen(self._placeholder_pen)
             painter.drawRect(box_x, box_y, side - 1, side - 1)
-            if failed:  # a cross: this file could not be decoded (the tooltip says why)
+            if failed:  # a cross: this file could not be decoded (the hover card says why)
                 third = side // 3
                 painter.setPen(self._cross_pen)
                 painter.drawLine(box_x + third, box_y + third, box_x + side - third, box_y + side - third)
                 painter.drawLine(box_x + side - third, box_y + third, box_x + third, box_y + side - third)
-        text_top = box_y + side + 2
-        text_rect = QRect(x0 + 2, text_top, width - 4, rect.bottom() - text_top)
-        painter.setPen(colours["highlighted_text" if selected else "text"])
-        painter.drawText(text_rect, _TEXT_ALIGN, self._elided_name(path, width - 4, option))
-        painter.restore()
+        if self.caption_mode != "none":
+            text_top = box_y + side + CAPTION_GAP
+            text_rect = QRect(x0 + 4, text_top, width - 8, y0 + height - text_top)
+            painter.setPen(colours["highlighted_text" if selected else "text"])
+            painter.drawText(text_rect, _TEXT_ALIGN, self.caption(path, width - 8, metrics))
+        if current:
+            painter.setPen(self._current_pen)
+            painter.drawRect(x0 + 1, y0 + 1, width - 3, height - 3)
 
-    def helpEvent(self, event, view, option, index) -> bool:  # noqa: N802 - Qt API
-        # The tooltip names the decoding error when there is one.
-        path = index.data(PathRole)
-        error = self.loader.error_of(path, self.thumb_size) if path else None
-        if error and event.type() == event.Type.ToolTip:
-            from PySide6.QtWidgets import QToolTip
+    def hover_card(self, path: str, cluster_name: str) -> str:
+        """The tooltip of a cell: file name, folder, cluster, date, and why it cannot be shown if so."""
+        lines = [f"<b>{_escape(os.path.basename(path))}</b>", _escape(os.path.dirname(path))]
+        details = [f"in {_escape(cluster_name)}"]
+        date = self._dates.get(path) or file_date(path)
+        if date:
+            details.append(date)
+        lines.append(" · ".join(details))
+        error = self.loader.error_of(path, self.bucket())
+        if error:
+            lines.append(f"<span style='color:#b43c3c'>Cannot show: {_escape(error)}</span>")
+        return "<br>".join(lines)
 
-            QToolTip.showText(event.globalPos(), f"{path}\nCannot show: {error}", view)
-            return True
-        return super().helpEvent(event, view, option, index)
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,8 +1,12 @@
-"""Feature cache: content keys, round trips, isolation by model key, housekeeping. No network, no model."""
+"""Feature cache: content keys, round trips, isolation by model key, housekeeping, a locked database.
+
+No network; only the locked-database runs build a model (the offline default backbone, on four small images).
+"""
 
 from __future__ import annotations
 
 import os
+import sqlite3
 
 import numpy as np
 import pytest
@@ -95,3 +99,98 @@ def test_hashing_can_be_cancelled(tmp_path):
     token.cancel()
     with pytest.raises(Cancelled):
         FeatureCache(tmp_path / "cache").keys_for(files, progress=token.callback())
+
+
+# ------------------------------------------------------------------ a cache that cannot be written (issue 10)
+
+
+def _lock_exclusively(cache: FeatureCache) -> sqlite3.Connection:
+    """Another process's hold on the database (a second connection behaves the same): no one else may write."""
+    other = sqlite3.connect(cache.database_path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    return other
+
+
+def _release(other: sqlite3.Connection) -> None:
+    other.execute("ROLLBACK")
+    other.close()
+
+
+def test_a_locked_database_fails_writes_quickly_and_keeps_reads(tmp_path):
+    cache = FeatureCache(tmp_path / "cache")
+    cache.put_many("model", {"kept": np.ones(3, dtype=np.float32)})
+    (tmp_path / "img.png").write_bytes(b"some bytes")
+    other = _lock_exclusively(cache)
+    try:
+        keys, failures = cache.keys_for([tmp_path / "img.png"])
+        assert keys[0] is not None and failures == []  # the key is right, only not remembered
+        assert "locked" in cache.write_error
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            cache.put_many("model", {"new": np.ones(3, dtype=np.float32)})
+        assert "locked" in cache.write_error
+        assert set(cache.get_many(["kept", "new"], "model")) == {"kept"}  # reading still works
+    finally:
+        _release(other)
+    cache.put_many("model", {"new": np.ones(3, dtype=np.float32)})
+    assert cache.write_error is None and cache.count("model") == 2
+
+
+def _extract_with_notes(paths, cache, on_event=None):
+    from imgcluster_gui.core.features.extract import extract_features
+
+    notes: list[tuple[str, str]] = []
+
+    def consumer(event):
+        if on_event is not None:
+            on_event(event)
+        if event.note is not None:
+            notes.append((event.level, event.note))
+
+    result = extract_features(paths, device="cpu", batch_size=2, num_workers=0, cache=cache, progress=consumer)
+    return result, notes
+
+
+def test_extraction_goes_on_without_storing_when_the_cache_is_locked(tmp_path, sample_images):
+    paths = sorted((sample_images / "bag").glob("*.png"))[:4]
+    cache = FeatureCache(tmp_path / "cache")
+    cache.put_many("another model", {"k": np.ones(3, dtype=np.float32)})  # the database exists
+    other = _lock_exclusively(cache)
+    try:
+        result, notes = _extract_with_notes(paths, cache)
+    finally:
+        _release(other)
+    assert result.paths == paths and result.failed == [] and result.n_extracted == 4
+    assert np.isfinite(result.features).all() and result.features.shape[0] == 4
+    warnings_given = [text for level, text in notes if level == "warning"]
+    assert len(warnings_given) == 1 and "cannot be written" in warnings_given[0] and "locked" in warnings_given[0]
+    assert cache.count() == 1  # nothing was stored, nothing was lost
+
+
+def test_a_lock_taken_during_the_run_stops_storing_not_the_run(tmp_path, sample_images):
+    paths = sorted((sample_images / "trouser").glob("*.png"))[:4]
+    cache = FeatureCache(tmp_path / "cache")
+    held: list[sqlite3.Connection] = []
+
+    def lock_once_the_network_loads(event):
+        if not held and "loading the network" in event.stage:
+            held.append(_lock_exclusively(cache))  # after the hashes were remembered: the batch write fails
+
+    try:
+        result, notes = _extract_with_notes(paths, cache, lock_once_the_network_loads)
+    finally:
+        for other in held:
+            _release(other)
+    assert held and result.paths == paths and result.n_extracted == 4
+    warnings_given = [text for level, text in notes if level == "warning"]
+    assert len(warnings_given) == 1 and "cannot be written" in warnings_given[0]  # once, not once per batch
+    assert cache.count() == 0
+    again, notes = _extract_with_notes(paths, cache)  # the lock is gone: this run stores its features
+    assert again.n_extracted == 4 and cache.count() == 4 and not notes
+    np.testing.assert_allclose(again.features, result.features, rtol=1e-5, atol=1e-6)
+    other = _lock_exclusively(cache)
+    try:
+        cached, notes = _extract_with_notes(paths, cache)  # locked again: reading is not writing
+    finally:
+        _release(other)
+    assert (cached.n_cached, cached.n_extracted) == (4, 0) and not notes
+    np.testing.assert_array_equal(cached.features, again.features)

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import csv
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from imgcluster_gui.cli import main
+from imgcluster_gui.core.text import printable_path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_missing_folder_is_one_line_exit_2(tmp_path, capsys):
@@ -138,3 +145,62 @@ def test_one_image_and_identical_images(tmp_path, sample_images, capsys):
         shutil.copy(image, same / f"copy{i}.png")
     assert main(["cluster", str(same), "--quiet"]) == 0
     assert "found 1 group(s) itself" in capsys.readouterr().out
+
+
+def test_a_folder_given_as_weights_or_labels_is_called_a_folder(tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    assert main(["cluster", str(folder), "--weights", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--weights needs a weights file" in err and "is a folder" in err and "not found" not in err
+    assert main(["cluster", str(folder), "--weights", str(tmp_path / "missing.pth")]) == 2
+    assert "weights file (a .pth state_dict) not found" in capsys.readouterr().err
+    assert main(["cluster", str(folder), "--labels-csv", str(tmp_path)]) == 2
+    assert "--labels-csv needs a labels CSV" in capsys.readouterr().err
+
+
+def test_odd_names_are_escaped_every_skip_is_listed_and_the_labels_are_written(tmp_path, sample_images):
+    # Linux allows any bytes but '/' and NUL in a name: one that is not UTF-8, and one holding a terminal
+    # escape sequence (OSC: set the window title), a bell and a newline that would forge a summary line.
+    root = Path(os.fsdecode(os.fsencode(tmp_path) + b"/photos\xff"))
+    evil = root / "evil\x1b]0;x\x07\nImages:      999 used"
+    evil.mkdir(parents=True)
+    for f in sorted((sample_images / "bag").glob("*.png"))[:3]:
+        shutil.copy(f, root / f.name)
+    for f in sorted((sample_images / "sneaker").glob("*.png"))[:3]:
+        shutil.copy(f, evil / f.name)
+    (evil / "notes\x1b[31m.jpg").write_text("not an image")
+    (root / os.fsdecode(b"caf\xe9.jpg")).write_text("a Latin-1 name, not an image")
+    for i in range(25):
+        (root / f"junk{i:02d}.jpg").write_text("not an image")
+    out = tmp_path / "labels.csv"
+    proc = subprocess.run(
+        [sys.executable, "-m", "imgcluster_gui.cli", "cluster", os.fsencode(root), "--out", str(out), "--quiet"],
+        cwd=REPO_ROOT,
+        env=dict(os.environ, PYTHONIOENCODING="utf-8"),  # a strict UTF-8 terminal, the desktop default
+        capture_output=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr.decode("utf-8", "replace")
+    stdout = proc.stdout.decode("utf-8")  # strict: every byte printed is UTF-8
+    assert b"\x1b" not in proc.stdout and b"\x07" not in proc.stdout
+    lines = stdout.splitlines()
+    assert lines[0] == f"Folder:      {printable_path(root)}" and lines[0].endswith("photos\\xff")
+    assert not any(line.startswith("Images:      999") for line in lines)  # no forged line
+    skipped = [line for line in lines if line.startswith("  skipped ")]
+    assert len(skipped) == 27  # all of them, not the first 20
+    assert any("evil\\x1b]0;x\\x07\\nImages:      999 used/notes\\x1b[31m.jpg: not an image" in s for s in skipped)
+    assert any("photos\\xff/caf\\xe9.jpg: not an image" in s for s in skipped)
+    assert f"Labels:      written to {out}" in lines
+    # One row per image used (how export spells a non-UTF-8 name in the CSV is export's choice, not tested here).
+    with open(out, newline="", encoding="utf-8", errors="surrogateescape") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 6 and all(r["cluster_id"] != "" for r in rows)
+
+
+def test_printable_path_escapes_only_what_a_terminal_would_act_on():
+    assert printable_path(b"/photos/caf\xe9.jpg") == "/photos/caf\\xe9.jpg"  # bytes that are not UTF-8
+    assert printable_path("/a\x1b]0;x\x07\nb\tc\x7f") == "/a\\x1b]0;x\\x07\\nb\\tc\\x7f"
+    assert printable_path("/gpj\u202e.exe") == "/gpj\\u202e.exe"  # a right-to-left override reverses the name
+    assert printable_path("/Été/東京 🙂.png") == "/Été/東京 🙂.png"  # printable text is kept as it is
+    assert "\n" not in printable_path("x\u2028y") and printable_path("x\u2028y").isprintable()

@@ -364,3 +364,110 @@ def test_scan_and_labels_on_a_real_dataset(shared_dataset):
     labels = labels_from_subfolders(root, result.paths)
     assert len(set(labels)) == 40
     assert load_image(result.paths[0]).mode == "RGB"
+
+
+# ------------------------------------------------------------------ issue 10: corrupt data, shapes, reasons
+
+
+def _png_with(width: int, height: int, idat: bytes, ihdr_crc: int | None = None, idat_crc: int | None = None) -> bytes:
+    """A PNG with a valid (or deliberately broken) header and the given IDAT payload."""
+
+    def chunk(kind: bytes, data: bytes, crc: int | None) -> bytes:
+        real = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", real if crc is None else crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr, ihdr_crc)
+        + chunk(b"IDAT", idat, idat_crc)
+        + chunk(b"IEND", b"", None)
+    )
+
+
+def test_corrupt_png_pixel_data_is_an_error_never_a_black_image(tmp_path):
+    rng = np.random.default_rng(0)
+    garbage = rng.integers(0, 256, 300, dtype=np.uint8).tobytes()
+    rows = b"".join(b"\x00" + rng.integers(0, 256, 48, dtype=np.uint8).tobytes() for _ in range(16))
+    compressed = zlib.compress(rows)
+    cases = {
+        "garbage.png": _png_with(16, 16, garbage),  # the header is fine; the pixel data is noise
+        "garbage_bad_crc.png": _png_with(16, 16, garbage, idat_crc=1),
+        "half_stream.png": _png_with(16, 16, compressed[: len(compressed) // 2]),  # IDAT cut short
+    }
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+    result = scan_folder(tmp_path)
+    assert sorted(p.name for p in result.paths) == sorted(cases)  # a header parse cannot tell: the decode must
+    for name in cases:
+        with pytest.raises(ImageLoadError, match=r"^(corrupt image data|truncated image file): ") as info:
+            load_image(tmp_path / name)
+        assert "broken data stream" in str(info.value) or "truncated" in str(info.value)
+    (tmp_path / "good.png").write_bytes(_png_with(16, 16, compressed))
+    assert np.asarray(load_image(tmp_path / "good.png")).max() > 0
+
+
+def _jpeg_declaring(width: int, height: int) -> bytes:
+    """A few-hundred-byte JPEG whose frame header claims ``width`` x ``height``."""
+    data = bytearray(_jpeg_bytes(size=(8, 8)))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def test_extreme_aspect_ratio_is_refused_from_the_header_with_bounded_memory(tmp_path):
+    import tracemalloc
+
+    strip = io.BytesIO()
+    Image.new("RGB", (1, 10_000), (90, 90, 90)).save(strip, "PNG")  # a real, decodable 1x10000 strip
+    files = {
+        "tall.png": _png_declaring(1, 60_000),
+        "wide.jpg": _jpeg_declaring(65_000, 2),
+        "strip.png": strip.getvalue(),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        assert len(data) < 2000  # tiny files that would become multi-GiB pictures at the resize
+    (tmp_path / "panorama.png").write_bytes(_png_bytes(size=(500, 10)))  # 50:1 is still an image
+    result = scan_folder(tmp_path)
+    assert [p.name for p in result.paths] == ["panorama.png"]
+    reasons = _reasons(result)
+    tracemalloc.start()
+    try:
+        for name in files:
+            assert reasons[name].startswith("extreme aspect ratio:") and "50:1" in reasons[name]
+            with pytest.raises(ImageLoadError, match="extreme aspect ratio"):
+                load_image(tmp_path / name, draft_size=(256, 256))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 200 * 1024 * 1024
+    assert load_image(tmp_path / "panorama.png").size == (500, 10)
+
+
+def test_corrupt_headers_and_links_to_fifos_get_their_own_reasons(tmp_path):
+    rows = zlib.compress(b"\x00" * 49 * 16)
+    (tmp_path / "bad_crc.png").write_bytes(_png_with(16, 16, rows, ihdr_crc=1))
+    (tmp_path / "zero_width.png").write_bytes(_png_with(0, 16, rows))
+    os.mkfifo(tmp_path / "pipe")
+    os.symlink(tmp_path / "pipe", tmp_path / "to_pipe.png")
+    reasons = _reasons(scan_folder(tmp_path))
+    assert reasons["bad_crc.png"].startswith("corrupt PNG header:") and "checksum" in reasons["bad_crc.png"]
+    assert reasons["zero_width.png"] == "image has no pixels (0x16)"
+    assert reasons["to_pipe.png"] == "symbolic link to a FIFO (named pipe), not a regular file"
+    with pytest.raises(ImageLoadError, match="corrupt PNG header: .*checksum"):
+        load_image(tmp_path / "bad_crc.png")
+    with pytest.raises(ImageLoadError, match=r"no pixels \(0x16\)"):
+        load_image(tmp_path / "zero_width.png")
+
+
+def test_pillow_warnings_name_the_file(tmp_path, monkeypatch):
+    name = "photo\x1b[2J.png"  # the escape sequence must reach no terminal, even inside a warning
+    (tmp_path / name).write_bytes(_png_bytes(size=(12, 12)))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 144 pixels: Pillow warns, refuses only above 200
+    for decode in (lambda: load_image(tmp_path / name), lambda: scan_folder(tmp_path)):
+        with pytest.warns(Image.DecompressionBombWarning) as caught:
+            decode()
+        messages = [str(w.message) for w in caught]
+        assert all("photo\\x1b[2J.png: Image size (144 pixels)" in m for m in messages), messages
+        assert not any("\x1b" in m for m in messages)

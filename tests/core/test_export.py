@@ -263,3 +263,16 @@ def test_written_tables_get_ordinary_permissions_not_private_temp_ones(tmp_path)
     os.chmod(out, 0o640)
     export_json(tmp_path / "x.csv", ["/a.png"], [0])
     assert out.stat().st_mode & 0o777 == 0o640  # replacing keeps the file's own permissions
+
+
+def test_a_dated_sub_folder_never_reuses_an_existing_one(tmp_path):
+    import datetime
+
+    when = datetime.datetime(2026, 12, 3, 14, 5)
+    assert not export.folder_has_entries(tmp_path / "missing")
+    assert not export.folder_has_entries(tmp_path)
+    first = export.dated_subfolder(tmp_path, when)
+    assert first == tmp_path / "clusters-2026-12-03_1405" and not first.exists()
+    first.mkdir()
+    assert export.folder_has_entries(tmp_path)
+    assert export.dated_subfolder(tmp_path, when) == tmp_path / "clusters-2026-12-03_1405_1"

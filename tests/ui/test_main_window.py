@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtWidgets import QMessageBox
 
 from imgcluster_gui.ui.main_window import MainWindow
@@ -110,12 +110,12 @@ def test_run_shows_grid_scatter_metrics_and_keeps_the_gui_responsive(qtbot, wind
     session = window.session
     assert session is not None and len(session.paths) == len(CLASSES) * PER_CLASS
     assert len([c for c in session.cluster_ids() if c >= 0]) == 3
-    # Grid: one section per cluster, headed by its name and size.
+    # Grid: one block per cluster, headed by its name and size.
     assert _grid_cluster_count(window) == 3
     for cluster in session.cluster_ids():
-        header = window.grid.section(cluster).header
-        assert header.name_label.text() == session.name_of(cluster)
-        assert header.info_label.text().startswith(f"{session.size_of(cluster)} image")
+        name, details = window.grid.header_text(cluster)
+        assert name == session.name_of(cluster)
+        assert details.startswith(f"{session.size_of(cluster)} image")
     # Scatter: every image drawn, coloured by its cluster.
     colours = window.scatter.point_colours()
     assert len(colours) == len(session.paths)
@@ -170,12 +170,11 @@ def test_grid_and_scatter_selections_are_linked(qtbot, window, image_folder):
     session = window.session
     cluster = session.cluster_ids()[0]
     members = [int(i) for i in session.indices_of(cluster)]
-    # Grid -> scatter: a user selection in the grid shows in the scatter plot.
-    section = window.grid.section(cluster)
+    # Grid -> scatter: a user selection in the grid (a click on a cell) shows in the scatter plot.
+    window.grid.scroll_to_index(members[0])
     with qtbot.waitSignal(window.grid.selectionChanged, timeout=5000):
-        section.view.selectionModel().select(
-            section.model.index(0, 0), section.view.selectionModel().SelectionFlag.ClearAndSelect
-        )
+        cell = window.grid.cell_rect(members[0]).center()
+        qtbot.mouseClick(window.grid.viewport(), Qt.MouseButton.LeftButton, pos=cell)
     assert window.scatter.selected_indices() == [members[0]]
     # Scatter -> grid.
     x, y = session.embedding[members[4]]
@@ -335,8 +334,8 @@ def test_settings_persist_and_a_crash_offers_the_autosave(qtbot, window, image_f
 
 
 def _grid_cluster_count(window: MainWindow) -> int:
-    """Cluster sections the grid shows."""
-    return len(window.grid.sections())
+    """Cluster blocks the grid shows."""
+    return len(window.grid.cluster_order())
 
 
 def test_run_list_keeps_each_run_and_compares_them(qtbot, window, image_folder):
@@ -520,8 +519,17 @@ def test_default_run_is_leiden_and_the_granularity_control_regroups_it(qtbot, wi
     other = 0 if bar.level() != 0 else session.n_granularity_levels - 1
     bar.slider.setValue(other)
     expected = session.granularity[other]["n_clusters"]
-    assert _grid_cluster_count(window) - (1 if -1 in window.grid.sections() else 0) == expected
+    assert _grid_cluster_count(window) - (1 if -1 in window.grid.cluster_order() else 0) == expected
     assert window.scatter.point_colours() == [cluster_colour(int(c)).name() for c in session.labels]
     window.undo_action.trigger()
     np.testing.assert_array_equal(session.labels, before)
     assert bar.level() == session.granularity_level() != other
+
+
+def test_the_default_window_shows_the_grid_in_five_or_more_columns(qtbot, window):
+    from imgcluster_gui.core.session import ClusterSession
+
+    window.show_session(ClusterSession([f"/nonexistent/img_{i:02d}.png" for i in range(40)], np.repeat([0, 1], 20)))
+    qtbot.wait(50)  # the first layout pass
+    assert window.grid.thumbnail_size() == 128 and window.grid.columns() >= 5
+    assert window.grid.horizontalScrollBar().maximum() == 0  # and it never scrolls sideways

@@ -15,6 +15,12 @@ Hashing every file on each run would cost as much as reading the whole folder, s
 file is remembered together with its size, modification and change time and inode, the way git's
 index does; a file whose stat changed is hashed again.
 
+The cache is an accelerator, never a reason for a run to fail: a write that cannot be made (the
+database locked by another process for longer than :data:`WRITE_TIMEOUT_S`, a full disk, a
+read-only folder) raises at once from :meth:`FeatureCache.put_many`, and the extraction goes on
+without storing (with a warning); remembered file hashes that cannot be written are just not
+remembered (:attr:`FeatureCache.write_error` says why).
+
 The location is the ``root`` argument, else ``features`` in the app's cache folder
 (:func:`~imgcluster_gui.core.storage.cache_dir`: ``$IMGCLUSTER_CACHE_DIR`` or the platformdirs
 user cache folder).
@@ -22,13 +28,14 @@ user cache folder).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence, Union
+from typing import Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -42,6 +49,11 @@ DATABASE_NAME = "features.sqlite3"
 _HASH_CHUNK = 256
 # SQLite's default limit on "?" parameters is 999 in old builds.
 _SQL_CHUNK = 900
+# Seconds a read or the schema set-up waits for another process's lock (WAL readers rarely wait).
+_BUSY_TIMEOUT_S = 30.0
+# Seconds a write waits: another instance commits a batch in milliseconds, so a lock held longer
+# is someone else's (a database browser, a stuck process) and waiting 30 s per batch helps nobody.
+WRITE_TIMEOUT_S = 2.0
 
 
 def default_cache_dir() -> Path:
@@ -84,6 +96,9 @@ class FeatureCache:
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
         self._connection: Optional[sqlite3.Connection] = None
         self._lock = threading.RLock()
+        #: Why the last write failed (``None`` while writes succeed): hashes and features that
+        #: could not be stored are simply computed again next time.
+        self.write_error: Optional[str] = None
 
     # ------------------------------------------------------------------ connection
     @property
@@ -93,7 +108,7 @@ class FeatureCache:
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
             self.root.mkdir(parents=True, exist_ok=True)
-            connection = sqlite3.connect(self.database_path, timeout=30.0, check_same_thread=False)
+            connection = sqlite3.connect(self.database_path, timeout=_BUSY_TIMEOUT_S, check_same_thread=False)
             connection.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
             connection.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable up to the last commit
             with connection:
@@ -112,6 +127,24 @@ class FeatureCache:
                 )
             self._connection = connection
         return self._connection
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """The connection inside one write transaction that waits at most :data:`WRITE_TIMEOUT_S` for a lock."""
+        with self._lock:
+            try:
+                connection = self._connect()  # inside: a read-only or full disk fails here too
+                connection.execute(f"PRAGMA busy_timeout = {int(WRITE_TIMEOUT_S * 1000)}")
+                try:
+                    with connection:  # one transaction: committed whole or rolled back
+                        yield connection
+                finally:
+                    with contextlib.suppress(sqlite3.Error):
+                        connection.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
+            except (sqlite3.Error, OSError) as exc:
+                self.write_error = f"{type(exc).__name__}: {exc}"
+                raise
+            self.write_error = None
 
     def close(self) -> None:
         """Close the database (it is reopened on next use)."""
@@ -161,8 +194,14 @@ class FeatureCache:
         keys : list of (str or None)
             One per path; ``None`` where the file could not be read.
         failures : list of (index, reason)
+
+        Notes
+        -----
+        The hashes are remembered in the database when it can be written; when it cannot, the
+        keys are still right and :attr:`write_error` (cleared at the start of each call) says why.
         """
         progress = ensure(progress)
+        self.write_error = None  # an earlier failure is not this call's
         n = len(paths)
         keys: list[Optional[str]] = [None] * n
         failures: list[tuple[int, str]] = []
@@ -223,10 +262,11 @@ class FeatureCache:
     def _remember_hashes(self, rows: list[tuple]) -> None:
         if not rows:
             return
-        with self._lock:
-            connection = self._connect()
-            with connection:
+        try:
+            with self._writing() as connection:
                 connection.executemany("INSERT OR REPLACE INTO file_hashes VALUES (?, ?, ?, ?, ?, ?)", rows)
+        except (sqlite3.Error, OSError):
+            return  # an optimisation only: the files are hashed again next time (write_error says why)
 
     # ------------------------------------------------------------------ features
     def get_many(self, keys: Iterable[str], model_key: str) -> dict[str, np.ndarray]:
@@ -265,6 +305,13 @@ class FeatureCache:
             Everything that changes the numbers (see ``extract.model_key``).
         vectors : mapping of str to array of shape (D,)
             Content key -> feature vector (stored as float32).
+
+        Raises
+        ------
+        sqlite3.Error or OSError
+            The database cannot be written: locked by another process for more than
+            :data:`WRITE_TIMEOUT_S`, the disk full, the folder read-only.  Nothing was stored;
+            :attr:`write_error` says why.
         """
         if not vectors:
             return
@@ -275,11 +322,9 @@ class FeatureCache:
             if not np.all(np.isfinite(flat)):
                 continue  # never persist NaN/inf: the next run extracts the image again
             rows.append((model_id, key, int(flat.shape[0]), flat.tobytes()))
-        with self._lock:
-            connection = self._connect()
-            with connection:  # one transaction: committed whole or rolled back
-                connection.execute("INSERT OR IGNORE INTO models VALUES (?, ?)", (model_id, model_key))
-                connection.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?)", rows)
+        with self._writing() as connection:
+            connection.execute("INSERT OR IGNORE INTO models VALUES (?, ?)", (model_id, model_key))
+            connection.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?)", rows)
 
     def count(self, model_key: Optional[str] = None) -> int:
         """Number of stored vectors (of one model key, or in all)."""

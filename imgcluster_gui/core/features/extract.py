@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from ... import __version__
 from ..choices import AUTO, resolve_device
 from ..dataset import ImageLoadError, SkippedFile, load_image
-from ..progress import ProgressLike, check, ensure, wrap_callback
+from ..progress import Progress, ProgressLike, check, ensure, wrap_callback
 from .backbones import (
     DEFAULT_BACKBONE,
     Preprocessing,
@@ -279,6 +279,21 @@ class _Runner:
 
 
 # ============================================================================ extraction
+def _unwritable(cache: FeatureCache) -> str:
+    return (
+        f"The feature cache at {cache.root} cannot be written ({cache.write_error}): this run goes on "
+        "without storing its features, so the next run extracts them again."
+    )
+
+
+def _cache_warning(progress: Progress, has_listener: bool, text: str) -> None:
+    """Tell the person about a cache problem: a warning note in the run's channel, else ``warnings.warn``."""
+    if has_listener:
+        progress.warn(text)
+    else:
+        warnings.warn(text, stacklevel=3)
+
+
 def _open_cache(cache: Union[FeatureCache, bool, None]) -> Optional[FeatureCache]:
     if isinstance(cache, FeatureCache):
         return cache
@@ -341,6 +356,8 @@ def extract_features(
         The callback cancelled; batches finished before it stay in the cache.
     """
     started = time.perf_counter()
+    # A library caller without a progress consumer hears the cache's trouble as a warnings.warn.
+    has_listener = progress is not None
     progress = ensure(progress)
     path_list = [Path(os.fsdecode(p)) for p in paths]
     n = len(path_list)
@@ -359,6 +376,7 @@ def extract_features(
     from_cache = np.zeros(n, dtype=bool)
     feature_cache = _open_cache(cache)
     content_keys: list[Optional[str]] = [None] * n
+    store_in_cache = feature_cache is not None
     if feature_cache is not None and n:
         try:
             content_keys, unreadable = feature_cache.keys_for(
@@ -367,8 +385,10 @@ def extract_features(
             failed_reason.update(unreadable)
             stored = feature_cache.get_many([k for k in content_keys if k], key)
         except (OSError, sqlite3.Error) as exc:
-            warnings.warn(
-                f"the feature cache at {feature_cache.root} cannot be used ({exc}); extracting without it", stacklevel=2
+            _cache_warning(
+                progress,
+                has_listener,
+                f"The feature cache at {feature_cache.root} cannot be used ({exc}); extracting without it.",
             )
             feature_cache, content_keys, stored = None, [None] * n, {}
         for index, content in enumerate(content_keys):
@@ -376,6 +396,10 @@ def extract_features(
             if vector is not None and vector.shape[0] == dim:
                 features[index] = vector
                 from_cache[index] = True
+        # Reading works but writing does not (locked by another process, disk full): extract, store nothing.
+        if feature_cache is not None and feature_cache.write_error is not None:
+            store_in_cache = False
+            _cache_warning(progress, has_listener, _unwritable(feature_cache))
 
     # One network pass per distinct file content; copies of the same bytes share the result.
     pending: dict[Any, list[int]] = {}
@@ -433,8 +457,13 @@ def extract_features(
                             content = content_keys[todo[local]]
                             if content is not None:
                                 to_store[content] = vector
-                        if feature_cache is not None and to_store:
-                            feature_cache.put_many(key, to_store)  # the batch, committed whole
+                        if store_in_cache and feature_cache is not None and to_store:
+                            try:
+                                feature_cache.put_many(key, to_store)  # the batch, committed whole
+                            except (OSError, sqlite3.Error):
+                                # The features in hand are kept; only the next run pays for this.
+                                store_in_cache = False
+                                _cache_warning(progress, has_listener, _unwritable(feature_cache))
                     rate = n_extracted / max(time.perf_counter() - run_started, 1e-9)
                     # Once per batch: the bar moves and a cancel is seen.
                     progress(

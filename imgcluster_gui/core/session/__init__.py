@@ -10,7 +10,8 @@ One concern per module; every name is importable from ``imgcluster_gui.core.sess
     metrics, embedding, settings, the unsaved-changes flag ``modified``); views only read it and
     follow its events.
 ``persistence``
-    The ``.imgcluster`` file: ``save`` / ``load``, :class:`SessionFileError`, format and version.
+    The ``.imgcluster`` file: one run (``ClusterSession.save`` / ``load``) or every run of a sitting
+    (:func:`save_workspace` / :func:`load_workspace`), :class:`SessionFileError`, format and versions.
 ``model_store``
     The trained network of a deep run, stored beside the session file.
 ``runs``
@@ -20,7 +21,14 @@ One concern per module; every name is importable from ``imgcluster_gui.core.sess
 from .edits import REGROUP_PREFIX, UNASSIGNED, Edit, SessionEvent, Subscriber, count_clusters
 from .model import ClusterSession, PathLike
 from .model_store import MODELS_SUFFIX, TrainedModelStore
-from .persistence import SESSION_FORMAT, SESSION_SUFFIX, SESSION_VERSION, SessionFileError
+from .persistence import (
+    SESSION_FORMAT,
+    SESSION_SUFFIX,
+    SESSION_VERSION,
+    SessionFileError,
+    load_workspace,
+    save_workspace,
+)
 from .runs import RunHistory, RunRecord
 
 __all__ = [
@@ -40,4 +48,6 @@ __all__ = [
     "TrainedModelStore",
     "UNASSIGNED",
     "count_clusters",
+    "load_workspace",
+    "save_workspace",
 ]

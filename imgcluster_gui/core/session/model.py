@@ -430,7 +430,13 @@ class ClusterSession:
             raise ValueError("this result has no granularity levels")
         if not 0 <= int(level) < self.granularity_labels.shape[1]:
             raise IndexError(f"granularity level must be in 0..{self.granularity_labels.shape[1] - 1}, got {level}")
-        target = self.granularity_labels[:, int(level)].copy()
+        # Number the level's groups after the ones shown now (same group: same id and colour), and keep that
+        # numbering in the ladder so granularity_level() still recognises the level (core/compare.py).
+        from ..compare import align_labels
+
+        column = self.granularity_labels[:, int(level)]
+        column[:] = align_labels(self.labels, column, keep_ids=True, reserved=self.cluster_names)[0]
+        target = column.copy()
         if keep_hand_placed:
             placed = self.hand_placed()
             target[placed] = self.labels[placed]

@@ -19,7 +19,7 @@ import hashlib
 import logging
 import uuid
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 from ..storage import atomic_copy
 from .persistence import SessionFileError
@@ -143,11 +143,21 @@ class TrainedModelStore:
         return reference, dest, None
 
     def saved(
-        self, target: Path, reference: Optional[dict], model_file: Optional[Path], warning: Optional[str]
+        self,
+        target: Path,
+        reference: Optional[dict],
+        model_file: Optional[Path],
+        warning: Optional[str],
+        prune: bool = True,
     ) -> None:
-        """Record that session file ``target`` now refers to ``model_file``; remove the networks of earlier saves."""
+        """Record that session file ``target`` now refers to ``model_file``; remove the networks of earlier saves.
+
+        ``prune=False`` keeps the folder as it is: a workspace file holds several runs, whose
+        networks share the folder, and prunes once for all of them (:func:`prune_models_beside`).
+        """
         self.path, self.reference, self.warning = model_file, reference, warning
-        _prune_models(_models_dir(target), keep=model_file)
+        if prune:
+            _prune_models(_models_dir(target), keep=[] if model_file is None else [model_file])
 
     def attach(self, source: Path, reference: Any) -> None:
         """Point at the trained-model file session file ``source`` refers to; a problem only sets :attr:`warning`."""
@@ -209,12 +219,18 @@ def _same_file_state(path: Path, size: int, mtime_ns: int) -> bool:
     return stat.st_size == size and stat.st_mtime_ns == mtime_ns
 
 
-def _prune_models(models_dir: Path, keep: Optional[Path]) -> None:
+def prune_models_beside(session_file: Path, keep: Iterable[Path]) -> None:
+    """Remove from ``<session_file>.models`` every network but those in ``keep`` (the folder too once empty)."""
+    _prune_models(_models_dir(session_file), keep)
+
+
+def _prune_models(models_dir: Path, keep: Iterable[Path]) -> None:
     """Remove the networks of earlier saves from ``models_dir`` (and the folder once empty)."""
     if not models_dir.is_dir():
         return
+    kept = {path.name for path in keep}
     for old in models_dir.glob("*.pt"):
-        if keep is None or old.name != keep.name:
+        if old.name not in kept:
             try:
                 old.unlink()
             except OSError as exc:

@@ -2,15 +2,21 @@
 
 Each run (or opened session file) gives a :class:`RunRecord` holding its
 :class:`~imgcluster_gui.core.session.model.ClusterSession`; the history numbers them, knows which
-one is shown, and gives the values of the comparison table (:meth:`RunRecord.row`). Plain Python:
-the app's run list (``ui/run_list.py``) only displays a history.
+one is shown, and gives the values of the comparison table (:meth:`RunRecord.row`). A history is
+what a session file holds (:meth:`RunHistory.save` / :meth:`RunHistory.load`, see
+:mod:`.persistence`), and its :attr:`RunHistory.modified` is the one unsaved-changes flag of the
+workspace (any run modified). Plain Python: the app's run list (``ui/run_list.py``) only displays a history.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional
+from pathlib import Path
+from typing import Any, Iterator, Optional, Union
+
+PathLike = Union[str, "os.PathLike[str]"]
 
 
 @dataclass
@@ -127,3 +133,33 @@ class RunHistory:
     def current(self) -> Optional[RunRecord]:
         """The run shown, or None."""
         return None if self._current is None else self.record(self._current)
+
+    # ---------------------------------------------------------------- the workspace's unsaved work
+    @property
+    def modified(self) -> bool:
+        """True when any run has changes no save wrote (the workspace's one unsaved-changes flag)."""
+        return any(bool(getattr(r.session, "modified", False)) for r in self._records)
+
+    def state_key(self) -> tuple:
+        """Changes whenever a run is added or edited, or another run becomes current (the autosave skips an
+        unchanged workspace by comparing it with the key it wrote)."""
+        return (
+            self._current,
+            tuple(
+                (r.number, getattr(r.session, "uid", id(r.session)), getattr(r.session, "revision", 0))
+                for r in self._records
+            ),
+        )
+
+    def save(self, path: "PathLike", mark_saved: bool = True) -> Path:
+        """Write every run to ``path``: :func:`~imgcluster_gui.core.session.persistence.save_workspace`."""
+        from .persistence import save_workspace
+
+        return save_workspace(path, self, mark_saved=mark_saved)
+
+    @classmethod
+    def load(cls, path: "PathLike") -> "RunHistory":
+        """Read a session file's runs: :func:`~imgcluster_gui.core.session.persistence.load_workspace`."""
+        from .persistence import load_workspace
+
+        return load_workspace(path)
