@@ -29,12 +29,23 @@ def qt_unavailable_reason() -> Optional[str]:
     return None
 
 
-# The system package holding libxcb-cursor.so.0, per distribution (Qt >= 6.5 needs it under X11).
-XCB_CURSOR_PACKAGES = (
-    ("Debian/Ubuntu", "sudo apt install libxcb-cursor0"),
-    ("Fedora", "sudo dnf install xcb-util-cursor"),
-    ("Arch", "sudo pacman -S xcb-util-cursor"),
+# The X11 libraries Qt's xcb platform plugin links against that desktop installs may lack (Qt >= 6.5 added
+# libxcb-cursor; minimal and container images also lack the xcb-util ones), with the package that holds each:
+# (library name for ctypes.util.find_library, Debian/Ubuntu, Fedora, Arch). Qt's own message names only
+# libxcb-cursor even when another one is missing.
+XCB_LIBRARIES = (
+    ("xcb-cursor", "libxcb-cursor0", "xcb-util-cursor", "xcb-util-cursor"),
+    ("xcb-icccm", "libxcb-icccm4", "xcb-util-wm", "xcb-util-wm"),
+    ("xcb-keysyms", "libxcb-keysyms1", "xcb-util-keysyms", "xcb-util-keysyms"),
+    ("xcb-image", "libxcb-image0", "xcb-util-image", "xcb-util-image"),
+    ("xcb-render-util", "libxcb-render-util0", "xcb-util-renderutil", "xcb-util-renderutil"),
+    ("xcb-util", "libxcb-util1", "xcb-util", "xcb-util"),
+    ("xkbcommon-x11", "libxkbcommon-x11-0", "libxkbcommon-x11", "libxkbcommon-x11"),
+    ("xcb-shape", "libxcb-shape0", "libxcb", "libxcb"),
+    ("xcb-randr", "libxcb-randr0", "libxcb", "libxcb"),
+    ("xcb-xkb", "libxcb-xkb1", "libxcb", "libxcb"),
 )
+INSTALL_COMMANDS = (("Debian/Ubuntu", "sudo apt install"), ("Fedora", "sudo dnf install"), ("Arch", "sudo pacman -S"))
 
 
 def uses_xcb_platform() -> bool:
@@ -49,14 +60,26 @@ def uses_xcb_platform() -> bool:
     return not wayland
 
 
+def missing_system_libraries() -> list[tuple[str, str, str, str]]:
+    """The rows of :data:`XCB_LIBRARIES` whose library cannot be found (empty off X11 or when all are there)."""
+    if not uses_xcb_platform():
+        return []
+    return [row for row in XCB_LIBRARIES if not ctypes.util.find_library(row[0])]
+
+
 def missing_system_library() -> Optional[str]:
-    """The one line to print when Qt's X11 platform lacks libxcb-cursor, or None when nothing is missing."""
-    if not uses_xcb_platform() or ctypes.util.find_library("xcb-cursor"):
+    """The one line to print when Qt's X11 platform lacks system libraries, or None when nothing is missing."""
+    missing = missing_system_libraries()
+    if not missing:
         return None
-    packages = "; ".join(f"{distro}: {command}" for distro, command in XCB_CURSOR_PACKAGES)
+    names = ", ".join(f"lib{row[0]}" for row in missing)
+    commands = []
+    for column, (distro, command) in enumerate(INSTALL_COMMANDS, start=1):
+        packages = list(dict.fromkeys(row[column] for row in missing))  # unique, in order
+        commands.append(f"{distro}: {command} {' '.join(packages)}")
     return (
-        "imgcluster-gui: the window needs the system library libxcb-cursor, which is not installed "
-        f"({packages}); meanwhile the command line works: imgcluster cluster FOLDER"
+        f"imgcluster-gui: the window needs system libraries that are not installed ({names}); install them with "
+        f"{'; '.join(commands)}; meanwhile the command line works: imgcluster cluster FOLDER"
     )
 
 

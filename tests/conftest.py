@@ -25,8 +25,10 @@ if str(REPO_ROOT) not in sys.path:
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Each test gets its own cache dir, so no test reads another's features."""
+    """Each test gets its own cache and data dirs: no test reads another's features, and none writes the user's
+    own data folder (autosave, error log, the export manifests' signing key)."""
     monkeypatch.setenv("IMGCLUSTER_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("IMGCLUSTER_DATA_DIR", str(tmp_path_factory.mktemp("data")))
 
 
 # ../shared (labelled datasets and pretrained weights beside the repository on the project's machines) is

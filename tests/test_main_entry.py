@@ -66,3 +66,15 @@ def test_an_explicit_xcb_platform_is_checked(x11_session, monkeypatch):
     assert "libxcb-cursor" in (entry.missing_system_library() or "")
     monkeypatch.setattr("sys.platform", "darwin")
     assert entry.missing_system_library() is None
+
+
+def test_other_missing_xcb_libraries_are_named_too(x11_session, monkeypatch, capsys):
+    # What a minimal Debian image lacks even with libxcb-cursor0 installed (Qt's own message names only the cursor).
+    monkeypatch.setattr(ctypes.util, "find_library", _finder({"xcb-icccm", "xcb-keysyms"}))
+    assert entry.main([]) == 1
+    assert x11_session == []
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "libxcb-icccm, libxcb-keysyms" in err and "libxcb-cursor" not in err
+    assert "sudo apt install libxcb-icccm4 libxcb-keysyms1" in err
+    assert "sudo dnf install xcb-util-wm xcb-util-keysyms" in err

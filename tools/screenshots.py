@@ -85,18 +85,24 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    # Select one cluster through the scatter (a lasso around it), so the linked selection shows.
-    first = session.cluster_ids()[0]
+    # Select one cluster through the scatter (a lasso along its points' convex hull), so the linked selection shows,
+    # and bring that cluster to the top of the grid.
+    from scipy.spatial import ConvexHull
+
+    order = [c for c in window.grid.cluster_order() if c >= 0]
+    first = order[1] if len(order) > 1 else order[0]
     members = session.indices_of(first)
     points = session.embedding[members]
-    low, high = points.min(axis=0) - 0.05, points.max(axis=0) + 0.05
-    window.scatter.select_in_polygon([(low[0], low[1]), (high[0], low[1]), (high[0], high[1]), (low[0], high[1])])
-    _settle(app, 1.5)
+    hull = points[ConvexHull(points).vertices] if len(points) >= 3 else points
+    window.scatter.select_in_polygon([(float(x), float(y)) for x, y in hull])
+    window.grid.scroll_to_cluster(order[0])
+    _settle(app, 2.5)
     window.grab().save(str(out / "main_grid.png"))
 
-    # The scatter on its own (its dock in front), hovering one point of the selected cluster.
-    window.scatter_dock.raise_()
-    _settle(app, 0.5)
+    # The scatter on its own, floated larger (as a person would to look at it), hovering one point of the selection.
+    window.scatter_dock.setFloating(True)
+    window.scatter_dock.resize(720, 560)
+    _settle(app, 0.8)
     window.scatter.view_box.autoRange()
     hover_index = int(members[len(members) // 2])
     window.scatter.show_hover(hover_index)
@@ -104,8 +110,9 @@ def main(argv=None) -> int:
     window.scatter.show_hover(hover_index)  # again, now that its thumbnail is decoded
     _settle(app, 0.3)
     window.scatter.grab().save(str(out / "scatter.png"))
-    window.metrics_dock.raise_()
-    _settle(app, 0.5)
+    window.metrics_dock.setFloating(True)
+    window.metrics_dock.resize(560, 760)
+    _settle(app, 0.8)
     window.metrics_dock.grab().save(str(out / "metrics.png"))
     print(f"wrote {out / 'main_grid.png'}, {out / 'scatter.png'}, {out / 'metrics.png'}")
     window.messages.ask_save_changes = lambda *a: "discard"  # the renames above are not the person's work

@@ -231,6 +231,12 @@ def _corrupt_header_reason(fh: BinaryIO) -> Optional[str]:
         try:
             factory(fh, "").close()
         except Exception as exc:  # the plug-in's own reason (SyntaxError, struct.error, ...)
+            # A plug-in that read up to the end of the file failed for want of bytes: its own words for
+            # that ("unpack_from requires a buffer of at least 4 bytes") say nothing to a person.
+            stopped_at = fh.tell()
+            size = fh.seek(0, io.SEEK_END)
+            if stopped_at >= size:
+                return f"truncated {image_format} header: the file ends after {size} bytes"
             detail = str(exc)
             if not detail or detail == "not identified by this driver":
                 detail = "its header gives no usable size or mode"
@@ -337,7 +343,9 @@ def _walk(
                 is_dir = entry.is_dir(follow_symlinks=True)
                 is_file = entry.is_file(follow_symlinks=True)
             except OSError as exc:
-                skipped.append(SkippedFile(_display(path), f"cannot read entry: {exc.strerror or exc}"))
+                # A link to itself (ELOOP) fails here, before the link branch below could word it.
+                reason = _link_reason(path) if _is_link(entry) else f"cannot read entry: {exc.strerror or exc}"
+                skipped.append(SkippedFile(_display(path), reason))
                 continue
             if is_dir:
                 if not recursive:
@@ -367,6 +375,13 @@ def _walk(
                 skipped.append(SkippedFile(_display(path), "not a regular file"))
         stack.extend(reversed(subfolders))
     return files
+
+
+def _is_link(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_symlink()  # an lstat: never follows the link, so a loop cannot fail it
+    except OSError:
+        return False
 
 
 def _link_reason(path: Path) -> str:
@@ -547,6 +562,57 @@ def _exif_orientation(im: Image.Image) -> int:
         return 1
 
 
+def _not_regular_reason(mode: int) -> Optional[str]:
+    """Why a file of ``mode`` (``st_mode``) is not read as an image, or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a folder, not an image"
+    if stat.S_ISFIFO(mode):
+        return "is a FIFO (named pipe), not a regular file"
+    if stat.S_ISSOCK(mode):
+        return "is a socket, not a regular file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is a device, not a regular file"
+    return "is not a regular file"
+
+
+def _nonblocking_opener(path: str, flags: int) -> int:
+    # Opening a FIFO for reading blocks until a writer comes (forever, on the GUI thread of the
+    # preview); non-blocking, it opens at once, and the fstat in _open_regular_file refuses it.
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+
+
+def _open_regular_file(path: Path) -> BinaryIO:
+    """Open ``path`` for reading when it is a regular file (links followed); never blocks on a FIFO.
+
+    Raises
+    ------
+    ImageLoadError
+        A folder, FIFO, socket or device (checked before opening and again on the open file, so
+        a file swapped in between is refused too), or a name with a NUL character.
+    OSError
+        The file is missing or unreadable (the caller words it).
+    """
+    try:
+        reason = _not_regular_reason(os.stat(path).st_mode)
+    except ValueError:  # an embedded NUL character (e.g. a crafted session file)
+        raise ImageLoadError("invalid file name (contains a NUL character)") from None
+    if reason is not None:
+        raise ImageLoadError(reason)
+    fh = open(path, "rb", opener=_nonblocking_opener)
+    try:
+        reason = _not_regular_reason(os.fstat(fh.fileno()).st_mode)
+        if reason is not None:
+            raise ImageLoadError(reason)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fh.fileno(), True)  # a regular file: reads as usual
+    except BaseException:
+        fh.close()
+        raise
+    return fh
+
+
 def load_image(
     path: PathLike, draft_size: Optional[tuple[int, int]] = None, max_pixels: Optional[int] = None
 ) -> Image.Image:
@@ -572,7 +638,8 @@ def load_image(
     ------
     ImageLoadError
         The only exception it raises (for any content of the file): the file is missing,
-        unreadable, not an image, truncated, corrupt (``"corrupt image data: ..."``), too large,
+        unreadable, not a regular file (a folder, FIFO, socket or device: refused without
+        reading, so a FIFO never blocks), not an image, truncated, corrupt (``"corrupt image data: ..."``), too large,
         or more than :data:`MAX_ASPECT_RATIO` times longer than wide; ``str(error)`` says which.
         Every pixel Pillow cannot decode is an error: a broken file never comes back as a
         black (or partly black) image, unless ``ImageFile.LOAD_TRUNCATED_IMAGES`` asks for it.
@@ -580,7 +647,7 @@ def load_image(
     path = Path(os.fsdecode(path))
     limit = max_pixels if max_pixels is not None else pixel_limit()
     try:
-        with open(path, "rb") as fh:
+        with _open_regular_file(path) as fh:
             with _pillow_warnings_named(path):
                 try:
                     im: Image.Image = Image.open(fh)

@@ -9,16 +9,21 @@ One home for two contracts that used to be repeated module by module:
   ``%LOCALAPPDATA%\\imgcluster\\Cache``, not ``imgcluster\\imgcluster\\Cache``).
 * **Atomic writes.**  :func:`atomic_write` opens a temporary file beside the target and replaces the
   target only once the file is complete and synced, so a crash or a full disk never leaves half a
-  file where a whole one was; :func:`atomic_copy` does the same for a copy.
+  file where a whole one was; :func:`atomic_copy` does the same for a copy.  A write that fails
+  removes its temporary file; one that was killed (``kill -9``, power cut) leaves a hidden
+  ``.<name>.XXXXXXXX.tmp`` behind, which :func:`remove_stale_temp_files` (called by the next save
+  or open of a session) removes once it is older than :data:`STALE_TEMP_SECONDS`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator, Union
 
@@ -32,12 +37,19 @@ __all__ = [
     "APP_NAME",
     "CACHE_ENV_VAR",
     "DATA_ENV_VAR",
+    "STALE_TEMP_SECONDS",
     "StorageError",
     "atomic_copy",
     "atomic_write",
     "cache_dir",
     "data_dir",
+    "remove_stale_temp_files",
 ]
+
+# A temporary file of atomic_write untouched this long belongs to a write that was killed: a live
+# write keeps its file's modification time fresh, so it is never removed under a running save.
+STALE_TEMP_SECONDS = 300.0
+_TEMP_SUFFIX = ".tmp"
 
 
 class StorageError(OSError):
@@ -87,12 +99,64 @@ def _current_umask() -> int:
 _NEW_FILE_MODE = 0o666 & ~_current_umask()
 
 
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}."
+
+
+def remove_stale_temp_files(path: PathLike, older_than: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Remove the temporary files that killed :func:`atomic_write` calls of ``path`` left behind.
+
+    Only files named exactly as :func:`atomic_write` names them (``.<name>.XXXXXXXX.tmp`` beside
+    ``path``), regular (never a link or a folder) and not modified for ``older_than`` seconds are
+    removed; errors (a read-only folder, a file that vanished) are ignored.
+
+    Parameters
+    ----------
+    path : path-like
+        The target file whose leftovers to remove.
+    older_than : float
+        Minimum age in seconds (modification time) of a file removed.
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    target = Path(os.fsdecode(path))
+    folder = target.parent if str(target.parent) else Path(".")
+    # mkstemp's random part: 8 characters of [a-z0-9_].
+    pattern = re.compile(re.escape(_temp_prefix(target)) + r"[a-z0-9_]{8}" + re.escape(_TEMP_SUFFIX))
+    removed: list[Path] = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not pattern.fullmatch(entry.name):
+            continue
+        try:
+            if (
+                not entry.is_file(follow_symlinks=False)
+                or now - entry.stat(follow_symlinks=False).st_mtime < older_than
+            ):
+                continue
+            os.unlink(entry.path)
+        except OSError:
+            continue
+        removed.append(Path(entry.path))
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_write(path: PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[Any]:
     """Open a temporary file beside ``path``; on success it replaces ``path`` atomically.
 
     On any error the temporary file is removed and ``path`` is left as it was.  A replaced file
-    keeps its permissions; a new one gets the usual ones (umask applied).
+    keeps its permissions; a new one gets the usual ones (umask applied).  A killed write's
+    temporary file stays: callers that rewrite one file again and again (the session) remove it
+    with :func:`remove_stale_temp_files` (not done here: an export writes thousands of files into
+    one folder, and each would list the folder).
 
     Parameters
     ----------
@@ -114,7 +178,7 @@ def atomic_write(path: PathLike, mode: str = "w", **open_kwargs: Any) -> Iterato
     if target.is_dir():
         raise StorageError(f"Cannot write {os.fspath(target)}: it is a folder")
     try:
-        fd, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
+        fd, temp_name = tempfile.mkstemp(dir=folder, prefix=_temp_prefix(target), suffix=_TEMP_SUFFIX)
     except OSError as exc:
         raise StorageError(f"Cannot write in {os.fspath(folder)}: {exc.strerror or exc}") from None
     try:
@@ -122,7 +186,7 @@ def atomic_write(path: PathLike, mode: str = "w", **open_kwargs: Any) -> Iterato
             file_mode = stat.S_IMODE(os.stat(target).st_mode)  # replacing a file keeps its permissions
         except OSError:
             file_mode = _NEW_FILE_MODE
-        with os.fdopen(fd, mode, **open_kwargs) as fh:
+        with os.fdopen(fd, mode, **open_kwargs) as fh:  # on a bad encoding it closes the descriptor itself
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

@@ -71,9 +71,9 @@ SORT_ORDERS = (
     ("name", "Name"),
     ("cohesion", "Cohesion (weakest first)"),
 )
-ROW_THUMBNAIL = 44  # the thumbnail's side in a row, px
+ROW_THUMBNAIL = 32  # the thumbnail's side in a row, px: compact, so many clusters are drop targets at once
 SWATCH_WIDTH = 6
-ROW_PADDING = 4
+ROW_PADDING = 3
 _DROP_COLOUR = QColor("#3d7eff")
 
 

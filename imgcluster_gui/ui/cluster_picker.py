@@ -106,7 +106,7 @@ class ClusterPickerDialog(QDialog):
         current = self.list_widget.currentItem()
         if current is None or current.isHidden():
             self.list_widget.setCurrentItem(first_shown)
-        self.status_label.setText(f"{shown} of {self.list_widget.count()} clusters")
+        self.status_label.setText(f"{shown} of {self.list_widget.count()} shown")
         self._update_ok()
 
     def visible_entries(self) -> list[str]:

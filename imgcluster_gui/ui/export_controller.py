@@ -144,10 +144,25 @@ class ExportController(QObject):
         from ..core.export import export_folders
 
         paths, labels, names = list(session.paths), session.labels.copy(), dict(session.cluster_names)
+
+        def run(progress: Any) -> Any:
+            # Only regular image files leave their folders (a session file may name a FIFO, a device, a text
+            # file or a path outside its root): checked here, on the worker, since it reads every file's header.
+            keep, refused = session.exportable_paths()
+            result = export_folders(
+                target,
+                [paths[i] for i in keep],
+                labels[keep],
+                cluster_names=names,
+                mode=mode,
+                allow_move=(mode == "move"),
+                progress=progress,
+            )
+            result.failed[:0] = refused
+            return result
+
         job = BackgroundJob(
-            lambda progress: export_folders(
-                target, paths, labels, cluster_names=names, mode=mode, allow_move=(mode == "move"), progress=progress
-            ),
+            run,
             title="Export failed",
             parent=self,
         )
@@ -222,6 +237,8 @@ class ExportController(QObject):
             self.last_manifest = None
             self._settings.set_last_export_manifest("")
         self._log.log_skipped(result.problems)
+        for note in getattr(result, "notes", []):  # what an interrupted export left and undo cleaned up
+            self._log.info(f"{note.path}: {note.reason}")
         self._log.info(
             f"Export undone: {result.restored} file(s) moved back, {result.removed} removed, "
             f"{len(result.problems)} problem(s)."

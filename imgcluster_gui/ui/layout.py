@@ -26,9 +26,9 @@ LAYOUT_VERSION = 2
 # Default dock sizes in pixels: at 1400x880 the grid keeps ~56 % of the width (5+ columns of 128 px).
 SIDE_WIDTH = 280
 RIGHT_WIDTH = 330
-BOTTOM_HEIGHT = 130
+BOTTOM_HEIGHT = 150
 # The cluster overview's share of the right column's height (the scatter / metrics tabs get the rest).
-OVERVIEW_HEIGHT_SHARE = 0.42
+OVERVIEW_HEIGHT_SHARE = 0.5
 # A restored grid narrower than this is a trap, not a choice; so is a docked panel below these sizes.
 MIN_GRID_WIDTH = 240
 MIN_PANEL_WIDTH = 120

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QMenu,
     QMessageBox,
     QSizePolicy,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -304,6 +305,11 @@ class MainWindow(QMainWindow):
             [self.export_csv_action, self.export_folders_action],
             [self.undo_action, self.redo_action],
         )
+        for action in (self.undo_action, self.redo_action):
+            # Their text names the edit ("Undo Rename … to …"): as text it pushed the size slider into the overflow.
+            button = toolbar.widgetForAction(action)
+            if isinstance(button, QToolButton):
+                button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
         spacer = QWidget()
         spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         toolbar.addWidget(spacer)  # the size slider sits at the right end, as in photo organisers
@@ -542,14 +548,16 @@ class MainWindow(QMainWindow):
     def _show_opened(self, session: Any, history: Optional[list] = None, path: Optional[Path] = None) -> None:
         """A session opened from a file: shown, and the Run panel shows the settings it was made with."""
         self.show_session(session, history=history, path=path)
-        self.side_panel.show_config(dict(getattr(session, "settings", {}) or {}))
+        if self.side_panel.show_config(dict(getattr(session, "settings", {}) or {})):
+            self.side_panel.show_status("Settings of the opened session", 0.0)
         self.skipped_indicator.set_skipped([])  # the file does not record what its run skipped
 
     def _on_run_activated(self, number: int) -> None:
         record = self.run_list.record(number)
         if record.session is not self.session:
             self.show_session(record.session, history=record.history, path=self.session_path)
-            self.side_panel.show_config(dict(record.session.settings or {}))
+            if self.side_panel.show_config(dict(record.session.settings or {})):
+                self.side_panel.show_status(f"Settings of run {number}", 0.0)
 
     def _update_session_summary(self, *_args: Any) -> None:
         session = self.session

@@ -12,14 +12,16 @@ hand edit the metrics are recomputed (debounced, on a background thread) by the 
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor, QFont
+from PySide6.QtGui import QBrush, QColor, QFont, QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QBoxLayout,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -35,6 +37,11 @@ from PySide6.QtWidgets import (
 from .scatter import cluster_colour
 from .worker import BackgroundJob, JobFailure
 
+# Bar labels: the plot's left axis takes about AXIS_MARGIN_PX, a character about CHAR_PX, and a label needs
+# at least MIN_LABEL_PX (three characters and a gap).
+AXIS_MARGIN_PX = 60
+CHAR_PX = 7
+MIN_LABEL_PX = 28
 # Wait this long after the last hand edit before recomputing (a drag of many items is one burst).
 REFRESH_DELAY_MS = 400
 PLOT_HEIGHT = 170
@@ -118,7 +125,8 @@ class MetricsPanel(QWidget):
         content = QWidget()
         layout = QVBoxLayout(content)
         layout.setContentsMargins(4, 4, 4, 4)
-        summary = QHBoxLayout()
+        summary = QBoxLayout(QBoxLayout.Direction.LeftToRight)
+        self._summary_layout = summary  # side by side when there is room, stacked in a narrow dock
         internal = QGroupBox("Internal")
         internal_form = QFormLayout(internal)
         for key, title, _fmt, tip in INTERNAL_ROWS:
@@ -194,6 +202,18 @@ class MetricsPanel(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
         self.set_session(None)
+
+    # The internal and external boxes side by side need about this many pixels; below it they are stacked.
+    SIDE_BY_SIDE_MIN_WIDTH = 440
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        wide = event.size().width() >= self.SIDE_BY_SIDE_MIN_WIDTH
+        direction = QBoxLayout.Direction.LeftToRight if wide else QBoxLayout.Direction.TopToBottom
+        if self._summary_layout.direction() != direction:
+            self._summary_layout.setDirection(direction)
+        if self.bars is not None:
+            self._label_bars()  # as many characters as the new width holds
 
     def _row(self, key: str, title: str, tip: str) -> QWidget:
         row = QWidget()
@@ -365,8 +385,12 @@ class MetricsPanel(QWidget):
         """The bars' axis labels and tooltip: the clusters' names (what the grid and the scatter call them)."""
         clusters = list(self._bar_clusters)
         names = [self._cluster_name(k) for k in clusters]
-        step = max(1, len(clusters) // 20)  # at most ~20 labels on the axis
-        ticks = [(float(i), _short(name)) for i, name in enumerate(names) if i % step == 0]
+        # Labels must not run into each other: as many characters as a bar's width holds, and every step-th
+        # label only when even a short one does not fit (the tooltip has every full name).
+        per_bar = max(1.0, (self.silhouette_plot.width() - AXIS_MARGIN_PX) / max(1, len(clusters)))
+        step = max(1, math.ceil(MIN_LABEL_PX / per_bar), len(clusters) // 20)
+        limit = max(3, min(14, int(per_bar * step // CHAR_PX)))
+        ticks = [(float(i), _short(name, limit)) for i, name in enumerate(names) if i % step == 0]
         self.silhouette_plot.getAxis("bottom").setTicks([ticks])
         self._bar_ticks = [text for _value, text in ticks]
         heights = self.bar_heights()

@@ -89,13 +89,15 @@ def decode_preview(path: str, full: bool = False) -> DecodedImage:
     Never raises: a file that cannot be decoded gives a null image and ``error`` says why.
     """
     try:
-        size = original_size(path)
+        # load_image first: it refuses a FIFO or a device without opening it, where the header
+        # read of original_size would block (the GUI thread decodes small files itself).
         if full:
             image = load_image(path, max_pixels=FULL_DECODE_MAX_PIXELS)
         else:
             image = load_image(path, draft_size=(PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE))
             if max(image.size) > PREVIEW_MAX_SIDE:
                 image.thumbnail((PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE), Image.Resampling.LANCZOS)
+        size = original_size(path)
         width, height = size if size is not None else image.size
         return DecodedImage(pil_to_qimage(image), QSize(width, height))
     except ImageLoadError as exc:
@@ -149,6 +151,10 @@ class _DecodeTask(QRunnable):
             return
 
 
+# The viewer's share of the main window it opens over (when that is smaller than the screen share).
+WINDOW_SHARE = 0.9
+
+
 def _default_size(parent: Optional[QWidget]) -> QSize:
     """About :data:`SCREEN_SHARE` of the available screen, at least :data:`MIN_DEFAULT_SIZE`, never above the screen."""
     screen = parent.screen() if parent is not None else QGuiApplication.primaryScreen()
@@ -157,6 +163,11 @@ def _default_size(parent: Optional[QWidget]) -> QSize:
     available = screen.availableGeometry().size()
     width = max(MIN_DEFAULT_SIZE.width(), round(available.width() * SCREEN_SHARE))
     height = max(MIN_DEFAULT_SIZE.height(), round(available.height() * SCREEN_SHARE))
+    window = parent.window() if parent is not None else None
+    if window is not None and window.isVisible():
+        # Over the app's window, not bigger than it (a 1536x960 viewer covering a 1400x880 window hides it).
+        width = min(width, max(MIN_DEFAULT_SIZE.width(), round(window.width() * WINDOW_SHARE)))
+        height = min(height, max(MIN_DEFAULT_SIZE.height(), round(window.height() * WINDOW_SHARE)))
     return QSize(min(width, available.width()), min(height, available.height()))
 
 

@@ -208,9 +208,8 @@ class RunController(QObject):
             )
         else:
             self._side_panel.show_status(f"Done in {format_duration(seconds)}", 1.0)
-            self.statusMessage.emit(
-                f"Run {record.number}: {len(session.paths)} images in {n_clusters} clusters ({origin})."
-            )
+            # The permanent summary beside it says what is on screen; this says how the run went.
+            self.statusMessage.emit(f"Run {record.number} done in {format_duration(seconds)} ({origin}).")
 
     def _on_failed(self, failure: JobFailure) -> None:
         self._side_panel.show_status(f"Failed: {failure.message}", 0.0)
@@ -261,7 +260,8 @@ def folder_problem(config: Any) -> Optional[str]:
     n_images = len(scan.paths)
     k = config.n_clusters
     if n_images and k > n_images:  # no image at all: the run's scan names the problem
-        images = f"{n_images:,} image" + ("" if n_images == 1 else "s")
+        # Names only (nothing decoded yet): "image files", since some may turn out unreadable.
+        images = f"{n_images:,} image file" + ("" if n_images == 1 else "s")
         return (
             f"{k} groups were asked for, but {config.folder} holds only {images}. Lower K (Clusters) or tick Automatic."
         )

@@ -19,7 +19,17 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPixmap
-from PySide6.QtWidgets import QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..core.embedding import EMBEDDING_LABELS
 from .worker import BackgroundJob, JobFailure
@@ -188,6 +198,9 @@ class ScatterView(QWidget):
         clear.clicked.connect(lambda: self._select(np.zeros(0, dtype=np.int64), emit=True))
         self.status = QLabel("")
         self.status.setObjectName("scatter_status")
+        # Informative, never a reason to widen the dock (the grid keeps its share of the window).
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.status.setMinimumWidth(0)
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Embedding"))
         bar.addWidget(self.method_combo)

@@ -222,10 +222,9 @@ class SidePanel(QWidget):
         self.l2_check = QCheckBox("L2-normalise")
         self.l2_check.setChecked(True)
         self.l2_check.setToolTip("Normalise each feature vector to unit length (after PCA).")
-        row = QHBoxLayout()
-        row.addWidget(self.whiten_check)
-        row.addWidget(self.l2_check)
-        form.addRow("", row)
+        # One per row: side by side they set the panel's minimum width past its default dock width.
+        form.addRow("", self.whiten_check)
+        form.addRow("", self.l2_check)
 
         self.device_combo = QComboBox()
         self.device_combo.setObjectName("device_combo")
@@ -465,7 +464,7 @@ class SidePanel(QWidget):
         self.k_spin.setEnabled(spec.uses_k and not auto)
         self.auto_k_check.setEnabled(spec.uses_k)
         if optional:
-            self.auto_k_check.setText("Automatic (found by the graph)")
+            self.auto_k_check.setText("Automatic (graph)")  # short: the panel must fit a narrow dock
             self.auto_k_check.setToolTip(
                 f"{_short_name(spec)} finds the number of groups itself; the granularity "
                 "control over the grid then gives fewer or more groups. Untick to ask "

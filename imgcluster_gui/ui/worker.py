@@ -143,6 +143,13 @@ class _JobObject(QObject):
                 self.cancelled.emit(None)
             else:
                 self.succeeded.emit(result)
+        finally:
+            # The thread ends itself once the function returned: a GUI thread blocked in wait() (closing the
+            # window) would never run the queued slot that used to call quit(), and the wait timed out with the
+            # thread still alive ("QThread: Destroyed while thread is still running", then abort).
+            thread = QThread.currentThread()
+            if thread is not None:
+                thread.quit()
 
     def _forward(self, event: ProgressEvent) -> None:
         self.progressed.emit(event)

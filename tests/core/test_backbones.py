@@ -186,6 +186,25 @@ def test_user_weights_file_errors_are_clear(tmp_path):
     assert isinstance(info.value, B.WeightsUnavailableError)  # one family for the UI's error display
 
 
+class _RunsCode:
+    """A pickled object whose loading would call a function: what a hostile .pth holds."""
+
+    def __reduce__(self):
+        return (print, ("this ran",))
+
+
+def test_a_weights_file_with_pickled_objects_is_refused_without_advice_to_load_it_unsafely(tmp_path, capsys):
+    hostile = tmp_path / "hostile.pth"
+    torch.save({"conv1.weight": torch.zeros(1), "payload": _RunsCode()}, hostile)
+    with pytest.raises(B.WeightsFileError) as info:
+        B.build_feature_model("resnet18", weights_path=hostile)
+    message = str(info.value)
+    assert "holds Python objects besides tensors" in message and "state_dict()" in message
+    # torch's own text suggests weights_only=False / trusting the source: never passed on to the person.
+    assert "weights_only" not in message and "trust" not in message.lower() and "can still be loaded" not in message
+    assert "this ran" not in capsys.readouterr().out
+
+
 def test_user_weights_with_module_prefix_and_sidecar_preprocessing(tmp_path):
     torch.manual_seed(0)
     state = B._architecture(B._entry("mobilenet_v3_large")).state_dict()

@@ -187,7 +187,9 @@ def test_the_representative_thumbnail_is_requested_and_painted(qtbot, session, t
     image = widget.view.viewport().grab().toImage()
     rect = widget.row_rect(0)
     # Cluster 0 images are red: the thumbnail box of its row is painted red now.
-    colour = image.pixelColor(rect.left() + 20 + 22, rect.center().y())
+    from imgcluster_gui.ui.cluster_overview import ROW_PADDING, ROW_THUMBNAIL, SWATCH_WIDTH
+
+    colour = image.pixelColor(rect.left() + SWATCH_WIDTH + 2 * ROW_PADDING + ROW_THUMBNAIL // 2, rect.center().y())
     assert colour.red() > 120 and colour.green() < 90
     assert widget.model.index(0).data(ClusterRole) == 0
     loader.shutdown()

@@ -284,7 +284,7 @@ def test_side_panel_defaults_follow_the_core(qtbot, tmp_path):
     panel.show()
     panel.set_folder(str(tmp_path))
     assert panel.algorithm_combo.currentData() == PipelineConfig.__dataclass_fields__["algorithm"].default == "leiden"
-    assert panel.auto_k_check.isChecked() and "found by the graph" in panel.auto_k_check.text()
+    assert panel.auto_k_check.isChecked() and "graph" in panel.auto_k_check.text()
     assert not panel.k_spin.isEnabled()
     assert not panel.k_selection_combo.isVisibleTo(panel)  # Leiden finds its count: no 'K from'
     config = panel.config()

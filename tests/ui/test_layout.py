@@ -152,3 +152,36 @@ def test_overview_click_jumps_and_drop_moves(qtbot, settings_env, session):
     window.undo_action.trigger()
     assert int(session.labels[moved]) == 0
     window.close()
+
+
+def test_status_bar_and_run_panel_describe_the_run_on_screen(qtbot, settings_env, session):
+    from imgcluster_gui.core.session import ClusterSession
+
+    def made_with(algorithm: str, k: int) -> ClusterSession:
+        copy = ClusterSession(
+            session.paths, session.labels, features=session.features, root=session.root, settings=dict(session.settings)
+        )
+        copy.settings.update(algorithm=algorithm, n_clusters=k, backbones=["efficientnet_lite0"], folder=session.root)
+        return copy
+
+    window = _window(qtbot)
+    assert window.status_label.text() == "Choose a folder and press Run."
+    first, second = made_with("kmeans", 3), made_with("agglomerative", 4)
+    window.show_session(first)
+    window.show_session(second)
+    assert window.status_label.text() == ""  # no stale prompt once a result is on screen
+    numbers = [r.number for r in window.run_list.records()]
+    assert window.session_label.text().startswith(f"Run {numbers[1]} ·") and "24 images in 3 groups" in (
+        window.session_label.text()
+    )
+    window.run_list.runActivated.emit(numbers[0])  # the person picks run 1 in the run list
+    assert window.session is first
+    assert window.session_label.text().startswith(f"Run {numbers[0]} ·")
+    assert window.side_panel.algorithm_combo.currentData() == "kmeans"
+    assert window.side_panel.k_spin.value() == 3 and not window.side_panel.auto_k_check.isChecked()
+    window.run_list.runActivated.emit(numbers[1])
+    assert window.side_panel.algorithm_combo.currentData() == "agglomerative" and window.side_panel.k_spin.value() == 4
+    # Counts follow an edit.
+    window.grid.move_indices([0, 1, 2, 3, 4, 5, 6, 7], 1)
+    assert "in 2 groups" in window.session_label.text()
+    window.close()

@@ -60,3 +60,16 @@ def test_a_new_set_of_clusters_lays_the_chart_out_again(qtbot, panel, session):
     assert panel.bar_labels() == ["Reds", "Cluster 2"]
     x_range = _view(panel)[0]
     assert x_range[0] == pytest.approx(-0.6) and x_range[1] == pytest.approx(1.6)
+
+
+def test_summary_boxes_stack_in_a_narrow_dock_so_no_value_is_cut(panel, qtbot):
+    from PySide6.QtWidgets import QBoxLayout
+
+    panel.resize(330, 500)  # the default right column
+    panel.show()
+    qtbot.waitExposed(panel)
+    assert panel.external_box.isVisible()  # the session has ground truth
+    assert panel._summary_layout.direction() == QBoxLayout.Direction.TopToBottom
+    qtbot.waitUntil(lambda: panel.external_box.geometry().right() <= panel.width(), timeout=2000)
+    panel.resize(700, 500)
+    qtbot.waitUntil(lambda: panel._summary_layout.direction() == QBoxLayout.Direction.LeftToRight, timeout=2000)

@@ -222,7 +222,7 @@ def test_k_above_the_number_of_images_is_refused_before_extraction(qtbot, fresh_
     window.side_panel.set_k(50)
     assert window.start_run() is None
     title, message, _details = window.last_error
-    assert title == "Cannot run" and "50" in message and "24 images" in message
+    assert title == "Cannot run" and "50" in message and "24 image files" in message
     assert window.run_action.isEnabled()
     window.close()
 
@@ -365,3 +365,25 @@ def test_a_relative_folder_runs_as_an_absolute_one(panel, image_folder, monkeypa
     panel.set_folder(folder.name)
     assert panel.config().folder == str(folder)
     assert panel.state()["folder"] == str(folder)
+
+
+def test_a_folder_export_leaves_what_is_not_a_regular_image_file_where_it_is(qtbot, exporter, session, tmp_path):
+    # A crafted session file may name a FIFO or a text file dressed as a photo: neither is copied or moved.
+    import os
+
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo")
+    session.paths[0], session.paths[1] = str(fifo), str(text)
+    controller, _messages_ = exporter
+    results = []
+    job = controller.export_folders(str(tmp_path / "out"), "copy")
+    job.succeeded.connect(results.append)
+    qtbot.waitUntil(lambda: bool(results), timeout=JOB_TIMEOUT_MS)
+    result = results[0]
+    reasons = {Path(item.path).name: item.reason for item in result.failed}
+    assert "FIFO" in reasons["pipe.jpg"] and reasons["notes.jpg"] == "not an image"
+    assert fifo.exists() and text.read_text() == "not a photo"  # both left where they were
+    assert result.n_done == len(session.paths) - 2
+    assert not list((tmp_path / "out").rglob("pipe.jpg")) and not list((tmp_path / "out").rglob("notes.jpg"))

@@ -222,3 +222,18 @@ def test_a_job_runs_once(qtbot):
 @pytest.mark.parametrize("seconds, text", [(4.2, "4 s"), (75, "1 min 15 s"), (3725, "1 h 02 min"), (-3, "0 s")])
 def test_format_duration(seconds, text):
     assert format_duration(seconds) == text
+
+
+def test_wait_returns_once_the_function_ends_without_the_gui_thread_processing_events(qtbot):
+    # Closing the window blocks the GUI thread in wait(): the thread must end by itself, or the wait times out
+    # and Qt aborts the process ("QThread: Destroyed while thread is still running").
+    import time as _time
+
+    from imgcluster_gui.ui.worker import BackgroundJob
+
+    job = BackgroundJob(lambda progress: _time.sleep(0.2) or 42)
+    job.start()
+    started = _time.monotonic()
+    assert job.wait(5000)  # no event processing in between
+    assert _time.monotonic() - started < 4.0
+    qtbot.waitUntil(lambda: job.outcome == "succeeded", timeout=2000)

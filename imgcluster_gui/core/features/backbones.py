@@ -29,6 +29,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
@@ -800,7 +801,17 @@ def _load_user_file(path: PathLike) -> dict[str, torch.Tensor]:
         raise WeightsFileError(f"weights file {os.fspath(path)!r} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and torch errors all mean "not a usable state_dict"
+    except pickle.UnpicklingError as exc:
+        # torch's own message advises turning weights_only off, i.e. running the file's code: never repeat it.
+        if "global" in str(exc).lower():  # the weights-only unpickler met a class or function reference
+            raise WeightsFileError(
+                f"weights file {os.fspath(path)!r} holds Python objects besides tensors and was refused (loading "
+                "them could run code from the file); save only the tensors with torch.save(model.state_dict(), FILE)"
+            ) from None
+        raise WeightsFileError(
+            f"weights file {os.fspath(path)!r} cannot be loaded as a PyTorch state_dict (damaged, or not a checkpoint)"
+        ) from None
+    except Exception as exc:  # zip and torch errors mean "not a usable state_dict"
         raise WeightsFileError(
             f"weights file {os.fspath(path)!r} cannot be loaded as a PyTorch state_dict "
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"

@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from ..dataset import SkippedFile
 from ..export import default_cluster_name
 from . import persistence
 from .edits import (
@@ -121,6 +122,9 @@ class ClusterSession:
         self._metrics: dict = dict(metrics or {})
         self.settings: dict = dict(settings or {})
         self.root: Optional[str] = None if root is None else os.fsdecode(root)
+        # Image index -> why its path was refused when the session was loaded (a path that leads out
+        # of the image folder, a NUL character): never opened, never exported (see exportable_paths).
+        self.missing: dict[int, str] = {}
         self.history: list[Edit] = list(history or [])
         self.granularity_labels = _optional_rows(granularity_labels, n, "granularity_labels", np.int64, ndim=2)
         self.granularity: list[dict] = [dict(level) for level in (granularity or [])]
@@ -606,6 +610,38 @@ class ClusterSession:
             The session itself is unaffected.
         """
         return self._models.load(device=device, backbone=backbone)
+
+    # ------------------------------------------------------------------ files on disk
+    def exportable_paths(self, indices: Optional[Iterable[int]] = None) -> tuple[list[int], list[SkippedFile]]:
+        """The images that may be copied, linked or moved by an export, and why the others may not.
+
+        An image is exportable when its path was not refused on load (:attr:`missing`) and it is a
+        regular file that identifies as an image (:func:`.persistence.image_file_problem`: its type
+        and header, nothing decoded). It reads the disk: call it on a worker thread.
+
+        Parameters
+        ----------
+        indices : iterable of int, optional
+            The images to check (default: all).
+
+        Returns
+        -------
+        exportable : list of int
+            Indices of the images to export, ascending.
+        refused : list of SkippedFile
+            The others: path and reason ("file not found", "is a FIFO (named pipe), not a regular
+            file", "not an image", ...).
+        """
+        chosen = range(len(self.paths)) if indices is None else self._check_indices(indices).tolist()
+        exportable: list[int] = []
+        refused: list[SkippedFile] = []
+        for index in chosen:
+            reason = self.missing.get(index) or persistence.image_file_problem(self.paths[index])
+            if reason is None:
+                exportable.append(index)
+            else:
+                refused.append(SkippedFile(self.paths[index], reason))
+        return exportable, refused
 
     # ------------------------------------------------------------------ (de)serialising
     def to_dict(self) -> dict[str, Any]:

@@ -47,6 +47,33 @@ The trained networks of deep runs go to ``<file>.models/`` as for one run.
 
 Arrays are read with ``allow_pickle=False``; a damaged, foreign or newer file raises
 :class:`SessionFileError` with a one-line message.
+
+Limits
+------
+A session file is read only within limits scaled by the number of images it declares, checked
+before anything is decompressed or allocated, so a small crafted file never becomes gigabytes in
+memory (nor a ``MemoryError`` / ``RecursionError``): every bad file is one :class:`SessionFileError`.
+
+* ``session.json`` holds at most :data:`MAX_JSON_BYTES` and nests at most :data:`MAX_JSON_DEPTH`
+  deep; the archive at most :data:`MAX_MEMBERS` members;
+* no member expands more than :data:`MAX_COMPRESSION_RATIO` times (this app stores, it never
+  compresses), and the members' compressed sizes add up to at most the file's size (no overlaps);
+* every array's ``.npy`` header is read first: a plain number type (no objects, so nothing to
+  unpickle), one row per image of its run, at most :data:`MAX_FEATURE_DIMS` feature columns and
+  :data:`MAX_GRANULARITY_LEVELS` granularity levels, and exactly the bytes its shape needs;
+* all members together hold at most ``session.json`` plus :data:`MAX_BYTES_PER_IMAGE` per image of
+  each run.
+
+Image paths
+-----------
+Paths are written absolute. On load a relative path (a hand-made or crafted file) is resolved
+against the session's ``root`` (itself relative to the session file's folder), or without a root
+against the session file's folder, never the working folder; one that leaves the root through
+``..`` (or names a NUL character) is refused: its reason goes to ``ClusterSession.missing`` and
+its path is the same name inside the root, so nothing outside is ever opened in its place.
+Absolute paths stay allowed (the images are wherever the user's photos are). Before copying,
+linking or moving images, :func:`image_file_problem` (or ``ClusterSession.exportable_paths``)
+tells regular image files from anything else (a FIFO, a device, a folder, a non-image file).
 """
 
 from __future__ import annotations
@@ -54,6 +81,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import time
 import zipfile
@@ -62,9 +90,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional, Union
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
+from .. import storage
+from ..dataset import ImageLoadError, _not_regular_reason, _open_regular_file, _pillow_warnings_named
 from ..export import ExportError, atomic_write
 from ..jsonable import to_jsonable as _jsonable
+from ..text import printable_text
 from .edits import Edit
 from .runs import RunHistory, RunRecord
 
@@ -84,6 +116,27 @@ _JSON_MEMBER = "session.json"
 _OPTIONAL_ARRAYS = ("embedding", "features", "confidence", "granularity_labels")
 _MODEL_KEY = "trained_model"
 
+# Limits on what a session file may make this app read (see "Limits" in the module docstring).
+MAX_JSON_BYTES = 512 * 2**20
+MAX_JSON_DEPTH = 64
+MAX_MEMBERS = 100_000
+MAX_COMPRESSION_RATIO = 100
+_RATIO_CHECKED_ABOVE = 2**20  # a tiny member may compress well without being a bomb
+MAX_FEATURE_DIMS = 65_536
+MAX_GRANULARITY_LEVELS = 1_024
+_MAX_ITEM_BYTES = 8  # int64 / float64: the widest number type a session holds
+_NPY_HEADER_BYTES = 65_536  # read for a header (numpy itself refuses headers over 10,000 bytes)
+# The shape of each array: (number of dimensions, most columns); one row per image.
+_ARRAY_SHAPES = {
+    "labels": (1, 1),
+    "original_labels": (1, 1),
+    "confidence": (1, 1),
+    "embedding": (2, 2),
+    "features": (2, MAX_FEATURE_DIMS),
+    "granularity_labels": (2, MAX_GRANULARITY_LEVELS),
+}
+MAX_BYTES_PER_IMAGE = _MAX_ITEM_BYTES * sum(columns for _ndim, columns in _ARRAY_SHAPES.values())
+
 
 class SessionFileError(Exception):
     """A session file cannot be read or written; ``str(error)`` is a one-line user-facing reason."""
@@ -98,8 +151,9 @@ def session_to_dict(session: "ClusterSession") -> dict[str, Any]:
     return {
         "format": SESSION_FORMAT,
         "version": _ONE_RUN_VERSION,
-        "root": session.root,
-        "paths": list(session.paths),
+        # Absolute, so a file never depends on the working folder it was saved from.
+        "root": None if session.root is None else _absolute(session.root),
+        "paths": [_absolute(p) for p in session.paths],
         "cluster_names": {str(c): n for c, n in sorted(session.cluster_names.items())},
         "settings": _jsonable(session.settings),
         "metrics": _jsonable(metrics),
@@ -176,6 +230,204 @@ def session_from_dict(cls: type, data: Mapping[str, Any], arrays: Mapping[str, n
     return session
 
 
+def _absolute(path: str) -> str:
+    return path if os.path.isabs(path) else os.path.abspath(path)
+
+
+# ---------------------------------------------------------------------------- image paths
+
+
+def _inside(path: str, folder: str) -> bool:
+    try:
+        return os.path.normcase(os.path.commonpath([path, folder])) == os.path.normcase(folder)
+    except ValueError:  # another drive (Windows)
+        return False
+
+
+def _resolve_paths(data: Mapping[str, Any], source: Path) -> tuple[dict[str, Any], dict[int, str]]:
+    """``data`` with its root and image paths made absolute (see "Image paths" above), and the refused ones.
+
+    Returns
+    -------
+    data : dict
+        A copy with ``root`` and ``paths`` resolved (unchanged when they are not what a session holds:
+        :func:`session_from_dict` says what is wrong).
+    missing : dict of int to str
+        Image index -> why its path was refused.
+    """
+    resolved = dict(data)
+    paths, root = data.get("paths"), data.get("root")
+    base = os.path.abspath(source.parent)
+    if isinstance(root, str) and root and "\x00" not in root:
+        root = os.path.normpath(os.path.join(base, root))  # an absolute root stays itself
+        resolved["root"] = root
+    else:
+        if isinstance(root, str):  # "" or a NUL character: no usable root
+            resolved["root"] = None
+        root = None
+    missing: dict[int, str] = {}
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        return resolved, missing
+    out = []
+    for index, path in enumerate(paths):
+        if "\x00" in path:
+            missing[index] = "invalid path in the session file (it contains a NUL character)"
+            path = path.replace("\x00", "\ufffd")
+        if os.path.isabs(path):
+            out.append(path)
+            continue
+        joined = os.path.normpath(os.path.join(root or base, path))
+        if root is not None and not _inside(joined, root):
+            missing[index] = "its path in the session file leads out of the session's image folder"
+            # The same name inside the root: it never opens what the crafted path pointed at.
+            relative = Path(path)
+            parts = relative.parts[1:] if relative.anchor else relative.parts  # "C:x" / "\\x" (Windows)
+            joined = os.path.join(root, *(part for part in parts if part not in ("..", ".")))
+        out.append(joined)
+    resolved["paths"] = out
+    return resolved, missing
+
+
+def image_file_problem(path: PathLike) -> Optional[str]:
+    """Why ``path`` must not be exported (copied, linked or moved) as an image, or None when it may.
+
+    Only the file's type and header are read (nothing decoded), through a non-blocking open, so a
+    FIFO never blocks; call it off the GUI thread all the same (it touches the disk).
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    str or None
+        ``"file not found"``, ``"is a FIFO (named pipe), not a regular file"``, ``"not an image"``...
+    """
+    target = Path(os.fsdecode(path))
+    try:
+        reason = _not_regular_reason(os.stat(target).st_mode)
+    except ValueError:
+        return "invalid file name (contains a NUL character)"
+    except FileNotFoundError:
+        return "file not found"
+    except OSError as exc:
+        return f"cannot read file: {exc.strerror or exc}"
+    if reason is not None:
+        return reason
+    try:
+        with _open_regular_file(target) as fh, _pillow_warnings_named(target):
+            with Image.open(fh):
+                pass
+    except Image.DecompressionBombError:
+        return None  # a (very large) image all the same
+    except UnidentifiedImageError:
+        return "not an image"
+    except Exception as exc:  # ImageLoadError (swapped for a FIFO), OSError, a plug-in's parse error
+        return f"cannot read it as an image: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}"
+    return None
+
+
+# ---------------------------------------------------------------------------- limits
+
+
+def _size_text(n_bytes: int) -> str:
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.1f} {unit}"
+    return f"{n_bytes} bytes"
+
+
+def _unsafe(source: Path, reason: str) -> SessionFileError:
+    return SessionFileError(f"{source.name} is damaged or not a session this app can open safely: {reason}")
+
+
+def _check_members(source: Path, archive: zipfile.ZipFile) -> None:
+    """Refuse an archive whose members would expand beyond the limits, before anything is decompressed."""
+    infos = archive.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise _unsafe(source, f"it has {len(infos)} members (at most {MAX_MEMBERS})")
+    for info in infos:
+        expands = info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1)
+        if info.file_size > _RATIO_CHECKED_ABOVE and expands:
+            raise _unsafe(
+                source,
+                f"{printable_text(info.filename)} expands from {_size_text(info.compress_size)} to "
+                f"{_size_text(info.file_size)} (more than {MAX_COMPRESSION_RATIO} times)",
+            )
+    try:
+        file_bytes = os.stat(source).st_size
+    except OSError:
+        file_bytes = None
+    compressed = sum(info.compress_size for info in infos)
+    if file_bytes is not None and compressed > file_bytes:
+        raise _unsafe(source, "its members overlap (their sizes add up to more than the file)")
+    size = archive.getinfo(_JSON_MEMBER).file_size
+    if size > MAX_JSON_BYTES:
+        raise _unsafe(source, f"{_JSON_MEMBER} is {_size_text(size)} (at most {_size_text(MAX_JSON_BYTES)})")
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether JSON ``value`` nests more than ``limit`` lists / objects deep (without recursing)."""
+    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _image_count(paths: Any) -> int:
+    return len(paths) if isinstance(paths, list) else 0
+
+
+def _check_total(source: Path, archive: zipfile.ZipFile, image_counts: list[int]) -> None:
+    """Refuse an archive holding more than its runs' images can need (all members together)."""
+    limit = archive.getinfo(_JSON_MEMBER).file_size + sum(
+        n * MAX_BYTES_PER_IMAGE + len(_ARRAY_SHAPES) * _NPY_HEADER_BYTES for n in image_counts
+    )
+    total = sum(info.file_size for info in archive.infolist())
+    if total > limit:
+        raise _unsafe(source, f"it expands to {_size_text(total)}, more than {sum(image_counts)} images can need")
+
+
+def _read_array(archive: zipfile.ZipFile, member: str, name: str, n_images: int) -> np.ndarray:
+    """The array ``member`` (``name``, one row per image), its header checked before any data is read.
+
+    Raises
+    ------
+    ValueError
+        Too large for ``n_images``, not a plain number type (no objects, no pickles), another shape,
+        or not exactly the bytes its shape needs (the caller words it).
+    """
+    ndim, columns = _ARRAY_SHAPES[name]
+    info = archive.getinfo(member)
+    if info.file_size > _NPY_HEADER_BYTES + n_images * columns * _MAX_ITEM_BYTES:
+        raise ValueError(f"its {name} array is {_size_text(info.file_size)}, more than {n_images} images need")
+    with archive.open(info) as fh:
+        head = io.BytesIO(fh.read(min(info.file_size, _NPY_HEADER_BYTES)))
+    version = np.lib.format.read_magic(head)
+    if version == (1, 0):
+        shape, _fortran, dtype = np.lib.format.read_array_header_1_0(head)
+    elif version == (2, 0):
+        shape, _fortran, dtype = np.lib.format.read_array_header_2_0(head)
+    else:
+        raise ValueError(f"its {name} array has an unsupported format (.npy version {version[0]}.{version[1]})")
+    if dtype.hasobject or dtype.kind not in "biuf" or dtype.itemsize > _MAX_ITEM_BYTES:
+        raise ValueError(f"its {name} array holds {dtype.str} values, not plain numbers")
+    if len(shape) != ndim or shape[0] != n_images or (ndim == 2 and shape[1] > columns):
+        expected = f"({n_images},)" if ndim == 1 else f"({n_images}, at most {columns})"
+        raise ValueError(f"its {name} array has shape {tuple(shape)}, expected {expected}")
+    n_bytes = math.prod(shape) * dtype.itemsize  # Python integers: a crafted shape cannot overflow
+    if head.tell() + n_bytes != info.file_size:
+        raise ValueError(
+            f"its {name} array is {_size_text(info.file_size)}, not the size its shape {tuple(shape)} needs"
+        )
+    with archive.open(info) as fh:
+        return np.lib.format.read_array(fh, allow_pickle=False)
+
+
 # ---------------------------------------------------------------------------- files
 
 
@@ -189,6 +441,7 @@ def save_session(session: "ClusterSession", path: PathLike, mark_saved: bool = T
     if reference is not None:
         data[_MODEL_KEY] = reference
     text = json.dumps(data, ensure_ascii=True, allow_nan=False)
+    storage.remove_stale_temp_files(target)  # a killed save's full-size leftover would stay forever
     try:
         with atomic_write(target, "wb") as fh:
             with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as archive:
@@ -210,11 +463,18 @@ def save_session(session: "ClusterSession", path: PathLike, mark_saved: bool = T
 @contextmanager
 def _reading(source: Path) -> Iterator[zipfile.ZipFile]:
     """The open archive ``source``; every way reading it can fail becomes a one-line :class:`SessionFileError`."""
+    storage.remove_stale_temp_files(source)  # what a killed save of this file left behind
     try:
-        with zipfile.ZipFile(source, "r") as archive:
+        # Opened without blocking and checked to be a regular file: a FIFO picked as a session would
+        # otherwise hang the open (on the GUI thread) until something writes to it.
+        with _open_regular_file(source) as fh, zipfile.ZipFile(fh, "r") as archive:
             yield archive
     except SessionFileError:
         raise
+    except ImageLoadError as exc:  # a folder, FIFO, socket or device, or a NUL in the name
+        if source.is_dir():
+            raise SessionFileError(f"{source} is a folder, not a session file") from None
+        raise SessionFileError(f"Cannot open {source.name} as a session file: {exc}") from None
     except FileNotFoundError:
         raise SessionFileError(f"Session file not found: {source}") from None
     except IsADirectoryError:
@@ -226,12 +486,25 @@ def _reading(source: Path) -> Iterator[zipfile.ZipFile]:
     except (zipfile.LargeZipFile, OSError, EOFError, ValueError, UnicodeDecodeError) as exc:
         # zlib / CRC errors, a truncated member, bad JSON, a malformed .npy header
         raise SessionFileError(f"{source.name} is damaged: {exc}") from None
+    except (MemoryError, RecursionError):  # the limits above should leave nothing to reach here
+        raise _unsafe(source, "it is too large or too deeply nested to read") from None
 
 
 def _read_document(source: Path, archive: zipfile.ZipFile) -> Any:
     if _JSON_MEMBER not in set(archive.namelist()):
         raise SessionFileError(f"{source.name} is not an imgcluster session file")
-    return json.loads(archive.read(_JSON_MEMBER).decode("utf-8"))
+    _check_members(source, archive)
+    text = archive.read(_JSON_MEMBER).decode("utf-8")
+    try:
+        data = json.loads(text)
+    except RecursionError:  # the parser recursed as deep as Python allows
+        data = None
+        deep = True
+    else:
+        deep = _deeper_than(data, MAX_JSON_DEPTH)
+    if deep:
+        raise _unsafe(source, f"{_JSON_MEMBER} nests more than {MAX_JSON_DEPTH} levels deep")
+    return data
 
 
 def _is_workspace(data: Any) -> bool:
@@ -249,19 +522,30 @@ def load_session(cls: type, path: PathLike) -> "ClusterSession":
     with _reading(source) as archive:
         data = _read_document(source, archive)
         arrays = {}
-        if not _is_workspace(data):
+        paths = data.get("paths") if isinstance(data, Mapping) else None
+        # A foreign or newer file, or one without a list of paths: session_from_dict says why.
+        if not _is_workspace(data) and isinstance(paths, list) and data.get("format") == SESSION_FORMAT:
             members = set(archive.namelist())
+            n_images = len(paths)
+            _check_total(source, archive, [n_images])
             for name in ("labels", "original_labels", *_OPTIONAL_ARRAYS):
                 if f"{name}.npy" in members:
-                    arrays[name] = np.lib.format.read_array(io.BytesIO(archive.read(f"{name}.npy")), allow_pickle=False)
+                    try:
+                        arrays[name] = _read_array(archive, f"{name}.npy", name, n_images)
+                    except ValueError as exc:
+                        raise SessionFileError(f"{source.name} is damaged: {exc}") from None
     if _is_workspace(data):
         current = load_workspace(source, cls).current
         assert current is not None  # a workspace always holds a run and knows its current one
         return current.session
+    missing: dict[int, str] = {}
+    if isinstance(data, Mapping):
+        data, missing = _resolve_paths(data, source)
     try:
         session = session_from_dict(cls, data, arrays)
     except SessionFileError as exc:
         raise SessionFileError(f"{source.name}: {exc}") from None
+    session.missing = missing
     if data.get(_MODEL_KEY) is not None:
         session._models.attach(source, data[_MODEL_KEY])
     return session
@@ -344,6 +628,7 @@ def save_workspace(path: PathLike, history: RunHistory, mark_saved: bool = True)
         "runs": runs,
     }
     text = json.dumps(document, ensure_ascii=True, allow_nan=False)
+    storage.remove_stale_temp_files(target)  # a killed save's full-size leftover would stay forever
     try:
         with atomic_write(target, "wb") as fh:
             with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as archive:
@@ -429,6 +714,7 @@ def _workspace_from_archive(cls: type, source: Path, archive: zipfile.ZipFile, d
     path_lists, runs = data.get("paths"), data.get("runs")
     if not isinstance(path_lists, list) or not isinstance(runs, list) or not runs:
         raise SessionFileError(f"{source.name} is damaged: it lists no runs")
+    _check_total(source, archive, [_run_image_count(path_lists, run) for run in runs])
     loaded: dict[str, np.ndarray] = {}  # member -> array: the runs of one folder share their copies
     history = RunHistory()
     for position, run in enumerate(runs):
@@ -438,6 +724,7 @@ def _workspace_from_archive(cls: type, source: Path, archive: zipfile.ZipFile, d
                 raise ValueError("not a run")
             session_data = dict(run["session"])
             session_data["paths"] = path_lists[int(run["paths"])]
+            n_images = _image_count(session_data["paths"])
             arrays = {}
             for name, member in dict(run.get("arrays") or {}).items():
                 if name not in ("labels", "original_labels", *_OPTIONAL_ARRAYS):
@@ -448,15 +735,16 @@ def _workspace_from_archive(cls: type, source: Path, archive: zipfile.ZipFile, d
                     # Only the features (never written) are shared; the others get their own copy.
                     arrays[name] = loaded[member] if name == "features" else loaded[member].copy()
                     continue
-                with archive.open(member) as fh:
-                    loaded[member] = arrays[name] = np.lib.format.read_array(fh, allow_pickle=False)
+                loaded[member] = arrays[name] = _read_array(archive, member, name, n_images)
             number = int(run["number"])
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise SessionFileError(f"{source.name} is damaged: {what}: {exc}") from None
+        session_data, missing = _resolve_paths(session_data, source)
         try:
             session = session_from_dict(cls, session_data, arrays)
         except SessionFileError as exc:
             raise SessionFileError(f"{source.name}: {what}: {exc}") from None
+        session.missing = missing
         if session_data.get(_MODEL_KEY) is not None:
             session._models.attach(source, session_data[_MODEL_KEY])
         try:
@@ -478,6 +766,14 @@ def _workspace_from_archive(cls: type, source: Path, archive: zipfile.ZipFile, d
     if isinstance(current, int) and any(record.number == current for record in history):
         history.set_current(current)
     return history
+
+
+def _run_image_count(path_lists: list, run: Any) -> int:
+    """How many images ``run`` declares (0 when it does not say properly: the run's own check says why)."""
+    try:
+        return _image_count(path_lists[int(run["paths"])])
+    except (KeyError, TypeError, ValueError, IndexError):
+        return 0
 
 
 def _restore_metrics(metrics: Mapping[str, Any]) -> dict:
