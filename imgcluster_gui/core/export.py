@@ -915,6 +915,23 @@ def _same_copy(source: Path, copy: Path) -> bool:
     return a.st_size == b.st_size and int(a.st_mtime) == int(b.st_mtime)
 
 
+def _remove_leftover(entry: ExportEntry, destination: Path, result: UndoResult, leftover: str, original: str) -> None:
+    """Remove what an interrupted move left at ``destination`` (the original never left) and say so."""
+    os.unlink(destination)
+    result.removed += 1
+    result.notes.append(
+        SkippedFile(
+            entry.destination, f"{leftover} of an interrupted move: removed ({original} never left {entry.source})"
+        )
+    )
+
+
+def _report_back_at_origin(entry: ExportEntry, result: UndoResult) -> None:
+    result.problems.append(
+        SkippedFile(entry.source, f"a file is back at the original place; left {entry.destination} where it is")
+    )
+
+
 def _original_folder_problem(source: Path, destination: Path) -> Optional[str]:
     if source.parent.is_dir():
         return None
@@ -975,18 +992,10 @@ def _undo_moved_link(entry: ExportEntry, result: UndoResult) -> None:
         return
     if source_there:
         if entry.status == "planned" and os.path.islink(source) and os.readlink(source) == entry.link:
-            os.unlink(destination)  # interrupted between making the new link and removing the old one
-            result.removed += 1
-            result.notes.append(
-                SkippedFile(
-                    entry.destination,
-                    f"the new link of an interrupted move: removed (the original link never left {entry.source})",
-                )
-            )
+            # Interrupted between making the new link and removing the old one.
+            _remove_leftover(entry, destination, result, "the new link", "the original link")
         else:
-            result.problems.append(
-                SkippedFile(entry.source, f"a file is back at the original place; left {entry.destination} where it is")
-            )
+            _report_back_at_origin(entry, result)
         return
     problem = _original_folder_problem(source, destination)
     if problem:
@@ -1013,18 +1022,9 @@ def _undo_move(entry: ExportEntry, result: UndoResult) -> None:
         # systems) leaves the manifest saying "planned" and a file holding at most the start of
         # the original, which never left: that placeholder is ours to remove.
         if entry.status == "planned" and stat.S_ISREG(found.st_mode) and _is_prefix_of(destination, source):
-            os.unlink(destination)
-            result.removed += 1
-            result.notes.append(
-                SkippedFile(
-                    entry.destination,
-                    f"the placeholder of an interrupted move: removed (the file never left {entry.source})",
-                )
-            )
+            _remove_leftover(entry, destination, result, "the placeholder", "the file")
         else:
-            result.problems.append(
-                SkippedFile(entry.source, f"a file is back at the original place; left {entry.destination} where it is")
-            )
+            _report_back_at_origin(entry, result)
         return
     if not stat.S_ISREG(found.st_mode):
         result.problems.append(SkippedFile(entry.destination, "it is no longer a plain file: left alone"))
