@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QAction, QGuiApplication
 from PySide6.QtWidgets import QDockWidget
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -140,3 +140,31 @@ def layout_problems(window: "QMainWindow") -> list[str]:
     if central is not None and central.width() < min(MIN_GRID_WIDTH, window.width() // 3):
         problems.append(f"the thumbnail grid is only {central.width()} px wide")
     return problems
+
+
+def panel_action(dock: QDockWidget, parent: "QMainWindow") -> QAction:
+    """A View-menu entry for ``dock`` that brings it to the front.
+
+    Qt's own ``toggleViewAction`` hides a dock that is open behind another in a tab group (it counts
+    as shown), so choosing "Metrics" while the Scatter tab is in front closed the metrics. This one
+    shows a closed dock, raises one behind a tab, and closes only a dock that is in front.
+    """
+    action = QAction(dock.windowTitle(), parent)
+    action.setCheckable(True)
+    action.setChecked(not dock.isHidden())
+    action.setObjectName(f"show_{dock.objectName()}")
+    # Closed from its title bar, or shown by Reset layout: the tick follows.
+    dock.toggleViewAction().toggled.connect(action.setChecked)
+
+    def choose(_checked: bool = False) -> None:
+        if dock.isHidden():
+            dock.show()
+            dock.raise_()
+        elif not dock.isFloating() and dock.visibleRegion().isEmpty():
+            dock.raise_()  # behind another tab: bring it to the front, keep it open
+        else:
+            dock.hide()
+        action.setChecked(not dock.isHidden())
+
+    action.triggered.connect(choose)
+    return action

@@ -282,7 +282,7 @@ class MainWindow(QMainWindow):
         self.view_menu = menu.addMenu("&View")
         self.view_controls.populate(
             self.view_menu,
-            [dock.toggleViewAction() for dock in layout.layout_docks(self).values()],
+            [layout.panel_action(dock, self) for dock in layout.layout_docks(self).values()],
             [self.expand_all_action, self.collapse_all_action],
         )
         add_groups(

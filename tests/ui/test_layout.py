@@ -43,8 +43,20 @@ def test_grid_gets_most_of_the_width(qtbot, settings_env, width, height):
 def test_view_menu_reaches_every_panel_and_resets(qtbot, settings_env):
     window = _window(qtbot)
     texts = [a.text().replace("&", "") for a in window.view_menu.actions()]
+    menu_actions = {a.objectName(): a for a in window.view_menu.actions()}
     for dock in layout.layout_docks(window).values():
-        assert dock.toggleViewAction() in window.view_menu.actions(), dock.windowTitle()
+        assert f"show_{dock.objectName()}" in menu_actions, dock.windowTitle()
+    # Metrics is open behind the Scatter tab: choosing it brings it to the front (Qt's own action closed it).
+    show_metrics = menu_actions["show_metrics_dock"]
+    assert show_metrics.isChecked() and window.metrics_dock.visibleRegion().isEmpty()
+    show_metrics.trigger()
+    QApplication.processEvents()
+    assert not window.metrics_dock.isHidden() and not window.metrics_dock.visibleRegion().isEmpty()
+    assert show_metrics.isChecked()
+    show_metrics.trigger()  # in front: now it closes
+    assert window.metrics_dock.isHidden() and not show_metrics.isChecked()
+    window.reset_layout()
+    assert show_metrics.isChecked()
     assert "Scatter" in texts and "Reset layout" in texts
     # Close the scatter, float the metrics far away: Reset layout brings both back, docked.
     window.scatter_dock.toggleViewAction().trigger()
