@@ -137,6 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--whiten", action="store_true", help="whiten after PCA")
         p.add_argument("--no-l2", action="store_true", help="skip L2 normalisation of features")
         p.add_argument(
+            "--umap",
+            type=int,
+            default=None,
+            metavar="N",
+            dest="umap_dims",
+            help="reduce the features to N dims with UMAP before grouping (needs umap-learn; measured: lifts "
+            "--algorithm kmeans --k N, over-splits without K)",
+        )
+        p.add_argument(
             "--embedding",
             default="pca",
             choices=(*EMBEDDING_METHODS, NO_EMBEDDING),
@@ -208,6 +217,7 @@ def _config_from_args(args: argparse.Namespace):
         pca_dims=args.pca,
         whiten=args.whiten,
         l2=not args.no_l2,
+        umap_dims=args.umap_dims,
         embedding=args.embedding,
         random_state=args.seed,
         use_cache=not args.no_cache,
@@ -391,13 +401,13 @@ def _cmd_backbones(args: argparse.Namespace) -> int:
 
     rows = []
     for spec in list_backbones():
-        status = "offline" if spec.offline else "needs download (or --weights FILE)"
+        status = spec.status  # "works offline", "download once (about 88 MB)", "needs pip install ..."
         default = " (default)" if spec.name == DEFAULT_BACKBONE else ""
         layers = ", ".join(spec.layers)
         rows.append((spec.name + default, status, layers))
     width = max(len(r[0]) for r in rows)
     for name, status, layers in rows:
-        print(f"{name:<{width}}  {status:<36}  layers: {layers}")
+        print(f"{name:<{width}}  {status:<40}  layers: {layers}")
     return 0
 
 

@@ -46,6 +46,12 @@ class PipelineConfig:
     ``k_selection``: ``'graph'`` (the number of Leiden communities of the neighbour graph, the
     default), ``'silhouette'`` (the silhouette sweep over ``[k_min, k_max]``) or
     ``'silhouette-umap'`` (the same sweep in a 10-d UMAP space, with umap-learn installed).
+
+    After extraction: ``pca_dims``, ``whiten`` and ``l2``
+    (:func:`~imgcluster_gui.core.preprocess.preprocess_features`), then ``umap_dims`` reduces the
+    features with UMAP before clustering (:func:`~imgcluster_gui.core.preprocess.umap_reduce`; off by
+    default: measured in ``benchmarks/features.py``, it lifts k-means at a given K on every shared set
+    but makes the no-K default over-split).
     """
 
     folder: str
@@ -57,6 +63,7 @@ class PipelineConfig:
     pca_dims: Optional[int] = None
     whiten: bool = False
     l2: bool = True
+    umap_dims: Optional[int] = None
     algorithm: str = "leiden"
     n_clusters: Optional[int] = None
     k_selection: str = "graph"
@@ -364,7 +371,7 @@ def run_pipeline(
         The callback asked to stop.
     """
     from .dataset import DatasetError, scan_folder
-    from .preprocess import preprocess_features
+    from .preprocess import preprocess_features, umap_reduce
 
     timings: dict[str, float] = {}
     # Notes travel in the progress events (the window logs them as they come, the CLI prints
@@ -417,6 +424,9 @@ def run_pipeline(
         X, notes = X
         for note in notes or []:
             report.warn(note)
+    if config.umap_dims:
+        check(report, f"UMAP reduction to {config.umap_dims} dimensions")
+        X = umap_reduce(X, n_components=config.umap_dims, random_state=config.random_state)
     timings["preprocess"] = time.perf_counter() - t0
 
     from .clustering.registry import get_algorithm

@@ -6,6 +6,7 @@ reduced features, which is what k-means on CNN features is usually run on.
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from typing import Any, Optional, Union
 
@@ -141,3 +142,33 @@ def preprocess_features(
     for note in notes:
         warnings.warn(note, UserWarning, stacklevel=2)
     return X
+
+
+def umap_reduce(X: Any, n_components: int = 10, random_state: int = 0) -> np.ndarray:
+    """``X`` reduced to ``n_components`` dimensions with UMAP (cosine, ``min_dist=0``) before the graph.
+
+    UMAP pulls each image's neighbours together, so the groups the neighbour graph and k-means
+    see are tighter (measured in ``benchmarks/features.py``). Needs ``umap-learn``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Features after :func:`preprocess_features`.
+    n_components : int
+        Output dimensions (capped for tiny inputs).
+    random_state : int
+        UMAP's seed (fixed: the same folder gives the same groups).
+
+    Raises
+    ------
+    ValueError
+        umap-learn is not installed, or ``n_components`` is not a positive integer.
+    """
+    if isinstance(n_components, bool) or not isinstance(n_components, (int, np.integer)) or n_components < 1:
+        raise ValueError(f"UMAP dimensions must be a positive integer, got {n_components!r}")
+    data = check_features(X)
+    if importlib.util.find_spec("umap") is None:
+        raise ValueError("UMAP reduction needs umap-learn: pip install umap-learn (or run without --umap)")
+    from .clustering.autok import umap_space
+
+    return umap_space(data, n_components=int(n_components), random_state=random_state)

