@@ -135,3 +135,17 @@ def test_which_backbone_hint_reads_other_nestings_of_per_backbone_rows(tmp_path)
     specs = B.list_backbones()
     text, _tip = side_panel.backbone_hint(specs, table)
     assert text == "Which backbone? Best measured: EfficientNet-Lite0 (NMI 0.70, 38 img/s)."
+
+
+def test_umap_dims_reach_the_run_and_come_back(make_panel, image_folder):
+    panel = make_panel()
+    panel.set_folder(str(image_folder[0].rsplit("/", 1)[0]))
+    assert panel.umap_spin.isEnabled()  # umap-learn is in the test extra
+    assert panel.config().umap_dims is None  # off by default (the measured table: it over-splits without K)
+    panel.umap_spin.setValue(10)
+    assert panel.config().umap_dims == 10
+    again = make_panel()
+    again.restore_state(panel.state())
+    assert again.umap_spin.value() == 10
+    settings = dict(panel.config().to_dict(), umap_dims=None)
+    assert again.show_config(settings) and again.umap_spin.value() == 0  # the run on screen had none
