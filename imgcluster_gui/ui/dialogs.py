@@ -157,54 +157,51 @@ class Messages:
     def ask_export_into_non_empty(self, target: str, dated_name: str) -> Optional[str]:
         """``target`` already holds files: ``'new'`` (a dated sub-folder ``dated_name``, the default),
         ``'merge'`` (into ``target``) or None (cancel). Blocking; tests replace this method."""
-        box = QMessageBox(
-            QMessageBox.Icon.Question,
+        answer = _ask_either(
+            self._parent,
+            "export_target_box",
             "The target folder is not empty",
             f"{target} already holds files. Export into a new sub-folder {dated_name}, "
             "or merge into it (existing files are kept; new ones get _1, _2 on a name clash)?",
-            QMessageBox.StandardButton.NoButton,
-            self._parent,
+            "New dated sub-folder",
+            "Merge into it",
         )
-        box.setObjectName("export_target_box")
-        new = box.addButton("New dated sub-folder", QMessageBox.ButtonRole.AcceptRole)
-        merge = box.addButton("Merge into it", QMessageBox.ButtonRole.DestructiveRole)
-        cancel = box.addButton(QMessageBox.StandardButton.Cancel)
-        box.setDefaultButton(new)
-        box.setEscapeButton(cancel)
-        box.exec()
-        clicked = box.clickedButton()
-        box.deleteLater()
-        if clicked is new:
-            return "new"
-        if clicked is merge:
-            return "merge"
-        return None
+        return None if answer is None else ("new" if answer else "merge")
+
+
+def _ask_either(
+    parent: Optional[QWidget], name: str, title: str, text: str, default_text: str, other_text: str
+) -> Optional[bool]:
+    """A blocking question with two answers and Cancel: True = the default (safe) answer, False = the other
+    (destructive) one, None = Cancel or Esc."""
+    box = QMessageBox(QMessageBox.Icon.Question, title, text, QMessageBox.StandardButton.NoButton, parent)
+    box.setObjectName(name)
+    default = box.addButton(default_text, QMessageBox.ButtonRole.AcceptRole)
+    other = box.addButton(other_text, QMessageBox.ButtonRole.DestructiveRole)
+    cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(default)
+    box.setEscapeButton(cancel)
+    box.exec()
+    clicked = box.clickedButton()
+    box.deleteLater()
+    if clicked is default:
+        return True
+    if clicked is other:
+        return False
+    return None
 
 
 def ask_keep_hand_placed(parent: QWidget, count: int) -> Optional[bool]:
     """Ask whether the ``count`` images placed by hand keep their place: True keep, False replace, None cancel."""
     images = f"{count} hand-placed image" + ("" if count == 1 else "s")
-    box = QMessageBox(
-        QMessageBox.Icon.Question,
+    return _ask_either(
+        parent,
+        "hand_placed_box",
         "Regroup the images",
         f"You placed {images} by hand. Keep them where they are, or regroup them too?",
-        QMessageBox.StandardButton.NoButton,
-        parent,
+        f"Keep my {images} where they are",
+        "Replace them too",
     )
-    box.setObjectName("hand_placed_box")
-    keep = box.addButton(f"Keep my {images} where they are", QMessageBox.ButtonRole.AcceptRole)
-    replace = box.addButton("Replace them too", QMessageBox.ButtonRole.DestructiveRole)
-    cancel = box.addButton(QMessageBox.StandardButton.Cancel)
-    box.setDefaultButton(keep)
-    box.setEscapeButton(cancel)
-    box.exec()
-    clicked = box.clickedButton()
-    box.deleteLater()
-    if clicked is keep:
-        return True
-    if clicked is replace:
-        return False
-    return None
 
 
 def ask_cluster_name(parent: QWidget) -> tuple[Optional[str], bool]:

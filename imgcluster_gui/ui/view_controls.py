@@ -13,6 +13,8 @@ from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMenu, QSlider, QWidget
 
+from .actions import make_action
+
 # Thumbnail sizes the slider offers (pixels of the cell's image square).
 MIN_THUMBNAIL = 64
 MAX_THUMBNAIL = 320
@@ -74,11 +76,9 @@ class ViewControls(QObject):
 
     # ---------------------------------------------------------------- construction
     def _action(self, text: str, slot: Callable[[], Any], shortcuts: list) -> QAction:
-        action = QAction(text, self.parent())
+        action = make_action(self.parent(), text, slot)  # the window's action: its shortcuts work anywhere in it
         if shortcuts:
             action.setShortcuts(shortcuts)
-            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-        action.triggered.connect(lambda _checked=False: slot())
         return action
 
     def _choice_group(self, choices: tuple, current: str, slot: Callable[[str], None]) -> dict[str, QAction]:
