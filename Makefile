@@ -10,7 +10,7 @@ STAMP_TEST := $(VENV)/.stamp-test
 STAMP_BENCH := $(VENV)/.stamp-bench
 FOLDER ?= resources/sample_images
 
-.PHONY: run test lint cli clean-venv bench-quality bench-speed bench-deep bench-app bench-graph
+.PHONY: run test lint cli clean-venv bench-quality bench-speed bench-deep bench-app bench-graph bundle bundle-with-venv bundle-smoke
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,33 @@ bench-app: $(STAMP_BENCH)
 
 bench-graph: $(STAMP_BENCH)
 	$(BIN)/python -m benchmarks.graph_scale
+
+# The desktop bundle (packaging/README.md): its own build venv with CPU-only torch (the CUDA wheels would add
+# gigabytes), the app (editable) with its `raw` and `bundle` extras, then PyInstaller -> dist/imgcluster/.
+BUNDLE_VENV := build/bundle-venv
+TORCH_CPU ?= torch torchvision --index-url https://download.pytorch.org/whl/cpu
+PYINSTALLER_ARGS := packaging/imgcluster.spec --noconfirm --distpath dist --workpath build/pyinstaller
+
+$(BUNDLE_VENV)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(BUNDLE_VENV)
+	$(BUNDLE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BUNDLE_VENV)/bin/python -m pip install --quiet $(TORCH_CPU)
+	$(BUNDLE_VENV)/bin/python -m pip install --quiet -e ".[raw,bundle]"
+	touch $@
+
+bundle: $(BUNDLE_VENV)/.stamp
+	$(BUNDLE_VENV)/bin/pyinstaller $(PYINSTALLER_ARGS)
+	@du -sh dist/imgcluster
+
+# Where no CPU-only torch + torchvision pair can be installed: bundle .venv's own torch (a CUDA build: larger).
+bundle-with-venv: $(STAMP_RUN)
+	$(BIN)/python -m pip install --quiet -e ".[raw,bundle]"
+	$(BIN)/pyinstaller $(PYINSTALLER_ARGS)
+	@du -sh dist/imgcluster
+
+# Runs the built app offscreen on the sample folder: it must start, cluster and exit 0 (not in `make test`: slow).
+bundle-smoke:
+	$(PYTHON) packaging/smoke.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -2,7 +2,7 @@
 
 ::
 
-    python -m benchmarks.speed [--smoke] [--only extraction,cache,clustering,scale,app]
+    python -m benchmarks.speed [--smoke] [--only extraction,cache,clustering,scale,app] [--extraction-images 400 40]
                                [--backbones efficientnet_lite0 ...] [--threads N] [--out DIR]
 
 Every figure that judges speed is a ratio against a reference measured in the same run (these
@@ -113,6 +113,43 @@ class Sizes:
 
 
 # ============================================================================================ extraction
+def honest_transform(backbone: str):
+    """What a plain script writes with the project's own recipe: Resize, CenterCrop, ToTensor, Normalize."""
+    from torchvision import transforms
+    from torchvision.transforms import InterpolationMode
+
+    from imgcluster_gui.core.features.backbones import resolve_preprocessing
+
+    prep = resolve_preprocessing(backbone, common.backbone_weights(backbone))
+    return transforms.Compose(
+        [
+            transforms.Resize(prep.resize_size, interpolation=InterpolationMode(prep.interpolation), antialias=True),
+            transforms.CenterCrop(prep.input_size),
+            transforms.ToTensor(),
+            transforms.Normalize(prep.mean, prep.std),
+        ]
+    )
+
+
+def naive_loop(paths: list[Path], model, transform, device: str = "cpu", autocast: bool = False) -> np.ndarray:
+    """The baseline a person writes in ten lines: Pillow open, transform, one image per forward pass.
+
+    ``torch.inference_mode``, torch's default threads, the project's weights (eager) and preprocessing recipe;
+    no draft decoding, batching or engine: nothing this project adds.
+    """
+    import torch
+    from PIL import Image
+
+    outputs = []
+    with torch.inference_mode():
+        for path in paths:
+            with Image.open(path) as image:
+                batch = transform(image.convert("RGB")).unsqueeze(0).to(device)
+            with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=autocast):
+                outputs.append(model(batch).float().cpu().numpy())
+    return np.concatenate(outputs)
+
+
 def _load_tensors(paths: list[Path], transform) -> "Any":
     import torch
     from PIL import Image
@@ -124,23 +161,8 @@ def _load_tensors(paths: list[Path], transform) -> "Any":
     return torch.stack(tensors)
 
 
-def naive_loop(paths: list[Path], model, transform, device: str = "cpu", autocast: bool = False) -> np.ndarray:
-    """The baseline: one image at a time, Pillow open, torchvision transform, forward."""
-    import torch
-    from PIL import Image
-
-    outputs = []
-    with torch.no_grad():
-        for path in paths:
-            with Image.open(path) as image:
-                batch = transform(image.convert("RGB")).unsqueeze(0).to(device)
-            with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=autocast):
-                outputs.append(model(batch).float().cpu().numpy())
-    return np.concatenate(outputs)
-
-
 def model_only(tensors, model, batch_size: int, device: str = "cpu", autocast: bool = False) -> None:
-    """The ceiling: the model alone on pre-decoded, pre-transformed tensors."""
+    """The ceiling: the network alone on pre-decoded, pre-normalised tensors."""
     import torch
 
     with torch.inference_mode():
@@ -152,31 +174,148 @@ def model_only(tensors, model, batch_size: int, device: str = "cpu", autocast: b
             torch.cuda.synchronize()
 
 
-def _ceiling_variants(model, tensors) -> dict[str, tuple[Any, Any]]:
-    """The project's model as built, and in channels_last (often faster on CPU): the ceiling is the best."""
-    import copy
-
+def _ceilings(backbone: str, tensors, batches: tuple[int, ...], device: str, smoke: bool) -> dict[str, Any]:
+    """img/s of the network alone per engine and batch: eager (both layouts), torch.compile, OpenVINO."""
     import torch
 
-    variants = {"as built": (model, tensors)}
+    from imgcluster_gui.core.features.backbones import build_feature_model
+    from imgcluster_gui.core.features.runtime import OpenVinoNetwork, compiler_available, openvino_available
+
+    n = len(tensors)
+    autocast = device == "cuda"
+    out: dict[str, Any] = {"eager": {}, "compile": {}, "openvino": {}, "compile_seconds": {}, "notes": []}
+
+    def measure(fn, batch_size: int, variant_tensors) -> float:
+        model_only(variant_tensors[:batch_size], fn, batch_size, device, autocast)  # warm-up (lazy init)
+        timing, _ = common.time_call(functools.partial(model_only, variant_tensors, fn, batch_size, device, autocast))
+        return n / timing.best
+
+    eager = build_feature_model(backbone, weights_path=common.backbone_weights(backbone), device=device)
+    for batch_size in batches:
+        out["eager"][f"batch {batch_size}"] = measure(eager, batch_size, tensors)
+    channels_last = eager.to(memory_format=torch.channels_last)
+    cl_tensors = tensors.contiguous(memory_format=torch.channels_last)
+    for batch_size in batches:
+        out["eager"][f"channels_last, batch {batch_size}"] = measure(channels_last, batch_size, cl_tensors)
+    eager = eager.to(memory_format=torch.contiguous_format)
+    if smoke:
+        out["notes"].append("torch.compile skipped in a smoke run (20-45 s a shape)")
+    elif not compiler_available():
+        out["notes"].append("torch.compile skipped: no C++ compiler")
+    else:
+        from imgcluster_gui.core.features.runtime import use_persistent_compile_cache
+
+        use_persistent_compile_cache()
+        for batch_size in batches[:2]:  # one compile per batch shape: the two small batches that CPUs prefer
+            compiled = torch.compile(eager, dynamic=False)
+            t0 = time.perf_counter()
+            model_only(tensors[:batch_size], compiled, batch_size, device, autocast)
+            out["compile_seconds"][f"batch {batch_size}"] = time.perf_counter() - t0
+            whole = (n // batch_size) * batch_size  # no short last batch: it would compile again
+            timing, _ = common.time_call(
+                functools.partial(model_only, tensors[:whole], compiled, batch_size, device, autocast)
+            )
+            out["compile"][f"batch {batch_size}"] = whole / timing.best
+    if device == "cpu" and openvino_available():
+        network = OpenVinoNetwork(lambda: eager, int(tensors.shape[-1]))
+        for batch_size in batches:
+            out["openvino"][f"batch {batch_size}"] = measure(network, batch_size, tensors)
+    elif device == "cpu":
+        out["notes"].append("OpenVINO not installed")
+    return out
+
+
+def _decode_one(args: tuple[str, Any]) -> bool:
+    """One image through the project's decoder (``ImageFolderDataset``: draft decode, resize, crop)."""
+    from imgcluster_gui.core.features.extract import ImageFolderDataset
+
+    path, prep = args
+    _, tensor, _ = ImageFolderDataset([path], prep)[0]
+    return tensor is not None
+
+
+def decode_ceiling(paths: list[Path], backbone: str) -> dict[str, Any]:
+    """Decode + resize + crop only (no network), one process a core: nothing can extract faster than this.
+
+    Also times one core of each JPEG decoder with DCT-domain scaling (Pillow draft, simplejpeg, PyTurboJPEG),
+    which is how the decoder was picked.
+    """
+    import multiprocessing
+    import os
+
+    from imgcluster_gui.core.features.backbones import resolve_preprocessing
+
+    prep = resolve_preprocessing(backbone, common.backbone_weights(backbone))
+    cores = os.cpu_count() or 1
+    jobs = [(str(p), prep) for p in paths]
+    with multiprocessing.get_context("spawn").Pool(cores) as pool:
+        pool.map(_decode_one, jobs[:cores])  # workers started and imported before the clock
+        t0 = time.perf_counter()
+        ok = pool.map(_decode_one, jobs, chunksize=1)
+        all_cores = len(paths) / (time.perf_counter() - t0)
+    one_core = {name: ips for name, ips in _decoders_one_core(paths, prep.resize_size).items()}
+    return dict(ips=all_cores, processes=cores, decoded=sum(ok), one_core=one_core)
+
+
+def _decoders_one_core(paths: list[Path], size: int) -> dict[str, Any]:
+    from PIL import Image
+
+    from imgcluster_gui.core.dataset import load_image
+
+    def pillow(path: Path) -> None:
+        load_image(path, draft_size=(size, size))
+
+    decoders: dict[str, Callable[[Path], Any]] = {"Pillow + draft (used)": pillow}
     try:
-        channels_last = copy.deepcopy(model).to(memory_format=torch.channels_last)
-        variants["channels_last"] = (channels_last, tensors.contiguous(memory_format=torch.channels_last))
-    except Exception:  # a compiled or scripted model may not copy: its own layout is then the ceiling
+        import simplejpeg
+
+        def simple(path: Path) -> None:
+            simplejpeg.decode_jpeg(path.read_bytes(), colorspace="RGB", min_width=size, min_height=size)
+
+        decoders["simplejpeg, min_width/min_height"] = simple
+    except ImportError:
         pass
-    return variants
+    results: dict[str, Any] = {}
+    try:
+        import turbojpeg
+
+        jpeg = turbojpeg.TurboJPEG()
+
+        def turbo(path: Path) -> None:
+            with Image.open(path) as im:
+                scale = max(1, min(8, min(im.size) // size))
+            factor = (1, 8 if scale >= 8 else 4 if scale >= 4 else 2 if scale >= 2 else 1)
+            jpeg.decode(path.read_bytes(), scaling_factor=factor)
+
+        decoders["PyTurboJPEG, scaling_factor"] = turbo
+    except ImportError:
+        pass
+    except Exception as exc:  # the wheel needs a system libturbojpeg
+        results["PyTurboJPEG, scaling_factor"] = f"unavailable ({str(exc).splitlines()[0]})"
+    for name, decode in decoders.items():
+        decode(paths[0])
+        t0 = time.perf_counter()
+        for path in paths:
+            decode(path)
+        results[name] = len(paths) / (time.perf_counter() - t0)
+    return results
 
 
-def pipeline_extract(paths: list[Path], backbone: str, device: str, cache=False):
+def pipeline_extract(paths: list[Path], backbone: str, device: str, cache=False, engine: str = "auto"):
     """The project's extraction, as the app and CLI run it."""
     from imgcluster_gui.core.features.extract import extract_features
 
     return extract_features(
-        paths, backbone=backbone, weights_path=common.backbone_weights(backbone), device=device, cache=cache
+        paths,
+        backbone=backbone,
+        weights_path=common.backbone_weights(backbone),
+        device=device,
+        cache=cache,
+        engine=engine,
     )
 
 
-def _profile(fn: Callable[[], Any], top: int = 12) -> str:
+def _profile(fn: Callable[[], Any], top: int = 14) -> str:
     profiler = cProfile.Profile()
     profiler.enable()
     fn()
@@ -186,11 +325,44 @@ def _profile(fn: Callable[[], Any], top: int = 12) -> str:
     return stream.getvalue()
 
 
-def bench_extraction(sizes: Sizes, backbones: list[str], workdir: Path, out: Path, profile: bool) -> SectionResult:
+_FIRST_RUN = """
+import json, sys, time
+t0 = time.perf_counter()
+from pathlib import Path
+from imgcluster_gui.core.features.extract import extract_features
+imported = time.perf_counter() - t0
+paths = sorted(p for p in Path(sys.argv[1]).rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+result = extract_features(paths, cache=False)
+print(json.dumps(dict(n=len(result.paths), import_s=imported, extract_s=result.seconds, engine=result.engine)))
+"""
+
+
+def first_run(folder: Path, engine_cache: Path) -> dict[str, Any]:
+    """Extraction of ``folder`` in a new process, feature cache off: the seconds a person waits on a first run."""
+    import json
+    import os
+    import subprocess
+
+    env = dict(os.environ, IMGCLUSTER_CACHE_DIR=str(engine_cache))
+    proc = subprocess.run(
+        [sys.executable, "-c", _FIRST_RUN, str(folder)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=common.REPO_ROOT,
+        check=True,
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bench_extraction(
+    sizes: Sizes, backbones: list[str], workdir: Path, out: Path, profile: bool, smoke: bool = False
+) -> SectionResult:
+    import os
+
     import torch
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    have_pipeline = common.project_has("features.extract")
     image_sets: dict[str, list[Path]] = {}
     datasets = common.shared_datasets(["coil20"])
     if datasets:
@@ -201,78 +373,86 @@ def bench_extraction(sizes: Sizes, backbones: list[str], workdir: Path, out: Pat
         small = sorted((common.REPO_ROOT / "resources" / "sample_images").rglob("*.png"))
         image_sets["small PNG (sample images)"] = small[: sizes.small_images]
     w, h = sizes.large_size
-    image_sets[f"large JPEG ({w}x{h}, synthetic)"] = common.make_large_jpegs(
+    large_name = f"large JPEG ({w}x{h}, synthetic)"
+    image_sets[large_name] = common.make_large_jpegs(
         workdir / f"jpeg_{w}x{h}", sizes.large_images, size=sizes.large_size
     )
 
-    rows, records, targets, profiles = [], [], [], {}
+    rows, records, targets, profiles, notes = [], [], [], {}, []
     for device in devices:
-        autocast = device == "cuda"  # the issue asks for autocast on a GPU; on this CPU bf16 is slower
+        autocast = device == "cuda"  # fp16 on a GPU; on a CPU without bf16 hardware autocast is 3-12x slower
         for backbone in backbones:
-            model = common.feature_model(backbone, device=device)
-            plain_model = common.naive_model(backbone, device=device)
-            transform = common.naive_transform(backbone)
+            from imgcluster_gui.core.features.backbones import build_feature_model
+
+            plain_model = build_feature_model(backbone, weights_path=common.backbone_weights(backbone), device=device)
+            transform = honest_transform(backbone)
+            # The converted network on disk before any timing (a person's second day); the first run is timed apart.
+            pipeline_extract(image_sets[next(iter(image_sets))][:2], backbone, device, engine="openvino")
             for set_name, paths in image_sets.items():
                 n = len(paths)
                 naive_loop(paths[:2], plain_model, transform, device, autocast)  # warm-up: lazy init, allocator
                 naive_time, _ = common.time_call(
                     functools.partial(naive_loop, paths, plain_model, transform, device, autocast)
                 )
-                tensors = _load_tensors(paths, transform)
-                ceiling = {}
-                for variant, (variant_model, variant_tensors) in _ceiling_variants(model, tensors).items():
-                    for batch_size in sizes.ceiling_batches:
-                        run = functools.partial(
-                            model_only, variant_tensors, variant_model, batch_size, device, autocast
-                        )
-                        model_only(variant_tensors[:batch_size], variant_model, batch_size, device, autocast)
-                        timing, _ = common.time_call(run)
-                        ceiling[f"{variant}, batch {batch_size}"] = n / timing.best
-                best_batch = max(ceiling, key=ceiling.get)
+                pipeline_extract(paths[:2], backbone, device)  # warm-up (page cache, lazy imports)
+                pipe_time, result = common.time_call(functools.partial(pipeline_extract, paths, backbone, device))
+                if len(result.paths) != n:
+                    raise RuntimeError(f"pipeline extracted {len(result.paths)} of {n} images: {result.failed[:3]}")
+                ceilings = _ceilings(backbone, _load_tensors(paths, transform), sizes.ceiling_batches, device, smoke)
+                notes.extend(ceilings["notes"])
+                best = {
+                    engine: max(by_batch.items(), key=lambda kv: kv[1])
+                    for engine, by_batch in ceilings.items()
+                    if engine in ("eager", "compile", "openvino") and by_batch
+                }
                 record = dict(
                     device=device,
                     backbone=backbone,
                     images=set_name,
                     n=n,
                     naive_ips=n / naive_time.best,
-                    ceiling_ips=ceiling[best_batch],
-                    ceiling_by_batch=ceiling,
-                    ceiling_batch=best_batch,
-                    pipeline_ips=None,
+                    pipeline_ips=n / pipe_time.best,
+                    pipeline_engine=result.engine,
+                    ceilings=ceilings,
+                    ceiling_ips=max(v for _, v in best.values()),
+                    best_ceiling={engine: dict(setting=k, ips=v) for engine, (k, v) in best.items()},
                 )
-                if have_pipeline:
-                    pipeline_extract(paths[:2], backbone, device)  # warm-up (model build, compile cache)
-                    pipe_time, result = common.time_call(functools.partial(pipeline_extract, paths, backbone, device))
-                    if len(result.paths) != n:
-                        raise RuntimeError(f"pipeline extracted {len(result.paths)} of {n} images: {result.failed[:3]}")
-                    record["pipeline_ips"] = n / pipe_time.best
-                    record["pipeline_vs_naive"] = record["pipeline_ips"] / record["naive_ips"]
-                    record["pipeline_vs_ceiling"] = record["pipeline_ips"] / record["ceiling_ips"]
-                    label = f"{device} {backbone} {set_name}"
-                    met_naive = record["pipeline_vs_naive"] >= 2.0
-                    met_ceiling = record["pipeline_vs_ceiling"] >= 0.8
-                    bound = record["ceiling_ips"] / record["naive_ips"]
+                record["pipeline_vs_naive"] = record["pipeline_ips"] / record["naive_ips"]
+                record["pipeline_vs_ceiling"] = record["pipeline_ips"] / record["ceiling_ips"]
+                label = f"{device} {backbone} {set_name}"
+                missed = False
+                if set_name == large_name:
+                    decode = decode_ceiling(paths, backbone)
+                    record["decode"] = decode
+                    record["pipeline_vs_decode"] = record["pipeline_ips"] / decode["ips"]
+                    met = record["pipeline_vs_decode"] >= 0.9
+                    missed = not met
                     targets.append(
                         Target(
-                            f"extraction vs naive loop ({label})",
+                            f"extraction vs decode-only ceiling ({label}, {decode['processes']} processes)",
+                            record["pipeline_vs_decode"],
+                            ">= 0.90",
+                            met,
+                            f"decode {decode['ips']:.1f} img/s, pipeline {record['pipeline_ips']:.1f} img/s",
+                        )
+                    )
+                else:
+                    met = record["pipeline_vs_naive"] >= 2.0
+                    missed = not met
+                    targets.append(
+                        Target(
+                            f"extraction vs plain loop ({label})",
                             record["pipeline_vs_naive"],
                             ">= 2x",
-                            met_naive,
-                            f"ceiling / naive = {bound:.2f}"
-                            + (": 2x is above the model's own ceiling here" if bound < 2 else ""),
+                            met,
+                            f"engine {result.engine}; model-only ceiling / plain loop = "
+                            f"{record['ceiling_ips'] / record['naive_ips']:.2f}",
                         )
                     )
-                    targets.append(
-                        Target(
-                            f"extraction vs model-only ceiling ({label})",
-                            record["pipeline_vs_ceiling"],
-                            ">= 0.80",
-                            met_ceiling,
-                        )
-                    )
-                    if profile and not (met_naive and met_ceiling):
-                        profiles[label] = _profile(functools.partial(pipeline_extract, paths, backbone, device))
+                if profile and missed:
+                    profiles[label] = _profile(functools.partial(pipeline_extract, paths, backbone, device))
                 records.append(record)
+                ceiling_text = "; ".join(f"{e} {v:.1f} ({k})" for e, (k, v) in best.items())
                 rows.append(
                     [
                         device + (" (fp16 autocast)" if autocast else ""),
@@ -280,53 +460,95 @@ def bench_extraction(sizes: Sizes, backbones: list[str], workdir: Path, out: Pat
                         set_name,
                         n,
                         record["naive_ips"],
-                        record["pipeline_ips"],
-                        f"{record['ceiling_ips']:.1f} ({best_batch})",
-                        record.get("pipeline_vs_naive"),
-                        record.get("pipeline_vs_ceiling"),
-                        record["ceiling_ips"] / record["naive_ips"],
+                        f"{record['pipeline_ips']:.1f} ({result.engine})",
+                        ceiling_text,
+                        fmt(record["decode"]["ips"], 1) if "decode" in record else "",
+                        record["pipeline_vs_naive"],
+                        fmt(record.get("pipeline_vs_decode"), 2) if "decode" in record else "",
                     ]
                 )
-            del model, plain_model
+            del plain_model
+    if "cuda" not in devices:
+        rows.append(["GPU: unmeasured (no GPU lent to this task)"] + [""] * 9)
 
+    sample = common.REPO_ROOT / "resources" / "sample_images"
+    first: dict[str, Any] = {}
+    if sample.is_dir() and not smoke:  # two new processes: not for the few-seconds smoke run
+        with tempfile.TemporaryDirectory(dir=workdir) as fresh:
+            first["cold"] = first_run(sample, Path(fresh))  # nothing converted yet: a new install
+            first["warm"] = first_run(sample, Path(fresh))  # the converted network from the first
+        seconds = first["cold"]["extract_s"]
+        targets.append(
+            Target(
+                f"first run on the bundled sample ({first['cold']['n']} images), extraction seconds",
+                seconds,
+                "< 8 s",
+                seconds < 8.0,
+                f"engine {first['cold']['engine']}; import {first['cold']['import_s']:.1f} s; again with the "
+                f"converted network on disk: {first['warm']['extract_s']:.1f} s ({first['warm']['engine']})",
+            )
+        )
     headers = [
         "device",
         "backbone",
         "images",
         "N",
         "naive loop img/s",
-        "pipeline img/s",
-        "model-only ceiling img/s",
-        "pipeline / naive",
-        "pipeline / ceiling",
-        "ceiling / naive (best possible)",
+        "pipeline img/s (engine)",
+        "model-only ceilings img/s (best setting)",
+        "decode-only ceiling img/s",
+        "pipeline / plain loop",
+        "pipeline / decode ceiling",
     ]
-    text = "## Extraction (images/s; target: pipeline >= 2x naive and >= 0.80 x ceiling)\n\n" + markdown_table(
-        headers, rows
+    text = (
+        "## Extraction (images/s; targets: >= 2x the plain loop on small images, >= 0.90 of the decode "
+        "ceiling on large JPEGs)\n\n"
+        "The plain loop is ten lines a person would write: Pillow open, the project's Resize/CenterCrop/ToTensor/"
+        "Normalize, `torch.inference_mode`, one image at a time, torch's default threads, the same weights. "
+        "The pipeline is `extract_features` as the app runs it (engine `auto`, no feature cache, the converted "
+        "network already on disk). Model-only ceilings: the network alone on decoded tensors, per engine. "
+        f"Decode-only ceiling: decode + resize + crop in {os.cpu_count()} processes, no network.\n\n"
+        + markdown_table(headers, rows)
     )
-    if not have_pipeline:
-        text += (
-            "\n\n_The project's extraction (core/features/extract.py) is not importable yet: pipeline column empty._"
+    decoders = [r["decode"]["one_core"] for r in records if "decode" in r]
+    if decoders:
+        text += "\n\nJPEG decoders with DCT scaling, one core, img/s: " + "; ".join(
+            f"{name} {fmt(value, 1)}" for name, value in decoders[0].items()
         )
+    compile_costs = [r["ceilings"]["compile_seconds"] for r in records if r["ceilings"]["compile_seconds"]]
+    if compile_costs:
+        text += "\n\ntorch.compile's first call (compiling), seconds: " + "; ".join(
+            f"{k} {v:.1f}" for k, v in compile_costs[0].items()
+        )
+    if first:
+        text += (
+            f"\n\nFirst run on `resources/sample_images` in a new process, feature cache off: extraction "
+            f"{first['cold']['extract_s']:.1f} s with nothing converted yet ({first['cold']['engine']}), "
+            f"{first['warm']['extract_s']:.1f} s once the network is converted ({first['warm']['engine']}); "
+            f"importing the package {first['cold']['import_s']:.1f} s."
+        )
+    for note in dict.fromkeys(notes):
+        text += f"\n\n_{note}._"
     for label, report in profiles.items():
-        path = out / f"profile_extraction_{_slug(label)}.txt"
+        path = out / f"speed.profile_{_slug(label)}.txt"
         path.write_text(report)
         text += f"\n\nProfile of the pipeline ({label}), top entries by cumulative time, in `{path.name}`."
     plot_extraction(records, out / "extraction_speed.png", common.device_line())
-    return SectionResult("extraction", text, {"records": records, "profiles": profiles}, targets)
+    return SectionResult("extraction", text, {"records": records, "profiles": profiles, "first_run": first}, targets)
 
 
 def plot_extraction(records: list[dict[str, Any]], path: Path, caption: str) -> None:
-    """Images/s by method (naive loop, pipeline, model-only ceiling), log scale."""
+    """Images/s by method (plain loop, pipeline, model-only ceiling), log scale."""
     groups = [f"{r['device']}\n{r['backbone']}\n{r['images'].split(' (')[0]}" for r in records]
     common.bar_chart(
         path,
         "Feature extraction speed",
         groups,
         {
-            "naive loop": [r["naive_ips"] for r in records],
+            "plain loop": [r["naive_ips"] for r in records],
             "pipeline": [r["pipeline_ips"] for r in records],
             "model-only ceiling": [r["ceiling_ips"] for r in records],
+            "decode-only ceiling": [r.get("decode", {}).get("ips", float("nan")) for r in records],
         },
         "images / s (log)",
         caption=caption,
@@ -765,6 +987,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
     parser.add_argument("--no-profile", action="store_true", help="do not profile unmet extraction targets")
+    parser.add_argument(
+        "--extraction-images",
+        type=int,
+        nargs=2,
+        metavar=("SMALL", "LARGE"),
+        default=None,
+        help="extraction's image counts (default 400 small PNGs, 40 large JPEGs): fewer on a busy machine",
+    )
     return parser
 
 
@@ -780,6 +1010,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"unknown section(s): {', '.join(unknown)}; choose from {', '.join(SECTIONS)}", file=sys.stderr)
         return 2
     sizes = Sizes.smoke() if args.smoke else Sizes.full()
+    if args.extraction_images:
+        sizes.small_images, sizes.large_images = (max(2, int(v)) for v in args.extraction_images)
     out = common.results_dir(args.out)
     if args.backbones:
         backbones = list(args.backbones)
@@ -803,7 +1035,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             continue
         t0 = time.perf_counter()
         if name == "extraction":
-            result = bench_extraction(sizes, backbones, workdir, out, profile=not args.no_profile and not args.smoke)
+            result = bench_extraction(
+                sizes, backbones, workdir, out, profile=not args.no_profile and not args.smoke, smoke=args.smoke
+            )
             cpu_small = [r for r in result.data["records"] if r["device"] == "cpu" and r["pipeline_ips"]]
             if cpu_small:
                 extraction_ips = cpu_small[0]["pipeline_ips"]

@@ -87,7 +87,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imgcluster-gui", description="Open the imgcluster desktop app.")
     parser.add_argument("folder", nargs="?", help="folder of images to open (and cluster at once)")
     parser.add_argument("--no-run", action="store_true", help="open the folder without starting a run")
+    parser.add_argument(
+        "--quit-after-run",
+        action="store_true",
+        help="cluster FOLDER in the window, print one summary line and exit: 0 when the run gave a result "
+        "(checks that an installed or bundled app works; packaging/smoke.py uses it)",
+    )
     return parser
+
+
+def run_and_quit(folder: str) -> int:
+    """Open the window on ``folder``, run the clustering, print what it gave and exit (no question asked).
+
+    Returns
+    -------
+    int
+        0 when the run succeeded with at least one image, 1 otherwise.
+    """
+    from .ui.app import create_application, open_main_window
+
+    app = create_application(sys.argv[:1])
+    window = open_main_window(folder, run=True, offer_restore=False, offer_reopen=False)
+
+    def report(outcome: str) -> None:
+        session = window.session
+        n_images = len(session.paths) if session is not None else 0
+        n_groups = len([c for c in session.cluster_ids() if c >= 0]) if session is not None else 0
+        skipped = len(window.skipped_indicator.skipped())
+        print(f"imgcluster-gui: run {outcome}: {n_images} images in {n_groups} groups, {skipped} skipped", flush=True)
+        if outcome != "succeeded" and window.last_error is not None:
+            print(f"imgcluster-gui: {window.last_error[0]}: {window.last_error[1]}", file=sys.stderr, flush=True)
+        # exit(), not quit(): quit() closes the window, which asks whether to save the fresh run.
+        app.exit(0 if outcome == "succeeded" and n_images > 0 else 1)
+
+    window.run_controller.finished.connect(report)
+    status = app.exec()
+    window.shutdown()
+    window.settings.mark_clean_exit()  # nothing to restore next time: the run was a check
+    return int(status)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -110,6 +147,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if missing is not None:  # checked before the QApplication exists: Qt would abort the process
         print(missing, file=sys.stderr)
         return 1
+    if args.quit_after_run:
+        if not args.folder:
+            print("imgcluster-gui: --quit-after-run needs a FOLDER to cluster", file=sys.stderr)
+            return 2
+        return run_and_quit(args.folder)
     from .ui.app import run_app
 
     return run_app(args.folder, run=not args.no_run, argv=sys.argv[:1])

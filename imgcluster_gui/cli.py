@@ -8,6 +8,10 @@
     imgcluster backbones                  # what is usable offline and what needs a download
     imgcluster algorithms                 # the clustering registry with each algorithm's parameters
     imgcluster cache {info,clear}         # the on-disk feature cache
+    imgcluster duplicates FOLDER [--threshold T] [--out CSV]   # near-duplicates and bursts
+    imgcluster similar IMAGE FOLDER [--top N]                  # the images most like IMAGE
+    imgcluster extract FOLDER --store DIR [--ray ADDRESS|local]  # features of a huge folder into a store on disk
+    imgcluster cluster FOLDER --features DIR ...               # cluster from that store (no scan, no extraction)
 """
 
 from __future__ import annotations
@@ -49,6 +53,16 @@ def _parse_resolution(text: str) -> float:
     return value
 
 
+def _parse_time_weight(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--time-weight must be a number, not {text!r}") from None
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError("--time-weight must be between 0 and 1")
+    return value
+
+
 def _parse_k_range(text: str) -> tuple[int, int]:
     try:
         low, high = (int(part) for part in text.split(":", 1))
@@ -86,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
             dest="backbones",
             metavar="NAME",
             help="feature extractor; repeat for a multi-view (concatenated) feature "
-            "(default: the offline default, see `imgcluster backbones`)",
+            "(default: the two offline defaults side by side, see `imgcluster backbones`)",
         )
         p.add_argument("--layer", help="backbone layer (default: penultimate, pooled)")
         p.add_argument("--weights", dest="weights_path", help="a .pth state_dict to load into the backbone")
@@ -146,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
             "--algorithm kmeans --k N, over-splits without K)",
         )
         p.add_argument(
+            "--time-weight",
+            type=_parse_time_weight,
+            default=0.0,
+            metavar="W",
+            help="group by capture time too (EXIF dates, leiden): 0 = by look only (default), 1 = by time "
+            "alone; 0.5 keeps a trip or an event together",
+        )
+        p.add_argument(
             "--embedding",
             default="pca",
             choices=(*EMBEDDING_METHODS, NO_EMBEDDING),
@@ -153,10 +175,28 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--no-recursive", action="store_true", help="only the folder itself, not sub-folders")
         p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+        p.add_argument(
+            "--features",
+            metavar="DIR",
+            help="read the features from this store (made by `imgcluster extract --store DIR`) instead of "
+            "scanning and extracting FOLDER",
+        )
+        p.add_argument(
+            "--constraints",
+            metavar="SESSION",
+            help="keep the hand corrections of this .imgcluster session: images placed or confirmed by hand stay "
+            "where they were put, the others are re-assigned around them",
+        )
         p.add_argument("--labels-csv", help="ground truth as a CSV of path,label (for external metrics)")
         p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
         p.add_argument("--batch-size", type=int, default=None)
         p.add_argument("--workers", type=int, default=None, help="decoding worker processes")
+        p.add_argument(
+            "--engine",
+            choices=("auto", "eager", "compile", "openvino"),
+            default="auto",
+            help="how the network runs on the CPU (default auto: OpenVINO for a folder, eager for a few images)",
+        )
         p.add_argument("--out", help="write labels to this CSV (a .json name writes JSON)")
         p.add_argument("--json", action="store_true", help="print the summary as JSON")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -165,7 +205,59 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("algorithms", help="list clustering algorithms and their parameters")
     cache = sub.add_parser("cache", help="inspect or clear the feature cache")
     cache.add_argument("action", choices=("info", "clear"))
+    _add_photo_commands(sub)
+    _add_extract_command(sub)
     return parser
+
+
+def _add_extract_command(sub: Any) -> None:
+    """``extract``: a folder's features into a store on disk, locally or on a Ray cluster (resumable)."""
+    p = sub.add_parser("extract", help="extract a folder's features into a feature store (resumable; --ray to scale)")
+    p.add_argument("folder", help="folder of images (searched recursively unless --no-recursive)")
+    p.add_argument("--store", required=True, metavar="DIR", help="the store folder (created, or resumed)")
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run on Ray: 'local' (this machine), 'auto' or HOST:PORT of a cluster started with `ray start`",
+    )
+    p.add_argument("--backbone", help="feature extractor (default: the offline default, see `imgcluster backbones`)")
+    p.add_argument("--layer", help="backbone layer (default: penultimate, pooled)")
+    p.add_argument("--weights", dest="weights_path", help="a .pth state_dict to load into the backbone")
+    p.add_argument("--device", default=AUTO, choices=DEVICE_CHOICES, help="local extraction's device")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--workers", type=int, default=None, help="decoding worker processes (local)")
+    p.add_argument("--actors", type=int, default=None, help="networks running at once on Ray (default: per GPU/CPU)")
+    p.add_argument("--chunk-size", type=int, default=2048, help="images per commit to the store (default 2048)")
+    p.add_argument("--float16", action="store_true", help="store float16 rows (half the disk; read back as float32)")
+    p.add_argument("--no-recursive", action="store_true", help="only the folder itself, not sub-folders")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_photo_commands(sub: Any) -> None:
+    """``duplicates`` and ``similar``: near-identical images, and the images most like one image."""
+    from .core.duplicates import BEST_CRITERIA, DEFAULT_THRESHOLD
+
+    dup = sub.add_parser("duplicates", help="find near-duplicates and bursts in a folder and list them")
+    dup.add_argument("folder", help="folder of images (searched recursively)")
+    dup.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help=f"cosine similarity from which two images are near-duplicates (default {DEFAULT_THRESHOLD})",
+    )
+    dup.add_argument("--keep", choices=BEST_CRITERIA, default="sharpest", help="which image of a group to keep")
+    dup.add_argument(
+        "--hash",
+        action="store_true",
+        help="also link graph neighbours whose perceptual hashes agree (finds more resized copies; needs imagehash)",
+    )
+    dup.add_argument("--out", help="write the list to this CSV (group_id, path, kept/duplicate, similarity)")
+    dup.add_argument("--quiet", action="store_true", help="no progress bar")
+    similar = sub.add_parser("similar", help="the images of a folder most like one image")
+    similar.add_argument("image", help="the image to compare with (inside the folder or not)")
+    similar.add_argument("folder", help="folder of images (searched recursively)")
+    similar.add_argument("--top", type=int, default=10, help="how many to print (default 10)")
+    similar.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _config_from_args(args: argparse.Namespace):
@@ -218,6 +310,7 @@ def _config_from_args(args: argparse.Namespace):
         whiten=args.whiten,
         l2=not args.no_l2,
         umap_dims=args.umap_dims,
+        time_weight=args.time_weight,
         embedding=args.embedding,
         random_state=args.seed,
         use_cache=not args.no_cache,
@@ -225,7 +318,11 @@ def _config_from_args(args: argparse.Namespace):
         use_subfolder_labels=(args.command == "evaluate"),
         batch_size=args.batch_size,
         num_workers=args.workers,
+        engine=getattr(args, "engine", "auto"),
     )
+    if getattr(args, "features", None):
+        _use_store(config, args.features, args.backbones)
+        args.backbones = None  # the store's backbone it is
     if args.backbones:
         from .core.features.backbones import get_backbone
 
@@ -372,6 +469,8 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
         result = run_pipeline(config, progress=bar)
     finally:
         bar.close()
+    if getattr(args, "constraints", None):
+        _keep_corrections(result, args.constraints)
     # The labels first: whatever happens to the terminal afterwards (a closed pipe), the run's
     # result is on disk.
     if args.out:
@@ -380,10 +479,11 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
             args.out,
             result.paths,
             result.labels,
-            cluster_names=None,
+            cluster_names=result.suggested_names(),
             confidence=result.confidence,
             embedding=result.embedding,
             root=config.folder,
+            photo_meta=result.photo_meta,
         )
     if args.json:
         summary = result.summary()
@@ -396,18 +496,38 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keep_corrections(result: Any, session_file: str) -> None:
+    """Re-cluster ``result`` keeping the corrections of a saved session (``--constraints``), in place."""
+    from .core.constraints import constraints_for_paths, recluster
+    from .core.metrics import clustering_metrics
+    from .core.session import ClusterSession, SessionFileError
+
+    try:
+        session = ClusterSession.load(session_file)
+    except SessionFileError as exc:
+        raise UsageError(f"--constraints: {exc}") from None
+    constraints, start = constraints_for_paths(session, result.paths, result.labels)
+    result.labels = recluster(result.X, start, constraints)
+    result.k = len({int(label) for label in result.labels if label >= 0})
+    metrics = clustering_metrics(result.X, result.labels, result.ground_truth)
+    result.external = metrics.pop("external")
+    result.metrics = metrics
+    result.warnings.append(f"kept {constraints.anchors.size} hand-corrected image(s) from {session_file}")
+
+
 def _cmd_backbones(args: argparse.Namespace) -> int:
-    from .core.features.backbones import DEFAULT_BACKBONE, list_backbones
+    from .core.features.backbones import DEFAULT_BACKBONES, list_backbones
 
     rows = []
     for spec in list_backbones():
         status = spec.status  # "works offline", "download once (about 88 MB)", "needs pip install ..."
-        default = " (default)" if spec.name == DEFAULT_BACKBONE else ""
+        default = " (default)" if spec.name in DEFAULT_BACKBONES else ""
         layers = ", ".join(spec.layers)
         rows.append((spec.name + default, status, layers))
     width = max(len(r[0]) for r in rows)
     for name, status, layers in rows:
         print(f"{name:<{width}}  {status:<40}  layers: {layers}")
+    print(f"\nDefault features: {' + '.join(DEFAULT_BACKBONES)} side by side (--backbone NAME picks others).")
     return 0
 
 
@@ -420,6 +540,94 @@ def _cmd_algorithms(args: argparse.Namespace) -> int:
         for p in spec.params:
             extra = f" choices={list(p.choices)}" if p.choices else ""
             print(f"    {p.name}={p.default!r} ({p.kind}){extra}  {p.help}")
+    return 0
+
+
+def _use_store(config, store_dir: str, asked: Optional[list[str]] = None) -> None:
+    """Point ``config`` at a feature store, taking its backbone (the store says what made its numbers)."""
+    from .core.features.store import FeatureStore, FeatureStoreError
+
+    try:
+        store = FeatureStore.open(store_dir)
+    except FeatureStoreError as exc:
+        raise UsageError(str(exc)) from None
+    config.features_store = str(store_dir)
+    config.backbones = [str(b) for b in store.info.meta.get("backbones", [])] or list(config.backbones)
+    if asked and list(asked) != config.backbones:
+        raise UsageError(
+            f"--features {store_dir} holds {' + '.join(config.backbones)} features, not {' + '.join(asked)}; "
+            "leave out --backbone or extract a store with that backbone"
+        )
+    config.layer = store.info.meta.get("layer", config.layer)
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    from .core.features.store import FeatureStoreError, extract_to_store, store_info_text
+    from .core.progress import TqdmProgress
+
+    folder = _folder_or_error(args.folder)
+    if args.chunk_size < 1:
+        raise UsageError("--chunk-size must be at least 1")
+    if args.backbone:
+        from .core.features.backbones import get_backbone
+
+        try:
+            get_backbone(args.backbone)
+        except (KeyError, ValueError):
+            raise UsageError(f"unknown backbone {args.backbone!r}; see `imgcluster backbones`") from None
+    if args.weights_path:
+        _check_input_file(args.weights_path, "--weights", "weights file (a .pth state_dict)")
+    dtype = "float16" if args.float16 else "float32"
+    bar = TqdmProgress(disable=args.quiet)
+    try:
+        if args.ray:
+            from .core.features.distributed import RayUnavailableError, extract_to_store_ray
+
+            try:
+                store = extract_to_store_ray(
+                    folder,
+                    args.store,
+                    address=args.ray,
+                    backbone=args.backbone,
+                    layer=args.layer,
+                    weights_path=args.weights_path,
+                    recursive=not args.no_recursive,
+                    num_actors=args.actors,
+                    batch_size=args.batch_size,
+                    chunk_size=args.chunk_size,
+                    dtype=dtype,
+                    progress=bar,
+                )
+            except RayUnavailableError as exc:
+                raise UsageError(str(exc)) from None
+        else:
+            from .core.dataset import scan_folder
+
+            scan = scan_folder(folder, recursive=not args.no_recursive, progress=bar)
+            store = extract_to_store(
+                scan.paths,
+                args.store,
+                backbone=args.backbone,
+                layer=args.layer,
+                weights_path=args.weights_path,
+                device=args.device,
+                batch_size=args.batch_size,
+                num_workers=args.workers,
+                chunk_size=args.chunk_size,
+                dtype=dtype,
+                progress=bar,
+                meta={"folder": str(folder)},
+            )
+            for item in scan.skipped:
+                print(f"  skipped {printable_path(item.path)}: {printable_text(item.reason)}")
+    except FeatureStoreError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        bar.close()
+    for item in store.failed:
+        print(f"  skipped {printable_path(item.path)}: {printable_text(item.reason)}")
+    print(f"Feature store: {printable_text(store_info_text(store))}")
+    print(f"Next:          imgcluster cluster {printable_path(folder)} --features {printable_path(args.store)}")
     return 0
 
 
@@ -438,6 +646,77 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _folder_or_error(folder: str) -> Path:
+    path = Path(folder)
+    if not path.is_dir():
+        raise UsageError(f"{'not a folder' if path.exists() else 'folder not found'}: {printable_path(folder)}")
+    return path
+
+
+def _cmd_duplicates(args: argparse.Namespace) -> int:
+    from .core import duplicates
+    from .core.export import export_duplicates_csv
+    from .core.photo_meta import instants, read_photo_metas
+    from .core.progress import TqdmProgress, ensure
+    from .core.similar import folder_features
+
+    folder = _folder_or_error(args.folder)
+    if not 0.0 <= args.threshold <= 1.0:
+        raise UsageError("--threshold must be between 0 and 1")
+    bar = TqdmProgress(disable=args.quiet)
+    progress = ensure(bar)
+    try:
+        found = folder_features(folder, progress=progress.sub(0.0, 0.8))
+        times = instants(read_photo_metas(found.paths), exif_only=True)  # bursts need real capture times
+        hashes = duplicates.perceptual_hashes(found.paths, progress=progress.sub(0.8, 0.95)) if args.hash else None
+        pairs = duplicates.duplicate_pairs(
+            found.features, args.threshold, times=times, hashes=hashes, hash_rule="either"
+        )
+    finally:
+        bar.close()
+    groups = pairs.groups()
+    kept = [duplicates.best_of_group(g, found.paths, args.keep) for g in groups]
+    sims = [duplicates.similarity_to(found.features, g, k) for g, k in zip(groups, kept)]
+    if args.out:
+        export_duplicates_csv(args.out, found.paths, groups, kept, sims)
+    n_extra = sum(len(g) - 1 for g in groups)
+    print(f"{len(groups)} group(s) of near-duplicates in {len(found.paths)} images; {n_extra} could go")
+    for number, (group, keep, sim) in enumerate(zip(groups, kept, sims), start=1):
+        print(f"group {number}: keep {printable_path(found.paths[keep])}")
+        for index, value in zip(group.tolist(), sim.tolist()):
+            if index != keep:
+                print(f"    {value:.3f}  {printable_path(found.paths[index])}")
+    if args.out:
+        print(f"List written to {printable_path(args.out)}")
+    return 0
+
+
+def _cmd_similar(args: argparse.Namespace) -> int:
+    import os
+
+    from .core.progress import TqdmProgress
+    from .core.similar import folder_features, most_similar
+
+    folder = _folder_or_error(args.folder)
+    _check_input_file(args.image, "IMAGE", "image file")
+    if args.top < 1:
+        raise UsageError("--top must be at least 1")
+    bar = TqdmProgress(disable=args.quiet)
+    try:
+        found = folder_features(folder, extra=[args.image], progress=bar)
+    finally:
+        bar.close()
+    real = {os.path.realpath(p): i for i, p in enumerate(found.paths)}
+    query = real.get(os.path.realpath(args.image))
+    if query is None:
+        reason = next((s.reason for s in found.skipped if os.path.realpath(s.path) == os.path.realpath(args.image)), "")
+        raise UsageError(f"cannot read {printable_path(args.image)}" + (f": {reason}" if reason else ""))
+    nearest = most_similar(found.features, query, top=args.top)
+    for index, value in zip(nearest.indices.tolist(), nearest.similarities.tolist()):
+        print(f"{value:.4f}  {printable_path(found.paths[index])}")
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``imgcluster``; returns the exit status."""
     parser = build_parser()
@@ -450,6 +729,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "backbones": _cmd_backbones,
         "algorithms": _cmd_algorithms,
         "cache": _cmd_cache,
+        "extract": _cmd_extract,
+        "duplicates": _cmd_duplicates,
+        "similar": _cmd_similar,
     }
     try:
         return handlers[args.command](args)

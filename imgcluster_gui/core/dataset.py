@@ -39,6 +39,7 @@ from typing import BinaryIO, Iterator, Optional, Sequence, TextIO, Union
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from . import formats
 from .progress import ProgressLike, check, ensure
 from .text import printable_path
 
@@ -77,6 +78,10 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
         ".qoi",
     }
 )
+IMAGE_EXTENSIONS |= formats.HEIF_EXTENSIONS | formats.AVIF_EXTENSIONS | formats.RAW_EXTENSIONS
+
+# HEIC/HEIF open through Pillow from here on (scan, feature loader, thumbnails, preview): phone photos are HEIC.
+formats.register_openers()
 
 # Formats Pillow can shrink while decoding (JPEG DCT scaling), so a huge photo is still cheap.
 _DRAFT_FORMATS = frozenset({"JPEG", "MPO"})
@@ -142,6 +147,14 @@ def _too_large_reason(width: int, height: int, limit: int) -> str:
         f"image too large: {width}x{height} = {width * height / 1e6:.0f} MP exceeds the "
         f"{limit / 1e6:.0f} MP safety limit (decompression-bomb protection)"
     )
+
+
+def _size_problem(width: int, height: int, max_pixels: Optional[int]) -> Optional[str]:
+    """Why an image of this declared size is refused (shape, then the pixel limit), or ``None``."""
+    limit = max_pixels if max_pixels is not None else pixel_limit()
+    if limit is not None and width * height > limit:
+        return _shape_reason(width, height) or _too_large_reason(width, height, limit)
+    return _shape_reason(width, height)
 
 
 def _shape_reason(width: int, height: int) -> Optional[str]:
@@ -268,12 +281,15 @@ def _identify(path: Path, max_pixels: Optional[int]) -> Optional[str]:
         return f"cannot read file: {exc.strerror or exc}"
     if size == 0:
         return "empty file (0 bytes)"
+    if formats.is_raw_path(path):  # LibRaw reads the header (Pillow would take a RAW's small TIFF preview)
+        return formats.identify_raw(path, lambda w, h: _size_problem(w, h, max_pixels))
     try:
         with open(path, "rb") as fh, _pillow_warnings_named(path):
             try:
                 im = Image.open(fh)
             except UnidentifiedImageError:
-                corrupt = _corrupt_header_reason(fh)
+                corrupt = _corrupt_header_reason(fh) or formats.heif_header_problem(fh)
+                corrupt = corrupt or formats.missing_support_reason(path)
                 if corrupt is not None:
                     return corrupt
                 ext = path.suffix.lower()
@@ -648,11 +664,14 @@ def load_image(
     limit = max_pixels if max_pixels is not None else pixel_limit()
     try:
         with _open_regular_file(path) as fh:
+            if formats.is_raw_path(path):  # LibRaw: embedded preview or half-size demosaic, upright RGB
+                return formats.load_raw(fh, draft_size, lambda w, h: _size_problem(w, h, limit))
             with _pillow_warnings_named(path):
                 try:
                     im: Image.Image = Image.open(fh)
                 except UnidentifiedImageError:
-                    raise ImageLoadError(_corrupt_header_reason(fh) or "not an image") from None
+                    reason = _corrupt_header_reason(fh) or formats.heif_header_problem(fh)
+                    raise ImageLoadError(reason or formats.missing_support_reason(path) or "not an image") from None
                 shape = _shape_reason(*im.size)
                 if shape is not None:
                     raise ImageLoadError(shape)
@@ -673,6 +692,8 @@ def load_image(
                 orientation = _exif_orientation(im)
     except ImageLoadError:
         raise
+    except formats.FormatError as exc:
+        raise ImageLoadError(str(exc)) from None
     except FileNotFoundError:
         raise ImageLoadError("file not found") from None
     except PermissionError:

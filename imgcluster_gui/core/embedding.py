@@ -35,6 +35,13 @@ MIN_SAMPLES_UMAP = 5
 # on each other: measured on 2 loaded cores, 60 samples took 20 s on 2 threads vs 0.2 s on one,
 # 1000 samples 13.3 s vs 5.0 s.  Larger sets have enough work per iteration to gain from threads.
 TSNE_SINGLE_THREAD_BELOW = 2000
+# Above this many feature values (256 MiB of float32, e.g. 52,000 x 1280) the PCA layout is computed from the
+# covariance accumulated block by block: scikit-learn's PCA copies the whole matrix to centre it (measured at
+# 100,000 x 1280, a 512 MB input: its peak rose 580 MB; the blockwise covariance's 97 MB). The axes are fitted on
+# every k-th row, at most PCA_FIT_ROWS of them (the d x d covariance of 262,144 rows is as good as of all).
+STREAMING_PCA_VALUES = 2**26
+PCA_FIT_ROWS = 262144
+_PCA_BLOCK_ROWS = 8192  # 42 MB of 1280-d float32 rows
 
 
 def _umap_installed() -> bool:
@@ -46,11 +53,40 @@ def available_methods() -> list[str]:
     return [method for method in EMBEDDING_METHODS if method != "umap" or _umap_installed()]
 
 
+def _pca_2d_streaming(X: np.ndarray) -> np.ndarray:
+    """The first two principal components from a blockwise covariance (memory: d x d plus one block).
+
+    The axes come from every k-th row (at most :data:`PCA_FIT_ROWS`); every row is projected. Signs follow
+    scikit-learn's rule (each axis's largest loading positive), so the layout does not flip.
+    """
+    n_samples, n_features = X.shape
+    fit_rows = X[:: max(1, -(-n_samples // PCA_FIT_ROWS))]  # a strided view: nothing copied
+    total = np.zeros(n_features, dtype=np.float64)
+    gram = np.zeros((n_features, n_features), dtype=np.float64)
+    for start in range(0, fit_rows.shape[0], _PCA_BLOCK_ROWS):
+        block = np.asarray(fit_rows[start : start + _PCA_BLOCK_ROWS], dtype=np.float32)
+        total += block.sum(axis=0, dtype=np.float64)
+        gram += block.T @ block  # float32 BLAS per block, summed in float64
+    mean = total / fit_rows.shape[0]
+    covariance = gram / fit_rows.shape[0] - np.outer(mean, mean)
+    _, vectors = np.linalg.eigh(covariance)
+    axes = vectors[:, ::-1][:, :2].T  # largest eigenvalues last in eigh's order
+    axes *= np.sign(axes[np.arange(axes.shape[0]), np.argmax(np.abs(axes), axis=1)])[:, None]
+    axes32, mean32 = axes.T.astype(np.float32), mean.astype(np.float32)
+    out = np.empty((n_samples, 2), dtype=np.float32)
+    for start in range(0, n_samples, _PCA_BLOCK_ROWS):
+        block = np.asarray(X[start : start + _PCA_BLOCK_ROWS], dtype=np.float32)
+        out[start : start + _PCA_BLOCK_ROWS] = (block - mean32) @ axes32
+    return out
+
+
 def _pca_2d(X: np.ndarray, random_state: int) -> np.ndarray:
     """First two principal components; a zero column where the data has fewer than 2 dimensions."""
     from sklearn.decomposition import PCA  # imported when used: the CLI reads EMBEDDING_METHODS at start-up
 
     n_samples, n_features = X.shape
+    if n_samples * n_features > STREAMING_PCA_VALUES and n_features >= 2:
+        return _pca_2d_streaming(X)
     out = np.zeros((n_samples, 2), dtype=np.float32)
     n_components = min(2, n_samples, n_features)
     if n_samples >= 2 and n_components >= 1:
@@ -130,7 +166,9 @@ def embed_2d(X, method: str = "pca", random_state: int = 0, progress: ProgressLi
     X = np.asarray(X, dtype=np.float32)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
-    if not np.isfinite(X).all():
+    # Block by block: a whole-matrix boolean temporary is 1.3 GB at 1,000,000 x 1280.
+    blocks = range(0, X.shape[0], _PCA_BLOCK_ROWS)
+    if not all(np.isfinite(X[start : start + _PCA_BLOCK_ROWS]).all() for start in blocks):
         raise ValueError("X contains NaN or infinite values")
 
     n_samples = X.shape[0]

@@ -64,13 +64,16 @@ from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from . import storage
+from . import formats, storage
 from .dataset import ImageLoadError, SkippedFile, _open_regular_file
 from .progress import ProgressLike, ensure
 
 PathLike = Union[str, os.PathLike]
 
-CSV_COLUMNS = ("path", "relative_path", "cluster_id", "cluster_name", "confidence", "x", "y", "path_escaped")
+CSV_COLUMNS: tuple[str, ...] = ("path", "relative_path", "cluster_id", "cluster_name", "confidence", "x", "y")
+CSV_COLUMNS += ("path_escaped",)
+# When and where each photo was taken (core/photo_meta.py); empty cells when unknown.
+CSV_COLUMNS += ("capture_time", "capture_time_source", "latitude", "longitude")
 # 2: signed with the per-user key (see the module docstring); version 1 manifests are refused.
 MANIFEST_VERSION = 2
 MANIFEST_KIND = "imgcluster folder export"
@@ -133,7 +136,10 @@ def _rows(
     confidence,
     embedding,
     root: Optional[PathLike],
+    photo_meta=None,
 ) -> list[dict[str, Any]]:
+    from .photo_meta import LATITUDE, LONGITUDE, OFFSET, SOURCE, WALL, iso_time, source_name
+
     n = len(paths)
     labels = np.asarray(labels).reshape(-1)
     if labels.shape[0] != n:
@@ -146,6 +152,10 @@ def _rows(
         embedding = np.asarray(embedding, dtype=np.float64)
         if embedding.ndim != 2 or embedding.shape[0] != n or embedding.shape[1] < 2:
             raise ExportError(f"embedding must have shape ({n}, 2), got {embedding.shape}")
+    if photo_meta is not None:
+        photo_meta = np.asarray(photo_meta, dtype=np.float64)
+        if photo_meta.ndim != 2 or photo_meta.shape[0] != n or photo_meta.shape[1] <= LONGITUDE:
+            raise ExportError(f"photo metadata must have shape ({n}, 6), got {photo_meta.shape}")
     names = {int(k): str(v) for k, v in (cluster_names or {}).items()}
     root_path = Path(os.fsdecode(root)).absolute() if root is not None else None
 
@@ -172,6 +182,14 @@ def _rows(
                 "x": None if embedding is None else number(embedding[i, 0]),
                 "y": None if embedding is None else number(embedding[i, 1]),
             }
+        )
+        meta = photo_meta[i] if photo_meta is not None else None
+        time_text = "" if meta is None else iso_time(meta[WALL], meta[OFFSET])
+        rows[-1].update(
+            capture_time=time_text or None,
+            capture_time_source=(source_name(meta[SOURCE]) or None) if meta is not None and time_text else None,
+            latitude=None if meta is None else number(meta[LATITUDE]),
+            longitude=None if meta is None else number(meta[LONGITUDE]),
         )
     return rows
 
@@ -200,6 +218,7 @@ def export_csv(
     confidence=None,
     embedding=None,
     root: Optional[PathLike] = None,
+    photo_meta=None,
 ) -> Path:
     """Write one CSV row per image: ``path, relative_path, cluster_id, cluster_name, confidence, x, y, path_escaped``.
 
@@ -221,6 +240,9 @@ def export_csv(
         2-D coordinates, written as ``x`` and ``y``.
     root : path-like, optional
         The scanned folder; ``relative_path`` is relative to it (empty for images outside it).
+    photo_meta : ndarray of shape (n_images, 6), optional
+        Capture time and GPS (``ClusterSession.photo_meta``): the ``capture_time`` (ISO 8601),
+        ``capture_time_source`` (``exif`` / ``file``), ``latitude`` and ``longitude`` columns.
 
     Returns
     -------
@@ -234,7 +256,7 @@ def export_csv(
     """
     import csv
 
-    rows = _rows(paths, labels, cluster_names, confidence, embedding, root)
+    rows = _rows(paths, labels, cluster_names, confidence, embedding, root, photo_meta)
     target = Path(os.fsdecode(path))
     text_columns = ("path", "relative_path", "cluster_name")
     # strict: the file must decode as UTF-8 everywhere (undecodable names are percent-escaped below).
@@ -254,6 +276,58 @@ def export_csv(
                     for c in CSV_COLUMNS
                 ]
             )
+    return target
+
+
+DUPLICATE_CSV_COLUMNS = ("group_id", "path", "status", "similarity", "cluster_id", "path_escaped")
+
+
+def export_duplicates_csv(
+    path: PathLike,
+    paths: Sequence[PathLike],
+    groups: Sequence[Sequence[int]],
+    kept: Sequence[int],
+    similarity: Sequence[Sequence[float]],
+    labels=None,
+) -> Path:
+    """Write the near-duplicate list: one row per image of each group, ``kept`` or ``duplicate``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The CSV to write (replaced atomically).
+    paths : sequence of path-like
+    groups : sequence of sequences of int
+        Each group's image indices (:func:`~imgcluster_gui.core.duplicates.find_duplicate_groups`).
+    kept : sequence of int
+        The image kept in each group (one of its members).
+    similarity : sequence of sequences of float
+        Each member's cosine similarity to the kept image, in the group's order.
+    labels : array-like of int, optional
+        The cluster of each image (an empty column when omitted).
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    import csv
+
+    if not len(groups) == len(kept) == len(similarity):
+        raise ExportError(f"{len(groups)} groups, {len(kept)} kept images, {len(similarity)} similarity lists")
+    target = Path(os.fsdecode(path))
+    with atomic_write(target, "w", encoding="utf-8", errors="strict", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(DUPLICATE_CSV_COLUMNS)
+        for group_id, (members, keep, sims) in enumerate(zip(groups, kept, similarity), start=1):
+            for index, value in zip(members, sims):
+                text = os.fsdecode(paths[int(index)])
+                escaped = not _is_utf8(text)
+                cluster = "" if labels is None else int(np.asarray(labels)[int(index)])
+                status = "kept" if int(index) == int(keep) else "duplicate"
+                shown = _percent_escape(text) if escaped else text
+                row = [group_id, escape_formula(shown), status, round(float(value), 4), cluster, int(escaped)]
+                writer.writerow(row)
     return target
 
 
@@ -279,13 +353,14 @@ def export_json(
     confidence=None,
     embedding=None,
     root: Optional[PathLike] = None,
+    photo_meta=None,
 ) -> Path:
     """Write the same data as :func:`export_csv` as JSON.
 
     The document is ``{"version", "root", "clusters": {id: {"name", "size"}}, "images": [row, ...]}``
     with rows keyed like the CSV columns (numbers stay numbers, missing values are ``null``).
     """
-    rows = _rows(paths, labels, cluster_names, confidence, embedding, root)
+    rows = _rows(paths, labels, cluster_names, confidence, embedding, root, photo_meta)
     clusters: dict[str, dict[str, Any]] = {}
     for row in rows:
         entry = clusters.setdefault(str(row["cluster_id"]), {"name": row["cluster_name"], "size": 0})
@@ -359,6 +434,8 @@ class ExportEntry:
     reason: str = ""
     # A moved symbolic link: the original link's text (re-created by undo); empty for a file.
     link: str = ""
+    # A RAW file's .xmp sidecar, exported beside it under the matching name (not counted as an image).
+    sidecar: bool = False
 
 
 @dataclass
@@ -372,7 +449,7 @@ class FolderExportResult:
 
     @property
     def n_done(self) -> int:
-        return sum(1 for e in self.entries if e.status == "done")
+        return sum(1 for e in self.entries if e.status == "done" and not e.sidecar)
 
 
 @dataclass
@@ -646,13 +723,20 @@ def _plan(
         folder_for[cluster] = name
 
     taken: dict[str, set[str]] = {}
+    claimed_sidecars: set[Path] = set()
     entries = []
     for p, cluster in zip(paths, labels):
         source = Path(os.fsdecode(p))
         folder = target / folder_for[int(cluster)]
         names = taken.setdefault(folder.name, set())
+        # A RAW file's .xmp edits travel with it, renamed alongside it (each sidecar once).
+        sidecars = formats.sidecar_paths(source) if formats.is_raw_path(source) else []
+        sidecars = [s for s in sidecars if s not in claimed_sidecars]
         candidate, number = source.name, 1
-        while candidate.casefold() in names or os.path.lexists(folder / candidate):
+        while any(
+            name.casefold() in names or os.path.lexists(folder / name)
+            for name in [candidate, *(formats.sidecar_name(s, source.name, candidate) for s in sidecars)]
+        ):
             candidate = _with_suffix_number(source.name, number)
             number += 1
         names.add(candidate.casefold())
@@ -661,6 +745,13 @@ def _plan(
         if destination.parent != folder or folder.parent != target:
             raise ExportError(f"Unsafe destination for {os.fspath(source)}: {os.fspath(destination)}")
         entries.append(ExportEntry(source=os.fspath(source.absolute()), destination=os.fspath(destination), mode=mode))
+        for sidecar in sidecars:
+            claimed_sidecars.add(sidecar)
+            sidecar_destination = folder / formats.sidecar_name(sidecar, source.name, candidate)
+            names.add(sidecar_destination.name.casefold())
+            entries.append(
+                ExportEntry(os.fspath(sidecar.absolute()), os.fspath(sidecar_destination), mode=mode, sidecar=True)
+            )
     return entries, [folder_for[c] for c in sorted(folder_for)]
 
 

@@ -28,7 +28,8 @@ K_SELECTIONS = ("graph", "silhouette", "silhouette-umap")
 _STAGE_SPANS = {
     "scan": (0.00, 0.05),
     "features": (0.05, 0.75),
-    "preprocess": (0.75, 0.77),
+    "metadata": (0.75, 0.76),
+    "preprocess": (0.76, 0.77),
     "cluster": (0.77, 0.89),
     "granularity": (0.89, 0.92),
     "metrics": (0.92, 0.95),
@@ -52,11 +53,14 @@ class PipelineConfig:
     features with UMAP before clustering (:func:`~imgcluster_gui.core.preprocess.umap_reduce`; off by
     default: measured in ``benchmarks/features.py``, it lifts k-means at a given K on every shared set
     but makes the no-K default over-split).
+
+    ``time_weight`` in [0, 1] mixes capture-time closeness (EXIF dates) into Leiden's neighbour graph
+    so that an event comes out as one group (:mod:`imgcluster_gui.core.time_graph`; 0 = off).
     """
 
     folder: str
     recursive: bool = True
-    backbones: list[str] = field(default_factory=lambda: [_default_backbone()])
+    backbones: list[str] = field(default_factory=lambda: _default_backbones())
     layer: Optional[str] = None
     weights_path: Optional[str] = None
     device: str = AUTO
@@ -77,6 +81,12 @@ class PipelineConfig:
     use_subfolder_labels: bool = True
     batch_size: Optional[int] = None
     num_workers: Optional[int] = None
+    #: How the network runs on the CPU: 'auto' (by folder size), 'eager', 'compile' or 'openvino' (features/runtime.py).
+    engine: str = "auto"
+    time_weight: float = 0.0
+    #: A feature store folder (``imgcluster extract --store``): its rows are the features and its paths the
+    #: images, so the folder is neither scanned nor extracted again (a million images are read memory-mapped).
+    features_store: Optional[str] = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,10 +97,10 @@ class PipelineConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def _default_backbone() -> str:
-    from .features.backbones import DEFAULT_BACKBONE
+def _default_backbones() -> list[str]:
+    from .features.backbones import DEFAULT_BACKBONES
 
-    return DEFAULT_BACKBONE
+    return list(DEFAULT_BACKBONES)
 
 
 @dataclass
@@ -115,6 +125,11 @@ class PipelineResult:
     warnings: list[str] = field(default_factory=list)
     #: The granularity steps (``GranularityLevel``, fewest groups first), for graph methods.
     levels: Optional[list] = None
+    #: Capture time and GPS per image (``core.photo_meta`` table, shape (N, 6)), read at scan time.
+    photo_meta: Optional[np.ndarray] = None
+    #: The top ImageNet classes of each image, ``(classes int16 (N, k), probabilities float16 (N, k))``, from
+    #: the default backbone's classifier head on the features extracted (core/naming.py); None without one.
+    imagenet_top: Optional[tuple[np.ndarray, np.ndarray]] = None
 
     @property
     def skipped(self) -> list:
@@ -147,6 +162,13 @@ class PipelineResult:
             "granularity": [level.summary() for level in (self.levels or [])],
         }
 
+    def suggested_names(self) -> dict[int, str]:
+        """The clusters' names suggested from ImageNet classes ("mixed" left out), for an export straight from a run."""
+        from .naming import suggestions_by_id
+
+        names = suggestions_by_id(np.asarray(self.labels), self.imagenet_top)
+        return {c: name.text for c, name in names.items() if not name.is_mixed}
+
     def to_session(self):
         """Build the editable :class:`~imgcluster_gui.core.session.ClusterSession` the GUI shows."""
         from .session import ClusterSession
@@ -170,6 +192,9 @@ class PipelineResult:
             root=str(self.config.folder),
             granularity_labels=granularity_labels,
             granularity=[level.summary() for level in levels] or None,
+            photo_meta=self.photo_meta,
+            imagenet_top_classes=None if self.imagenet_top is None else self.imagenet_top[0],
+            imagenet_top_probs=None if self.imagenet_top is None else self.imagenet_top[1],
         )
         session.trained_model = self.estimator  # saved beside the session file only for trained networks
         session.mark_modified()  # a new result is unsaved work
@@ -231,8 +256,23 @@ def load_ground_truth(config: PipelineConfig, root: Path, paths: list[Path]) -> 
     return None
 
 
+def store_scan(store_dir: str, folder: str) -> Any:
+    """The :class:`~.dataset.ScanResult` of a feature store: its images, nothing skipped.
+
+    The store's unreadable files come with its features (``FeatureResult.failed``), as an extraction's do.
+    """
+    from .dataset import ScanResult
+    from .features.store import FeatureStore
+
+    return ScanResult(root=Path(folder), paths=[Path(p) for p in FeatureStore.open(store_dir).paths], skipped=[])
+
+
 def extract(config: PipelineConfig, paths: list[Path], progress: ProgressLike = None):
     """Extract (or read from the cache) the features of ``paths`` for the configured backbone(s)."""
+    if config.features_store:
+        from .features.store import FeatureStore
+
+        return FeatureStore.open(config.features_store).to_feature_result()
     from .features.extract import extract_features, extract_multiview
 
     common: dict[str, Any] = dict(  # forwarded as keywords to either extractor
@@ -243,6 +283,7 @@ def extract(config: PipelineConfig, paths: list[Path], progress: ProgressLike = 
         num_workers=config.num_workers,
         cache=config.use_cache,
         progress=progress,
+        engine=config.engine,
     )
     if len(config.backbones) > 1:
         return extract_multiview(paths, list(config.backbones), **common)
@@ -268,6 +309,34 @@ def fit_params_for(
         _, codes = np.unique(np.asarray(ground_truth, dtype=object).astype(str), return_inverse=True)
         params["y"] = codes
     return params
+
+
+def time_fit_params(config: PipelineConfig, photo_meta: Optional[np.ndarray], report: ProgressLike = None) -> dict:
+    """The ``time_graph`` fit argument of a time-aware run (``config.time_weight`` > 0), or nothing.
+
+    Only Leiden (the default) mixes time into its graph; another algorithm, or a folder with fewer
+    than 2 EXIF capture dates, gets a note saying the weight had nothing to act on.
+    """
+    from .photo_meta import instants
+    from .progress import ensure
+    from .time_graph import TimeGraph
+
+    weight = float(config.time_weight or 0.0)
+    if weight <= 0.0:
+        return {}
+    if config.algorithm != "leiden":
+        ensure(report).warn(f"Grouping by time works with Leiden only: {config.algorithm} ignores the time weight.")
+        return {}
+    times = instants(photo_meta, exif_only=True)
+    if times is None or np.count_nonzero(np.isfinite(times)) < 2:
+        ensure(report).warn("Grouping by time: fewer than 2 images have an EXIF capture date, so it changes nothing.")
+        return {}
+    n_dated = int(np.count_nonzero(np.isfinite(times)))
+    if n_dated < times.size:
+        ensure(report).note(
+            f"Grouping by time: {n_dated} of {times.size} photos have an EXIF capture date; the others group by look."
+        )
+    return {"time_graph": TimeGraph(times, weight)}
 
 
 class PartialCancelled(Cancelled):
@@ -371,6 +440,7 @@ def run_pipeline(
         The callback asked to stop.
     """
     from .dataset import DatasetError, scan_folder
+    from .photo_meta import read_photo_metas
     from .preprocess import preprocess_features, umap_reduce
 
     timings: dict[str, float] = {}
@@ -403,7 +473,10 @@ def run_pipeline(
         return wrap_callback(report, start, end, prefix)
 
     t0 = time.perf_counter()
-    scan = scan_folder(config.folder, recursive=config.recursive, progress=stage("scan", "Scanning: "))
+    if config.features_store:  # the store lists its images: no scan of a folder that may hold millions
+        scan = store_scan(config.features_store, config.folder)
+    else:
+        scan = scan_folder(config.folder, recursive=config.recursive, progress=stage("scan", "Scanning: "))
     timings["scan"] = time.perf_counter() - t0
     if not scan.paths:
         raise DatasetError(f"No readable image in {config.folder} ({len(scan.skipped)} file(s) skipped).")
@@ -414,6 +487,12 @@ def run_pipeline(
     paths = [str(p) for p in feats.paths]
     if len(paths) < 2:
         raise DatasetError(f"Only {len(paths)} image(s) could be read in {config.folder}: nothing to cluster.")
+
+    t0 = time.perf_counter()
+    photo_meta = None
+    if not config.features_store or config.time_weight:  # a store of millions: its files are not opened unless asked
+        photo_meta = read_photo_metas(paths, cache=config.use_cache, progress=stage("metadata", "Capture dates: "))
+    timings["metadata"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     check(report, "Preprocessing features")
@@ -438,6 +517,7 @@ def run_pipeline(
         fit_extra = {}
     else:
         fit_extra = fit_params_for(get_algorithm(config.algorithm), config, feats, paths, ground_truth)
+    fit_extra.update(time_fit_params(config, photo_meta, report))
 
     t0 = time.perf_counter()
     with notes_from_warnings(report):
@@ -488,9 +568,30 @@ def run_pipeline(
         fast_embedding=cancelled,
     )
     result.levels = levels
+    result.photo_meta = photo_meta
+    result.imagenet_top = imagenet_top_classes(config, feats, None if cancelled else report)
     if cancelled:
         raise PartialCancelled(result)
     return result
+
+
+def imagenet_top_classes(
+    config: PipelineConfig, feats: Any, report: Optional[Progress] = None
+) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """The top ImageNet classes of each image for suggested names (None when no backbone's head fits).
+
+    A matrix product on the features already extracted (core/naming.py); a failure only costs the names.
+    """
+    from .naming import top_classes_for_run
+
+    try:
+        return top_classes_for_run(
+            config.backbones, config.layer, config.weights_path, feats, config.use_cache, config.device, report
+        )
+    except (ImportError, OSError, RuntimeError, ValueError) as exc:
+        if report is not None:
+            report.note(f"No suggested names from ImageNet classes ({type(exc).__name__}: {exc})")
+        return None
 
 
 def granularity_levels(

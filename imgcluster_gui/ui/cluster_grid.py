@@ -55,6 +55,15 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QAbstractScrollArea, QApplication, QFrame, QInputDialog, QMenu, QToolTip, QWidget
 
+from ..core.duplicates import (
+    BEST_CRITERIA,
+    DEFAULT_THRESHOLD,
+    DuplicatePairs,
+    Stacks,
+    best_of_group,
+    duplicate_pairs,
+)
+from ..core.photo_meta import instants, meta_of
 from ..core.session import UNASSIGNED, ClusterSession, SessionEvent
 from .cluster_model import (
     MIME_TYPE,
@@ -104,6 +113,7 @@ AUTOSCROLL_INTERVAL_MS = 16
 _READY_REPAINT_MS = 30  # thumbnails that arrive together are repainted together
 _EMPTY = np.zeros(0, dtype=np.int64)
 _EMPTY_TEXT = "No clustering result yet: run one or open a session."
+_RENAME_PROMPT = "New name (empty = suggested or default name):"
 _SILHOUETTE_TIP = "Mean silhouette of the cluster's images (-1 to 1, higher = more compact and separate)"
 _CTRL = Qt.KeyboardModifier.ControlModifier
 _SHIFT = Qt.KeyboardModifier.ShiftModifier
@@ -191,7 +201,16 @@ class ClusterGridWidget(QAbstractScrollArea):
         self._members: dict[int, np.ndarray] = {}
         self._row_of = _EMPTY  # per image: its position in its cluster's display order
         self._collapsed: set[int] = set()
+        # ---- near-duplicate stacks (view state; see set_stacking): the pairs are found once per session
+        self._stacking = False
+        self._stack_best = "sharpest"
+        self._stack_threshold = DEFAULT_THRESHOLD
+        self._stack_pairs: Optional[DuplicatePairs] = None
+        self._stack_scores: Optional[np.ndarray] = None  # per image: sharpness / pixels, NaN = not measured
+        self._stacks = Stacks(0)
+        self._similar: Optional[QWidget] = None  # the open "More like this" dialog
         self._names: Optional[np.ndarray] = None  # lower-cased file names, for the name sort
+        self._times: Optional[np.ndarray] = None  # capture instants, for the time sort
         self._path_index: dict[str, int] = {}
         # ---- layout (see _relayout)
         self._tops = np.zeros(1, dtype=np.int64)  # block tops, and the total height last
@@ -247,7 +266,13 @@ class ClusterGridWidget(QAbstractScrollArea):
         self.loader.set_generation()
         self._path_index = {} if session is None else {p: i for i, p in enumerate(session.paths)}
         self._names = None
+        self._times = None
+        self.cell_painter.set_photo_meta(
+            None if session is None else session.paths, getattr(session, "photo_meta", None)
+        )
         self._collapsed = set()
+        self._stack_pairs = self._stack_scores = None
+        self._stacks = Stacks(0)
         self._current = self._anchor = self._focus_cluster = None
         self._selected = np.zeros(0 if session is None else len(session), dtype=bool)
         if session is not None:
@@ -267,6 +292,7 @@ class ClusterGridWidget(QAbstractScrollArea):
             labels = session.labels
             self._shown_labels = labels.copy()
             self._row_of = np.zeros(len(session), dtype=np.int64)
+            self._refresh_stacks()
             # One stable sort splits the images by cluster (O(n log n), not one scan per cluster).
             by_label = np.argsort(labels, kind="stable").astype(np.int64)
             clusters, starts = np.unique(labels[by_label], return_index=True)
@@ -281,7 +307,7 @@ class ClusterGridWidget(QAbstractScrollArea):
 
     def _set_members(self, cluster: int, indices: np.ndarray) -> None:
         """Put ``indices`` (the cluster's images) in display order and index their positions."""
-        ordered = self._sorted(indices)
+        ordered = self._stacks.arrange(self._sorted(indices))  # a closed stack shows its cover only
         self._members[cluster] = ordered
         self._row_of[ordered] = np.arange(ordered.size, dtype=np.int64)
 
@@ -290,8 +316,10 @@ class ClusterGridWidget(QAbstractScrollArea):
         mode = self._sort_mode
         if mode == "name" and self._names is None and session is not None:
             self._names = np.array([os.path.basename(p).casefold() for p in session.paths])
+        if mode == "time" and self._times is None and session is not None:
+            self._times = instants(getattr(session, "photo_meta", None))  # None without capture dates: the folder order
         features = session.features if session is not None else None
-        return sort_members(indices, mode, names=self._names, features=features)
+        return sort_members(indices, mode, names=self._names, features=features, times=self._times)
 
     def _on_session_event(self, event: SessionEvent) -> None:
         if self._session is None:
@@ -322,6 +350,15 @@ class ClusterGridWidget(QAbstractScrollArea):
         changes = label_changes(shown, session.labels)
         if not changes:
             self.viewport().update()
+            return
+        if self._stacking:  # stacks regroup with the clusters: every block is re-read (O(n log n))
+            moved = np.flatnonzero(shown != session.labels)
+            anchor = self._scroll_anchor()
+            self._rebuild()
+            self._restore_anchor(anchor)
+            if self._selected[moved].any():
+                self._selected[moved] = False
+                self._selection_timer.start()
             return
         self._shown_labels = session.labels.copy()
         emptied = {c for c, (leaving, arriving) in changes.items() if c in self._members and session.size_of(c) == 0}
@@ -407,8 +444,8 @@ class ClusterGridWidget(QAbstractScrollArea):
         if self._shown_labels is None or not 0 <= image < self._shown_labels.size:
             return None
         cluster = int(self._shown_labels[image])
-        if cluster not in self._members:
-            return None
+        if cluster not in self._members or (image < self._stacks.hidden.size and self._stacks.hidden[image]):
+            return None  # not shown (a closed stack hides all but its cover)
         return cluster, int(self._row_of[image])
 
     def _hit(self, pos: QPoint) -> _Hit:
@@ -538,6 +575,120 @@ class ClusterGridWidget(QAbstractScrollArea):
         self._relayout()
         self._restore_anchor(anchor)
 
+    # ---- near-duplicate stacks (core/duplicates.py)
+    def is_stacking(self) -> bool:
+        """Whether groups of near-duplicates are shown as stacks (see :meth:`set_stacking`)."""
+        return self._stacking
+
+    def set_stacking(self, enabled: bool, best: Optional[str] = None) -> None:
+        """Show each group of near-identical images of a cluster as one stack: its best image, a count badge.
+
+        ``best`` (``"sharpest"`` or ``"largest"``) chooses the cover, the image "Keep best" keeps.
+        The choice stays for the next session shown; a session without features shows no stacks.
+        """
+        if best is not None and best != self._stack_best:
+            if best not in BEST_CRITERIA:
+                raise ValueError(f"unknown stack choice {best!r} (expected one of {', '.join(BEST_CRITERIA)})")
+            self._stack_best, self._stack_scores = best, None
+        elif bool(enabled) == self._stacking:
+            return
+        self._stacking = bool(enabled)
+        if self._stacking and self._session is not None and self._session.features is None:
+            self.statusMessage.emit("This result has no features: near-duplicates cannot be stacked")
+        anchor = self._scroll_anchor()
+        self._rebuild()
+        self._restore_anchor(anchor)
+
+    def stack_best(self) -> str:
+        """How a stack's cover is chosen: ``"sharpest"`` or ``"largest"``."""
+        return self._stack_best
+
+    def stacks(self) -> dict[int, list[int]]:
+        """The stacks shown: cover -> every image of its group (ascending); empty when not stacking."""
+        return {c: m.tolist() for c, m in self._stacks.members.items()} if self._stacking else {}
+
+    def set_stack_expanded(self, image: int, expanded: bool) -> None:
+        """Open (every image shown after the cover) or close the stack ``image`` is in."""
+        session = self._session
+        if session is None or not self._stacking or not self._stacks.set_expanded(int(image), expanded):
+            return
+        anchor = self._scroll_anchor()
+        cluster = int(session.labels[int(image)])
+        self._set_members(cluster, session.indices_of(cluster))
+        self._relayout()
+        self._restore_anchor(anchor)
+
+    def select_stack_rest(self, image: int) -> list[int]:
+        """ "Keep best, select the rest": open ``image``'s stack and select all of it but the cover.
+
+        The person then moves them (Delete: to Unassigned, or "Move selection to" / "New cluster from
+        selection" for a "Duplicates" cluster), undoable as any move.
+        """
+        cover = self._stacks.cover(int(image)) if self._stacking else None
+        if cover is None:
+            return []
+        self.set_stack_expanded(cover, True)
+        rest = [int(i) for i in self._stacks.members[cover] if int(i) != cover]
+        self._set_selection(self._only(rest))
+        self._current = self._anchor = rest[0]
+        self.scroll_to_index(rest[0])
+        return rest
+
+    def _on_stack_badge(self, image: int, pos: QPoint) -> bool:
+        count = self._stacks.count(image) if self._stacking else 0
+        return bool(count) and self.cell_painter.stack_badge_rect(self.cell_rect(image), count).contains(pos)
+
+    def _refresh_stacks(self) -> None:
+        """The stacks of the current labels: pairs found once per session, grouped per cluster each time."""
+        session = self._session
+        if session is None or not self._stacking or session.features is None:
+            self._stacks = Stacks(0)
+            return
+        if self._stack_pairs is None:
+            from ..core.photo_meta import instants
+
+            table = getattr(session, "photo_meta", None)
+            times = instants(table, exif_only=True) if table is not None else None  # bursts need capture times
+            try:
+                self._stack_pairs = duplicate_pairs(session.features, self._stack_threshold, times=times)
+            except ValueError as exc:  # features that cannot be compared (NaN): no stacks, and why
+                self.statusMessage.emit(f"Near-duplicates cannot be stacked: {exc}")
+                self._stacks = Stacks(0)
+                return
+        if self._stack_scores is None:
+            self._stack_scores = np.full(len(session), np.nan)
+        groups = self._stack_pairs.groups(session.labels)
+        covers = [best_of_group(g, session.paths, self._stack_best, scores=self._stack_scores) for g in groups]
+        self._stacks = Stacks(len(session), groups, covers, expanded=self._stacks.expanded)
+
+    # ---- similar images
+    def open_similar(self, image: int) -> Optional[QWidget]:
+        """ "More like this": a dialog of the images nearest to ``image`` from every cluster."""
+        session = self._session
+        if session is None or session.features is None or not 0 <= int(image) < len(session):
+            return None
+        from .similar_dialog import SimilarDialog
+
+        if self._similar is not None:
+            self._similar.close()
+        dialog = SimilarDialog(session, int(image), self.loader, self)
+        dialog.selectRequested.connect(self._select_from_similar)
+        dialog.finished.connect(lambda _r, d=dialog: setattr(self, "_similar", None) if self._similar is d else None)
+        self._similar = dialog
+        dialog.show()
+        return dialog
+
+    def _select_from_similar(self, indices: list) -> None:
+        if not indices:
+            return
+        self.scroll_to_index(int(indices[0]))  # opens a closed stack or cluster holding it
+        for index in indices:
+            if self._place_of(int(index)) is None:
+                self.scroll_to_index(int(index))
+        self._set_selection(self._only(indices))
+        self._current = self._anchor = int(indices[0])
+        self.scroll_to_index(int(indices[0]))
+
     # ---- view choices
     def thumbnail_size(self) -> int:
         """Side of a cell's thumbnail in pixels."""
@@ -645,6 +796,9 @@ class ClusterGridWidget(QAbstractScrollArea):
     def scroll_to_index(self, image: int) -> None:
         """Scroll so image ``image`` (global index) is visible, expanding its cluster; never sideways."""
         place = self._place_of(int(image))
+        if place is None and self._stacking and self._stacks.cover(int(image)) is not None:
+            self.set_stack_expanded(int(image), True)  # under a closed stack: open it
+            place = self._place_of(int(image))
         if place is None:
             return
         self.set_expanded(place[0], True)
@@ -691,6 +845,7 @@ class ClusterGridWidget(QAbstractScrollArea):
         paths, selected, columns, cell_h = session.paths, self._selected, self._columns, self._cell_height
         lefts = [self._cell_x(col) for col in range(columns)]
         metrics, paint_cell, current = self._metrics, self.cell_painter.paint, self._current
+        stack_members = self._stacks.members if self._stacking else {}
         while block < len(self._order) and tops[block] < y1:
             cluster = self._order[block]
             top = int(tops[block])
@@ -714,6 +869,13 @@ class ClusterGridWidget(QAbstractScrollArea):
                             image == current,
                             metrics,
                         )
+                        if image in stack_members:  # a stack's cover: its count badge
+                            self.cell_painter.paint_stack_badge(
+                                painter,
+                                QRect(left, y, cell_w, cell_h),
+                                int(stack_members[image].size),
+                                image in self._stacks.expanded,
+                            )
             if cluster == self._drop_cluster:
                 self._paint_drop_highlight(painter, QRect(0, top - scroll, width, int(tops[block + 1]) - top))
             block += 1
@@ -729,6 +891,8 @@ class ClusterGridWidget(QAbstractScrollArea):
         """The header's count (never elided), its silhouette part, and the tooltip."""
         session = self._session
         size = self._members.get(cluster, _EMPTY).size
+        if self._stacking and session is not None and size:
+            size = session.size_of(cluster)  # the images under closed stacks count too
         count = f"{size} image" + ("" if size == 1 else "s")
         silhouette_text, tooltip = "", _SILHOUETTE_TIP
         if session is not None and cluster != UNASSIGNED:
@@ -738,6 +902,10 @@ class ClusterGridWidget(QAbstractScrollArea):
                 silhouette_text = f"  ·  silhouette {silhouette:.2f}" + (" (before edits)" if stale else "")
                 if stale:
                     tooltip += "; computed before the latest hand edits"
+            suggestion = session.suggested_name(cluster)
+            if suggestion is not None:  # where the name comes from (or what a custom name replaced)
+                custom = cluster in session.cluster_names
+                tooltip = suggestion.describe() + (" (your name replaces it)" if custom else "") + "<br>" + tooltip
         return count, silhouette_text, tooltip
 
     def _paint_header(self, painter: QPainter, cluster: int, rect: QRect) -> None:
@@ -1070,6 +1238,9 @@ class ClusterGridWidget(QAbstractScrollArea):
             self.set_expanded(hit.cluster, not self.is_expanded(hit.cluster))
             return
         if hit.part == "cell" and hit.image is not None:
+            if self._on_stack_badge(hit.image, pos):
+                self.set_stack_expanded(hit.image, not self._stacks.is_expanded(hit.image))
+                return
             self._press_image = hit.image
             if self._selected[hit.image] and not modifiers & (_CTRL | _SHIFT):
                 self._deferred_select = hit.image  # may be the start of a drag of the whole selection
@@ -1124,7 +1295,9 @@ class ClusterGridWidget(QAbstractScrollArea):
 
     def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
         hit = self._hit(event.position().toPoint())
-        if hit.part == "cell" and hit.image is not None:
+        if hit.part == "cell" and hit.image is not None and self._on_stack_badge(hit.image, event.position().toPoint()):
+            self.set_stack_expanded(hit.image, not self._stacks.is_expanded(hit.image))  # the double click's 2nd
+        elif hit.part == "cell" and hit.image is not None:
             self._activate(hit.image)
         elif hit.part == "header" and hit.cluster is not None:
             self._ask_rename(hit.cluster)
@@ -1184,7 +1357,12 @@ class ClusterGridWidget(QAbstractScrollArea):
         if session is None or hit.cluster is None:
             return ""
         if hit.image is not None:
-            return self.cell_painter.hover_card(session.paths[hit.image], session.name_of(hit.cluster))
+            card = self.cell_painter.hover_card(session.paths[hit.image], session.name_of(hit.cluster))
+            count = self._stacks.count(hit.image) if self._stacking else 0
+            if count:  # a stack's cover says what the badge does
+                what = "close" if self._stacks.is_expanded(hit.image) else "open"
+                card += f"<br>Best of {count} near-duplicates: click ×{count} to {what} the stack"
+            return card
         if hit.part in ("header", "arrow"):
             name, details = self.header_text(hit.cluster)
             tip = self._header_parts(hit.cluster)[2]
@@ -1373,12 +1551,22 @@ class ClusterGridWidget(QAbstractScrollArea):
         name = session.name_of(cluster)
         rename_action = menu.addAction(f"Rename “{name}”…", lambda: self._ask_rename(cluster))
         rename_action.setEnabled(cluster != UNASSIGNED)
+        suggested = session.suggested_name(cluster) if cluster != UNASSIGNED else None
+        if cluster in session.cluster_names and suggested is not None and not suggested.is_mixed:
+            menu.addAction(f"Use suggested name “{suggested.text}”", lambda: self.rename_cluster(cluster, ""))
         merge_menu = menu.addMenu(f"Merge “{name}” into")
         merge_menu.setEnabled(bool(others))
         for target in others:
             merge_menu.addAction(session.name_of(target), lambda t=target: self.merge_clusters([cluster], t))
         delete_action = menu.addAction(f"Delete “{name}” (images to Unassigned)", lambda: self.delete_cluster(cluster))
         delete_action.setEnabled(cluster != UNASSIGNED)
+        from .commands import ConfirmClusterCommand  # its images become corrections (core/constraints.py)
+
+        confirm_action = menu.addAction(
+            f"Confirm “{name}”", lambda: self.undo_stack.push(ConfirmClusterCommand(session, cluster))
+        )
+        confirm_action.setToolTip("These images belong together: a re-cluster with your corrections keeps them")
+        confirm_action.setEnabled(cluster != UNASSIGNED and bool(session.indices_of(cluster).size))
         expanded = self.is_expanded(cluster)
         menu.addAction(
             f"{'Collapse' if expanded else 'Expand'} “{name}”", lambda: self.set_expanded(cluster, not expanded)
@@ -1387,6 +1575,17 @@ class ClusterGridWidget(QAbstractScrollArea):
             path = session.paths[image]
             menu.addSeparator()
             menu.addAction("Preview…", lambda: self.open_preview(image))
+            similar_action = menu.addAction("More like this…", lambda: self.open_similar(image))
+            similar_action.setEnabled(session.features is not None)
+            similar_action.setToolTip("The most similar images from every cluster")
+            cover = self._stacks.cover(image) if self._stacking else None
+            if cover is not None:
+                opened = self._stacks.is_expanded(image)
+                menu.addAction(
+                    "Collapse stack" if opened else f"Expand stack ({self._stacks.count(cover)})",
+                    lambda: self.set_stack_expanded(image, not opened),
+                )
+                menu.addAction("Keep best, select the rest", lambda: self.select_stack_rest(image))
             menu.addAction("Open file location", lambda: self._open_file_location(path))
             menu.addAction("Open with default application", lambda: self._open_with_default_app(path))
         return menu
@@ -1448,7 +1647,7 @@ class ClusterGridWidget(QAbstractScrollArea):
         if session is None or cluster == UNASSIGNED:
             return
         name, ok = QInputDialog.getText(
-            self, "Rename cluster", "New name (empty = default name):", text=session.cluster_names.get(cluster, "")
+            self, "Rename cluster", _RENAME_PROMPT, text=session.cluster_names.get(cluster, "")
         )
         if ok:
             self.rename_cluster(cluster, name)
@@ -1469,6 +1668,7 @@ class ClusterGridWidget(QAbstractScrollArea):
         place = self._place_of(image)
         members = self._members[place[0]] if place is not None else np.asarray([image], dtype=np.int64)
         start = place[1] if place is not None else 0
+        table = getattr(session, "photo_meta", None)  # capture time and place for the info line
         dialog = PreviewDialog(
             [session.paths[i] for i in members.tolist()],
             start,
@@ -1476,6 +1676,7 @@ class ClusterGridWidget(QAbstractScrollArea):
             self,
             names=session.name_of(int(session.labels[image])),
             thumbnail_size=self.cell_painter.bucket(),
+            photo_meta=None if table is None else [meta_of(table, i) for i in members.tolist()],
         )
         self._previews.append(dialog)
         dialog.finished.connect(lambda _result, d=dialog: self._previews.remove(d) if d in self._previews else None)

@@ -43,8 +43,10 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QListView,
+    QMenu,
     QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
@@ -86,6 +88,8 @@ class ClusterSummary:
     size: int
     cohesion: Optional[float]  # None when undefined (one image, no features, Unassigned)
     representative: Optional[int]  # global index of the representative image
+    suggested: bool = False  # the name is the one suggested from ImageNet classes (shown in italics)
+    suggestion_tip: str = ""  # where a suggestion comes from ("suggested from ImageNet classes: ...")
 
 
 def _unit_rows(features: np.ndarray) -> np.ndarray:
@@ -141,7 +145,13 @@ def summarise_cluster(session: Any, cluster: int, members: Optional[np.ndarray] 
         # With per-cluster silhouettes, every row uses them (a new cluster waits for the recompute).
         value = silhouettes.get(int(cluster), silhouettes.get(str(cluster)))
         cohesion = None if value is None or cluster == UNASSIGNED else float(value)
-    return ClusterSummary(int(cluster), session.name_of(cluster), int(members.size), cohesion, representative)
+    suggest = getattr(session, "suggested_name", None)
+    suggestion = suggest(cluster) if suggest is not None else None
+    suggested = suggestion is not None and not suggestion.is_mixed and int(cluster) not in session.cluster_names
+    tip = "" if suggestion is None else suggestion.describe()
+    return ClusterSummary(
+        int(cluster), session.name_of(cluster), int(members.size), cohesion, representative, suggested, tip
+    )
 
 
 def cohesion_kind(session: Any) -> str:
@@ -214,6 +224,8 @@ class ClusterOverviewModel(QAbstractListModel):
 
     def _tooltip(self, row: ClusterSummary) -> str:
         lines = [f"{row.name}: {self.details(row)}"]
+        if row.suggestion_tip:
+            lines.append(row.suggestion_tip[:1].upper() + row.suggestion_tip[1:])
         kind = cohesion_kind(self.session)
         if kind == "silhouette":
             stale = getattr(self.session, "metrics_stale", False)
@@ -375,6 +387,7 @@ class ClusterRowDelegate(QStyledItemDelegate):
         font = option.font
         bold = QFont(font)
         bold.setBold(True)
+        bold.setItalic(summary.suggested)  # a suggested name looks different from one a person gave
         painter.setPen(QPen(text_colour.color()))
         painter.setFont(bold)
         metrics = painter.fontMetrics()
@@ -495,6 +508,8 @@ class ClusterOverview(QWidget):
 
     clusterActivated = Signal(int)
     dropRequested = Signal(list, int)
+    #: (cluster, name) from the row's context menu; "" = drop the custom name (the suggestion comes back).
+    renameRequested = Signal(int, str)
 
     def __init__(
         self,
@@ -542,6 +557,8 @@ class ClusterOverview(QWidget):
         self.view.clicked.connect(self._on_activated)
         self.view.activated.connect(self._on_activated)
         self.view.dropRequested.connect(self.dropRequested)
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.view.customContextMenuRequested.connect(self._show_context_menu)
         if loader is not None:
             loader.thumbnailReady.connect(self._on_thumbnail_ready)
 
@@ -572,6 +589,44 @@ class ClusterOverview(QWidget):
         else:
             return
         self._update_summary()
+
+    # ------------------------------------------------------------------ naming
+    def context_menu(self, cluster: int) -> QMenu:
+        """The row's menu: "Rename…" and "Use suggested name" (when a custom name hides a suggestion)."""
+        menu = QMenu(self)
+        session = self._session
+        if session is None or cluster == UNASSIGNED:
+            return menu
+        name = session.name_of(cluster)
+        menu.addAction(f"Rename “{name}”…", lambda: self.ask_rename(cluster))
+        suggest = getattr(session, "suggested_name", None)
+        suggestion = suggest(cluster) if suggest is not None else None
+        usable = suggestion is not None and not suggestion.is_mixed
+        label = f"Use suggested name “{suggestion.text}”" if usable and suggestion else "Use suggested name"
+        use = menu.addAction(label, lambda: self.renameRequested.emit(int(cluster), ""))
+        use.setEnabled(bool(usable and int(cluster) in session.cluster_names))
+        if suggestion is not None:
+            use.setToolTip(suggestion.describe())
+        return menu
+
+    def ask_rename(self, cluster: int) -> None:
+        """Ask for a new name (empty = the suggested or default name) and emit :attr:`renameRequested`."""
+        session = self._session
+        if session is None or cluster == UNASSIGNED:
+            return
+        name, ok = QInputDialog.getText(
+            self,
+            "Rename cluster",
+            "New name (empty = suggested or default name):",
+            text=session.cluster_names.get(cluster, ""),
+        )
+        if ok:
+            self.renameRequested.emit(int(cluster), name)
+
+    def _show_context_menu(self, point: Any) -> None:
+        index = self.view.indexAt(point)
+        if index.isValid():
+            self.context_menu(int(index.data(ClusterRole))).exec(self.view.viewport().mapToGlobal(point))
 
     def _update_summary(self) -> None:
         if self._session is None:

@@ -105,3 +105,23 @@ class RegroupCommand(SessionEditCommand):
         self.keep_hand_placed = bool(keep_hand_placed)
         if kept:
             self.setText(f"{self.edit.description} (keeping {kept} hand-placed image{'' if kept == 1 else 's'})")
+
+
+class ConfirmClusterCommand(SessionEditCommand):
+    """Confirm ``cluster``: its images stay where they are and count as placed by hand (a correction)."""
+
+    def __init__(self, session: ClusterSession, cluster: int, parent: Optional[QUndoCommand] = None) -> None:
+        super().__init__(session, session.plan_confirm(cluster), parent)
+        self.cluster = int(cluster)
+
+
+class ReclusterCommand(SessionEditCommand):
+    """Re-cluster keeping the corrections (one edit planned by ``ClusterSession.plan_recluster`` or a fine-tune).
+
+    The undo text says how many images changed group.
+    """
+
+    def __init__(self, session: ClusterSession, edit: Edit, parent: Optional[QUndoCommand] = None) -> None:
+        super().__init__(session, edit, parent)
+        changed = int(edit.indices.size)
+        self.setText(f"{edit.description} ({changed} image{'' if changed == 1 else 's'} changed group)")

@@ -113,6 +113,8 @@ class EditController(QObject):
     """
 
     statusMessage = Signal(str)
+    #: A fine-tune on the corrections started (True) or ended (False): the window's Cancel follows it.
+    finetuneRunningChanged = Signal(bool)
 
     def __init__(
         self,
@@ -130,6 +132,7 @@ class EditController(QObject):
         self._log = log_panel
         self._shown_session = shown_session
         self._ask_keep_hand_placed = ask_keep_hand_placed
+        self.finetune_job: Any = None  # the running fine-tune (BackgroundJob), if any
 
     def undo_stack(self) -> QUndoStack:
         """Where the next command goes: the shown run's stack."""
@@ -179,3 +182,110 @@ class EditController(QObject):
             f"{command.edit.indices.size} image(s) changed group."
         )
         return True
+
+    # ------------------------------------------------------------------ learning from the corrections (issue 14)
+    def confirm_cluster(self, cluster: int) -> bool:
+        """Confirm ``cluster`` (an undoable edit): its images become corrections a re-cluster keeps."""
+        from .commands import ConfirmClusterCommand
+
+        session = self._shown_session()
+        if session is None or int(cluster) < 0 or not session.indices_of(int(cluster)).size:
+            return False
+        command = ConfirmClusterCommand(session, int(cluster))
+        self.undo_stack().push(command)
+        self.statusMessage.emit(f"{command.text()}: a re-cluster keeps these images together.")
+        return True
+
+    def _corrections(self) -> Any:
+        session = self._shown_session()
+        if session is None:
+            self.statusMessage.emit("Run a clustering or open a session first.")
+            return None
+        if session.features is None:
+            self.statusMessage.emit("This result has no features to re-cluster (run the clustering again).")
+            return None
+        constraints = session.constraints()
+        if constraints.is_empty:
+            self.statusMessage.emit("No corrections yet: move images or confirm a cluster first.")
+            return None
+        return constraints
+
+    def recluster_with_corrections(self, method: str = "propagation") -> bool:
+        """Re-assign every image not placed by hand, keeping the corrections (one undoable edit); True if changed."""
+        from .commands import ReclusterCommand
+
+        constraints = self._corrections()
+        if constraints is None:
+            return False
+        session = self._shown_session()
+        command = ReclusterCommand(session, session.plan_recluster(method=method))
+        if command.edit.is_noop:
+            self.statusMessage.emit("Re-clustering with the corrections changed nothing.")
+            return False
+        self.undo_stack().push(command)
+        kept = constraints.anchors.size
+        self.statusMessage.emit(f"{command.text()}, {kept} corrected image(s) kept (Ctrl+Z goes back).")
+        self._log.info(f"{command.text()}: {constraints.anchors.size} image(s) placed by hand stayed where they are.")
+        return True
+
+    def finetune_with_corrections(self, loss: str = "cross_entropy") -> Any:
+        """Train a projection head on the corrections (background thread), then re-cluster in its space.
+
+        Returns the started :class:`~imgcluster_gui.ui.worker.BackgroundJob` (None when there is nothing
+        to learn from); its result is pushed as one undoable edit unless the labels changed meanwhile.
+        Cancel with :meth:`cancel_finetune`.
+        """
+        from ..core.constraints import RECLUSTER_PREFIX, recluster_edit
+        from ..core.finetune import finetune_and_recluster
+        from .worker import BackgroundJob
+
+        constraints = self._corrections()
+        if constraints is None or self.finetune_job is not None:
+            return None
+        session = self._shown_session()
+        if not constraints.enough_to_train():
+            self.statusMessage.emit("Fine-tuning needs at least 2 corrected images in each of 2 clusters.")
+            return None
+        features, labels = session.features.copy(), session.labels.copy()
+
+        def train(progress: Any) -> Any:
+            return finetune_and_recluster(features, labels, constraints, loss=loss, progress=progress)
+
+        def done(outcome: Any) -> None:
+            from .commands import ReclusterCommand
+
+            if job.cancel_requested:  # Cancel pressed as the training ended: the person said no
+                self.statusMessage.emit("Fine-tuning cancelled.")
+                return
+            if outcome.labels is None:
+                self.statusMessage.emit(outcome.reason)
+                return
+            if self._shown_session() is not session or not (session.labels == labels).all():
+                self.statusMessage.emit("The clusters changed while the head trained: nothing applied.")
+                return
+            edit = recluster_edit(labels, outcome.labels, f"{RECLUSTER_PREFIX}my corrections (fine-tuned)")
+            command = ReclusterCommand(session, edit)
+            if not edit.is_noop:
+                self.undo_stack().push(command)
+            self.statusMessage.emit(f"{command.text()} (Ctrl+Z goes back).")
+            self._log.info(f"Fine-tuned a projection head on {constraints.anchors.size} corrected image(s).")
+
+        job = BackgroundJob(train, title="Fine-tuning failed", parent=self)
+        job.progressed.connect(lambda info: self.statusMessage.emit(f"Fine-tuning… {int(info.fraction * 100)} %"))
+        job.succeeded.connect(done)
+        job.failed.connect(lambda failure: self.statusMessage.emit(f"Fine-tuning failed: {failure}"))
+        job.cancelled.connect(lambda: self.statusMessage.emit("Fine-tuning cancelled."))
+        job.finished.connect(self._forget_finetune_job)
+        self.finetune_job = job
+        job.start()
+        self.finetuneRunningChanged.emit(True)
+        return job
+
+    def cancel_finetune(self) -> None:
+        """Stop the fine-tuning job (nothing is applied)."""
+        if self.finetune_job is not None:
+            self.finetune_job.cancel()
+
+    def _forget_finetune_job(self) -> None:
+        self.finetune_job = None
+        self.finetuneRunningChanged.emit(False)

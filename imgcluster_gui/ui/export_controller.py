@@ -95,10 +95,11 @@ class ExportController(QObject):
                 path,
                 session.paths,
                 session.labels,
-                cluster_names=dict(session.cluster_names),
+                cluster_names=session.shown_names(),  # custom names, else the suggested ones
                 confidence=getattr(session, "confidence", None),
                 embedding=getattr(session, "embedding", None),
                 root=getattr(session, "root", None),
+                photo_meta=getattr(session, "photo_meta", None),
             )
         except Exception as exc:
             self._messages.show_failure(JobFailure.from_exception(exc, "Export failed"))
@@ -143,7 +144,7 @@ class ExportController(QObject):
             return None
         from ..core.export import export_folders
 
-        paths, labels, names = list(session.paths), session.labels.copy(), dict(session.cluster_names)
+        paths, labels, names = list(session.paths), session.labels.copy(), session.shown_names()
 
         def run(progress: Any) -> Any:
             # Only regular image files leave their folders (a session file may name a FIFO, a device, a text

@@ -53,6 +53,7 @@ __all__ = ["CLOSE_WAIT_MS", "FolderExportDialog", "MainWindow", "SESSION_FILTER"
 
 # Close waits this long for a cancelled job to stop before the window goes.
 CLOSE_WAIT_MS = 5000
+_SUGGEST_NAMES_KEY = "view/suggest_names"  # View -> Suggest names from ImageNet classes (default on)
 
 
 class MainWindow(QMainWindow):
@@ -243,6 +244,29 @@ class MainWindow(QMainWindow):
             None,
             "Put the selected images in a new cluster",
         )
+        self.recluster_action = self._action(
+            "Re-cluster with my &corrections",
+            lambda: self.edit_controller.recluster_with_corrections(),
+            "Ctrl+Shift+R",
+            None,
+            "Re-assign every image you did not place by hand; your corrections stay where you put them",
+        )
+        self.finetune_action = self._action(
+            "&Fine-tune on my corrections and re-cluster",
+            lambda: self.edit_controller.finetune_with_corrections(),
+            None,
+            None,
+            "Train a small projection head on the corrected clusters (background), then re-cluster in its space",
+        )
+        self.suggest_names_action = self._action(
+            "Suggest &names from ImageNet classes",
+            self._apply_suggest_names,
+            None,
+            None,
+            "Name clusters without a custom name from the ImageNet classes their images agree on",
+        )
+        self.suggest_names_action.setCheckable(True)
+        self.suggest_names_action.setChecked(bool(self.settings.qsettings.value(_SUGGEST_NAMES_KEY, True, type=bool)))
         self.expand_all_action = self._action(
             "&Expand all clusters", lambda: self.grid.set_all_expanded(True), None, None, "Show every cluster's images"
         )
@@ -277,7 +301,12 @@ class MainWindow(QMainWindow):
             [export_menu.menuAction()],
             [self.quit_action],
         )
-        add_groups(menu.addMenu("&Edit"), [self.undo_action, self.redo_action], [self.new_cluster_action])
+        add_groups(
+            menu.addMenu("&Edit"),
+            [self.undo_action, self.redo_action],
+            [self.new_cluster_action],
+            [self.recluster_action, self.finetune_action],
+        )
         add_groups(menu.addMenu("&Run"), [self.run_action, self.cancel_action])
         self.view_menu = menu.addMenu("&View")
         self.view_controls.populate(
@@ -285,6 +314,8 @@ class MainWindow(QMainWindow):
             [layout.panel_action(dock, self) for dock in layout.layout_docks(self).values()],
             [self.expand_all_action, self.collapse_all_action],
         )
+        self.view_menu.addSeparator()
+        self.view_menu.addAction(self.suggest_names_action)
         add_groups(
             menu.addMenu("&Help"),
             [
@@ -329,6 +360,7 @@ class MainWindow(QMainWindow):
         self.scatter.imageActivated.connect(self.show_preview)
         self.cluster_overview.clusterActivated.connect(self.jump_to_cluster)
         self.cluster_overview.dropRequested.connect(self.grid.move_indices)  # the undoable move
+        self.cluster_overview.renameRequested.connect(self.grid.rename_cluster)  # the undoable rename
         self.grid.statusMessage.connect(self._status)
         self.scatter.embeddingFailed.connect(self._on_embedding_failed)
         self.scatter.embeddingChanged.connect(self._on_embedding_changed)
@@ -351,6 +383,7 @@ class MainWindow(QMainWindow):
         self.export_controller.statusMessage.connect(self._status)
         self.export_controller.busyChanged.connect(self._update_actions)
         self.edit_controller.statusMessage.connect(self._status)
+        self.edit_controller.finetuneRunningChanged.connect(self._update_actions)
         sessions = self.session_controller
         sessions.showRequested.connect(self._show_opened)  # (session, history, path)
         sessions.titleChanged.connect(self._update_title)
@@ -375,7 +408,7 @@ class MainWindow(QMainWindow):
         running = self.is_running()
         has_session = self.session is not None
         self.run_action.setEnabled(not running)
-        self.cancel_action.setEnabled(running)
+        self.cancel_action.setEnabled(running or self.edit_controller.finetune_job is not None)
         for action in (
             self.save_action,
             self.save_as_action,
@@ -383,6 +416,8 @@ class MainWindow(QMainWindow):
             self.export_json_action,
             self.export_folders_action,
             self.new_cluster_action,
+            self.recluster_action,
+            self.finetune_action,
         ):
             action.setEnabled(has_session)
         # Without a last manifest the undo asks for one.
@@ -494,7 +529,9 @@ class MainWindow(QMainWindow):
         return self.run_controller.start_run()
 
     def cancel_run(self) -> None:
+        """Esc / Cancel: stops the run, or a fine-tune on the corrections (nothing of it is applied)."""
         self.run_controller.cancel_run()
+        self.edit_controller.cancel_finetune()
 
     def save_session(self, path: Optional[str] = None, ask: bool = False) -> bool:
         return self.session_controller.save(path, ask=ask)
@@ -529,10 +566,22 @@ class MainWindow(QMainWindow):
     def set_granularity_level(self, level: int, keep_hand_placed: Optional[bool] = None) -> bool:
         return self.edit_controller.set_granularity_level(level, keep_hand_placed)
 
+    def _apply_suggest_names(self) -> None:
+        """View -> Suggest names: on every run's session (the views follow its 'names' event), kept in the settings."""
+        on = self.suggest_names_action.isChecked()
+        self.settings.qsettings.setValue(_SUGGEST_NAMES_KEY, on)
+        for record in self.run_list.records():
+            if hasattr(record.session, "set_suggest_names"):
+                record.session.set_suggest_names(on)
+        if self.session is not None and hasattr(self.session, "set_suggest_names"):
+            self.session.set_suggest_names(on)
+
     # ================================================================ showing a session
     def show_session(self, session: Any, history: Optional[list] = None, path: Optional[Path] = None) -> None:
         """Put ``session`` on screen (grid, scatter, metrics) with its own run's undo history."""
         self.undo_stacks.activate(session, self.grid)  # commands refer to the session they edited
+        if session is not None and hasattr(session, "set_suggest_names"):
+            session.set_suggest_names(self.suggest_names_action.isChecked())
         self.session_controller.show(session, path)  # stops following the previous one
         self.grid.set_session(session)
         self.cluster_overview.set_session(session)
@@ -591,7 +640,13 @@ class MainWindow(QMainWindow):
     # ================================================================ closing
     def shutdown(self, wait_ms: int = CLOSE_WAIT_MS) -> None:
         """Stop every background job and the thumbnail loader (waits up to ``wait_ms`` each)."""
-        for job in (self.run_controller.current_job(), self.export_controller.side_job(), self.scatter.running_job()):
+        jobs = (
+            self.run_controller.current_job(),
+            self.export_controller.side_job(),
+            self.scatter.running_job(),
+            self.edit_controller.finetune_job,
+        )
+        for job in jobs:
             if job is not None:
                 job.cancel()
                 job.wait(wait_ms)

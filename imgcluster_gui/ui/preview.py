@@ -37,7 +37,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..core import formats
 from ..core.dataset import ImageLoadError, load_image
+from ..core.photo_meta import PhotoMeta, read_photo_meta
 from . import file_actions
 from .thumbnails import DEFAULT_THUMBNAIL_SIZE, ThumbnailLoader, pil_to_qimage
 
@@ -74,6 +76,11 @@ class DecodedImage:
 
 def original_size(path: str) -> Optional[tuple[int, int]]:
     """The upright pixel size of ``path`` from its header (no decode), or None when unreadable."""
+    if formats.is_raw_path(path):  # the sensor's size (Pillow would read the small TIFF preview of a CR2 or DNG)
+        try:
+            return formats.read_raw_header(path).upright_size
+        except Exception:  # noqa: BLE001 - load_image reports the reason of an unreadable file
+            return None
     try:
         with Image.open(path) as im:
             width, height = im.size
@@ -189,6 +196,9 @@ class PreviewDialog(QDialog):
         Same as a single ``names`` (the keyword of the one-image preview).
     thumbnail_size : int
         The size the grid requests thumbnails at (the stand-in is looked up at that size).
+    photo_meta : sequence of PhotoMeta, optional
+        The capture time and place of each image (the session's, read at scan time), shown in the info
+        line; without it they are read from each file's header when it is shown.
 
     Signals
     -------
@@ -211,6 +221,7 @@ class PreviewDialog(QDialog):
         names: Union[Sequence[str], str, None] = None,
         caption: Optional[str] = None,
         thumbnail_size: int = DEFAULT_THUMBNAIL_SIZE,
+        photo_meta: Optional[Sequence[Optional[PhotoMeta]]] = None,
     ) -> None:
         # The one-image signature PreviewDialog(path, caption, parent), positionally.
         if isinstance(start, str) or start is None:
@@ -230,6 +241,11 @@ class PreviewDialog(QDialog):
             if len(self._names) != len(self.paths):
                 raise ValueError(f"{len(self._names)} names for {len(self.paths)} images")
         self.loader: Optional[ThumbnailLoader] = loader  # anything with ThumbnailLoader.cached(path, size)
+        if photo_meta is not None and len(photo_meta) != len(self.paths):
+            raise ValueError(f"{len(photo_meta)} capture records for {len(self.paths)} images")
+        self._photo_meta: list[Optional[PhotoMeta]] = (
+            list(photo_meta) if photo_meta is not None else [None] * len(self.paths)
+        )
         self.thumbnail_size = int(thumbnail_size)
         self._current = min(max(int(start), 0), len(self.paths) - 1)
         self._actual_size = False
@@ -649,12 +665,21 @@ class PreviewDialog(QDialog):
         cluster = self._names[self._current]
         if cluster:
             parts.append(cluster)
+        meta = self.photo_meta()
+        parts.extend(text for text in (meta.time_text(), meta.place_text()) if text)
         if zoom:
             parts.append(zoom)
         self.info_label.setText("  ·  ".join(parts))
         self.previous_button.setEnabled(self._current > 0)
         self.next_button.setEnabled(self._current < len(self.paths) - 1)
         self._update_message()
+
+    def photo_meta(self) -> PhotoMeta:
+        """The capture time and place of the shown image (read from its header once when not given)."""
+        meta = self._photo_meta[self._current]
+        if meta is None:
+            meta = self._photo_meta[self._current] = read_photo_meta(self.path)
+        return meta
 
     def _update_zoom_text(self) -> None:
         # The button names what it switches to; the caption says the zoom now.

@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSizePolicy,
+    QSlider,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -109,9 +110,13 @@ BACKBONE_GROUPS = (("offline", "Works offline"), ("download", "Download once"), 
 #: The measured backbone table (benchmarks/features.py); absent from an installed package: the hint then says less.
 FEATURES_TABLE = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "features.json"
 
-_STATIC_HINT = "Which backbone? EfficientNet-Lite0, the default: offline and fast. Others: not measured here."
+_STATIC_HINT = (
+    "Which backbone? EfficientNet-Lite1 + Lite2, the default: offline. EfficientNet-Lite0 alone is faster. "
+    "Others: not measured here."
+)
 _STATIC_DETAILS = (
-    "EfficientNet-Lite0 (the default) works offline and is fast on a CPU. The download-once encoders (DINOv2, "
+    "EfficientNet-Lite1 + EfficientNet-Lite2 side by side (the default) work offline; EfficientNet-Lite0 alone is "
+    "about 2.7x faster on a CPU and groups real photographs less well. The download-once encoders (DINOv2, "
     "CLIP, SigLIP) are larger and slower; they often group real photographs better, but that was not measured on "
     "this computer (no benchmarks/results/features.json)."
 )
@@ -169,19 +174,34 @@ def _measured_rows(data: Any, known: set[str], name: Optional[str] = None) -> It
 
 
 def _benchmark_rows(data: Any, known: set[str]) -> Iterator[tuple[str, float, Any]]:
-    """(backbone, mean no-K NMI, img/s) from ``benchmarks/features.py``'s table: its ``"<name> penultimate"`` rows."""
+    """(backbones, mean no-K NMI, img/s) from ``benchmarks/features.py``'s table.
+
+    Its rows are ``"<backbone> penultimate"`` and ``"<a> + <b>"`` (a concatenation; ``backbones`` is
+    ``"a+b"``), with ``", <k>-NN"`` appended when several graph sizes were measured: then only the rows of the
+    default pipeline's graph (``post_neighbours``) are read. A concatenation's speed is both extractions.
+    """
     rows, speed = (data.get("rows"), data.get("speed")) if isinstance(data, dict) else (None, None)
     if not isinstance(rows, dict):
         return
     speed = speed if isinstance(speed, dict) else {}
+    graph_k = data.get("post_neighbours")
     for row_name, row in rows.items():
-        backbone = row.get("backbones") if isinstance(row, dict) else None
-        if isinstance(backbone, str) and backbone in known and row_name == f"{backbone} penultimate":
-            nmi = _number(row.get("mean_nok"))
-            measured = speed.get(backbone)
-            rate = _number(measured.get("ips")) if isinstance(measured, dict) else _number(measured)
-            if nmi is not None:
-                yield backbone, nmi, rate
+        views = row.get("backbones") if isinstance(row, dict) else None
+        if not isinstance(views, str) or not all(v in known for v in views.split("+")):
+            continue
+        base, _, k_part = row_name.partition(", ")
+        if k_part and k_part != f"{graph_k}-NN":
+            continue
+        if base != " + ".join(views.split("+")) and base != f"{views} penultimate":
+            continue
+        nmi = _number(row.get("mean_nok"))
+        rates = []
+        for view in views.split("+"):
+            measured = speed.get(view)
+            rates.append(_number(measured.get("ips")) if isinstance(measured, dict) else _number(measured))
+        rate = 1.0 / sum(1.0 / r for r in rates) if all(r for r in rates) else None  # type: ignore[operator]
+        if nmi is not None:
+            yield views, nmi, rate
 
 
 def backbone_hint(specs: list[Any], table: Optional[Path] = None) -> tuple[str, str]:
@@ -210,13 +230,21 @@ def backbone_hint(specs: list[Any], table: Optional[Path] = None) -> tuple[str, 
             rates.setdefault(backbone, []).append(rate)
     if not scores:
         return _STATIC_HINT, _STATIC_DETAILS
+    # Backbones the benchmark fed a weights file (the Coral MobileNetV2): a user's download is other weights.
+    with_file = data.get("weights_files") if isinstance(data, dict) else None
+    with_file = set(with_file) if isinstance(with_file, (dict, list)) else set()
 
     def mean(values: list[float]) -> float:
         return sum(values) / len(values)
 
-    def described(name: str) -> str:
-        speed = f", {mean(rates[name]):.0f} img/s" if name in rates else ""
-        return f"{names[name]} (NMI {mean(scores[name]):.2f}{speed})"
+    def label(views: str) -> str:
+        parts = views.split("+")
+        text = " + ".join(names[v] for v in parts)
+        return text + (" (measured with a weights file)" if with_file & set(parts) else "")
+
+    def described(views: str) -> str:
+        speed = f", {mean(rates[views]):.0f} img/s" if views in rates else ""
+        return f"{label(views)} (NMI {mean(scores[views]):.2f}{speed})"
 
     ranked = sorted(scores, key=lambda n: -mean(scores[n]))
     best = ranked[0]
@@ -225,7 +253,10 @@ def backbone_hint(specs: list[Any], table: Optional[Path] = None) -> tuple[str, 
         fastest = max(rates, key=lambda n: mean(rates[n]))
         if fastest != best:
             text += f" Fastest: {described(fastest)}."
-    lines = [f"Measured on this project's test folders ({path.name}): mean NMI with no K given, images per second."]
+    graph = f", {data['post_neighbours']}-NN graph" if isinstance(data.get("post_neighbours"), int) else ""
+    lines = [
+        f"Measured on this project's test folders ({path.name}{graph}): mean NMI with no K given, images per second."
+    ]
     lines += [f"  {described(name)}" for name in ranked]
     chosen = data.get("chosen") if isinstance(data, dict) else None
     if isinstance(chosen, str) and chosen:
@@ -484,6 +515,27 @@ class SidePanel(QWidget):
         range_row.addWidget(self.k_max_spin)
         self.k_range_label = QLabel("Sweep range")
         form.addRow(self.k_range_label, range_row)
+
+        # Time-aware grouping (PipelineConfig.time_weight, core/time_graph.py): mixes EXIF capture times into
+        # Leiden's graph so a trip or an event is one group; off by default (0 = by look only).
+        time_row = QHBoxLayout()
+        self.time_slider = QSlider(Qt.Orientation.Horizontal)
+        self.time_slider.setObjectName("time_weight_slider")
+        self.time_slider.setRange(0, 100)
+        self.time_slider.setSingleStep(5)
+        self.time_slider.setPageStep(25)
+        self.time_slider.setToolTip(
+            "Mix the photos' capture dates (EXIF) into the grouping: 0 % groups by look only, 100 % gives one "
+            "group per outing (photos taken in one sitting, cut at long pauses); from about 50 % a trip of "
+            "several subjects comes out as one group. Works with Leiden; photos without a date go by look."
+        )
+        self.time_label = QLabel()
+        self.time_label.setMinimumWidth(self.time_label.fontMetrics().horizontalAdvance("100 %") + 4)
+        self.time_slider.valueChanged.connect(self._on_time_weight)
+        time_row.addWidget(self.time_slider, 1)
+        time_row.addWidget(self.time_label)
+        form.addRow("Group by time", time_row)
+        self._on_time_weight(self.time_slider.value())
         self._k_form = form
         layout.addLayout(form)
 
@@ -547,11 +599,11 @@ class SidePanel(QWidget):
 
     # ================================================================ reactions
     def _check_default_backbone(self) -> None:
-        from ..core.features.backbones import DEFAULT_BACKBONE
+        from ..core.features.backbones import DEFAULT_BACKBONES
 
         for row in range(self.backbone_list.count()):
             item = self.backbone_list.item(row)
-            if item.data(Qt.ItemDataRole.UserRole) == DEFAULT_BACKBONE:
+            if item.data(Qt.ItemDataRole.UserRole) in DEFAULT_BACKBONES:
                 item.setCheckState(Qt.CheckState.Checked)
 
     def _on_backbones_changed(self) -> None:
@@ -677,6 +729,16 @@ class SidePanel(QWidget):
             self.k_spin.setToolTip(f"{spec.name} finds the number of clusters itself.")
         else:
             self.k_spin.setToolTip("Number of clusters")
+        self.time_slider.setEnabled(spec.id == "leiden")  # the only method that mixes time into its graph
+
+    def _on_time_weight(self, value: int) -> None:
+        self.time_label.setText(f"{value} %" if value else "Off")
+
+    def time_weight(self) -> float:
+        """The time weight of the next run, in [0, 1] (0 when the algorithm does not use it)."""
+        if self._current_algorithm().id != "leiden":
+            return 0.0
+        return self.time_slider.value() / 100.0
 
     def k_text(self) -> str:
         """How the next run gets its number of groups, in words (for the log)."""
@@ -812,6 +874,7 @@ class SidePanel(QWidget):
             device=self.device_combo.currentData(),
             pca_dims=pca_dims,
             umap_dims=umap_dims,
+            time_weight=self.time_weight(),
             whiten=self.whiten_check.isChecked(),
             l2=self.l2_check.isChecked(),
             algorithm=spec.id,
@@ -838,6 +901,7 @@ class SidePanel(QWidget):
             "layer": self.layer_combo.currentData(),
             "pca_dims": self.pca_spin.value(),
             "umap_dims": self.umap_spin.value(),
+            "time_weight": self.time_slider.value(),
             "whiten": self.whiten_check.isChecked(),
             "l2": self.l2_check.isChecked(),
             "device": self.device_combo.currentData(),
@@ -875,6 +939,7 @@ class SidePanel(QWidget):
             combo_to(self.layer_combo, state.get("layer"))
             self.pca_spin.setValue(int(state.get("pca_dims", 0) or 0))
             self.umap_spin.setValue(int(state.get("umap_dims", 0) or 0))
+            self.time_slider.setValue(int(state.get("time_weight", 0) or 0))
             self.whiten_check.setChecked(bool(state.get("whiten", False)))
             self.l2_check.setChecked(bool(state.get("l2", True)))
             combo_to(self.device_combo, state.get("device"))
@@ -923,6 +988,7 @@ class SidePanel(QWidget):
             layer=settings.get("layer"),
             pca_dims=settings.get("pca_dims") or 0,
             umap_dims=settings.get("umap_dims") or 0,
+            time_weight=round(float(settings.get("time_weight") or 0.0) * 100),
             whiten=settings.get("whiten", False),
             l2=settings.get("l2", True),
             device=settings.get("device", state.get("device")),

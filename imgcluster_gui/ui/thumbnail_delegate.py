@@ -1,7 +1,8 @@
 """The painter of the grid's cells and the text of their hover cards.
 
 A cell is a thumbnail (a placeholder while it loads, a cross when the file cannot be decoded) over an
-optional caption: the file name elided at its end, or the file's date.  :class:`CellPainter` asks the
+optional caption: the file name elided at its end, or the capture date (EXIF; the file's date where
+the photo has none).  :class:`CellPainter` asks the
 :class:`~imgcluster_gui.ui.thumbnails.ThumbnailLoader` for the thumbnail at a *size bucket* (a few
 fixed sizes, so a thumbnail-size slider does not decode the folder again at every pixel) and scales it
 to the cell's size when painting; while the bucket's thumbnail is not there yet another bucket's is
@@ -14,9 +15,11 @@ import os
 import time
 from typing import Optional
 
+import numpy as np
 from PySide6.QtCore import QRect, QRectF, Qt
 from PySide6.QtGui import QColor, QFontMetrics, QImage, QPainter, QPalette, QPen
 
+from ..core.photo_meta import PhotoMeta, meta_of
 from .thumbnails import ThumbnailLoader
 
 CELL_PADDING = 4  # around the thumbnail, in a cell (128 px thumbnails: 5 columns in 680 px)
@@ -40,7 +43,7 @@ def size_bucket(size: int) -> int:
 def file_date(path: str) -> str:
     """The file's modification date (``YYYY-MM-DD``), or ``""`` when it cannot be read.
 
-    The date caption's fallback: the capture date (EXIF) is not read yet, so the file's date stands in.
+    The date caption's fallback for a session without capture dates (a hand-built or older one).
     """
     try:
         return time.strftime("%Y-%m-%d", time.localtime(os.stat(path).st_mtime))
@@ -68,6 +71,8 @@ class CellPainter:
         self.caption_mode = caption_mode
         self._captions: dict[tuple[str, int], str] = {}
         self._dates: dict[str, str] = {}
+        self._meta_table: Optional[np.ndarray] = None  # the session's photo_meta (capture time, GPS)
+        self._meta_rows: dict[str, int] = {}
         self.colours: dict[str, QColor] = {}
         self._placeholder_pen = QPen()
         self._current_pen = QPen()
@@ -133,6 +138,27 @@ class CellPainter:
                     return image
         return None
 
+    def set_photo_meta(self, paths: Optional[list[str]], table: Optional[np.ndarray]) -> None:
+        """Capture dates and places of the shown session (``ClusterSession.photo_meta``, aligned with ``paths``)."""
+        self._meta_table = table
+        self._meta_rows = {} if table is None or paths is None else {p: i for i, p in enumerate(paths)}
+        self._dates.clear()
+        self._captions.clear()
+
+    def photo_meta(self, path: str) -> Optional[PhotoMeta]:
+        """The capture time and place of ``path`` from the session, or None when the session has none."""
+        row = self._meta_rows.get(path)
+        return None if row is None else meta_of(self._meta_table, row)
+
+    def date_of(self, path: str) -> str:
+        """``YYYY-MM-DD``: the capture date, else the file's date (cached)."""
+        date = self._dates.get(path)
+        if date is None:
+            meta = self.photo_meta(path)
+            date = meta.date_text() if meta is not None and meta.wall is not None else file_date(path)
+            self._dates[path] = date
+        return date
+
     def caption(self, path: str, width: int, metrics: QFontMetrics) -> str:
         """The caption of ``path`` in ``width`` pixels: the file name elided at its end, or its date."""
         if self.caption_mode == "none":
@@ -143,9 +169,7 @@ class CellPainter:
             if len(self._captions) > _TEXT_CACHE_LIMIT:
                 self._captions.clear()
             if self.caption_mode == "date":
-                full = self._dates.get(path)
-                if full is None:
-                    full = self._dates[path] = file_date(path)
+                full = self.date_of(path)
             else:
                 full = os.path.basename(path)
             text = metrics.elidedText(full, _ELIDE_RIGHT, width)
@@ -196,14 +220,48 @@ class CellPainter:
             painter.setPen(self._current_pen)
             painter.drawRect(x0 + 1, y0 + 1, width - 3, height - 3)
 
+    # ---- near-duplicate stacks (core/duplicates.py): the cover's count badge
+    def stack_badge_rect(self, rect: QRect, count: int) -> QRect:
+        """Where the "x5" badge of a stack cover sits in the cell ``rect``: the thumbnail's top right."""
+        width = 16 + 7 * len(str(count))
+        box_x = rect.x() + (rect.width() - self.thumb_size) // 2
+        return QRect(box_x + self.thumb_size - width - 3, rect.y() + CELL_PADDING + 3, width, 18)
+
+    def paint_stack_badge(self, painter: QPainter, rect: QRect, count: int, expanded: bool) -> None:
+        """A stack's look: paper edges behind a closed stack, and the count badge (outlined when open)."""
+        side = self.thumb_size
+        box_x, box_y = rect.x() + (rect.width() - side) // 2, rect.y() + CELL_PADDING
+        if not expanded:  # two edges peeking out at the bottom right: more photos lie underneath
+            painter.setPen(self._placeholder_pen)
+            for step in (2, 4):
+                right, bottom = box_x + side + step - 1, box_y + side + step - 1
+                painter.drawLine(box_x + step, bottom, right, bottom)
+                painter.drawLine(right, box_y + step, right, bottom)
+        badge = self.stack_badge_rect(rect, count)
+        highlight = self.colours["highlight"]
+        if expanded:
+            painter.fillRect(badge, self.colours["base"])
+            painter.setPen(QPen(highlight, 1))
+            painter.drawRect(badge.adjusted(0, 0, -1, -1))
+            painter.setPen(highlight)
+        else:
+            painter.fillRect(badge, highlight)
+            painter.setPen(self.colours["highlighted_text"])
+        painter.drawText(badge, int(Qt.AlignmentFlag.AlignCenter), f"\u00d7{count}")
+
     def hover_card(self, path: str, cluster_name: str) -> str:
-        """The tooltip of a cell: file name, folder, cluster, date, and why it cannot be shown if so."""
+        """The tooltip of a cell: file name, folder, cluster, capture time and place, why it cannot be shown if so."""
         lines = [f"<b>{_escape(os.path.basename(path))}</b>", _escape(os.path.dirname(path))]
         details = [f"in {_escape(cluster_name)}"]
-        date = self._dates.get(path) or file_date(path)
+        meta = self.photo_meta(path)
+        when = meta.time_text() if meta is not None else ""
+        date = when or self.date_of(path)
         if date:
-            details.append(date)
+            details.append(_escape(date))
         lines.append(" · ".join(details))
+        place = meta.place_text() if meta is not None else ""
+        if place:
+            lines.append(_escape(place))
         error = self.loader.error_of(path, self.bucket())
         if error:
             lines.append(f"<span style='color:#b43c3c'>Cannot show: {_escape(error)}</span>")

@@ -3,7 +3,8 @@
 The pattern of calibre's cover grid: a view's delegate calls :meth:`ThumbnailLoader.request`
 while painting; a cache hit returns a ``QImage`` at once, a miss returns ``None`` (the delegate
 paints a placeholder) and queues the image.  Worker threads take the *newest* request first
-(what is on screen now), decode with Pillow (JPEG draft mode), scale, and hand a ``QImage`` back
+(what is on screen now), decode with ``load_image`` (JPEG draft mode; HEIC through pillow-heif; camera RAW
+through its embedded preview, see ``core/formats.py``), scale, and hand a ``QImage`` back
 to the GUI thread (``QPixmap`` must never be made off it); :attr:`ThumbnailLoader.thumbnailReady`
 then tells the views to repaint that path.
 

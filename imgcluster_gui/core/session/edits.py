@@ -17,6 +17,10 @@ import numpy as np
 UNASSIGNED = -1
 #: Description prefix of the edits the granularity control makes (not counted as hand placements).
 REGROUP_PREFIX = "Regroup into "
+#: Description prefix of a re-cluster that keeps the corrections (core/constraints.py): not a hand placement either.
+RECLUSTER_PREFIX = "Re-cluster with "
+#: Description prefix of "Confirm cluster": the person says these images belong together (a hand placement).
+CONFIRM_PREFIX = "Confirm "
 
 
 @dataclass(frozen=True)
@@ -74,8 +78,13 @@ class Edit:
 
     @property
     def is_regroup(self) -> bool:
-        """True for the granularity control's edits (they are not hand placements)."""
-        return self.description.startswith(REGROUP_PREFIX)
+        """True for the granularity control's edits and re-clusters (they are not hand placements)."""
+        return self.description.startswith((REGROUP_PREFIX, RECLUSTER_PREFIX))
+
+    @property
+    def is_confirm(self) -> bool:
+        """True for "Confirm cluster": its images keep their labels and become hand-placed."""
+        return self.description.startswith(CONFIRM_PREFIX) and bool(np.array_equal(self.old_labels, self.new_labels))
 
     @property
     def clusters(self) -> frozenset:

@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from .. import naming
 from ..dataset import SkippedFile
 from ..export import default_cluster_name
 from . import persistence
@@ -85,6 +86,13 @@ class ClusterSession:
         One summary per column of ``granularity_labels`` (``n_clusters``, ``n_unsorted``,
         ``resolution``, ``modularity``, ``silhouette``), and ``"selected": True`` on the level the
         clustering returned.
+    photo_meta : ndarray of shape (N, 6), optional
+        Capture time and GPS of each image (a :mod:`imgcluster_gui.core.photo_meta` table: wall-clock
+        time, UTC offset, source, latitude, longitude, altitude; NaN = unknown).
+    imagenet_top_classes, imagenet_top_probs : ndarray of shape (N, k), optional
+        The top ImageNet classes of each image (int16) and their probabilities (float16), from the
+        default backbone's classifier head (:mod:`imgcluster_gui.core.naming`): :meth:`name_of` shows a
+        suggested name for a cluster without a custom one (while :attr:`suggest_names` is on).
     """
 
     def __init__(
@@ -103,6 +111,9 @@ class ClusterSession:
         history: Optional[Sequence[Edit]] = None,
         granularity_labels=None,
         granularity: Optional[Sequence[Mapping[str, Any]]] = None,
+        photo_meta=None,
+        imagenet_top_classes=None,
+        imagenet_top_probs=None,
     ) -> None:
         self.paths: list[str] = [os.fsdecode(p) for p in paths]
         n = len(self.paths)
@@ -114,6 +125,13 @@ class ClusterSession:
         self._embedding = _as_embedding(embedding, n)
         self.features = _optional_rows(features, n, "features", None, ndim=2)
         self.confidence = _optional_rows(confidence, n, "confidence", np.float32, ndim=1)
+        self.photo_meta = _optional_rows(photo_meta, n, "photo_meta", np.float64, ndim=2)
+        top = naming.check_top_classes(imagenet_top_classes, imagenet_top_probs, n)
+        self.imagenet_top_classes: Optional[np.ndarray] = None if top is None else top[0]
+        self.imagenet_top_probs: Optional[np.ndarray] = None if top is None else top[1]
+        #: Show suggested names (the window's View toggle); off = "Cluster N" for every unnamed cluster.
+        self.suggest_names = True
+        self._suggestions: tuple[Optional[int], Mapping[int, naming.SuggestedName]] = (None, {})
         if ground_truth is not None and len(ground_truth) != n:
             raise ValueError(f"ground_truth has {len(ground_truth)} entries for {n} images")
         self.ground_truth: Optional[list[Optional[str]]] = (
@@ -218,8 +236,48 @@ class ClusterSession:
         return int(np.count_nonzero(self.labels == int(cluster)))
 
     def name_of(self, cluster: int) -> str:
-        """The shown name: the custom one, else ``"Cluster <id>"`` or ``"Unassigned"``."""
-        return self.cluster_names.get(int(cluster)) or default_cluster_name(int(cluster))
+        """The shown name: the custom one, else the suggested one (never "mixed"), else ``"Cluster <id>"``."""
+        return self.cluster_names.get(int(cluster)) or self.uncustomised_name(cluster)
+
+    def uncustomised_name(self, cluster: int) -> str:
+        """The name without a custom one: the suggestion (not "mixed"), else ``"Cluster <id>"`` / ``"Unassigned"``."""
+        suggestion = self.suggested_name(cluster)
+        if suggestion is not None and not suggestion.is_mixed:
+            return suggestion.text
+        return default_cluster_name(int(cluster))
+
+    def suggested_name(self, cluster: int) -> Optional[naming.SuggestedName]:
+        """The name suggested from the members' ImageNet classes (``"mixed"`` included), or None.
+
+        None for the unassigned images, without stored classes, or with :attr:`suggest_names` off.
+        Recomputed from the labels after every change (a cheap function of the stored top classes).
+        """
+        classes, probs = self.imagenet_top_classes, self.imagenet_top_probs
+        if not self.suggest_names or classes is None or probs is None or int(cluster) == UNASSIGNED:
+            return None
+        revision, suggestions = self._suggestions
+        if revision != self._revision:
+            suggestions = naming.suggestions_by_id(self.labels, (classes, probs))
+            self._suggestions = (self._revision, suggestions)
+        return suggestions.get(int(cluster))
+
+    def set_suggest_names(self, on: bool) -> None:
+        """Show suggested names or not (a view choice: not an edit, not unsaved work); emits ``'names'``."""
+        if bool(on) == self.suggest_names:
+            return
+        self.suggest_names = bool(on)
+        self._suggestions = (None, {})
+        if self.has_class_suggestions:
+            self._emit(SessionEvent("names", clusters=frozenset(self.cluster_ids())))
+
+    def shown_names(self) -> dict[int, str]:
+        """:meth:`name_of` of every cluster with images (what exports write: custom names, else suggestions)."""
+        return {c: self.name_of(c) for c in self.cluster_ids() if c != UNASSIGNED}
+
+    @property
+    def has_class_suggestions(self) -> bool:
+        """True when the session keeps ImageNet classes to suggest names from."""
+        return self.imagenet_top_classes is not None
 
     def next_cluster_id(self) -> int:
         """An id used by no image and no name (for a new cluster)."""
@@ -372,7 +430,7 @@ class ClusterSession:
         empty = np.zeros(0, dtype=np.int64)
         old_name = self.cluster_names.get(cluster)
         return Edit(
-            f"Rename {self.name_of(cluster)} to {name or default_cluster_name(cluster)}",
+            f"Rename {self.name_of(cluster)} to {name or self.uncustomised_name(cluster)}",
             empty,
             empty.copy(),
             empty.copy(),
@@ -394,6 +452,42 @@ class ClusterSession:
         dropped = {c: self.cluster_names[c] for c in sources if c in self.cluster_names}
         names = ", ".join(self.name_of(c) for c in sources)
         return Edit(f"Merge {names} into {self.name_of(into)}", changing, old, new, dropped, {c: None for c in dropped})
+
+    # ------------------------------------------------------------------ corrections (core/constraints.py)
+    def plan_confirm(self, cluster: int) -> Edit:
+        """The :class:`Edit` that confirms ``cluster``: its images stay and count as placed by hand (not applied)."""
+        from .edits import CONFIRM_PREFIX
+
+        if int(cluster) == UNASSIGNED:
+            raise ValueError("Unassigned is not a cluster to confirm")
+        cluster = self._check_cluster(cluster, must_exist=True)
+        members = self.indices_of(cluster).astype(np.int64)
+        labels = self.labels[members].copy()
+        text = f"{CONFIRM_PREFIX}{self.name_of(cluster)} ({count_text(members.size, 'image')})"
+        return Edit(text, members, labels, labels.copy())
+
+    def confirm(self, cluster: int) -> Edit:
+        """Apply :meth:`plan_confirm`; returns the applied edit."""
+        return self.apply(self.plan_confirm(cluster))
+
+    def constraints(self) -> Any:
+        """The must-link / cannot-link constraints the hand edits say (:class:`~..constraints.Constraints`)."""
+        from ..constraints import constraints_from_history
+
+        return constraints_from_history(self.history, self.labels)
+
+    def plan_recluster(self, features: Any = None, method: str = "propagation", progress: Any = None) -> Edit:
+        """Re-assign every image not placed by hand, keeping the corrections (one undoable edit, not applied).
+
+        ``features`` default to :attr:`features`; ValueError when there are none.
+        """
+        from ..constraints import RECLUSTER_TEXT, recluster, recluster_edit
+
+        X = self.features if features is None else features
+        if X is None:
+            raise ValueError("this result has no features to re-cluster")
+        new_labels = recluster(X, self.labels, self.constraints(), method=method, progress=progress)
+        return recluster_edit(self.labels, new_labels, RECLUSTER_TEXT)
 
     @property
     def n_granularity_levels(self) -> int:

@@ -1,0 +1,166 @@
+"""Near-duplicate stacks in the grid: the cover with its count badge, open / close, keep best, the View toggle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QUndoStack
+from PySide6.QtWidgets import QMainWindow, QMenu
+
+from imgcluster_gui.core.session import ClusterSession
+from imgcluster_gui.ui.cluster_grid import ClusterGridWidget
+from imgcluster_gui.ui.thumbnails import ThumbnailLoader
+from imgcluster_gui.ui.view_controls import ViewControls
+
+LEFT = Qt.MouseButton.LeftButton
+NO_MOD = Qt.KeyboardModifier.NoModifier
+
+
+def _near(features: np.ndarray, source: int, targets: list[int], rng: np.random.Generator, noise: float = 0.01) -> None:
+    for t in targets:
+        features[t] = features[source] + rng.normal(0, noise, size=features.shape[1])
+
+
+@pytest.fixture
+def stacked_session(image_folder) -> ClusterSession:
+    """3 clusters of 8; 1, 2, 3 are copies of 0 (3 the largest file), 9 of 8; 16 looks like 0 but is in cluster 2."""
+    rng = np.random.default_rng(5)
+    labels = np.repeat(np.arange(3), 8)
+    features = rng.normal(size=(24, 16)).astype(np.float32)  # random directions: nothing alike
+    _near(features, 0, [1, 2, 3, 16], rng)
+    _near(features, 8, [9], rng)
+    big = Image.open(image_folder[3]).resize((120, 160))
+    big.save(image_folder[3])
+    return ClusterSession(image_folder, labels, features=features)
+
+
+@pytest.fixture
+def make_grid(qtbot):
+    made = []
+
+    def make(session: ClusterSession) -> ClusterGridWidget:
+        stack = QUndoStack()
+        widget = ClusterGridWidget(session, stack, ThumbnailLoader(disk_cache=False))
+        widget.preview_on_activate = False
+        widget.undo_stack_ref = stack
+        qtbot.addWidget(widget)
+        widget.resize(600, 700)
+        widget.show()
+        qtbot.waitExposed(widget)
+        made.append(widget)
+        return widget
+
+    yield make
+    for widget in made:
+        widget.dispose()
+        widget.loader.shutdown()
+
+
+def _action(menu: QMenu, text: str):
+    found = [a for a in menu.actions() if a.text() == text]
+    assert found, f"no {text!r} in {[a.text() for a in menu.actions()]}"
+    return found[0]
+
+
+def test_a_stack_shows_its_best_image_with_a_count_badge(make_grid, stacked_session, qtbot):
+    grid = make_grid(stacked_session)
+    assert grid.stacks() == {} and 0 in grid.indices_of(0)
+    grid.set_stacking(True, best="largest")
+    assert grid.stacks() == {3: [0, 1, 2, 3], 8: [8, 9]}  # 16 is in another cluster: not stacked with 0
+    shown = grid.indices_of(0)
+    assert 3 in shown and not {0, 1, 2} & set(shown)
+    assert grid.cell_rect(0).isNull()
+    assert "Best of 4 near-duplicates: click ×4 to open" in grid.tooltip_at(grid.cell_rect(3).center())
+    assert grid.header_text(0)[1].startswith("8 images")  # the stacked images still count
+    image = grid.viewport().grab().toImage()
+    badge = grid.cell_painter.stack_badge_rect(grid.cell_rect(3), 4)
+    assert QColor(image.pixel(badge.left() + 2, badge.top() + 2)) == grid.cell_painter.colours["highlight"]
+    plain = grid.cell_painter.stack_badge_rect(grid.cell_rect(4), 4)  # the same spot of a cell without a stack
+    assert QColor(image.pixel(plain.left() + 2, plain.top() + 2)) != grid.cell_painter.colours["highlight"]
+    grid.set_stacking(False)
+    assert sorted(grid.indices_of(0)) == list(range(8)) and grid.stacks() == {}
+
+
+def test_clicking_the_badge_opens_and_closes_the_stack(make_grid, stacked_session, qtbot):
+    grid = make_grid(stacked_session)
+    grid.set_stacking(True, best="largest")
+    badge = grid.cell_painter.stack_badge_rect(grid.cell_rect(3), 4)
+    qtbot.mouseClick(grid.viewport(), LEFT, NO_MOD, badge.center())
+    shown = grid.indices_of(0)
+    assert shown[shown.index(3) : shown.index(3) + 4] == [3, 0, 1, 2]  # the stack's images follow its cover
+    assert grid.selected_indices() == []  # the badge opens the stack, it does not select
+    menu = grid.build_context_menu(0, 3)
+    _action(menu, "Collapse stack").trigger()
+    assert 0 not in grid.indices_of(0)
+    _action(grid.build_context_menu(0, 3), "Expand stack (4)").trigger()
+    assert 0 in grid.indices_of(0)
+    qtbot.mouseClick(grid.viewport(), LEFT, NO_MOD, grid.cell_painter.stack_badge_rect(grid.cell_rect(3), 4).center())
+    assert 0 not in grid.indices_of(0)
+    grid.scroll_to_index(1)  # an image under a closed stack: the stack opens to show it
+    assert not grid.cell_rect(1).isNull()
+
+
+def test_keep_best_selects_the_rest_and_the_move_is_undoable(make_grid, stacked_session, qtbot):
+    grid = make_grid(stacked_session)
+    grid.set_stacking(True, best="largest")
+    with qtbot.waitSignal(grid.selectionChanged, timeout=1000) as selection:
+        _action(grid.build_context_menu(0, 3), "Keep best, select the rest").trigger()
+    assert selection.args == [[0, 1, 2]] and grid.selected_indices() == [0, 1, 2]
+    grid.setFocus()
+    qtbot.keyClick(grid, Qt.Key.Key_Delete)  # the existing move: to Unassigned
+    assert stacked_session.labels[[0, 1, 2]].tolist() == [-1, -1, -1]
+    assert grid.stacks() == {0: [0, 1, 2], 8: [8, 9]}  # still alike: one stack in Unassigned, 3 alone
+    assert grid.selected_indices() == []
+    grid.undo_stack.undo()
+    assert stacked_session.labels[[0, 1, 2]].tolist() == [0, 0, 0]
+    assert grid.stacks()[3] == [0, 1, 2, 3]
+
+
+def test_sharpest_cover_and_bursts_from_capture_times(make_grid, stacked_session, qtbot, image_folder):
+    sharp = np.kron(np.indices((8, 6)).sum(axis=0) % 2 * 255, np.ones((5, 5))).astype(np.uint8)
+    Image.fromarray(sharp).convert("RGB").save(image_folder[1])  # a checkerboard: by far the sharpest
+    grid = make_grid(stacked_session)
+    grid.set_stacking(True)
+    assert grid.stack_best() == "sharpest" and 1 in grid.stacks()
+    with pytest.raises(ValueError, match="stack"):
+        grid.set_stacking(True, best="prettiest")
+    photo_meta = pytest.importorskip("imgcluster_gui.core.photo_meta")
+    rng = np.random.default_rng(2)
+    features = stacked_session.features.copy()
+    base = features[20] / np.linalg.norm(features[20])
+    other = rng.normal(size=16)
+    other -= (other @ base) * base
+    features[21] = 0.84 * base + np.sqrt(1 - 0.84**2) * other / np.linalg.norm(other)  # a burst frame, not a copy
+    table = photo_meta.empty_table(24)
+    table[:, photo_meta.SOURCE] = photo_meta.SOURCE_EXIF
+    table[:, photo_meta.OFFSET] = 0
+    table[:, photo_meta.WALL] = np.arange(24) * 3600.0
+    without = ClusterSession(stacked_session.paths, stacked_session.labels, features=features, photo_meta=table)
+    grid.set_session(without)
+    assert not any(21 in members for members in grid.stacks().values())  # an hour apart: no burst
+    table[21, photo_meta.WALL] = table[20, photo_meta.WALL] + 2.0
+    burst = ClusterSession(stacked_session.paths, stacked_session.labels, features=features, photo_meta=table)
+    grid.set_session(burst)
+    assert any(members == [20, 21] for members in grid.stacks().values())
+
+
+def test_view_menu_toggle_and_saved_state(make_grid, stacked_session, qtbot):
+    grid = make_grid(stacked_session)
+    window = QMainWindow()
+    qtbot.addWidget(window)
+    controls = ViewControls(grid, lambda: None, window)
+    menu = QMenu()
+    controls.populate(menu, [], [])
+    toggle = _action(menu, "Stack &near-duplicates")
+    toggle.trigger()
+    assert grid.is_stacking() and 8 in grid.stacks()
+    controls.stack_best_actions["largest"].trigger()
+    assert grid.stack_best() == "largest" and 3 in grid.stacks()
+    state = controls.state()
+    assert state["stacks"] is True and state["stack_best"] == "largest"
+    toggle.trigger()
+    assert not grid.is_stacking()
+    controls.restore(state)
+    assert grid.is_stacking() and grid.stack_best() == "largest"

@@ -1,0 +1,120 @@
+"""Confirm cluster, "Re-cluster with my corrections" and the fine-tune, driven through the real window (issue 14)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QMessageBox
+
+from imgcluster_gui.core.session import ClusterSession
+from imgcluster_gui.ui.main_window import MainWindow
+from imgcluster_gui.ui.settings import AppSettings
+
+from .conftest import PER_CLUSTER
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, monkeypatch):
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
+    monkeypatch.setenv("IMGCLUSTER_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("IMGCLUSTER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    win = MainWindow(settings=AppSettings(), autosave=False)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    yield win
+    win.close()
+
+
+@pytest.fixture
+def merged(session: ClusterSession) -> ClusterSession:
+    """The conftest session with clusters 1 and 2 wrongly merged (all 16 in cluster 1)."""
+    labels = session.labels.copy()
+    labels[labels == 2] = 1
+    return ClusterSession(session.paths, labels, features=session.features, root=session.root)
+
+
+def _menu_action(window: MainWindow, text: str):
+    for menu_action in window.menuBar().actions():
+        for action in menu_action.menu().actions():
+            if action.text().replace("&", "") == text:
+                return action
+    raise AssertionError(f"no menu entry {text!r}")
+
+
+def test_confirm_from_the_context_menu_is_an_undoable_correction(window, session):
+    window.show_session(session)
+    menu = window.grid.build_context_menu(0)
+    confirm = next(a for a in menu.actions() if a.text().startswith("Confirm"))
+    assert confirm.isEnabled()
+    confirm.trigger()
+    assert set(session.constraints().anchors.tolist()) == set(range(PER_CLUSTER))
+    assert window.undo_action.isEnabled() and "Confirm" in window.undo_action.text()
+    window.undo_action.trigger()
+    assert session.constraints().is_empty
+    assert not next(
+        a for a in window.grid.build_context_menu(-1).actions() if a.text().startswith("Confirm")
+    ).isEnabled()
+
+
+def test_recluster_with_my_corrections_keeps_them_and_undo_restores(window, merged):
+    window.show_session(merged)
+    action = _menu_action(window, "Re-cluster with my corrections")
+    assert action.isEnabled()
+    action.trigger()  # no corrections yet: a message, nothing changes
+    assert "No corrections yet" in window.status_label.text()
+    assert window.undo_stacks.active_stack().count() == 0
+
+    group_two = np.arange(2 * PER_CLUSTER, 3 * PER_CLUSTER)
+    window.grid.select_indices(group_two[:3].tolist())
+    new = window.edit_controller.new_cluster_from_selection("Blues")
+    before = merged.labels.copy()
+    action.trigger()
+    assert merged.labels[group_two[:3]].tolist() == [new] * 3  # the hand-placed images stayed
+    assert (merged.labels[group_two] == new).all()  # and the rest of their group followed them
+    assert (merged.labels[PER_CLUSTER : 2 * PER_CLUSTER] == 1).all()
+    assert "Re-cluster with my corrections" in window.undo_action.text()
+    window.undo_action.trigger()
+    assert np.array_equal(merged.labels, before)
+
+
+def test_finetune_runs_in_the_background_and_is_one_undoable_edit(window, merged, qtbot):
+    window.show_session(merged)
+    window.edit_controller.finetune_with_corrections()  # too few corrections: says so
+    assert window.edit_controller.finetune_job is None
+    group_two = np.arange(2 * PER_CLUSTER, 3 * PER_CLUSTER)
+    window.grid.select_indices(group_two[:2].tolist())
+    new = window.edit_controller.new_cluster_from_selection("Blues")
+    window.grid.select_indices([0, 1])
+    window.edit_controller.new_cluster_from_selection("Reds again")
+    before = merged.labels.copy()
+    job = window.edit_controller.finetune_with_corrections()
+    assert job is not None
+    with qtbot.waitSignal(job.finished, timeout=120_000):
+        pass
+    assert (merged.labels[group_two] == new).all()
+    assert "fine-tuned" in window.undo_action.text()
+    window.undo_action.trigger()
+    assert np.array_equal(merged.labels, before)
+
+
+def test_cancel_stops_a_finetune_and_applies_nothing(window, merged, qtbot):
+    """Esc / Cancel reaches the fine-tune too: enabled while it trains, and nothing of it is applied."""
+    window.show_session(merged)
+    group_two = np.arange(2 * PER_CLUSTER, 3 * PER_CLUSTER)
+    window.grid.select_indices(group_two[:2].tolist())
+    window.edit_controller.new_cluster_from_selection("Blues")
+    window.grid.select_indices([0, 1])
+    window.edit_controller.new_cluster_from_selection("Reds again")
+    before = merged.labels.copy()
+    undo_text = window.undo_action.text()
+    assert not window.cancel_action.isEnabled()
+    job = window.edit_controller.finetune_with_corrections()
+    assert job is not None and window.cancel_action.isEnabled()
+    with qtbot.waitSignal(job.finished, timeout=120_000):
+        window.cancel_action.trigger()
+    assert np.array_equal(merged.labels, before)
+    assert window.undo_action.text() == undo_text  # no fine-tune edit pushed
+    assert not window.cancel_action.isEnabled()
