@@ -199,11 +199,16 @@ def test_features_smoke_scores_backbones_and_post_processing(tmp_path, shared_da
     assert any(line.startswith("| features | img/s | coil20 no K |") for line in headers), proc.stdout[-2000:]
     assert any(line.startswith("| post-processing |") for line in headers), proc.stdout[-2000:]
     report = json.loads((tmp_path / "features_smoke.json").read_text())
-    assert report["smoke"] is True and report["baseline"] == "efficientnet_lite0 penultimate"
+    assert report["smoke"] is True and report["baseline"] == "efficientnet_lite0 penultimate, 15-NN"
     rows = report["rows"]
-    assert {"efficientnet_lite0 penultimate", "mobilenet_v2 mid", "efficientnet_lite0 + mobilenet_v2"} <= set(rows)
+    # Every feature set with each graph size, and Leiden at the true K beside k-means.
+    expected = {"efficientnet_lite0 penultimate", "mobilenet_v2 mid", "efficientnet_lite0 + mobilenet_v2"}
+    assert {f"{name}, {k}-NN" for name in expected for k in (10, 15)} <= set(rows)
+    assert report["neighbours"] == [10, 15] and report["post_neighbours"] == 10
+    assert report["weights_files"] == {"mobilenet_v2": "mobilenet_v2_imagenet_coral.pth"}
     for row in rows.values():
         assert 0.0 <= row["nok"]["coil20"] <= 1.0 and 0.0 <= row["truek"]["coil20"] <= 1.0
+        assert 0.0 <= row["kmeans"]["coil20"] <= 1.0
     assert all(s["ips"] > 0 for s in report["speed"].values())
     # The one-pass extraction is the project's: same penultimate features as extract_features.
     assert all(record["agreement"] > 0.999 for record in report["extraction"].values())

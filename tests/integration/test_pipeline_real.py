@@ -32,7 +32,8 @@ def test_coil20_full_default_finds_the_20_objects_without_k_and_kmeans_at_k20(sh
     assert session.n_granularity_levels == len(sizes) and session.granularity_level() is not None
 
     kmeans = run_pipeline(PipelineConfig(folder=str(folder), algorithm="kmeans", n_clusters=20, embedding="none"))
-    assert kmeans.features.n_cached == 1440  # the features are not extracted twice
+    views = len(kmeans.config.backbones)  # the default features: two backbones, each counted
+    assert kmeans.features.n_cached == 1440 * views  # the features are not extracted twice
     assert kmeans.k == 20
     assert kmeans.external["nmi"] >= 0.88, kmeans.external
     assert automatic.external["nmi"] > kmeans.external["nmi"]
@@ -86,15 +87,16 @@ def test_second_run_extracts_nothing_and_new_images_only_are_extracted(tmp_path,
     folder = _copy_subset(sample_images, tmp_path / "imgs", per_class=6)
     config = PipelineConfig(folder=str(folder), n_clusters=5, embedding="pca")
     first = run_pipeline(config)
-    assert first.features.n_extracted == 30 and first.features.n_cached == 0
+    views = len(config.backbones)  # counts are per image and backbone (the default features have two)
+    assert first.features.n_extracted == 30 * views and first.features.n_cached == 0
     second = run_pipeline(config)
-    assert second.features.n_extracted == 0 and second.features.n_cached == 30
+    assert second.features.n_extracted == 0 and second.features.n_cached == 30 * views
     np.testing.assert_allclose(first.X, second.X, rtol=1e-5, atol=1e-6)
     extra = sorted((sample_images / "bag").glob("*.png"))[10:13]
     for f in extra:
         shutil.copy(f, folder / "bag" / f.name)
     third = run_pipeline(config)
-    assert third.features.n_extracted == 3 and third.features.n_cached == 30
+    assert third.features.n_extracted == 3 * views and third.features.n_cached == 30 * views
     assert result_has_embedding(third)
 
 
@@ -137,7 +139,7 @@ def test_cancel_during_a_stage_raises_cleanly_and_leaves_app_state_usable(tmp_pa
     # A later run works and (for a cancel during extraction) re-extracts what was never completed.
     result = run_pipeline(PipelineConfig(folder=str(folder), n_clusters=5))
     assert len(result.paths) == 40
-    assert result.features.n_extracted + result.features.n_cached == 40
+    assert result.features.n_extracted + result.features.n_cached == 40 * len(result.config.backbones)
 
 
 def test_skipped_files_are_reported_with_a_reason(tmp_path, sample_images):
