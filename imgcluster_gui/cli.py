@@ -203,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("backbones", help="list feature extractors and whether they work offline")
     sub.add_parser("algorithms", help="list clustering algorithms and their parameters")
+    prepare = sub.add_parser(
+        "prepare", help="convert the default backbones for the fast CPU engine now, so a first run need not (seconds)"
+    )
+    prepare.add_argument(
+        "--backbone", action="append", dest="backbones", metavar="NAME", help="these instead of the defaults"
+    )
     cache = sub.add_parser("cache", help="inspect or clear the feature cache")
     cache.add_argument("action", choices=("info", "clear"))
     _add_photo_commands(sub)
@@ -631,6 +637,15 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from .core.features.backbones import DEFAULT_BACKBONES
+    from .core.features.extract import prepare_networks
+
+    for backbone, outcome in prepare_networks(args.backbones or list(DEFAULT_BACKBONES)).items():
+        print(f"{backbone}: {printable_text(outcome)}")
+    return 0
+
+
 def _cmd_cache(args: argparse.Namespace) -> int:
     from .core.features.cache import FeatureCache
 
@@ -729,6 +744,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "backbones": _cmd_backbones,
         "algorithms": _cmd_algorithms,
         "cache": _cmd_cache,
+        "prepare": _cmd_prepare,
         "extract": _cmd_extract,
         "duplicates": _cmd_duplicates,
         "similar": _cmd_similar,

@@ -106,3 +106,21 @@ def test_openvino_matches_eager_and_a_second_start_reads_the_converted_network()
     second = OpenVinoNetwork(must_not_build, 32, model_key="tiny|net")
     assert second.from_disk
     torch.testing.assert_close(second(x[:2]), expected[:2], rtol=1e-4, atol=1e-5)  # the batch is dynamic
+
+
+@pytest.mark.skipif(not runtime.openvino_available(), reason="OpenVINO is not installed")
+def test_prepare_converts_once_and_a_first_small_run_then_uses_the_fast_engine(tmp_path, sample_images):
+    """`imgcluster prepare` (run by `make run`'s install) converts ahead; a first run then skips the conversion."""
+    from imgcluster_gui.cli import main
+    from imgcluster_gui.core.features.extract import extract_features, prepare_networks
+
+    assert main(["prepare", "--backbone", "efficientnet_lite0"]) == 0
+    assert prepare_networks(["efficientnet_lite0"]) == {"efficientnet_lite0": "already converted"}
+    paths = sorted(sample_images.rglob("*.png"))[:4]
+    result = extract_features(paths, backbone="efficientnet_lite0", cache=False)
+    assert result.engine == "openvino"  # 4 images alone would run eagerly (nothing converted yet)
+    eager = extract_features(paths, backbone="efficientnet_lite0", cache=False, engine="eager")
+    cosine = (result.features * eager.features).sum(1) / (
+        (result.features**2).sum(1) ** 0.5 * (eager.features**2).sum(1) ** 0.5
+    )
+    assert cosine.min() >= 0.999
