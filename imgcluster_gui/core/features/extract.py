@@ -775,12 +775,12 @@ def prepare_networks(backbones: Sequence[str], progress: ProgressLike = None) ->
         if path.is_file() and path.with_suffix(".bin").is_file():
             outcome[backbone] = "already converted"
         else:
+
+            def build(name: str = backbone, layer: str = layer_id) -> torch.nn.Module:
+                return build_feature_model(name, layer, None, device="cpu")
+
             try:
-                OpenVinoNetwork(
-                    lambda name=backbone, layer=layer_id: build_feature_model(name, layer, None, device="cpu"),
-                    prep.input_size,
-                    model_key=key,
-                )
+                OpenVinoNetwork(build, prep.input_size, model_key=key)
                 outcome[backbone] = "converted"
             except Exception as exc:  # weights unavailable offline, an unsupported network: a run goes eager
                 outcome[backbone] = f"not converted ({type(exc).__name__}: {exc})"
