@@ -56,3 +56,27 @@ def session(image_folder: list[str]) -> ClusterSession:
     )
     result.recompute_metrics()
     return result
+
+
+@pytest.fixture
+def isolated_window(qtbot, tmp_path, monkeypatch):
+    """A shown main window with its settings, data and cache in temporary folders; every yes/no question gets Yes.
+
+    "Yes" also answers the Save / Discard / Cancel question on close as Discard, so no modal is left open.
+    """
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QMessageBox
+
+    from imgcluster_gui.ui.main_window import MainWindow
+    from imgcluster_gui.ui.settings import AppSettings
+
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
+    monkeypatch.setenv("IMGCLUSTER_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("IMGCLUSTER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    window = MainWindow(settings=AppSettings(), autosave=False)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    yield window
+    window.close()

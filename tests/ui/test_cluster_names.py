@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings, Qt
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtCore import Qt
 
 from imgcluster_gui.core.naming import top_k_probabilities
 from imgcluster_gui.core.session import ClusterSession
@@ -40,20 +39,8 @@ def named_session(image_folder: list[str]) -> ClusterSession:
 
 
 @pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    from imgcluster_gui.ui.main_window import MainWindow
-    from imgcluster_gui.ui.settings import AppSettings
-
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
-    monkeypatch.setenv("IMGCLUSTER_DATA_DIR", str(tmp_path / "data"))
-    # Closing with the unsaved renames asks Save / Discard / Cancel: "Yes" counts as Discard (no modal left open).
-    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
-    win = MainWindow(settings=AppSettings(), autosave=False)
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    yield win
-    win.close()
+def window(isolated_window):
+    return isolated_window
 
 
 def _row(window, cluster: int):

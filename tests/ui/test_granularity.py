@@ -11,14 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from imgcluster_gui.core.session import ClusterSession
 from imgcluster_gui.ui.commands import MoveImagesCommand
 from imgcluster_gui.ui.main_window import MainWindow
 from imgcluster_gui.ui.scatter import cluster_colour
-from imgcluster_gui.ui.settings import AppSettings
 
 from .conftest import N_CLUSTERS, PER_CLUSTER
 
@@ -72,17 +71,8 @@ def leveled_session(image_folder: list[str]) -> ClusterSession:
 
 
 @pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
-    monkeypatch.setenv("IMGCLUSTER_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("IMGCLUSTER_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
-    win = MainWindow(settings=AppSettings(), autosave=False)
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    yield win
-    win.close()
+def window(isolated_window):
+    return isolated_window
 
 
 def _groups_in_grid(window: MainWindow) -> int:

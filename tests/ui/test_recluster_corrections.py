@@ -4,28 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings
-from PySide6.QtWidgets import QMessageBox
 
 from imgcluster_gui.core.session import ClusterSession
 from imgcluster_gui.ui.main_window import MainWindow
-from imgcluster_gui.ui.settings import AppSettings
 
 from .conftest import PER_CLUSTER
 
 
 @pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
-    monkeypatch.setenv("IMGCLUSTER_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("IMGCLUSTER_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
-    win = MainWindow(settings=AppSettings(), autosave=False)
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    yield win
-    win.close()
+def window(isolated_window):
+    return isolated_window
 
 
 @pytest.fixture

@@ -56,7 +56,7 @@ DEFAULT_BACKBONE = "efficientnet_lite0"
 #: The features a new run uses unless told otherwise: EfficientNet-Lite1 and -Lite2 side by side (each block
 #: L2-normalised), both from wheels, so offline. Chosen by benchmarks/features.py (issue 15): with the 10-NN
 #: graph, 0.93 NMI with no K on real photographs (imagenette-1k; Lite0 0.87-0.89) and no shared set worse at
-#: its true K, for 0.37x Lite0's extraction speed (the feature cache makes a second run free).
+#: its true K, for about a quarter of Lite0's eager extraction speed (the feature cache makes a second run free).
 DEFAULT_BACKBONES: tuple[str, ...] = ("efficientnet_lite1", "efficientnet_lite2")
 PENULTIMATE = "penultimate"
 

@@ -282,24 +282,29 @@ class FeatureCache:
         dict of str to ndarray of shape (D,), float32
             Only the keys found (a damaged row is treated as missing).
         """
+        found: dict[str, np.ndarray] = {}
+        query = "SELECT content_key, dim, vector FROM features WHERE model_id = ? AND content_key IN"
+        for key, dim, blob in self._rows_for_keys(query, _model_id(model_key), keys):
+            if len(blob) == dim * 4:
+                found[key] = np.frombuffer(blob, dtype=np.float32)
+        return found
+
+    def _rows_for_keys(self, query: str, scope: str, keys: Iterable[str]) -> list[tuple]:
+        """The rows of ``query`` (ending in ``content_key IN``, its one ``?`` = ``scope``) for ``keys``.
+
+        In chunks of :data:`_SQL_CHUNK` keys (SQLite's limit on parameters); no rows without a database.
+        """
         wanted = list(dict.fromkeys(k for k in keys if k))
         if not wanted or not self.database_path.exists():
-            return {}
-        model_id = _model_id(model_key)
-        found: dict[str, np.ndarray] = {}
+            return []
+        rows: list[tuple] = []
         with self._lock:
             connection = self._connect()
             for start in range(0, len(wanted), _SQL_CHUNK):
                 chunk = wanted[start : start + _SQL_CHUNK]
-                rows = connection.execute(
-                    f"SELECT content_key, dim, vector FROM features WHERE model_id = ? AND content_key IN "
-                    f"({','.join('?' * len(chunk))})",
-                    [model_id, *chunk],
-                ).fetchall()
-                for key, dim, blob in rows:
-                    if len(blob) == dim * 4:
-                        found[key] = np.frombuffer(blob, dtype=np.float32)
-        return found
+                placeholders = ",".join("?" * len(chunk))
+                rows += connection.execute(f"{query} ({placeholders})", [scope, *chunk]).fetchall()
+        return rows
 
     def put_many(self, model_key: str, vectors: Mapping[str, np.ndarray]) -> None:
         """Store vectors under ``model_key`` in one transaction (all of them or none).
@@ -340,22 +345,11 @@ class FeatureCache:
         dict of str to ndarray of shape (6,), float64
             Only the keys found (a damaged row is treated as missing).
         """
-        wanted = list(dict.fromkeys(k for k in keys if k))
-        if not wanted or not self.database_path.exists():
-            return {}
         found: dict[str, np.ndarray] = {}
-        with self._lock:
-            connection = self._connect()
-            for start in range(0, len(wanted), _SQL_CHUNK):
-                chunk = wanted[start : start + _SQL_CHUNK]
-                rows = connection.execute(
-                    f"SELECT content_key, meta FROM photo_meta WHERE reader = ? AND content_key IN "
-                    f"({','.join('?' * len(chunk))})",
-                    [reader, *chunk],
-                ).fetchall()
-                for key, blob in rows:
-                    if len(blob) % 8 == 0 and blob:
-                        found[key] = np.frombuffer(blob, dtype=np.float64).copy()
+        query = "SELECT content_key, meta FROM photo_meta WHERE reader = ? AND content_key IN"
+        for key, blob in self._rows_for_keys(query, reader, keys):
+            if len(blob) % 8 == 0 and blob:
+                found[key] = np.frombuffer(blob, dtype=np.float64).copy()
         return found
 
     def put_photo_meta(self, reader: str, rows: Mapping[str, np.ndarray]) -> None:
