@@ -80,3 +80,32 @@ def isolated_window(qtbot, tmp_path, monkeypatch):
     qtbot.waitExposed(window)
     yield window
     window.close()
+
+
+@pytest.fixture
+def make_grid(qtbot):
+    """``make_grid(session, loader=None)``: a shown grid, disposed (with its loader) after the test."""
+    made = []
+
+    from PySide6.QtGui import QUndoStack
+
+    from imgcluster_gui.ui.cluster_grid import ClusterGridWidget
+    from imgcluster_gui.ui.thumbnails import ThumbnailLoader
+
+    def make(session: ClusterSession, loader: "ThumbnailLoader | None" = None, size=(600, 500)) -> "ClusterGridWidget":
+        loader = loader or ThumbnailLoader(disk_cache=False)
+        stack = QUndoStack()
+        widget = ClusterGridWidget(session, stack, loader)
+        widget.preview_on_activate = False
+        widget.undo_stack_ref = stack  # keep the stack alive as long as the widget
+        qtbot.addWidget(widget)
+        widget.resize(*size)
+        widget.show()
+        qtbot.waitExposed(widget)
+        made.append(widget)
+        return widget
+
+    yield make
+    for widget in made:
+        widget.dispose()
+        widget.loader.shutdown()

@@ -37,30 +37,6 @@ SHIFT = Qt.KeyboardModifier.ShiftModifier
 
 
 @pytest.fixture
-def make_grid(qtbot):
-    """``make_grid(session, loader=None)``: a shown grid, disposed (with its loader) after the test."""
-    made = []
-
-    def make(session: ClusterSession, loader: ThumbnailLoader | None = None, size=(600, 500)) -> ClusterGridWidget:
-        loader = loader or ThumbnailLoader(disk_cache=False)
-        stack = QUndoStack()
-        widget = ClusterGridWidget(session, stack, loader)
-        widget.preview_on_activate = False
-        widget.undo_stack_ref = stack  # keep the stack alive as long as the widget
-        qtbot.addWidget(widget)
-        widget.resize(*size)
-        widget.show()
-        qtbot.waitExposed(widget)
-        made.append(widget)
-        return widget
-
-    yield make
-    for widget in made:
-        widget.dispose()
-        widget.loader.shutdown()
-
-
-@pytest.fixture
 def grid(make_grid, session):
     return make_grid(session)
 

@@ -6,12 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QUndoStack
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QMainWindow, QMenu
 
 from imgcluster_gui.core.session import ClusterSession
-from imgcluster_gui.ui.cluster_grid import ClusterGridWidget
-from imgcluster_gui.ui.thumbnails import ThumbnailLoader
 from imgcluster_gui.ui.view_controls import ViewControls
 
 LEFT = Qt.MouseButton.LeftButton
@@ -36,28 +34,6 @@ def stacked_session(image_folder) -> ClusterSession:
     return ClusterSession(image_folder, labels, features=features)
 
 
-@pytest.fixture
-def make_grid(qtbot):
-    made = []
-
-    def make(session: ClusterSession) -> ClusterGridWidget:
-        stack = QUndoStack()
-        widget = ClusterGridWidget(session, stack, ThumbnailLoader(disk_cache=False))
-        widget.preview_on_activate = False
-        widget.undo_stack_ref = stack
-        qtbot.addWidget(widget)
-        widget.resize(600, 700)
-        widget.show()
-        qtbot.waitExposed(widget)
-        made.append(widget)
-        return widget
-
-    yield make
-    for widget in made:
-        widget.dispose()
-        widget.loader.shutdown()
-
-
 def _action(menu: QMenu, text: str):
     found = [a for a in menu.actions() if a.text() == text]
     assert found, f"no {text!r} in {[a.text() for a in menu.actions()]}"
@@ -65,7 +41,7 @@ def _action(menu: QMenu, text: str):
 
 
 def test_a_stack_shows_its_best_image_with_a_count_badge(make_grid, stacked_session, qtbot):
-    grid = make_grid(stacked_session)
+    grid = make_grid(stacked_session, size=(600, 700))
     assert grid.stacks() == {} and 0 in grid.indices_of(0)
     grid.set_stacking(True, best="largest")
     assert grid.stacks() == {3: [0, 1, 2, 3], 8: [8, 9]}  # 16 is in another cluster: not stacked with 0
@@ -84,7 +60,7 @@ def test_a_stack_shows_its_best_image_with_a_count_badge(make_grid, stacked_sess
 
 
 def test_clicking_the_badge_opens_and_closes_the_stack(make_grid, stacked_session, qtbot):
-    grid = make_grid(stacked_session)
+    grid = make_grid(stacked_session, size=(600, 700))
     grid.set_stacking(True, best="largest")
     badge = grid.cell_painter.stack_badge_rect(grid.cell_rect(3), 4)
     qtbot.mouseClick(grid.viewport(), LEFT, NO_MOD, badge.center())
@@ -103,7 +79,7 @@ def test_clicking_the_badge_opens_and_closes_the_stack(make_grid, stacked_sessio
 
 
 def test_keep_best_selects_the_rest_and_the_move_is_undoable(make_grid, stacked_session, qtbot):
-    grid = make_grid(stacked_session)
+    grid = make_grid(stacked_session, size=(600, 700))
     grid.set_stacking(True, best="largest")
     with qtbot.waitSignal(grid.selectionChanged, timeout=1000) as selection:
         _action(grid.build_context_menu(0, 3), "Keep best, select the rest").trigger()
@@ -121,7 +97,7 @@ def test_keep_best_selects_the_rest_and_the_move_is_undoable(make_grid, stacked_
 def test_sharpest_cover_and_bursts_from_capture_times(make_grid, stacked_session, qtbot, image_folder):
     sharp = np.kron(np.indices((8, 6)).sum(axis=0) % 2 * 255, np.ones((5, 5))).astype(np.uint8)
     Image.fromarray(sharp).convert("RGB").save(image_folder[1])  # a checkerboard: by far the sharpest
-    grid = make_grid(stacked_session)
+    grid = make_grid(stacked_session, size=(600, 700))
     grid.set_stacking(True)
     assert grid.stack_best() == "sharpest" and 1 in grid.stacks()
     with pytest.raises(ValueError, match="stack"):
@@ -147,7 +123,7 @@ def test_sharpest_cover_and_bursts_from_capture_times(make_grid, stacked_session
 
 
 def test_view_menu_toggle_and_saved_state(make_grid, stacked_session, qtbot):
-    grid = make_grid(stacked_session)
+    grid = make_grid(stacked_session, size=(600, 700))
     window = QMainWindow()
     qtbot.addWidget(window)
     controls = ViewControls(grid, lambda: None, window)

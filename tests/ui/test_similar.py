@@ -27,18 +27,8 @@ def similar_session(image_folder) -> ClusterSession:
 
 
 @pytest.fixture
-def grid(qtbot, similar_session):
-    stack = QUndoStack()
-    widget = ClusterGridWidget(similar_session, stack, ThumbnailLoader(disk_cache=False))
-    widget.preview_on_activate = False
-    widget.undo_stack_ref = stack
-    qtbot.addWidget(widget)
-    widget.resize(600, 500)
-    widget.show()
-    qtbot.waitExposed(widget)
-    yield widget
-    widget.dispose()
-    widget.loader.shutdown()
+def grid(make_grid, similar_session):
+    return make_grid(similar_session)
 
 
 def _similar_from_menu(grid: ClusterGridWidget, image: int) -> SimilarDialog:
