@@ -247,10 +247,14 @@ def backbone_hint(specs: list[Any], table: Optional[Path] = None) -> tuple[str, 
         return f"{label(views)} (NMI {mean(scores[views]):.2f}{speed})"
 
     ranked = sorted(scores, key=lambda n: -mean(scores[n]))
-    best = ranked[0]
+    # The short text recommends what a person can run as measured: rows that needed the benchmark's weights file
+    # (a user's download has other weights) stay in the tooltip only, unless nothing else was measured.
+    usable = [n for n in ranked if not with_file & set(n.split("+"))] or ranked
+    best = usable[0]
     text = f"Which backbone? Best measured: {described(best)}."
-    if rates:
-        fastest = max(rates, key=lambda n: mean(rates[n]))
+    usable_rates = [n for n in usable if n in rates]
+    if usable_rates:
+        fastest = max(usable_rates, key=lambda n: mean(rates[n]))
         if fastest != best:
             text += f" Fastest: {described(fastest)}."
     graph = f", {data['post_neighbours']}-NN graph" if isinstance(data.get("post_neighbours"), int) else ""
