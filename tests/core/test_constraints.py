@@ -14,8 +14,10 @@ from imgcluster_gui.core.constraints import (
     Constraints,
     constraints_for_paths,
     constraints_from_history,
+    follow_lone_moves,
     recluster,
 )
+from imgcluster_gui.core.graph import build_knn_graph
 from imgcluster_gui.core.session import ClusterSession
 from tests.helpers import gaussian_blobs
 
@@ -214,3 +216,48 @@ def test_cli_constraints_keep_a_saved_sessions_corrections(tmp_path):
     assert result.k == 4 and "kept 5 hand-corrected" in result.warnings[-1]
     with pytest.raises(UsageError):
         _keep_corrections(result, str(tmp_path / "missing.imgcluster"))
+
+
+def _cluster_of_two_kinds(seed: int = 0) -> tuple[np.ndarray, np.ndarray, ClusterSession]:
+    """Blobs 0 (60 images), 1 (60) and 2 (20); the clustering put the small blob 2 inside cluster 0."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(3, 32)) * 3.0
+    truth = np.repeat([0, 1, 2], [60, 60, 20])
+    X = centres[truth] + rng.normal(size=(truth.size, 32))
+    X = (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
+    labels = np.where(truth == 2, 0, truth)
+    return X, truth, ClusterSession([f"/images/{i}.png" for i in range(truth.size)], labels, features=X)
+
+
+def test_look_alikes_follow_one_image_dragged_out_of_a_mixed_cluster():
+    X, truth, session = _cluster_of_two_kinds()
+    small = np.flatnonzero(truth == 2)
+    session.new_cluster([int(small[0])])  # one drag: "this kind does not belong here"
+    new = int(session.labels[small[0]])
+    followed = recluster(X, session.labels, session.constraints())
+    assert np.mean(followed[small] == new) > 0.9
+    assert np.all(followed[truth == 0] == 0) and np.all(followed[truth == 1] == 1)  # the cores stayed
+    alone = recluster(X, session.labels, session.constraints(), follow=False)
+    assert np.mean(alone[small] == new) < 0.5  # without the follow, spreading alone does not carry them
+
+
+def test_nothing_follows_an_image_picked_out_one_by_one_or_a_misfit():
+    X, truth, session = _cluster_of_two_kinds()
+    small = np.flatnonzero(truth == 2)
+    for image in small[:3]:  # three separate drags out of cluster 0: the person picks misfits by hand
+        session.move([int(image)], 1)
+    adjacency = build_knn_graph(X, n_neighbors=15, metric="cosine", cache=False).adjacency(weighting="fuzzy")
+    assert np.array_equal(follow_lone_moves(X, adjacency, session.labels, session.constraints()), session.labels)
+    _, _, session = _cluster_of_two_kinds()
+    session.move([int(small[0])], 1)  # the same image in one drag: now its look-alikes do follow
+    followed = follow_lone_moves(X, adjacency, session.labels, session.constraints())
+    assert np.mean(followed[small[1:]] == 1) > 0.9
+    # One image unlike every sub-group of its cluster, dragged out: it goes alone.
+    X2, truth2, session2 = _cluster_of_two_kinds(seed=1)
+    misfit = np.flatnonzero(truth2 == 0)[0]
+    X2[misfit] = -X2[np.flatnonzero(truth2 == 2)].mean(axis=0)
+    X2[misfit] /= np.linalg.norm(X2[misfit])
+    session2 = ClusterSession(session2.paths, session2.labels, features=X2)
+    session2.move([int(misfit)], 1)
+    adjacency2 = build_knn_graph(X2, n_neighbors=15, metric="cosine", cache=False).adjacency(weighting="fuzzy")
+    assert np.array_equal(follow_lone_moves(X2, adjacency2, session2.labels, session2.constraints()), session2.labels)
