@@ -599,12 +599,13 @@ class MainWindow(QMainWindow):
         self.show_session(session, history=history, path=path)
         if self.side_panel.show_config(dict(getattr(session, "settings", {}) or {})):
             self.side_panel.show_status("Settings of the opened session", 0.0)
-        self.skipped_indicator.set_skipped([])  # the file does not record what its run skipped
+        self.skipped_indicator.set_skipped(list(getattr(session, "skipped", [])))  # saved with the session
 
     def _on_run_activated(self, number: int) -> None:
         record = self.run_list.record(number)
         if record.session is not self.session:
             self.show_session(record.session, history=record.history, path=self.session_path)
+            self.skipped_indicator.set_skipped(list(getattr(record.session, "skipped", [])))  # that run's own
             if self.side_panel.show_config(dict(record.session.settings or {})):
                 self.side_panel.show_status(f"Settings of run {number}", 0.0)
 

@@ -170,6 +170,20 @@ def test_reset_edits_restores_clustering_labels_and_names():
     assert state(s) == before and s.n_edits == 0 and events[-1].kind == "reset"
 
 
+def test_the_files_a_run_skipped_are_saved_with_it_and_old_files_have_none(tmp_path):
+    s = make_session()
+    s.skipped = [("/photos/broken.jpg", "cannot identify image file"), ("/photos/DSC_1.NEF", "needs rawpy")]
+    loaded = ClusterSession.load(s.save(tmp_path / "run.imgcluster"))
+    assert loaded.skipped == s.skipped
+    history = RunHistory()
+    history.add(RunRecord(number=1, session=s, config={"algorithm": "kmeans"}, seconds=1.0, started=1.0, history=[]))
+    again = RunHistory.load(history.save(tmp_path / "runs.imgcluster"))
+    assert again.current.session.skipped == s.skipped  # a workspace keeps each run's own list
+    data = s.to_dict()
+    del data["skipped"]  # a file from before the list was saved
+    assert ClusterSession.from_dict(data, s.arrays()).skipped == []
+
+
 def test_save_load_round_trip_is_identical(tmp_path):
     s = make_session()
     s.paths[3] = os.fsdecode(b"/data/caf\xe9_latin1.png")  # an undecodable name (surrogate escape)

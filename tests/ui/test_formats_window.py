@@ -121,4 +121,14 @@ def test_a_mixed_folder_is_one_run_and_raw_without_the_extra_is_listed_with_its_
         ("DSC_0001.NEF", formats.RAW_MISSING_REASON)
     ]
     assert window.skipped_indicator.isVisible() or not window.isVisible()
+    # Saved and opened again (here, in a new window): it still says what was left out and why.
+    saved = tmp_path / "card.imgcluster"
+    assert window.save_session(str(saved))
     window.close()
+    reopened = MainWindow(settings=AppSettings(), autosave=False)
+    qtbot.addWidget(reopened)
+    assert reopened.open_session(str(saved))
+    assert [(Path(p).name, reason) for p, reason in reopened.skipped_indicator.skipped()] == [
+        ("DSC_0001.NEF", formats.RAW_MISSING_REASON)
+    ]
+    reopened.close()

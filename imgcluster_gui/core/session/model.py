@@ -139,6 +139,9 @@ class ClusterSession:
         )
         self._metrics: dict = dict(metrics or {})
         self.settings: dict = dict(settings or {})
+        #: ``(path, reason)`` of the files the run that made this session could not use (saved with it, so a
+        #: reopened session still says what was left out and why).
+        self.skipped: list[tuple[str, str]] = []
         self.root: Optional[str] = None if root is None else os.fsdecode(root)
         # Image index -> why its path was refused when the session was loaded (a path that leads out
         # of the image folder, a NUL character): never opened, never exported (see exportable_paths).

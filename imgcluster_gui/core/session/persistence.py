@@ -179,6 +179,7 @@ def session_to_dict(session: "ClusterSession") -> dict[str, Any]:
         "ground_truth": session.ground_truth,
         "history": [edit.to_dict() for edit in session.history],
         "granularity": _jsonable(session.granularity),
+        "skipped": [[str(path), str(reason)] for path, reason in getattr(session, "skipped", [])],
         # Derived from the history (core/constraints.py), written out so other tools can read the corrections;
         # a file without it (older versions) opens the same: loading derives them again.
         "constraints": session.constraints().to_dict(),
@@ -251,7 +252,17 @@ def session_from_dict(cls: type, data: Mapping[str, Any], arrays: Mapping[str, n
         raise SessionFileError(f"damaged session file: {exc}") from None
     if metrics and not data.get("metrics_current", True):
         session._forget_metrics_labels()  # saved metrics predate the saved hand edits
+    session.skipped = _skipped_pairs(data.get("skipped"))
     return session
+
+
+def _skipped_pairs(value: Any) -> list[tuple[str, str]]:
+    # Older files have none; a malformed entry is dropped rather than refusing the whole session.
+    pairs = []
+    for item in value if isinstance(value, list) else []:
+        if isinstance(item, (list, tuple)) and len(item) == 2 and all(isinstance(v, str) for v in item):
+            pairs.append((item[0], item[1]))
+    return pairs
 
 
 def _absolute(path: str) -> str:
