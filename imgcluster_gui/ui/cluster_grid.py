@@ -603,6 +603,23 @@ class ClusterGridWidget(QAbstractScrollArea):
         """How a stack's cover is chosen: ``"sharpest"`` or ``"largest"``."""
         return self._stack_best
 
+    def stack_threshold(self) -> float:
+        """The feature cosine from which two images of a cluster are stacked as near-duplicates."""
+        return self._stack_threshold
+
+    def set_stack_threshold(self, threshold: float) -> None:
+        """Stack images at least ``threshold`` alike (0-1; ``core/duplicates.py``); the stacks are found again."""
+        threshold = float(threshold)
+        if not 0.0 < threshold <= 1.0:
+            raise ValueError(f"a stack threshold is a cosine in (0, 1], got {threshold}")
+        if threshold == self._stack_threshold:
+            return
+        self._stack_threshold, self._stack_pairs = threshold, None
+        if self._stacking:
+            anchor = self._scroll_anchor()
+            self._rebuild()
+            self._restore_anchor(anchor)
+
     def stacks(self) -> dict[int, list[int]]:
         """The stacks shown: cover -> every image of its group (ascending); empty when not stacking."""
         return {c: m.tolist() for c, m in self._stacks.members.items()} if self._stacking else {}

@@ -13,6 +13,7 @@ from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMenu, QSlider, QWidget
 
+from ..core.duplicates import THRESHOLD_PRESETS
 from .actions import make_action
 
 # Thumbnail sizes the slider offers (pixels of the cell's image square).
@@ -33,6 +34,12 @@ SORT_MODES = (
 )
 # Which image of a stack of near-duplicates is shown and kept (core/duplicates.py).
 STACK_BEST = (("sharpest", "Keep the &sharpest"), ("largest", "Keep the &largest (most pixels)"))
+# How alike two photos must be to share a stack; the thresholds are core/duplicates.py's presets.
+STACK_SIMILARITY = (
+    ("strict", "Only near-&identical copies"),
+    ("default", "&Near-duplicates (recommended)"),
+    ("loose", "Near-duplicates and &similar shots (may stack a stranger)"),
+)
 
 
 class ViewControls(QObject):
@@ -66,6 +73,9 @@ class ViewControls(QObject):
         self.stack_action.setToolTip("Show each group of near-identical photos or a burst as one stack with a count")
         self.stack_action.toggled.connect(lambda on: self.grid.set_stacking(on))
         self.stack_best_actions = self._choice_group(STACK_BEST, "sharpest", self._on_stack_best)
+        self.stack_similarity_actions = self._choice_group(STACK_SIMILARITY, "default", self._on_stack_similarity)
+        for key, action in self.stack_similarity_actions.items():
+            action.setToolTip(f"Stack photos whose features agree to a cosine of {dict(THRESHOLD_PRESETS)[key]:.2f}")
 
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setObjectName("thumbnail_size_slider")
@@ -116,6 +126,8 @@ class ViewControls(QObject):
         menu.addAction(self.stack_action)
         stack_best = menu.addMenu("&Best of a stack")
         stack_best.addActions(list(self.stack_best_actions.values()))
+        stack_similarity = menu.addMenu("Stack s&imilarity")
+        stack_similarity.addActions(list(self.stack_similarity_actions.values()))
         menu.addSection("Panels")
         menu.addActions(panel_actions)
         menu.addSeparator()
@@ -164,6 +176,10 @@ class ViewControls(QObject):
         self.stack_best_actions[best].setChecked(True)
         self.grid.set_stacking(self.stack_action.isChecked(), best=best)
 
+    def _on_stack_similarity(self, key: str) -> None:
+        self.stack_similarity_actions[key].setChecked(True)
+        self.grid.set_stack_threshold(dict(THRESHOLD_PRESETS)[key])
+
     # ---------------------------------------------------------------- saved state
     def state(self) -> dict[str, Any]:
         return {
@@ -172,6 +188,7 @@ class ViewControls(QObject):
             "sort": self.sort_mode(),
             "stacks": self.stack_action.isChecked(),
             "stack_best": _checked(self.stack_best_actions, "sharpest"),
+            "stack_similarity": _checked(self.stack_similarity_actions, "default"),
         }
 
     def restore(self, state: Optional[dict[str, Any]]) -> None:
@@ -186,6 +203,8 @@ class ViewControls(QObject):
             self._on_sort(str(state["sort"]))
         if state.get("stack_best") in self.stack_best_actions:
             self._on_stack_best(str(state["stack_best"]))
+        if state.get("stack_similarity") in self.stack_similarity_actions:
+            self._on_stack_similarity(str(state["stack_similarity"]))
         if isinstance(state.get("stacks"), bool):
             self.stack_action.setChecked(state["stacks"])
 

@@ -140,3 +140,32 @@ def test_view_menu_toggle_and_saved_state(make_grid, stacked_session, qtbot):
     assert not grid.is_stacking()
     controls.restore(state)
     assert grid.is_stacking() and grid.stack_best() == "largest"
+
+
+def test_stack_similarity_from_the_view_menu_regroups_and_is_saved(make_grid, stacked_session, qtbot):
+    features = stacked_session.features.copy()
+    base = features[20] / np.linalg.norm(features[20])
+    other = np.random.default_rng(3).normal(size=16)
+    other -= (other @ base) * base
+    features[21] = 0.86 * base + np.sqrt(1 - 0.86**2) * other / np.linalg.norm(other)  # alike, not a copy
+    session = ClusterSession(stacked_session.paths, stacked_session.labels, features=features)
+    grid = make_grid(session, size=(600, 700))
+    window = QMainWindow()
+    qtbot.addWidget(window)
+    controls = ViewControls(grid, lambda: None, window)
+    menu = QMenu()
+    controls.populate(menu, [], [])
+    _action(menu, "Stack &near-duplicates").trigger()
+    assert not any(21 in members for members in grid.stacks().values())  # 0.86 < the default threshold
+    submenu = _action(menu, "Stack s&imilarity").menu()
+    _action(submenu, "Near-duplicates and &similar shots (may stack a stranger)").trigger()
+    assert grid.stack_threshold() < 0.86 and any(members == [20, 21] for members in grid.stacks().values())
+    assert 8 in grid.stacks()  # the copies still stack
+    state = controls.state()
+    assert state["stack_similarity"] == "loose"
+    controls.stack_similarity_actions["strict"].trigger()
+    assert not any(21 in members for members in grid.stacks().values())
+    controls.restore(state)
+    assert any(members == [20, 21] for members in grid.stacks().values())
+    with pytest.raises(ValueError, match="cosine"):
+        grid.set_stack_threshold(1.5)
