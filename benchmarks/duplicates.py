@@ -197,6 +197,33 @@ def _fmt(value: Any) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def default_line(results: dict[str, Any]) -> str:
+    """The default the rows support (precision first: a stack must not hide a different photo), measured."""
+    from imgcluster_gui.core.duplicates import DEFAULT_THRESHOLD
+
+    plain = [row for row in results["rows"] if row["hash"] == "none"]
+    precise = [row for row in plain if row["precision"] is not None and row["precision"] >= 0.999]
+    chosen = min(precise, key=lambda row: row["threshold"]) if precise else None
+    best_f1 = max(plain, key=lambda row: row["f1"] or 0.0)
+    verdict = (
+        "the app's default"
+        if chosen is not None and abs(chosen["threshold"] - DEFAULT_THRESHOLD) < 1e-9
+        else f"the app's default is {DEFAULT_THRESHOLD:.2f}: update `core/duplicates.py`"
+    )
+    found = (
+        f"{chosen['threshold']:.2f} is the lowest threshold whose precision reaches 0.999 with the features alone "
+        f"(recall {_fmt(chosen['recall'])}): {verdict}"
+        if chosen is not None
+        else "no threshold reaches precision 0.999 with the features alone"
+    )
+    return (
+        f"Default: {found}. A stack must not hide a different photo, so precision comes first; "
+        f"{best_f1['threshold']:.2f} has the best F1 ({_fmt(best_f1['f1'])}) but puts strangers in "
+        f"{best_f1['groups_with_a_stranger']} groups. The hash as `either` (`imgcluster duplicates --hash`) finds the "
+        "50 % resizes the features miss."
+    )
+
+
 def to_markdown(results: dict[str, Any]) -> str:
     lines = [
         "# Near-duplicates: precision and recall on known copies (benchmarks/duplicates.py)",
@@ -233,10 +260,7 @@ def to_markdown(results: dict[str, Any]) -> str:
         f"{_fmt(inside['within_clusters']['recall'])} (all images as one group: precision "
         f"{_fmt(inside['all']['precision'])}, recall {_fmt(inside['all']['recall'])}).",
         "",
-        "Default: 0.88 (`core/duplicates.py` DEFAULT_THRESHOLD), the threshold where precision reaches 0.999 with "
-        "the features alone: a stack must not hide a different photo, so precision comes first; 0.85 has the best "
-        "F1 but puts strangers in 4 groups. The hash as `either` (`imgcluster duplicates --hash`) finds the 50 % "
-        "resizes the features miss.",
+        default_line(results),
         "",
         f"Machine: {results['machine'].get('cpu')} ({results['machine'].get('cpu_cores')} cores), "
         f"GPU {results['machine'].get('gpu') or 'none'}.",

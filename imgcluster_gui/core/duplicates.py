@@ -35,14 +35,14 @@ from .progress import ProgressLike, check, ensure
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-#: Cosine similarity from which two images are near-duplicates (benchmarks/results/duplicates.md: precision
-#: 0.999 and recall 0.91 on copies of real photos among same-class photos; 0.85 finds more, 0.977, at 0.987
-#: precision: a stack must not hide a different photo, so the stricter one).
-DEFAULT_THRESHOLD = 0.88
+#: Cosine similarity of the default (two-view) features from which two images are near-duplicates
+#: (benchmarks/results/duplicates.md: precision 0.999 and recall 0.85 on copies of real photos among same-class
+#: photos; 0.88 finds more, 0.93, but puts a stranger in 3 groups: a stack must not hide a different photo).
+DEFAULT_THRESHOLD = 0.90
 #: The window's "Stack similarity" choices: (key, cosine threshold). Stricter finds fewer copies and never
 #: hides a stranger; looser stacks more (resized copies, similar shots) at the price of a stranger now and
 #: then (benchmarks/results/duplicates.md: precision / recall of each threshold).
-THRESHOLD_PRESETS = (("strict", 0.92), ("default", DEFAULT_THRESHOLD), ("loose", 0.83))
+THRESHOLD_PRESETS = (("strict", 0.92), ("default", DEFAULT_THRESHOLD), ("loose", 0.85))
 #: Frames at most this many seconds apart may be a burst (with capture times).
 DEFAULT_BURST_SECONDS = 10.0
 #: A burst pair may be this much less similar than ``threshold``.

@@ -124,11 +124,12 @@ def folder_features(
     """Scan ``folder`` and extract (or read from the cache) the features of its images and of ``extra`` files.
 
     The command line's ``similar`` and ``duplicates`` use it: the second call on a folder reads
-    every feature from the cache.
+    every feature from the cache. Without ``backbone``, the app's default features (``DEFAULT_BACKBONES``
+    side by side), which the near-duplicate threshold was chosen on, and which a session's grid compares.
     """
     from .dataset import scan_folder
-    from .features.backbones import DEFAULT_BACKBONE
-    from .features.extract import extract_features
+    from .features.backbones import DEFAULT_BACKBONES
+    from .features.extract import extract_features, extract_multiview
     from .progress import ensure
 
     progress = ensure(progress)
@@ -136,11 +137,13 @@ def folder_features(
     paths = [str(p) for p in scan.paths]
     known = set(paths)
     paths += [str(p) for p in (extra or []) if str(p) not in known]
-    result = extract_features(
-        paths,
-        backbone=backbone or DEFAULT_BACKBONE,
-        device=device,
-        cache=cache,
-        progress=progress.sub(0.1, 1.0, "Features"),
-    )
+    features_progress = progress.sub(0.1, 1.0, "Features")
+    if backbone is None and len(DEFAULT_BACKBONES) > 1:
+        result = extract_multiview(
+            paths, list(DEFAULT_BACKBONES), device=device, cache=cache, progress=features_progress
+        )
+    else:
+        result = extract_features(
+            paths, backbone=backbone or DEFAULT_BACKBONES[0], device=device, cache=cache, progress=features_progress
+        )
     return FolderFeatures([str(p) for p in result.paths], result.features, list(scan.skipped) + list(result.failed))
