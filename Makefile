@@ -74,18 +74,24 @@ BUNDLE_VENV := build/bundle-venv
 TORCH_CPU ?= torch torchvision --index-url https://download.pytorch.org/whl/cpu
 PYINSTALLER_ARGS := packaging/imgcluster.spec --noconfirm --distpath dist --workpath build/pyinstaller
 
-$(BUNDLE_VENV)/.stamp: pyproject.toml
+# The app goes in with --no-deps and its other dependencies from packaging/bundle_requirements.py (pyproject's list
+# without torch/torchvision, torch held to TORCH_CPU's build by a constraints file): otherwise pip would resolve
+# torchvision from PyPI, a CUDA build that pulls a CUDA torch. Where TORCH_CPU has torchvision, it is bundled.
+$(BUNDLE_VENV)/.stamp: pyproject.toml packaging/bundle_requirements.py
 	$(PYTHON) -m venv $(BUNDLE_VENV)
 	$(BUNDLE_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(BUNDLE_VENV)/bin/python -m pip install --quiet $(TORCH_CPU)
-	$(BUNDLE_VENV)/bin/python -m pip install --quiet -e ".[raw,bundle]"
+	$(BUNDLE_VENV)/bin/python packaging/bundle_requirements.py build/bundle-requirements.txt build/bundle-constraints.txt raw bundle
+	$(BUNDLE_VENV)/bin/python -m pip install --quiet -r build/bundle-requirements.txt -c build/bundle-constraints.txt
+	$(BUNDLE_VENV)/bin/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 bundle: $(BUNDLE_VENV)/.stamp
 	$(BUNDLE_VENV)/bin/pyinstaller $(PYINSTALLER_ARGS)
 	@du -sh dist/imgcluster
 
-# Where no CPU-only torch + torchvision pair can be installed: bundle .venv's own torch (a CUDA build: larger).
+# Bundles .venv's own torch (a CUDA build: 5 GB). Rarely needed now: `make bundle` also works with a CPU torch
+# alone (TORCH_CPU=<wheel>; the bundle then lacks the torchvision backbones, packaging/README.md).
 bundle-with-venv: $(STAMP_RUN)
 	$(BIN)/python -m pip install --quiet -e ".[raw,bundle]"
 	$(BIN)/pyinstaller $(PYINSTALLER_ARGS)

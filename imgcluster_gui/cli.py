@@ -543,6 +543,8 @@ def _cmd_algorithms(args: argparse.Namespace) -> int:
     for spec in list_algorithms():
         k = "K" if spec.uses_k else "no K"
         print(f"{spec.id:<20} {spec.name} [{spec.category}, {k}] - {spec.description}")
+        if spec.unavailable:
+            print(f"    unavailable here: {spec.unavailable}")
         for p in spec.params:
             extra = f" choices={list(p.choices)}" if p.choices else ""
             print(f"    {p.name}={p.default!r} ({p.kind}){extra}  {p.help}")

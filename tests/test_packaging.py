@@ -110,3 +110,36 @@ def test_the_smoke_script_says_how_to_build_a_missing_bundle(tmp_path, capsys):
     spec.loader.exec_module(smoke)
     assert smoke.main(["--binary", str(tmp_path / "no-such-bundle")]) == 2
     assert "make bundle" in capsys.readouterr().err
+
+
+def test_the_spec_builds_without_torchvision_and_leaves_it_out(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # `import torchvision` fails, as in the CPU-only bundle
+    analysis = _run_spec(monkeypatch)["Analysis"]
+    assert "torchvision" in analysis.kwargs["excludes"]
+    assert not any(dest == "torchvision" for _source, dest in analysis.kwargs["binaries"])
+
+
+def _bundle_requirements():
+    spec = importlib.util.spec_from_file_location("bundle_requirements", PACKAGING / "bundle_requirements.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_bundle_requirements_leave_torch_to_torch_cpu_and_pin_it(tmp_path):
+    import importlib.metadata
+
+    module = _bundle_requirements()
+    names = {
+        module.requirement_name(r) for r in module.app_requirements(REPO_ROOT / "pyproject.toml", ["raw", "bundle"])
+    }
+    assert not names & {"torch", "torchvision"}  # only TORCH_CPU installs them: pip cannot pull CUDA builds
+    assert {"efficientnet-lite-pytorch", "openvino", "pillow-heif", "rawpy", "pyinstaller"} <= names
+    assert module.requirement_name("PySide6-Essentials>=6.5,!=6.12.0; python_version < '3.12'") == "pyside6-essentials"
+    with pytest.raises(SystemExit, match="no extra 'nope'"):
+        module.app_requirements(REPO_ROOT / "pyproject.toml", ["nope"])
+    requirements, constraints = tmp_path / "req.txt", tmp_path / "con.txt"
+    assert module.main([str(requirements), str(constraints), "raw", "bundle"]) == 0
+    pins = constraints.read_text().split()
+    assert pins[0] == f"torch=={importlib.metadata.version('torch')}"  # what is installed stays installed
+    assert "rawpy>=0.19" in requirements.read_text().splitlines()

@@ -28,6 +28,7 @@ image), and renaming from those is a cheap function of the labels (:func:`sugges
 from __future__ import annotations
 
 import functools
+import importlib.resources
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
@@ -150,19 +151,35 @@ class SuggestedName:
         }
 
 
+#: The 1000 class names in class-index order, one a line (torchvision's list, written by
+#: ``tools/imagenet_categories.py``): a file in the package, so names need no torchvision (the CPU bundle lacks it).
+CATEGORIES_FILE = "imagenet_categories.txt"
+
+
 @functools.lru_cache(maxsize=1)
 def imagenet_categories() -> tuple[str, ...]:
-    """The 1000 ImageNet-1k class names, offline, as torchvision ships them (``"golden retriever"``)."""
+    """The 1000 ImageNet-1k class names, offline, as torchvision ships them (``"golden retriever"``).
+
+    Returns
+    -------
+    tuple of str
+        Index ``i`` is the name of the classifier's output ``i``.
+
+    Raises
+    ------
+    RuntimeError
+        The package's list is missing or does not hold :data:`N_CLASSES` names (a broken installation).
+    """
+    resource = importlib.resources.files(__package__ or "imgcluster_gui.core") / CATEGORIES_FILE
     try:
-        from torchvision.models._meta import _IMAGENET_CATEGORIES
-
-        categories = tuple(str(name) for name in _IMAGENET_CATEGORIES)
-    except ImportError:  # a private module may move: the public weights metadata holds the same list
-        from torchvision.models import ResNet18_Weights
-
-        categories = tuple(str(name) for name in ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+        text = resource.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RuntimeError(
+            f"the ImageNet class list {CATEGORIES_FILE} is missing from the installation: {exc}"
+        ) from exc
+    categories = tuple(line for line in text.splitlines() if line)
     if len(categories) != N_CLASSES:
-        raise RuntimeError(f"torchvision lists {len(categories)} ImageNet categories, expected {N_CLASSES}")
+        raise RuntimeError(f"{CATEGORIES_FILE} lists {len(categories)} ImageNet categories, expected {N_CLASSES}")
     return categories
 
 

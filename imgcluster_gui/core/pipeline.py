@@ -196,6 +196,7 @@ class PipelineResult:
             imagenet_top_classes=None if self.imagenet_top is None else self.imagenet_top[0],
             imagenet_top_probs=None if self.imagenet_top is None else self.imagenet_top[1],
         )
+        session.skipped = [(str(item.path), str(item.reason)) for item in self.skipped]
         session.trained_model = self.estimator  # saved beside the session file only for trained networks
         session.mark_modified()  # a new result is unsaved work
         return session
@@ -439,10 +440,18 @@ def run_pipeline(
     Cancelled
         The callback asked to stop.
     """
+    from .clustering.registry import get_algorithm
     from .dataset import DatasetError, scan_folder
+    from .features.backbones import WeightsUnavailableError
     from .photo_meta import read_photo_metas
     from .preprocess import preprocess_features, umap_reduce
 
+    try:
+        unavailable = get_algorithm(config.algorithm).unavailable
+    except KeyError:  # an unknown name is reported where it always was
+        unavailable = ""
+    if unavailable:  # said before minutes of extraction (DeepCluster / UCNN without torchvision)
+        raise WeightsUnavailableError(f"{config.algorithm}: {unavailable}")
     timings: dict[str, float] = {}
     # Notes travel in the progress events (the window logs them as they come, the CLI prints
     # them); the run also keeps the warnings among them, for its summary and its record.
@@ -507,8 +516,6 @@ def run_pipeline(
         check(report, f"UMAP reduction to {config.umap_dims} dimensions")
         X = umap_reduce(X, n_components=config.umap_dims, random_state=config.random_state)
     timings["preprocess"] = time.perf_counter() - t0
-
-    from .clustering.registry import get_algorithm
 
     root = Path(config.folder)
     ground_truth = load_ground_truth(config, root, [Path(p) for p in paths])

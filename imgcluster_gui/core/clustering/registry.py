@@ -206,6 +206,9 @@ class AlgorithmSpec:
     order : int
         Position in listings (the GUI's combo box, ``imgcluster algorithms``) within the category:
         lower first, ties in registration order.
+    unavailable : str
+        Why the algorithm cannot run in this installation, in words for a person (e.g. the methods that
+        fine-tune the CNN without torchvision); empty when it can. Listed, shown disabled, refused by ``fit``.
     """
 
     id: str
@@ -222,6 +225,7 @@ class AlgorithmSpec:
     k_optional: bool = False
     check_params: tuple = ()
     order: int = 1000
+    unavailable: str = ""
 
     def __post_init__(self) -> None:
         declared = self.params or getattr(self.factory, "param_specs", ())

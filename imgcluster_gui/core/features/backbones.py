@@ -152,6 +152,10 @@ class BackboneSpec:
     download_bytes : int or None
         About how many bytes the one-time download of the weights is, when they are not here but can
         be downloaded; None when they are here, or when a package must be installed first.
+    usable : bool
+        False when the library that builds the network is missing from this installation (a torchvision
+        backbone where torchvision is not installed, as in the CPU desktop bundle): no weights file helps then,
+        and ``availability`` says what is missing.
     """
 
     name: str
@@ -169,6 +173,7 @@ class BackboneSpec:
     weights_name: str = ""
     availability: str = ""
     download_bytes: Optional[int] = None
+    usable: bool = True
 
     @property
     def preprocessing(self) -> Preprocessing:
@@ -574,8 +579,30 @@ def _registry() -> dict[str, _Entry]:
             },
         )
     )
+    # Layer widths for describing a torchvision backbone where torchvision is missing (measured with it; a test
+    # checks them against the meta-device forward pass wherever torchvision imports).
+    entries = [
+        dataclasses.replace(e, dims_without_library=tuple(_TORCHVISION_DIMS[e.name].items()))
+        if e.family == "torchvision"
+        else e
+        for e in entries
+    ]
     entries += _modern_entries()
     return {entry.name: entry for entry in entries}
+
+
+_TORCHVISION_DIMS: dict[str, dict[str, int]] = {
+    "resnet18": {PENULTIMATE: 512, "layer3": 256},
+    "resnet50": {PENULTIMATE: 2048, "layer3": 1024},
+    "vgg16": {PENULTIMATE: 4096, "pool5": 512, "conv4": 512},
+    "vgg19": {PENULTIMATE: 4096, "pool5": 512, "conv4": 512},
+    "inception_v3": {PENULTIMATE: 2048, "mixed_6e": 768},
+    "mobilenet_v2": {PENULTIMATE: 1280, "mid": 96},
+    "mobilenet_v3_large": {PENULTIMATE: 1280, "pool": 960, "mid": 112},
+    "efficientnet_b0": {PENULTIMATE: 1280, "mid": 112},
+    "convnext_tiny": {PENULTIMATE: 768, "stage3": 384},
+    "vit_b_16": {PENULTIMATE: 768, "block6": 768},
+}
 
 
 _MIDDLE_TOKENS = "mean patch token after the middle transformer block (more local detail)"
@@ -630,7 +657,7 @@ def _torchvision_weights(entry: _Entry) -> Any:
 def torchvision_cache_file(name: str) -> Optional[Path]:
     """Where torchvision keeps ``name``'s downloaded weights (whether or not the file is there)."""
     entry = _entry(name)
-    if entry.family != "torchvision":
+    if entry.family != "torchvision" or not has_torchvision():
         return None
     url = _torchvision_weights(entry).url
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
@@ -667,6 +694,30 @@ MODERN_INSTALL = "pip install imgcluster-gui[modern]"
 HF_ENDPOINT = "https://huggingface.co"
 _TIMM_WEIGHTS_FILE = "model.safetensors"  # timm's own file in each hub repository
 _MB = 1_000_000
+
+
+#: Why a torchvision backbone cannot run here (lists, the window and errors say it in these words).
+TORCHVISION_MISSING = "needs torchvision, which this installation does not have"
+
+
+@functools.lru_cache(maxsize=1)
+def has_torchvision() -> bool:
+    """torchvision imports here (pyproject depends on it; the CPU desktop bundle may be built without it).
+
+    An import that fails in any way counts as missing: a CUDA torchvision beside a CPU-only torch raises
+    ``RuntimeError`` ("operator torchvision::nms does not exist"), not ``ImportError``.
+    """
+    try:
+        import torchvision  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def require_torchvision(what: str) -> None:
+    """Raise :class:`WeightsUnavailableError` naming ``what`` when torchvision is missing."""
+    if not has_torchvision():
+        raise WeightsUnavailableError(f"{what} {TORCHVISION_MISSING} (pip install torchvision)")
 
 
 def has_timm() -> bool:
@@ -755,7 +806,7 @@ def download_size(name: str) -> Optional[int]:
     entry = _entry(name)
     if entry.family == "timm":
         return _timm_parameter_bytes(name) if has_timm() else None
-    if entry.family == "torchvision":
+    if entry.family == "torchvision" and has_torchvision():
         megabytes = _torchvision_weights(entry).meta.get("_file_size")
         return int(float(megabytes) * 2**20) if megabytes else None  # torchvision counts MiB
     return None
@@ -954,7 +1005,7 @@ def backbone_names() -> list[str]:
 def _layer_dims(name: str) -> dict[str, int]:
     """Width of every layer, from a forward pass on the ``meta`` device (no memory, no weights)."""
     entry = _entry(name)
-    if entry.family == "timm" and not has_timm():
+    if entry.family == "timm" and not has_timm() or entry.family == "torchvision" and not has_torchvision():
         return dict(entry.dims_without_library)  # only describes the entry: building it says what to install
     prep = _base_preprocessing(entry)
     with torch.device("meta"):
@@ -977,6 +1028,8 @@ def _base_preprocessing(entry: _Entry) -> Preprocessing:
         if not has_timm():  # only describes an uninstalled backbone; building it raises first
             return Preprocessing(224, 256, IMAGENET_MEAN, IMAGENET_STD, "bicubic")
         return _timm_preprocessing(entry)
+    if not has_torchvision():  # only describes an unusable backbone (inception's 299 px: its entry's dims say it)
+        return Preprocessing(224, 256, IMAGENET_MEAN, IMAGENET_STD, "bilinear")
     transform = _torchvision_weights(entry).transforms()
     crop = int(transform.crop_size[0])
     resize = int(transform.resize_size[0])
@@ -1014,6 +1067,8 @@ def _availability(entry: _Entry) -> tuple[bool, str, str]:
         if local is not None:
             return True, identity, f"downloaded once ({local})"
         return False, identity, f"downloaded from {modern_weights_url(entry.name)} (or --weights FILE)"
+    if not has_torchvision():
+        return False, f"torchvision:{entry.weights_enum}", TORCHVISION_MISSING
     weights = _torchvision_weights(entry)
     identity = f"torchvision:{type(weights).__name__}.{weights.name}"
     cached = torchvision_cache_file(entry.name)
@@ -1048,10 +1103,11 @@ def get_backbone(
     entry = _entry(name)
     offline, identity, availability = _availability(entry)
     prep = resolve_preprocessing(name, weights_path, mean, std)
-    if weights_path is not None:
+    usable = entry.family != "torchvision" or has_torchvision()
+    if weights_path is not None and usable:
         offline, availability = True, f"user file {os.fspath(weights_path)}"
         identity = weights_identity(name, weights_path)
-    can_download = not offline and (entry.family == "torchvision" or entry.family == "timm" and has_timm())
+    can_download = not offline and (entry.family == "torchvision" and usable or entry.family == "timm" and has_timm())
     return BackboneSpec(
         name=entry.name,
         display_name=entry.display_name,
@@ -1068,6 +1124,7 @@ def get_backbone(
         weights_name=identity,
         availability=availability,
         download_bytes=download_size(name) if can_download else None,
+        usable=usable,
     )
 
 
@@ -1166,6 +1223,7 @@ def _architecture(entry: _Entry, for_weights: bool = True) -> nn.Module:
         # num_classes comes from the pretrained config (0 = no head; CLIP: its image projection);
         # dynamic_img_size lets the position embedding follow another input size (a --weights file's, the tests').
         return _timm(entry).create_model(entry.timm_model, pretrained=False, dynamic_img_size=True)
+    require_torchvision(f"'{entry.name}' ({entry.display_name})")
     import torchvision.models as tvm
 
     builder = getattr(tvm, entry.builder)

@@ -97,20 +97,12 @@ def _decode_batch(
     A task, not an actor: its CPU is free again between batches, so the scan and the network actors always
     get one (an actor pool of decoders held every CPU of a small cluster and starved the scan).
     """
-    from torchvision import transforms
-    from torchvision.transforms import InterpolationMode
-
     from ..dataset import ImageLoadError, load_image
     from .backbones import resolve_preprocessing
+    from .transform import ResizeCenterCrop  # the same pixels as the local extraction's
 
     prep = resolve_preprocessing(backbone, weights_path, mean, std)
-    transform = transforms.Compose(
-        [
-            transforms.Resize(prep.resize_size, interpolation=InterpolationMode(prep.interpolation), antialias=True),
-            transforms.CenterCrop(prep.input_size),
-            transforms.PILToTensor(),
-        ]
-    )
+    transform = ResizeCenterCrop(prep)
     size = prep.input_size
     paths = [str(p) for p in batch["path"]]
     errors = [str(e) for e in batch["error"]]

@@ -184,19 +184,10 @@ class ImageFolderDataset(Dataset):
         return len(self.paths)
 
     def _build_transform(self) -> Callable[[Any], torch.Tensor]:
-        from torchvision import transforms
-        from torchvision.transforms import InterpolationMode
+        # Pillow alone (torchvision's Resize + CenterCrop + PILToTensor, the same pixels): torchvision is optional.
+        from .transform import ResizeCenterCrop
 
-        prep = self.preprocessing
-        return transforms.Compose(
-            [
-                transforms.Resize(
-                    prep.resize_size, interpolation=InterpolationMode(prep.interpolation), antialias=True
-                ),
-                transforms.CenterCrop(prep.input_size),
-                transforms.PILToTensor(),
-            ]
-        )
+        return ResizeCenterCrop(self.preprocessing)
 
     def __getitem__(self, index: int) -> tuple[int, Optional[torch.Tensor], str]:
         transform = self._transform

@@ -240,7 +240,7 @@ def _accelerator_plan(
 def _gpu_jpeg_decoder_available() -> bool:
     try:
         from torchvision.io import decode_jpeg  # noqa: F401  (nvjpeg ships with torchvision's CUDA builds)
-    except ImportError:
+    except Exception:  # absent, or a build that does not load beside this torch (RuntimeError): Pillow decodes
         return False
     return True
 

@@ -40,6 +40,7 @@ from .images import (
     feature_dim,
     features_of_images,
     loader,
+    missing_requirement,
     preprocessing_from_dict,
     preprocessing_to_dict,
     state_of,
@@ -452,5 +453,6 @@ register(
         category="deep",
         needs_images=True,
         order=30,
+        unavailable=missing_requirement(),
     )
 )

@@ -124,8 +124,29 @@ class ImageList(Dataset):
         return self.transform(image), index
 
 
-def eval_transform(prep: Preprocessing):
+def missing_requirement() -> str:
+    """Why DeepCluster and UCNN cannot run here (their training crops are torchvision transforms); '' when they can.
+
+    The CPU desktop bundle may be built without torchvision (packaging/README.md): the registry lists both
+    methods with this reason instead of failing on the first batch.
+    """
+    from ...features.backbones import TORCHVISION_MISSING, has_torchvision
+
+    return "" if has_torchvision() else f"fine-tuning the CNN {TORCHVISION_MISSING} (pip install torchvision)"
+
+
+def _transforms() -> Any:
+    """``torchvision.transforms``, or a :class:`WeightsUnavailableError` that says torchvision is missing."""
+    from ...features.backbones import require_torchvision
+
+    require_torchvision("Fine-tuning the CNN (DeepCluster, UCNN)")
     from torchvision import transforms
+
+    return transforms
+
+
+def eval_transform(prep: Preprocessing):
+    transforms = _transforms()
 
     return transforms.Compose(
         [
@@ -139,7 +160,7 @@ def eval_transform(prep: Preprocessing):
 
 def train_transform(prep: Preprocessing, augment: bool = True):
     """DeepCluster's augmentation: random resized crop and horizontal flip."""
-    from torchvision import transforms
+    transforms = _transforms()
 
     if not augment:
         return eval_transform(prep)

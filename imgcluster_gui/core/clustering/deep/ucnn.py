@@ -52,6 +52,7 @@ from .images import (
     eval_transform,
     features_of_images,
     loader,
+    missing_requirement,
     preprocessing_from_dict,
     preprocessing_to_dict,
     state_of,
@@ -394,6 +395,7 @@ register(
         supports_auto_k=False,
         category="deep",
         needs_images=True,
+        unavailable=missing_requirement(),
         order=40,
     )
 )
