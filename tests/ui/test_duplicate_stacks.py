@@ -34,6 +34,24 @@ def stacked_session(image_folder) -> ClusterSession:
     return ClusterSession(image_folder, labels, features=features)
 
 
+def _alike(features: np.ndarray, source: int, target: int, cosine: float, seed: int) -> None:
+    """Make ``features[target]`` exactly ``cosine`` alike to ``features[source]`` (a burst frame, a similar shot)."""
+    base = features[source] / np.linalg.norm(features[source])
+    other = np.random.default_rng(seed).normal(size=features.shape[1])
+    other -= (other @ base) * base
+    features[target] = cosine * base + np.sqrt(1 - cosine**2) * other / np.linalg.norm(other)
+
+
+def _view_menu(grid, qtbot) -> tuple[ViewControls, QMenu, QMainWindow]:
+    """The window's View controls bound to ``grid``, the menu they fill, and the window owning their actions."""
+    window = QMainWindow()
+    qtbot.addWidget(window)
+    controls = ViewControls(grid, lambda: None, window)
+    menu = QMenu()
+    controls.populate(menu, [], [])
+    return controls, menu, window  # the caller keeps the window: its actions die with it
+
+
 def _action(menu: QMenu, text: str):
     found = [a for a in menu.actions() if a.text() == text]
     assert found, f"no {text!r} in {[a.text() for a in menu.actions()]}"
@@ -103,12 +121,8 @@ def test_sharpest_cover_and_bursts_from_capture_times(make_grid, stacked_session
     with pytest.raises(ValueError, match="stack"):
         grid.set_stacking(True, best="prettiest")
     photo_meta = pytest.importorskip("imgcluster_gui.core.photo_meta")
-    rng = np.random.default_rng(2)
     features = stacked_session.features.copy()
-    base = features[20] / np.linalg.norm(features[20])
-    other = rng.normal(size=16)
-    other -= (other @ base) * base
-    features[21] = 0.84 * base + np.sqrt(1 - 0.84**2) * other / np.linalg.norm(other)  # a burst frame, not a copy
+    _alike(features, 20, 21, 0.84, seed=2)  # a burst frame, not a copy
     table = photo_meta.empty_table(24)
     table[:, photo_meta.SOURCE] = photo_meta.SOURCE_EXIF
     table[:, photo_meta.OFFSET] = 0
@@ -124,11 +138,7 @@ def test_sharpest_cover_and_bursts_from_capture_times(make_grid, stacked_session
 
 def test_view_menu_toggle_and_saved_state(make_grid, stacked_session, qtbot):
     grid = make_grid(stacked_session, size=(600, 700))
-    window = QMainWindow()
-    qtbot.addWidget(window)
-    controls = ViewControls(grid, lambda: None, window)
-    menu = QMenu()
-    controls.populate(menu, [], [])
+    controls, menu, _window = _view_menu(grid, qtbot)
     toggle = _action(menu, "Stack &near-duplicates")
     toggle.trigger()
     assert grid.is_stacking() and 8 in grid.stacks()
@@ -144,17 +154,10 @@ def test_view_menu_toggle_and_saved_state(make_grid, stacked_session, qtbot):
 
 def test_stack_similarity_from_the_view_menu_regroups_and_is_saved(make_grid, stacked_session, qtbot):
     features = stacked_session.features.copy()
-    base = features[20] / np.linalg.norm(features[20])
-    other = np.random.default_rng(3).normal(size=16)
-    other -= (other @ base) * base
-    features[21] = 0.86 * base + np.sqrt(1 - 0.86**2) * other / np.linalg.norm(other)  # alike, not a copy
+    _alike(features, 20, 21, 0.86, seed=3)  # alike, not a copy
     session = ClusterSession(stacked_session.paths, stacked_session.labels, features=features)
     grid = make_grid(session, size=(600, 700))
-    window = QMainWindow()
-    qtbot.addWidget(window)
-    controls = ViewControls(grid, lambda: None, window)
-    menu = QMenu()
-    controls.populate(menu, [], [])
+    controls, menu, _window = _view_menu(grid, qtbot)
     _action(menu, "Stack &near-duplicates").trigger()
     assert not any(21 in members for members in grid.stacks().values())  # 0.86 < the default threshold
     submenu = _action(menu, "Stack s&imilarity").menu()
