@@ -256,6 +256,12 @@ def backbone_hint(specs: list[Any], table: Optional[Path] = None) -> tuple[str, 
     usable = [n for n in ranked if not with_file & set(n.split("+"))] or ranked
     best = usable[0]
     text = f"Which backbone? Best measured: {described(best)}."
+    default = _chosen_views(data)
+    if default and default != best and all(v in names for v in default.split("+")):
+        # The default was chosen for real photographs (benchmarks/features.py's rule), not the mean over every set.
+        photos = _photo_score(data)
+        why = f" (chosen for real photos: NMI {photos:.2f} there with no K given)" if photos is not None else ""
+        text = f"Which backbone? The default is {label(default)}{why}. Best mean over the test sets: {described(best)}."
     usable_rates = [n for n in usable if n in rates]
     if usable_rates:
         fastest = max(usable_rates, key=lambda n: mean(rates[n]))
@@ -273,6 +279,27 @@ def backbone_hint(specs: list[Any], table: Optional[Path] = None) -> tuple[str, 
     if unmeasured:
         lines.append(f"Not measured here: {', '.join(unmeasured)}.")
     return text, "\n".join(lines)
+
+
+def _chosen_row(data: Any) -> Optional[dict]:
+    rows, chosen = (data.get("rows"), data.get("chosen")) if isinstance(data, dict) else (None, None)
+    row = rows.get(chosen) if isinstance(rows, dict) and isinstance(chosen, str) else None
+    return row if isinstance(row, dict) else None
+
+
+def _chosen_views(data: Any) -> Optional[str]:
+    """The benchmark's chosen default as ``"a+b"`` backbone names, or None."""
+    row = _chosen_row(data)
+    views = row.get("backbones") if row else None
+    return views if isinstance(views, str) and views else None
+
+
+def _photo_score(data: Any) -> Optional[float]:
+    """The chosen default's no-K NMI on the real colour photographs (imagenette), or None."""
+    row = _chosen_row(data)
+    nok = row.get("nok") if row else None
+    value = nok.get("imagenette-1k") if isinstance(nok, dict) else None
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def _documents_dir() -> str:

@@ -120,6 +120,22 @@ def test_which_backbone_hint_quotes_the_measured_table(make_panel, monkeypatch, 
     assert make_panel().backbone_hint.text() == side_panel._STATIC_HINT
 
 
+def test_which_backbone_hint_says_why_the_default_is_not_the_best_mean(tmp_path):
+    table = tmp_path / "features.json"
+    rows = {
+        "efficientnet_lite0 penultimate": {"backbones": "efficientnet_lite0", "mean_nok": 0.84},
+        "efficientnet_lite2 penultimate": {
+            "backbones": "efficientnet_lite2",
+            "mean_nok": 0.80,
+            "nok": {"imagenette-1k": 0.931, "umist": 0.7},
+        },
+    }
+    table.write_text(json.dumps({"rows": rows, "chosen": "efficientnet_lite2 penultimate"}))
+    text, _ = side_panel.backbone_hint(B.list_backbones(), table)
+    assert text.startswith("Which backbone? The default is EfficientNet-Lite2 (chosen for real photos: NMI 0.93")
+    assert "Best mean over the test sets: EfficientNet-Lite0 (NMI 0.84)" in text
+
+
 def test_which_backbone_hint_reads_the_default_graph_rows_and_concatenations(tmp_path):
     """Rows per graph size: only the default pipeline's k counts; a concatenation is one choice; weights files said."""
     table = tmp_path / "features.json"
