@@ -1019,6 +1019,16 @@ class ClusterGridWidget(QAbstractScrollArea):
         """Selected global image indices, ascending."""
         return [int(i) for i in np.flatnonzero(self._selected)]
 
+    def acted_on_indices(self) -> list[int]:
+        """What a drag, a move or "New cluster from selection" takes: the selection, and with a closed stack's
+        cover the whole stack (its hidden near-duplicates go where the stack goes, as in a photo organiser)."""
+        chosen = self._selected.copy()
+        if self._stacking:
+            for cover, members in self._stacks.members.items():
+                if chosen[cover] and not self._stacks.is_expanded(cover):
+                    chosen[members] = True
+        return [int(i) for i in np.flatnonzero(chosen)]
+
     def current_index(self) -> Optional[int]:
         """The current image (keyboard focus cell), or None."""
         return self._current
@@ -1390,7 +1400,7 @@ class ClusterGridWidget(QAbstractScrollArea):
     # ================================================================== drag and drop
     def _start_drag(self) -> None:
         session = self._session
-        indices = np.flatnonzero(self._selected)
+        indices = np.asarray(self.acted_on_indices(), dtype=np.int64)
         if session is None or not indices.size:
             return
         drag = QDrag(self)
@@ -1519,11 +1529,11 @@ class ClusterGridWidget(QAbstractScrollArea):
 
     def move_selection_to(self, cluster: int) -> bool:
         """Move the selected images to ``cluster`` (undoable); False when nothing would change."""
-        return self.move_indices(self.selected_indices(), cluster)
+        return self.move_indices(self.acted_on_indices(), cluster)
 
     def new_cluster_from_selection(self, name: Optional[str] = None) -> Optional[int]:
         """Put the selected images in a new cluster; returns its id (None without a selection)."""
-        selected = self.selected_indices()
+        selected = self.acted_on_indices()
         if self._session is None or not selected:
             return None
         command = NewClusterCommand(self._session, selected, name)
@@ -1552,7 +1562,7 @@ class ClusterGridWidget(QAbstractScrollArea):
         menu = QMenu(self)
         if session is None:
             return menu
-        selected = self.selected_indices()
+        selected = self.acted_on_indices()
         others = [c for c in session.cluster_ids() if c != cluster]
 
         new_action = menu.addAction(f"New cluster from selection ({len(selected)})…", lambda: self._ask_new_cluster())
@@ -1634,7 +1644,7 @@ class ClusterGridWidget(QAbstractScrollArea):
     def open_move_picker(self) -> Optional[ClusterPickerDialog]:
         """ "Move to cluster…": a type-ahead list of the clusters; the selection moves on Enter (undoable)."""
         session = self._session
-        selected = self.selected_indices()
+        selected = self.acted_on_indices()
         if session is None or not selected:
             return None
         current = {int(c) for c in np.unique(session.labels[selected])}

@@ -172,3 +172,20 @@ def test_stack_similarity_from_the_view_menu_regroups_and_is_saved(make_grid, st
     assert any(members == [20, 21] for members in grid.stacks().values())
     with pytest.raises(ValueError, match="cosine"):
         grid.set_stack_threshold(1.5)
+
+
+def test_a_closed_stack_moves_as_a_whole_and_an_open_one_image_by_image(make_grid, stacked_session, qtbot):
+    grid = make_grid(stacked_session, size=(600, 700))
+    grid.set_stacking(True, best="largest")
+    qtbot.mouseClick(grid.viewport(), LEFT, NO_MOD, grid.cell_rect(3).center())  # the closed stack's cover
+    assert grid.selected_indices() == [3] and grid.acted_on_indices() == [0, 1, 2, 3]
+    assert "Move selection (4) to" in [a.text() for a in grid.build_context_menu(0, 3).actions()]
+    assert grid.move_selection_to(1)
+    assert stacked_session.labels[[0, 1, 2, 3]].tolist() == [1, 1, 1, 1]  # the hidden copies went with it
+    grid.undo_stack.undo()
+    assert stacked_session.labels[[0, 1, 2, 3]].tolist() == [0, 0, 0, 0]
+    grid.set_stack_expanded(3, True)  # open: what is selected is what moves
+    qtbot.mouseClick(grid.viewport(), LEFT, NO_MOD, grid.cell_rect(3).center())
+    assert grid.acted_on_indices() == [3]
+    assert grid.move_selection_to(1)
+    assert stacked_session.labels[[0, 1, 2, 3]].tolist() == [0, 0, 0, 1]
