@@ -134,7 +134,9 @@ class PipelineResult:
     @property
     def skipped(self) -> list:
         """Every file not used, with its reason: unreadable at scan time or at decode time."""
-        return list(self.scan.skipped) + list(self.features.failed)
+        # A result rebuilt without its scan or features (a test, an opened record) skipped nothing known.
+        scanned = list(self.scan.skipped) if self.scan is not None else []
+        return scanned + (list(self.features.failed) if self.features is not None else [])
 
     @property
     def images_per_second(self) -> float:
