@@ -714,10 +714,16 @@ def has_torchvision() -> bool:
     return True
 
 
+def torchvision_missing_reason(what: str) -> str:
+    """Why ``what`` cannot run here, in words for a person; '' when torchvision imports."""
+    return "" if has_torchvision() else f"{what} {TORCHVISION_MISSING} (pip install torchvision)"
+
+
 def require_torchvision(what: str) -> None:
     """Raise :class:`WeightsUnavailableError` naming ``what`` when torchvision is missing."""
-    if not has_torchvision():
-        raise WeightsUnavailableError(f"{what} {TORCHVISION_MISSING} (pip install torchvision)")
+    reason = torchvision_missing_reason(what)
+    if reason:
+        raise WeightsUnavailableError(reason)
 
 
 def has_timm() -> bool:

@@ -130,9 +130,9 @@ def missing_requirement() -> str:
     The CPU desktop bundle may be built without torchvision (packaging/README.md): the registry lists both
     methods with this reason instead of failing on the first batch.
     """
-    from ...features.backbones import TORCHVISION_MISSING, has_torchvision
+    from ...features.backbones import torchvision_missing_reason
 
-    return "" if has_torchvision() else f"fine-tuning the CNN {TORCHVISION_MISSING} (pip install torchvision)"
+    return torchvision_missing_reason("fine-tuning the CNN")
 
 
 def _transforms() -> Any:
