@@ -216,3 +216,26 @@ def test_features_smoke_scores_backbones_and_post_processing(tmp_path, shared_da
     assert {"efficientnet_lite0 + flip averaging", "efficientnet_lite0 + GeM p=3"} <= set(post)
     assert report["chosen"] in rows
     assert list((env_cache / "featbench").glob("coil20-*.npz"))  # the re-run cache
+
+
+def test_curation_references_read_the_oracle_and_the_supervised_ceiling():
+    from benchmarks.curation import nmi, perfect_follow, simulate_corrections, supervised_ceiling
+    from imgcluster_gui.core.session import ClusterSession
+
+    rng = np.random.default_rng(0)
+    truth = np.repeat(np.array(["a", "b", "c"]), 20)
+    X = rng.normal(size=(60, 8)).astype(np.float32) + 6.0 * np.eye(8, dtype=np.float32)[np.repeat([0, 1, 2], 20)]
+    automatic = np.repeat([0, 1], 30)  # class b split across both clusters, c hidden inside cluster 1
+    session = ClusterSession([f"{i}.png" for i in range(60)], automatic.copy(), features=X)
+    simulate_corrections(session, X, truth, per_cluster=1)
+    constraints = session.constraints()
+    oracle = perfect_follow(automatic, session.labels, constraints, truth)
+    # Every class-mate of a moved image that was still in its source cluster went where the image went.
+    for image, target in zip(constraints.anchors, constraints.anchor_labels):
+        mates = (automatic == automatic[image]) & (truth == truth[image])
+        assert np.all(oracle[mates] == target)
+    assert nmi(truth, oracle) > nmi(truth, session.labels)
+    # Separable blobs: a classifier trained on the true labels gets (almost) all of them.
+    assert supervised_ceiling(X, truth) > 0.95
+    shuffled = rng.permutation(truth)
+    assert supervised_ceiling(X, shuffled) < 0.3
