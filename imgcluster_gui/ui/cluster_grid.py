@@ -64,6 +64,7 @@ from ..core.duplicates import (
     duplicate_pairs,
 )
 from ..core.photo_meta import instants, meta_of
+from ..core.review import misplacement_scores
 from ..core.session import UNASSIGNED, ClusterSession, SessionEvent
 from .cluster_model import (
     MIME_TYPE,
@@ -211,6 +212,11 @@ class ClusterGridWidget(QAbstractScrollArea):
         self._similar: Optional[QWidget] = None  # the open "More like this" dialog
         self._names: Optional[np.ndarray] = None  # lower-cased file names, for the name sort
         self._times: Optional[np.ndarray] = None  # capture instants, for the time sort
+        # ---- the "likely misplaced first" sort: the features' neighbour graph (once per session; cached on disk
+        # by core/graph.py, so usually the run's own) and the scores of the labels they were computed for
+        self._review_graph: Any = None
+        self._misplaced: Optional[np.ndarray] = None
+        self._misplaced_for: Optional[np.ndarray] = None
         self._path_index: dict[str, int] = {}
         # ---- layout (see _relayout)
         self._tops = np.zeros(1, dtype=np.int64)  # block tops, and the total height last
@@ -267,6 +273,7 @@ class ClusterGridWidget(QAbstractScrollArea):
         self._path_index = {} if session is None else {p: i for i, p in enumerate(session.paths)}
         self._names = None
         self._times = None
+        self._review_graph = self._misplaced = self._misplaced_for = None
         self.cell_painter.set_photo_meta(
             None if session is None else session.paths, getattr(session, "photo_meta", None)
         )
@@ -319,7 +326,28 @@ class ClusterGridWidget(QAbstractScrollArea):
         if mode == "time" and self._times is None and session is not None:
             self._times = instants(getattr(session, "photo_meta", None))  # None without capture dates: the folder order
         features = session.features if session is not None else None
-        return sort_members(indices, mode, names=self._names, features=features, times=self._times)
+        misplaced = self._misplacement() if mode == "misplaced" else None
+        return sort_members(indices, mode, names=self._names, features=features, times=self._times, misplaced=misplaced)
+
+    def _misplacement(self) -> Optional[np.ndarray]:
+        """``core.review.misplacement_scores`` of the session's labels now (None: no features, or not comparable)."""
+        session = self._session
+        if session is None or session.features is None or len(session) < 2:
+            return None
+        labels = session.labels
+        if self._misplaced is not None and np.array_equal(self._misplaced_for, labels):
+            return self._misplaced
+        if self._review_graph is None:
+            from ..core.graph import build_knn_graph
+
+            try:
+                self._review_graph = build_knn_graph(session.features, n_neighbors=15, metric="cosine")
+            except ValueError as exc:  # features that cannot be compared (NaN): outliers first, and why
+                self.statusMessage.emit(f"Likely misplaced images cannot be found ({exc}): outliers first instead")
+                return None
+        self._misplaced = misplacement_scores(self._review_graph, labels)
+        self._misplaced_for = labels.copy()
+        return self._misplaced
 
     def _on_session_event(self, event: SessionEvent) -> None:
         if self._session is None:
@@ -745,10 +773,13 @@ class ClusterGridWidget(QAbstractScrollArea):
         return self._sort_mode
 
     def set_sort_mode(self, mode: str) -> None:
-        """Order inside clusters: ``"index"`` (folder order), ``"name"``, ``"distance"`` or ``"distance_desc"``.
+        """Order inside clusters: ``"index"`` (folder order), ``"name"``, ``"distance"``, ``"distance_desc"``,
+        ``"misplaced"`` or ``"time"``.
 
         The distance is to the cluster's centre in ``session.features`` (``"distance"``: outliers
-        last; ``"distance_desc"``: outliers first, to review them).  The labels are untouched.
+        last; ``"distance_desc"``: outliers first, to review them).  ``"misplaced"``: the images whose
+        neighbours are mostly in other clusters first (``core/review.py``); a cluster that changes is
+        re-sorted, the others keep their order while a person works.  The labels are untouched.
         """
         if mode not in SORT_MODES:
             raise ValueError(f"unknown sort mode {mode!r} (expected one of {', '.join(SORT_MODES)})")

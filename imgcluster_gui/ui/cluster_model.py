@@ -67,7 +67,7 @@ def label_changes(shown: np.ndarray, labels: np.ndarray) -> dict[int, tuple[np.n
 
 
 #: How the grid orders the images inside a cluster (a view choice: the labels are untouched).
-SORT_MODES = ("index", "name", "distance", "distance_desc", "time")
+SORT_MODES = ("index", "name", "distance", "distance_desc", "misplaced", "time")
 
 
 def sort_members(
@@ -76,6 +76,7 @@ def sort_members(
     names: Optional[np.ndarray] = None,
     features: Optional[np.ndarray] = None,
     times: Optional[np.ndarray] = None,
+    misplaced: Optional[np.ndarray] = None,
 ) -> np.ndarray:
     """A cluster's image indices in display order.
 
@@ -83,18 +84,22 @@ def sort_members(
     ----------
     indices : ndarray of int
         The cluster's global image indices (any order).
-    mode : {"index", "name", "distance", "distance_desc", "time"}
+    mode : {"index", "name", "distance", "distance_desc", "misplaced", "time"}
         ``"index"``: the folder order (ascending index); ``"name"``: by file name (case-insensitive,
         ties by index); ``"distance"``: by distance to the cluster's centre in ``features``, outliers
-        last; ``"distance_desc"``: outliers first (to review them); ``"time"``: by capture time, oldest
-        first, images without a date last (in folder order).  Without ``names`` / ``features`` /
-        ``times`` the folder order is used.
+        last; ``"distance_desc"``: outliers first (to review them); ``"misplaced"``: the likely
+        misplaced first (``core/review.py``: most neighbours in other clusters; outliers first among
+        equals); ``"time"``: by capture time, oldest first, images without a date last (in folder
+        order).  Without ``names`` / ``features`` / ``times`` / ``misplaced`` the folder order is used
+        (``"misplaced"`` without scores: outliers first).
     names : ndarray of str, optional
         Lower-cased file name of every image of the session.
     features : ndarray of shape (n_images, n_features), optional
         The session's features.
     times : ndarray of shape (n_images,), optional
         Capture instant of every image (``core.photo_meta.instants``), NaN = unknown.
+    misplaced : ndarray of shape (n_images,), optional
+        ``core.review.misplacement_scores`` of every image.
 
     Returns
     -------
@@ -114,6 +119,12 @@ def sort_members(
             return ordered
         # NaN sorts last in numpy's argsort: the undated images follow, in folder order (stable).
         return ordered[np.argsort(np.asarray(times, dtype=np.float64)[ordered], kind="stable")]
+    if mode == "misplaced":
+        if misplaced is not None:
+            from ..core.review import review_order
+
+            return review_order(ordered, misplaced, features)
+        mode = "distance_desc"
     if features is None:
         return ordered
     rows = np.asarray(features[ordered], dtype=np.float64)

@@ -30,6 +30,7 @@ SORT_MODES = (
     ("name", "By &name"),
     ("distance", "By distance to the &centre (outliers last)"),
     ("distance_desc", "&Outliers first (to review)"),
+    ("misplaced", "Likely &misplaced first (to review)"),
     ("time", "By capture &time (oldest first)"),
 )
 # Which image of a stack of near-duplicates is shown and kept (core/duplicates.py).

@@ -106,3 +106,27 @@ def test_cancel_stops_a_finetune_and_applies_nothing(window, merged, qtbot):
     assert np.array_equal(merged.labels, before)
     assert window.undo_action.text() == undo_text  # no fine-tune edit pushed
     assert not window.cancel_action.isEnabled()
+
+
+def test_likely_misplaced_first_shows_the_stray_image_first_and_follows_a_fix(window, session):
+    """View > Sort images > Likely misplaced first: an image among another group's look-alikes heads its cluster."""
+    stray = 2 * PER_CLUSTER  # a group-2 image left in cluster 0 (its features stay group 2's)
+    labels = session.labels.copy()
+    labels[stray] = 0
+    wrong = ClusterSession(session.paths, labels, features=session.features, root=session.root)
+    window.show_session(wrong)
+    grid = window.grid
+    outliers_first = window.view_controls.sort_actions["distance_desc"]
+    misplaced_first = window.view_controls.sort_actions["misplaced"]
+    assert "misplaced" in misplaced_first.text().replace("&", "").lower()
+    misplaced_first.trigger()
+    assert grid.sort_mode() == "misplaced" and window.view_controls.state()["sort"] == "misplaced"
+    assert grid.indices_of(0)[0] == stray
+    # Fixed by hand: the image leaves cluster 0, and cluster 2 (which it joined) is re-sorted with it in place.
+    assert grid.move_indices([stray], 2)
+    assert stray not in grid.indices_of(0) and stray in grid.indices_of(2)
+    assert grid.indices_of(2)[0] != stray  # among its own kind, it is no longer the likely misplaced one
+    outliers_first.trigger()
+    assert grid.sort_mode() == "distance_desc"
+    window.undo_action.trigger()
+    assert grid.indices_of(0)[0] == stray  # outliers first: the stray is also the farthest from cluster 0's centre
