@@ -88,7 +88,9 @@ def simulate_corrections(
     if order == "misplaced":
         from imgcluster_gui.core.review import misplacement_scores
 
-        scores = misplacement_scores(graph, labels)
+        from imgcluster_gui.core.clustering.community import DEFAULT_NEIGHBOURS
+
+        scores = misplacement_scores(graph, labels, n_neighbors=DEFAULT_NEIGHBOURS)  # the grid's: the run's graph
     majority: dict[int, str] = {}
     for cluster in clusters:
         classes, counts = np.unique(truth[labels == cluster], return_counts=True)

@@ -20,7 +20,9 @@ from typing import Any, Optional
 import numpy as np
 
 
-def misplacement_scores(graph: Any, labels: np.ndarray, weighting: str = "fuzzy") -> np.ndarray:
+def misplacement_scores(
+    graph: Any, labels: np.ndarray, weighting: str = "fuzzy", n_neighbors: Optional[int] = None
+) -> np.ndarray:
     """The share of each image's neighbour weight that lies in another cluster.
 
     Parameters
@@ -31,6 +33,8 @@ def misplacement_scores(graph: Any, labels: np.ndarray, weighting: str = "fuzzy"
         The clusters now (``-1``, Unassigned, counts as one more group here).
     weighting : str
         Edge weights (:meth:`KnnGraph.adjacency`); ``'fuzzy'`` as the default Leiden.
+    n_neighbors : int, optional
+        Use each image's nearest ``n_neighbors`` only (default: all the graph holds).
 
     Returns
     -------
@@ -38,7 +42,7 @@ def misplacement_scores(graph: Any, labels: np.ndarray, weighting: str = "fuzzy"
         0: every neighbour is in the image's cluster; 1: none is (also an image with no neighbour).
     """
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    adjacency = graph.adjacency(weighting=weighting).tocsr()
+    adjacency = graph.adjacency(weighting=weighting, n_neighbors=n_neighbors).tocsr()
     if adjacency.shape[0] != labels.size:
         raise ValueError(f"a graph of {adjacency.shape[0]} images for {labels.size} labels")
     rows = np.repeat(np.arange(labels.size), np.diff(adjacency.indptr))

@@ -63,6 +63,7 @@ from ..core.duplicates import (
     best_of_group,
     duplicate_pairs,
 )
+from ..core.clustering.community import DEFAULT_NEIGHBOURS as LEIDEN_NEIGHBOURS
 from ..core.photo_meta import instants, meta_of
 from ..core.review import misplacement_scores
 from ..core.session import UNASSIGNED, ClusterSession, SessionEvent
@@ -341,7 +342,8 @@ class ClusterGridWidget(QAbstractScrollArea):
             from ..core.graph import build_knn_graph
 
             try:
-                self._review_graph = build_knn_graph(session.features, n_neighbors=15, metric="cosine")
+                # The default Leiden's neighbours: the run's own graph, from the cache.
+                self._review_graph = build_knn_graph(session.features, n_neighbors=LEIDEN_NEIGHBOURS, metric="cosine")
             except ValueError as exc:  # features that cannot be compared (NaN): outliers first, and why
                 self.statusMessage.emit(f"Likely misplaced images cannot be found ({exc}): outliers first instead")
                 return None
