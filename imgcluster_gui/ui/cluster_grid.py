@@ -719,14 +719,16 @@ class ClusterGridWidget(QAbstractScrollArea):
         if self._similar is not None:
             self._similar.close()
         dialog = SimilarDialog(session, int(image), self.loader, self)
-        dialog.selectRequested.connect(self._select_from_similar)
+        dialog.selectRequested.connect(self.reveal_and_select)
         dialog.finished.connect(lambda _r, d=dialog: setattr(self, "_similar", None) if self._similar is d else None)
         self._similar = dialog
         dialog.show()
         return dialog
 
-    def _select_from_similar(self, indices: list) -> None:
-        if not indices:
+    def reveal_and_select(self, indices: list) -> None:
+        """Select ``indices`` as a user's selection (announced), opening the stacks and clusters that hide them."""
+        indices = [int(i) for i in indices]
+        if not indices or self._session is None:
             return
         self.scroll_to_index(int(indices[0]))  # opens a closed stack or cluster holding it
         for index in indices:

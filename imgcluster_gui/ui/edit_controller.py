@@ -224,7 +224,12 @@ class EditController(QObject):
             return False
         self.undo_stack().push(command)
         kept = constraints.anchors.size
-        self.statusMessage.emit(f"{command.text()}, {kept} corrected image(s) kept (Ctrl+Z goes back).")
+        # What changed is what a person wants to check next: it becomes the selection.
+        self._grid.reveal_and_select(command.edit.indices.tolist())
+        self.statusMessage.emit(
+            f"{command.text()}, {kept} corrected image(s) kept; the images that changed group are selected "
+            "(Ctrl+Z goes back)."
+        )
         self._log.info(f"{command.text()}: {constraints.anchors.size} image(s) placed by hand stayed where they are.")
         return True
 
@@ -265,9 +270,14 @@ class EditController(QObject):
                 return
             edit = recluster_edit(labels, outcome.labels, f"{RECLUSTER_PREFIX}my corrections (fine-tuned)")
             command = ReclusterCommand(session, edit)
-            if not edit.is_noop:
+            if edit.is_noop:
+                self.statusMessage.emit(f"{command.text()}.")
+            else:
                 self.undo_stack().push(command)
-            self.statusMessage.emit(f"{command.text()} (Ctrl+Z goes back).")
+                self._grid.reveal_and_select(edit.indices.tolist())
+                self.statusMessage.emit(
+                    f"{command.text()}; the images that changed group are selected (Ctrl+Z goes back)."
+                )
             self._log.info(f"Fine-tuned a projection head on {constraints.anchors.size} corrected image(s).")
 
         job = BackgroundJob(train, title="Fine-tuning failed", parent=self)

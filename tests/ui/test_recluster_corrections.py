@@ -64,6 +64,10 @@ def test_recluster_with_my_corrections_keeps_them_and_undo_restores(window, merg
     assert (merged.labels[group_two] == new).all()  # and the rest of their group followed them
     assert (merged.labels[PER_CLUSTER : 2 * PER_CLUSTER] == 1).all()
     assert "Re-cluster with my corrections" in window.undo_action.text()
+    # What changed group is selected, for the person to check (and the selection is announced to the other views).
+    changed = np.flatnonzero(merged.labels != before)
+    assert changed.size and sorted(window.grid.selected_indices()) == changed.tolist()
+    assert "changed group are selected" in window.status_label.text()
     window.undo_action.trigger()
     assert np.array_equal(merged.labels, before)
 
@@ -84,6 +88,7 @@ def test_finetune_runs_in_the_background_and_is_one_undoable_edit(window, merged
         pass
     assert (merged.labels[group_two] == new).all()
     assert "fine-tuned" in window.undo_action.text()
+    assert sorted(window.grid.selected_indices()) == np.flatnonzero(merged.labels != before).tolist()
     window.undo_action.trigger()
     assert np.array_equal(merged.labels, before)
 
