@@ -86,9 +86,8 @@ def simulate_corrections(
     clusters = [int(c) for c in np.unique(labels) if c >= 0]
     scores = None
     if order == "misplaced":
-        from imgcluster_gui.core.review import misplacement_scores
-
         from imgcluster_gui.core.clustering.community import DEFAULT_NEIGHBOURS
+        from imgcluster_gui.core.review import misplacement_scores
 
         scores = misplacement_scores(graph, labels, n_neighbors=DEFAULT_NEIGHBOURS)  # the grid's: the run's graph
     majority: dict[int, str] = {}

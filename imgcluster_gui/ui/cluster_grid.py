@@ -55,6 +55,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QAbstractScrollArea, QApplication, QFrame, QInputDialog, QMenu, QToolTip, QWidget
 
+from ..core.clustering.community import DEFAULT_NEIGHBOURS as LEIDEN_NEIGHBOURS
 from ..core.duplicates import (
     BEST_CRITERIA,
     DEFAULT_THRESHOLD,
@@ -63,7 +64,6 @@ from ..core.duplicates import (
     best_of_group,
     duplicate_pairs,
 )
-from ..core.clustering.community import DEFAULT_NEIGHBOURS as LEIDEN_NEIGHBOURS
 from ..core.photo_meta import instants, meta_of
 from ..core.review import misplacement_scores
 from ..core.session import UNASSIGNED, ClusterSession, SessionEvent
