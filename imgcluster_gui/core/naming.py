@@ -488,8 +488,39 @@ def check_top_classes(classes: Any, probs: Any, n: int) -> Optional[tuple[np.nda
 def suggestions_by_id(
     labels: np.ndarray, top: Optional[tuple[np.ndarray, np.ndarray]], thresholds: Optional[NamingThresholds] = None
 ) -> Mapping[int, SuggestedName]:
-    """:func:`suggest_cluster_names` of a session's stored top classes (empty without them)."""
+    """:func:`suggest_cluster_names` of a session's stored top classes (empty without them), names made unique.
+
+    Two clusters of the same kind (two of bags) would show, and export, the same name: the largest keeps
+    it and the others get ``"bag 2"``, ``"bag 3"``, ... by size (ties by id). ``"mixed"`` is never numbered.
+    """
     if top is None:
         return {}
     classes, probs = top
-    return suggest_cluster_names(probs, labels, classes=classes, thresholds=thresholds)
+    names = suggest_cluster_names(probs, labels, classes=classes, thresholds=thresholds)
+    return number_repeated_names(names, labels)
+
+
+def number_repeated_names(names: Mapping[int, SuggestedName], labels: np.ndarray) -> dict[int, SuggestedName]:
+    """``names`` with every repeated text but the largest cluster's numbered (``"bag 2"``); see above."""
+    from dataclasses import replace
+
+    ids, sizes = np.unique(np.asarray(labels, dtype=np.int64), return_counts=True)
+    size_of = dict(zip(ids.tolist(), sizes.tolist()))
+    by_text: dict[str, list[int]] = {}
+    for cluster, name in names.items():
+        if not name.is_mixed:
+            by_text.setdefault(name.text, []).append(int(cluster))
+    out = dict(names)
+    for text, clusters in by_text.items():
+        if len(clusters) < 2:
+            continue
+        taken = set(by_text)
+        ordered = sorted(clusters, key=lambda c: (-size_of.get(c, 0), c))
+        number = 2
+        for cluster in ordered[1:]:
+            while f"{text} {number}" in taken:  # never collide with another cluster's own name
+                number += 1
+            out[cluster] = replace(names[cluster], text=f"{text} {number}")
+            taken.add(f"{text} {number}")
+            number += 1
+    return out

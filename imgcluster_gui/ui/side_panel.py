@@ -73,9 +73,10 @@ def _default_config_value(name: str) -> Any:
 
 def _backbone_text(spec: Any) -> str:
     """A backbone's list entry, honest about where its weights come from now."""
+    base = str(spec.display_name).split(" (")[0]  # drop a static "(offline, ImageNet)": the group header says it
     if spec.offline:
-        return str(spec.display_name)
-    base = str(spec.display_name).split(" (")[0]  # drop a static "(offline, ImageNet)": it is not, here
+        # The narrow list elides on the right: "(offline, ImageNet)" made the three Lite entries read alike.
+        return base if "offline" in str(spec.display_name) else str(spec.display_name)
     if not getattr(spec, "usable", True):  # its library is missing: no download or weights file helps
         return f"{base} ({spec.availability})"
     if spec.family == "efficientnet_lite":
@@ -432,7 +433,9 @@ class SidePanel(QWidget):
         self.backbone_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.backbone_list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self._check_default_backbone()
-        form.addRow("Backbones", self.backbone_list)
+        # The list gets the box's whole width (its label above it): the names are long and the panel narrow.
+        form.addRow(QLabel("Backbones"))
+        form.addRow(self.backbone_list)
         hint, hint_details = backbone_hint(self._backbones)
         self.backbone_hint = QLabel(hint)
         self.backbone_hint.setObjectName("backbone_hint")

@@ -258,3 +258,22 @@ def test_bad_class_arrays_are_refused(tmp_path):
         ClusterSession(["a.png"], [0], imagenet_top_classes=np.array([[1000]]), imagenet_top_probs=np.array([[1.0]]))
     with pytest.raises(ValueError):
         ClusterSession(["a.png"], [0], imagenet_top_classes=np.zeros((2, 5)), imagenet_top_probs=np.zeros((2, 5)))
+
+
+def test_two_clusters_of_the_same_kind_get_numbered_names_the_largest_plain(tmp_path):
+    # Clusters 0 (2 images) and 1 (3 images) are both tench, 2 is golden retriever, 3 is mixed, as is 4.
+    labels = np.array([0, 0, 1, 1, 1, 2, 2, 3, 3, 4, 4])
+    P = _probabilities(
+        [{TENCH: 0.9}] * 5 + [{GOLDEN: 0.9}] * 2 + [{600: 0.05}, {700: 0.05}] + [{610: 0.05}, {710: 0.05}]
+    )
+    classes, probs = top_k_probabilities(P, naming.TOP_K)
+    paths = [str(tmp_path / f"{i}.png") for i in range(len(labels))]
+    session = ClusterSession(paths, labels, imagenet_top_classes=classes, imagenet_top_probs=probs, root=str(tmp_path))
+    assert session.shown_names() == {0: "tench 2", 1: "tench", 2: "golden retriever", 3: "Cluster 3", 4: "Cluster 4"}
+    assert session.suggested_name(0).kind == "class"  # numbered, still the same suggestion
+    session.move([5, 6], 1)  # cluster 2 joins the bigger tench cluster: no longer two of a kind
+    assert session.name_of(0) == "tench"
+    # A number another cluster's own name already holds is skipped.
+    names = {c: suggest_cluster_names(P, labels)[c] for c in (0, 1, 2)}
+    names[2] = naming.SuggestedName("tench 2", 0.9, (("tench", 0.9),), "class")
+    assert naming.number_repeated_names(names, labels)[0].text == "tench 3"
