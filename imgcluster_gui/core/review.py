@@ -41,8 +41,13 @@ def misplacement_scores(
     ndarray of float64, shape (n_images,)
         0: every neighbour is in the image's cluster; 1: none is (also an image with no neighbour).
     """
+    return share_outside(graph.adjacency(weighting=weighting, n_neighbors=n_neighbors), labels)
+
+
+def share_outside(adjacency: Any, labels: np.ndarray) -> np.ndarray:
+    """:func:`misplacement_scores` from the graph's symmetric weight matrix (``KnnGraph.adjacency``)."""
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    adjacency = graph.adjacency(weighting=weighting, n_neighbors=n_neighbors).tocsr()
+    adjacency = adjacency.tocsr()
     if adjacency.shape[0] != labels.size:
         raise ValueError(f"a graph of {adjacency.shape[0]} images for {labels.size} labels")
     rows = np.repeat(np.arange(labels.size), np.diff(adjacency.indptr))

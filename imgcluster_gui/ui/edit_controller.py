@@ -113,7 +113,7 @@ class EditController(QObject):
     """
 
     statusMessage = Signal(str)
-    #: A fine-tune on the corrections started (True) or ended (False): the window's Cancel follows it.
+    #: A re-cluster or fine-tune on the corrections started (True) or ended (False): the window's Cancel follows it.
     finetuneRunningChanged = Signal(bool)
 
     def __init__(
@@ -132,7 +132,7 @@ class EditController(QObject):
         self._log = log_panel
         self._shown_session = shown_session
         self._ask_keep_hand_placed = ask_keep_hand_placed
-        self.finetune_job: Any = None  # the running fine-tune (BackgroundJob), if any
+        self.corrections_job: Any = None  # the running re-cluster or fine-tune (BackgroundJob), if any
 
     def undo_stack(self) -> QUndoStack:
         """Where the next command goes: the shown run's stack."""
@@ -210,42 +210,46 @@ class EditController(QObject):
             return None
         return constraints
 
-    def recluster_with_corrections(self, method: str = "propagation") -> bool:
-        """Re-assign every image not placed by hand, keeping the corrections (one undoable edit); True if changed."""
-        from .commands import ReclusterCommand
+    def recluster_with_corrections(self, method: str = "propagation") -> Any:
+        """Re-assign every image not placed by hand, keeping the corrections, on a background thread.
+
+        Returns the started :class:`~imgcluster_gui.ui.worker.BackgroundJob` (None when there is nothing
+        to keep, or a job on the corrections is running). Its result is one undoable edit, applied only if
+        the labels did not change meanwhile; the images it moved are then selected. Cancel with
+        :meth:`cancel_corrections_job`.
+        """
+        from ..core.constraints import RECLUSTER_TEXT, recluster, recluster_edit
 
         constraints = self._corrections()
-        if constraints is None:
-            return False
+        if constraints is None or not self._idle_for("Re-clustering"):
+            return None
         session = self._shown_session()
-        command = ReclusterCommand(session, session.plan_recluster(method=method))
-        if command.edit.is_noop:
-            self.statusMessage.emit("Re-clustering with the corrections changed nothing.")
-            return False
-        self.undo_stack().push(command)
-        kept = constraints.anchors.size
-        # What changed is what a person wants to check next: it becomes the selection.
-        self._grid.reveal_and_select(command.edit.indices.tolist())
-        self.statusMessage.emit(
-            f"{command.text()}, {kept} corrected image(s) kept; the images that changed group are selected "
-            "(Ctrl+Z goes back)."
-        )
-        self._log.info(f"{command.text()}: {constraints.anchors.size} image(s) placed by hand stayed where they are.")
-        return True
+        features, labels = session.features, session.labels.copy()
+
+        def work(progress: Any) -> Any:
+            return recluster(features, labels, constraints, method=method, progress=progress)
+
+        def done(new_labels: Any) -> None:
+            edit = recluster_edit(labels, new_labels, RECLUSTER_TEXT)
+            if edit.is_noop:
+                self.statusMessage.emit("Re-clustering with the corrections changed nothing.")
+                return
+            self._apply_correction_result(session, labels, edit, constraints.anchors.size)
+
+        return self._start_corrections_job(work, done, "Re-clustering with the corrections", "Re-clustering")
 
     def finetune_with_corrections(self, loss: str = "cross_entropy") -> Any:
         """Train a projection head on the corrections (background thread), then re-cluster in its space.
 
         Returns the started :class:`~imgcluster_gui.ui.worker.BackgroundJob` (None when there is nothing
         to learn from); its result is pushed as one undoable edit unless the labels changed meanwhile.
-        Cancel with :meth:`cancel_finetune`.
+        Cancel with :meth:`cancel_corrections_job`.
         """
         from ..core.constraints import RECLUSTER_PREFIX, recluster_edit
         from ..core.finetune import finetune_and_recluster
-        from .worker import BackgroundJob
 
         constraints = self._corrections()
-        if constraints is None or self.finetune_job is not None:
+        if constraints is None or not self._idle_for("Fine-tuning"):
             return None
         session = self._shown_session()
         if not constraints.enough_to_train():
@@ -257,45 +261,67 @@ class EditController(QObject):
             return finetune_and_recluster(features, labels, constraints, loss=loss, progress=progress)
 
         def done(outcome: Any) -> None:
-            from .commands import ReclusterCommand
-
-            if job.cancel_requested:  # Cancel pressed as the training ended: the person said no
-                self.statusMessage.emit("Fine-tuning cancelled.")
-                return
             if outcome.labels is None:
                 self.statusMessage.emit(outcome.reason)
                 return
-            if self._shown_session() is not session or not (session.labels == labels).all():
-                self.statusMessage.emit("The clusters changed while the head trained: nothing applied.")
-                return
             edit = recluster_edit(labels, outcome.labels, f"{RECLUSTER_PREFIX}my corrections (fine-tuned)")
-            command = ReclusterCommand(session, edit)
             if edit.is_noop:
-                self.statusMessage.emit(f"{command.text()}.")
-            else:
-                self.undo_stack().push(command)
-                self._grid.reveal_and_select(edit.indices.tolist())
-                self.statusMessage.emit(
-                    f"{command.text()}; the images that changed group are selected (Ctrl+Z goes back)."
-                )
+                self.statusMessage.emit("Fine-tuning and re-clustering changed nothing.")
+                return
+            self._apply_correction_result(session, labels, edit, constraints.anchors.size)
             self._log.info(f"Fine-tuned a projection head on {constraints.anchors.size} corrected image(s).")
 
-        job = BackgroundJob(train, title="Fine-tuning failed", parent=self)
-        job.progressed.connect(lambda info: self.statusMessage.emit(f"Fine-tuning… {int(info.fraction * 100)} %"))
-        job.succeeded.connect(done)
-        job.failed.connect(lambda failure: self.statusMessage.emit(f"Fine-tuning failed: {failure}"))
-        job.cancelled.connect(lambda: self.statusMessage.emit("Fine-tuning cancelled."))
-        job.finished.connect(self._forget_finetune_job)
-        self.finetune_job = job
+        return self._start_corrections_job(train, done, "Fine-tuning", "Fine-tuning")
+
+    def cancel_corrections_job(self) -> None:
+        """Stop the running re-cluster or fine-tune (nothing of it is applied)."""
+        if self.corrections_job is not None:
+            self.corrections_job.cancel()
+
+    def _idle_for(self, what: str) -> bool:
+        if self.corrections_job is None:
+            return True
+        self.statusMessage.emit(f"{what} waits: the last job on the corrections is still running (Esc cancels it).")
+        return False
+
+    def _start_corrections_job(self, work: Any, done: Callable[[Any], None], doing: str, noun: str) -> Any:
+        """Run ``work`` on a :class:`BackgroundJob` with progress in the status bar; ``done(result)`` on success."""
+        from .worker import BackgroundJob
+
+        def succeeded(result: Any) -> None:
+            if job.cancel_requested:  # Cancel pressed as the work ended: the person said no
+                self.statusMessage.emit(f"{noun} cancelled.")
+                return
+            done(result)
+
+        job = BackgroundJob(work, title=f"{noun} failed", parent=self)
+        job.progressed.connect(lambda info: self.statusMessage.emit(f"{doing}… {int(info.fraction * 100)} %"))
+        job.succeeded.connect(succeeded)
+        job.failed.connect(lambda failure: self.statusMessage.emit(f"{noun} failed: {failure}"))
+        job.cancelled.connect(lambda: self.statusMessage.emit(f"{noun} cancelled."))
+        job.finished.connect(self._forget_corrections_job)
+        self.corrections_job = job
         job.start()
         self.finetuneRunningChanged.emit(True)
         return job
 
-    def cancel_finetune(self) -> None:
-        """Stop the fine-tuning job (nothing is applied)."""
-        if self.finetune_job is not None:
-            self.finetune_job.cancel()
+    def _apply_correction_result(self, session: Any, labels: Any, edit: Any, kept: int) -> None:
+        """Push ``edit`` (planned from ``labels``) as one undoable edit, if ``session`` is still shown unchanged."""
+        from .commands import ReclusterCommand
 
-    def _forget_finetune_job(self) -> None:
-        self.finetune_job = None
+        if self._shown_session() is not session or not (session.labels == labels).all():
+            self.statusMessage.emit("The clusters changed while it ran: nothing applied (run it again).")
+            return
+        command = ReclusterCommand(session, edit)
+        self.undo_stack().push(command)
+        # What changed is what a person wants to check next: it becomes the selection.
+        self._grid.reveal_and_select(edit.indices.tolist())
+        self.statusMessage.emit(
+            f"{command.text()}, {kept} corrected image(s) kept; the images that changed group are selected "
+            "(Ctrl+Z goes back)."
+        )
+        self._log.info(f"{command.text()}: {kept} image(s) placed by hand stayed where they are.")
+
+    def _forget_corrections_job(self) -> None:
+        self.corrections_job = None
         self.finetuneRunningChanged.emit(False)

@@ -408,7 +408,7 @@ class MainWindow(QMainWindow):
         running = self.is_running()
         has_session = self.session is not None
         self.run_action.setEnabled(not running)
-        self.cancel_action.setEnabled(running or self.edit_controller.finetune_job is not None)
+        self.cancel_action.setEnabled(running or self.edit_controller.corrections_job is not None)
         for action in (
             self.save_action,
             self.save_as_action,
@@ -529,9 +529,9 @@ class MainWindow(QMainWindow):
         return self.run_controller.start_run()
 
     def cancel_run(self) -> None:
-        """Esc / Cancel: stops the run, or a fine-tune on the corrections (nothing of it is applied)."""
+        """Esc / Cancel: stops the run, or a re-cluster / fine-tune on the corrections (nothing of it is applied)."""
         self.run_controller.cancel_run()
-        self.edit_controller.cancel_finetune()
+        self.edit_controller.cancel_corrections_job()
 
     def save_session(self, path: Optional[str] = None, ask: bool = False) -> bool:
         return self.session_controller.save(path, ask=ask)
@@ -645,7 +645,7 @@ class MainWindow(QMainWindow):
             self.run_controller.current_job(),
             self.export_controller.side_job(),
             self.scatter.running_job(),
-            self.edit_controller.finetune_job,
+            self.edit_controller.corrections_job,
         )
         for job in jobs:
             if job is not None:

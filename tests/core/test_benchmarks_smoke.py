@@ -239,3 +239,13 @@ def test_curation_references_read_the_oracle_and_the_supervised_ceiling():
     assert supervised_ceiling(X, truth) > 0.95
     shuffled = rng.permutation(truth)
     assert supervised_ceiling(X, shuffled) < 0.3
+
+
+def test_recluster_scale_smoke_compares_the_region_with_the_whole_graph(tmp_path):
+    proc = _run_module("benchmarks.recluster_scale", "--smoke", "--results", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert any("whole graph (baseline)" in line for line in _table_headers(proc.stdout)), proc.stdout[-2000:]
+    report = json.loads((tmp_path / "recluster_scale_smoke.json").read_text())
+    (row,) = report["rows"]
+    assert row["n"] == 2000 and row["differing"] == 0
+    assert row["region"]["seconds"] > 0 and row["whole"]["seconds"] > 0

@@ -261,3 +261,29 @@ def test_nothing_follows_an_image_picked_out_one_by_one_or_a_misfit():
     session2.move([int(misfit)], 1)
     adjacency2 = build_knn_graph(X2, n_neighbors=15, metric="cosine", cache=False).adjacency(weighting="fuzzy")
     assert np.array_equal(follow_lone_moves(X2, adjacency2, session2.labels, session2.constraints()), session2.labels)
+
+
+def test_spreading_near_the_corrections_gives_the_whole_graphs_labels_and_leaves_far_clusters_alone():
+    """The corrections' region (core/constraints.py) is what makes a big re-cluster fast; it must not change it."""
+    from imgcluster_gui.core.constraints import corrections_region
+
+    rng = np.random.default_rng(3)
+    clusters, per = 30, 40
+    truth = np.repeat(np.arange(clusters), per)
+    X = (rng.normal(size=(clusters, 16)) * 3)[truth] + rng.normal(size=(truth.size, 16))
+    labels = truth.copy()
+    strays = rng.choice(truth.size, 12, replace=False)  # a clustering's mistakes, far from any correction too
+    labels[strays] = (truth[strays] + 1) % clusters
+    session = ClusterSession([f"{i}.png" for i in range(truth.size)], labels.copy(), features=X)
+    for image in strays[:5]:
+        session.move([int(image)], int(truth[image]))
+    constraints = session.constraints()
+    graph = build_knn_graph(X, n_neighbors=10, metric="cosine", cache=False)
+    near = recluster(X, session.labels, constraints, graph=graph, n_neighbors=10)
+    whole = recluster(X, session.labels, constraints, graph=graph, n_neighbors=10, whole_graph=True)
+    np.testing.assert_array_equal(near, whole)
+    assert np.sum(near != truth) < np.sum(session.labels != truth)  # the strays nobody moved are re-assigned too
+    region = corrections_region(graph.adjacency(weighting="fuzzy"), session.labels, session.labels, constraints)
+    untouched = np.setdiff1d(np.arange(truth.size), region)
+    assert untouched.size > truth.size // 2  # most clusters were neither corrected nor unsettled
+    np.testing.assert_array_equal(near[untouched], session.labels[untouched])

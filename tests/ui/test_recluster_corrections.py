@@ -47,19 +47,25 @@ def test_confirm_from_the_context_menu_is_an_undoable_correction(window, session
     ).isEnabled()
 
 
-def test_recluster_with_my_corrections_keeps_them_and_undo_restores(window, merged):
+def test_recluster_with_my_corrections_keeps_them_and_undo_restores(window, merged, qtbot):
     window.show_session(merged)
     action = _menu_action(window, "Re-cluster with my corrections")
     assert action.isEnabled()
     action.trigger()  # no corrections yet: a message, nothing changes
     assert "No corrections yet" in window.status_label.text()
     assert window.undo_stacks.active_stack().count() == 0
+    assert window.edit_controller.corrections_job is None
 
     group_two = np.arange(2 * PER_CLUSTER, 3 * PER_CLUSTER)
     window.grid.select_indices(group_two[:3].tolist())
     new = window.edit_controller.new_cluster_from_selection("Blues")
     before = merged.labels.copy()
-    action.trigger()
+    action.trigger()  # on a background thread: the window stays usable, Esc cancels it
+    job = window.edit_controller.corrections_job
+    assert job is not None and window.cancel_action.isEnabled()
+    with qtbot.waitSignal(job.finished, timeout=60_000):
+        pass
+    assert window.edit_controller.corrections_job is None and not window.cancel_action.isEnabled()
     assert merged.labels[group_two[:3]].tolist() == [new] * 3  # the hand-placed images stayed
     assert (merged.labels[group_two] == new).all()  # and the rest of their group followed them
     assert (merged.labels[PER_CLUSTER : 2 * PER_CLUSTER] == 1).all()
@@ -75,7 +81,7 @@ def test_recluster_with_my_corrections_keeps_them_and_undo_restores(window, merg
 def test_finetune_runs_in_the_background_and_is_one_undoable_edit(window, merged, qtbot):
     window.show_session(merged)
     window.edit_controller.finetune_with_corrections()  # too few corrections: says so
-    assert window.edit_controller.finetune_job is None
+    assert window.edit_controller.corrections_job is None
     group_two = np.arange(2 * PER_CLUSTER, 3 * PER_CLUSTER)
     window.grid.select_indices(group_two[:2].tolist())
     new = window.edit_controller.new_cluster_from_selection("Blues")
@@ -111,6 +117,36 @@ def test_cancel_stops_a_finetune_and_applies_nothing(window, merged, qtbot):
     assert np.array_equal(merged.labels, before)
     assert window.undo_action.text() == undo_text  # no fine-tune edit pushed
     assert not window.cancel_action.isEnabled()
+
+
+def test_a_recluster_is_not_applied_over_edits_made_while_it_ran(window, merged, qtbot):
+    window.show_session(merged)
+    group_two = np.arange(2 * PER_CLUSTER, 3 * PER_CLUSTER)
+    window.grid.select_indices(group_two[:3].tolist())
+    window.edit_controller.new_cluster_from_selection("Blues")
+    job = window.edit_controller.recluster_with_corrections()
+    assert job is not None
+    assert window.edit_controller.recluster_with_corrections() is None  # one job on the corrections at a time
+    assert "still running" in window.status_label.text()
+    with qtbot.waitSignal(job.finished, timeout=60_000):
+        window.grid.move_indices([0], 1)  # the person keeps working meanwhile
+    after_move = merged.labels.copy()
+    assert after_move[0] == 1
+    assert "nothing applied" in window.status_label.text()
+    assert "Re-cluster" not in window.undo_action.text()  # the last edit is still the person's move
+    assert np.array_equal(merged.labels, after_move)
+
+
+def test_cancel_stops_a_recluster_and_applies_nothing(window, merged, qtbot):
+    window.show_session(merged)
+    window.grid.select_indices(list(range(2 * PER_CLUSTER, 2 * PER_CLUSTER + 3)))
+    window.edit_controller.new_cluster_from_selection("Blues")
+    before = merged.labels.copy()
+    job = window.edit_controller.recluster_with_corrections()
+    with qtbot.waitSignal(job.finished, timeout=60_000):
+        window.cancel_action.trigger()
+    assert np.array_equal(merged.labels, before)
+    assert "cancelled" in window.status_label.text().lower()
 
 
 def test_likely_misplaced_first_shows_the_stray_image_first_and_follows_a_fix(window, session):
