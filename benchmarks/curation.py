@@ -153,7 +153,9 @@ def run_dataset(name: str, X: np.ndarray, truth: np.ndarray, methods: list[str],
     started = time.perf_counter()
     automatic = np.asarray(make_estimator("leiden", random_state=0).fit(X).labels_, dtype=np.int64)
     base = nmi(truth, automatic)
-    graph = build_knn_graph(X, n_neighbors=15, metric="cosine", cache=False)
+    from imgcluster_gui.core.constraints import RECLUSTER_NEIGHBOURS
+
+    graph = build_knn_graph(X, n_neighbors=RECLUSTER_NEIGHBOURS, metric="cosine", cache=False)
     rows: list[dict[str, Any]] = []
     for m in CORRECTIONS_PER_CLUSTER:
         session = ClusterSession([f"{i}.png" for i in range(len(truth))], automatic.copy(), features=X)

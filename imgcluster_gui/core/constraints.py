@@ -36,6 +36,10 @@ import numpy as np
 from .progress import ProgressLike, ensure
 from .session.edits import RECLUSTER_PREFIX, UNASSIGNED, Edit, hand_placed
 
+#: Neighbours of the re-cluster's graph: the default Leiden's (``clustering.community.DEFAULT_NEIGHBOURS``), so
+#: the run's own graph serves from the cache; measured on the curation curve as good as 15 (within 0.01).
+RECLUSTER_NEIGHBOURS = 10
+
 #: The re-clustering methods :func:`recluster` knows, the default first.
 RECLUSTER_METHODS = ("propagation", "leiden", "copkmeans")
 
@@ -221,7 +225,7 @@ def recluster(
     labels: np.ndarray,
     constraints: Constraints,
     method: str = "propagation",
-    n_neighbors: int = 15,
+    n_neighbors: int = RECLUSTER_NEIGHBOURS,
     prior_weight: float = 1.0,
     alpha: float = 0.9,
     weighting: str = "fuzzy",
@@ -293,7 +297,11 @@ def recluster(
         if graph is None:
             from .graph import build_knn_graph
 
-            graph = build_knn_graph(X, n_neighbors=n_neighbors, metric="cosine", progress=progress.sub(0.0, 0.5))
+            # The features as given (not the unit-row copy): the same bytes as the run's Leiden saw, so its
+            # graph serves from the cache instead of a second neighbour search.
+            graph = build_knn_graph(
+                features, n_neighbors=n_neighbors, metric="cosine", progress=progress.sub(0.0, 0.5)
+            )
         adjacency = graph.adjacency(weighting=weighting, n_neighbors=min(n_neighbors, graph.n_neighbors))
         if method == "propagation":
             if follow:

@@ -287,3 +287,22 @@ def test_spreading_near_the_corrections_gives_the_whole_graphs_labels_and_leaves
     untouched = np.setdiff1d(np.arange(truth.size), region)
     assert untouched.size > truth.size // 2  # most clusters were neither corrected nor unsettled
     np.testing.assert_array_equal(near[untouched], session.labels[untouched])
+
+
+def test_a_recluster_reads_the_runs_graph_from_the_cache(monkeypatch):
+    """The default Leiden built the graph; the re-cluster (no graph given) must not search the neighbours again."""
+    from imgcluster_gui.core import graph as graph_module
+    from imgcluster_gui.core.clustering.registry import make_estimator
+
+    X, truth = gaussian_blobs(90, 3, 8, seed=4)
+    labels = np.asarray(make_estimator("leiden", random_state=0).fit(X).labels_, dtype=np.int64)  # caches its graph
+    session = ClusterSession([f"{i}.png" for i in range(len(truth))], labels.copy(), features=X)
+    session.move([0], int(labels[40]))
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("the neighbour graph was searched again")
+
+    monkeypatch.setattr(graph_module, "nearest_neighbors", no_search)
+    monkeypatch.setattr(graph_module, "_build_index", no_search)
+    new = recluster(X, session.labels, session.constraints())
+    assert new[0] == labels[40]

@@ -164,3 +164,22 @@ def test_stacks_hide_a_closed_stack_behind_its_cover_and_open_it_after_the_cover
     assert stacks.arrange(order).tolist() == [9, 0, 1, 5, 2, 7, 3, 4, 6, 8]
     assert stacks.arrange(np.array([2, 7, 1])).tolist() == [2, 7, 1]  # the cover is not in this order: unstacked
     assert duplicates.Stacks(3).arrange(np.array([2, 0])).tolist() == [2, 0]
+
+
+def test_pairs_read_the_runs_graph_from_the_cache(monkeypatch):
+    """The stacks of a shown run reuse the neighbour graph its Leiden built: no second search (a minute at 100k)."""
+    from imgcluster_gui.core import graph as graph_module
+    from imgcluster_gui.core.clustering.registry import make_estimator
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(120, 16)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)  # L2-normalised, as the pipeline's features
+    X[1] = X[0] + 1e-4
+    make_estimator("leiden", random_state=0).fit(X)  # builds and caches the 10-NN graph
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("the neighbour graph was searched again")
+
+    monkeypatch.setattr(graph_module, "_build_index", no_search)
+    groups = duplicate_pairs(X, 0.99).groups(np.zeros(120, dtype=np.int64))
+    assert [sorted(np.asarray(group).tolist()) for group in groups] == [[0, 1]]
