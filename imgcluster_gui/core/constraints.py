@@ -299,9 +299,7 @@ def recluster(
 
             # The features as given (not the unit-row copy): the same bytes as the run's Leiden saw, so its
             # graph serves from the cache instead of a second neighbour search.
-            graph = build_knn_graph(
-                features, n_neighbors=n_neighbors, metric="cosine", progress=progress.sub(0.0, 0.5)
-            )
+            graph = build_knn_graph(features, n_neighbors=n_neighbors, metric="cosine", progress=progress.sub(0.0, 0.5))
         adjacency = graph.adjacency(weighting=weighting, n_neighbors=min(n_neighbors, graph.n_neighbors))
         if method == "propagation":
             if follow:
