@@ -78,9 +78,12 @@ def main(argv=None) -> int:
         return 1
     _wait(app, lambda: not window.metrics_panel.is_refreshing(), 60)
     session = window.session
-    for cluster in session.cluster_ids():
-        if cluster >= 0:
-            session.rename(cluster, _majority_name(session, cluster))
+    used: dict[str, int] = {}
+    for cluster in sorted((c for c in session.cluster_ids() if c >= 0), key=lambda c: -session.size_of(c)):
+        name = _majority_name(session, cluster)
+        used[name] = used.get(name, 0) + 1
+        # Two clusters of one folder: "Bag" and "Bag 2", as the app's suggested names do.
+        session.rename(cluster, name if used[name] == 1 else f"{name} {used[name]}")
     window.undo_stack.clear()
 
     out = Path(args.out)
