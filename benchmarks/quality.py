@@ -238,6 +238,7 @@ class Toolkit:
     cache: Any
     default_backbone: str = "efficientnet_lite0"
     knn_graph: Any = None  # (X, n_neighbors) -> KnnGraph (the neighbour graph Leiden / FINCH read)
+    default_views: tuple[str, ...] = ("efficientnet_lite0",)  # the app's default features (the no-K section)
 
 
 def project_toolkit() -> Toolkit:
@@ -249,9 +250,9 @@ def project_toolkit() -> Toolkit:
     from imgcluster_gui.core.preprocess import preprocess_features
 
     try:
-        from imgcluster_gui.core.features.backbones import DEFAULT_BACKBONE
+        from imgcluster_gui.core.features.backbones import DEFAULT_BACKBONE, DEFAULT_BACKBONES
     except ImportError:
-        DEFAULT_BACKBONE = "efficientnet_lite0"
+        DEFAULT_BACKBONE, DEFAULT_BACKBONES = "efficientnet_lite0", ("efficientnet_lite0",)
     try:
         from imgcluster_gui.core.graph import build_knn_graph
 
@@ -276,6 +277,7 @@ def project_toolkit() -> Toolkit:
         FeatureCache(root=common.tempfile_dir() / "feature_cache"),
         DEFAULT_BACKBONE,
         knn_graph,
+        tuple(DEFAULT_BACKBONES),
     )
 
 
@@ -345,7 +347,7 @@ def no_k_dataset(kit: "Toolkit", name: str, X_raw: np.ndarray, y_true: list[str]
     true_k = len(set(y_true))
     defaults = {p.name: p.default for p in get_algorithm("leiden").params}
     graph, graph_seconds = None, 0.0
-    if kit.knn_graph is not None:  # built once, timed once, handed to Leiden and FINCH (same k: 15 for both)
+    if kit.knn_graph is not None:  # built once, timed once, handed to Leiden and FINCH (the same k for both)
         start = time.perf_counter()
         graph = kit.knn_graph(X, int(defaults.get("n_neighbors", 15)))
         graph_seconds = time.perf_counter() - start
@@ -418,6 +420,12 @@ def target_line(name: str, result: dict[str, Any]) -> str:
     )
 
 
+def _leiden_neighbours() -> int:
+    from imgcluster_gui.core.clustering.community import DEFAULT_NEIGHBOURS
+
+    return int(DEFAULT_NEIGHBOURS)
+
+
 def no_k_section(results: dict[str, dict[str, Any]], backbone: str, seeds: int) -> str:
     """Markdown of the no-K section from :func:`no_k_dataset`'s results (name -> result)."""
     rows, k_rows, target_rows = [], [], []
@@ -478,7 +486,8 @@ def no_k_section(results: dict[str, dict[str, Any]], backbone: str, seeds: int) 
     choice = max(average, key=average.get) if average else None
     text = (
         f"## No K given ({backbone} features, L2-normalised; {seeds} seed(s))\n\n"
-        "The automatic default is Leiden with the registry's defaults (fuzzy-weighted cosine 15-NN graph, "
+        "The automatic default is Leiden with the registry's defaults (fuzzy-weighted cosine "
+        f"{_leiden_neighbours()}-NN graph, "
         "modularity, resolution 1, groups under 2 images unsorted). Seconds: graph + fit (the graph is built once, "
         f"{'/'.join(sorted({str(r['graph_method']) for r in results.values()}))} search, and shared by Leiden "
         "and FINCH; the sweep fits k-means for every K of its range).\n\n"
@@ -628,8 +637,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         feature_sets: dict[str, np.ndarray] = {}
         if run_nok:
             t0 = time.perf_counter()
-            default_features = kit.features(paths, [kit.default_backbone], kit.cache)
-            dataset_result["features"][kit.default_backbone] = dict(
+            default_features = kit.features(paths, list(kit.default_views), kit.cache)
+            dataset_result["features"][" + ".join(kit.default_views)] = dict(
                 seconds=time.perf_counter() - t0, dims=int(default_features.shape[1])
             )
             no_k[name] = no_k_dataset(kit, name, default_features, labels, args.seeds)
@@ -693,7 +702,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print("\n" + sections[-1])
         _plot_nmi(classic_results, algorithms, out / ("quality_nmi_smoke.png" if args.smoke else "quality_nmi.png"))
     if no_k:
-        sections.append(no_k_section(no_k, kit.default_backbone, args.seeds))
+        sections.append(no_k_section(no_k, " + ".join(kit.default_views), args.seeds))
         print("\n" + sections[-1])
         print("\n" + "\n".join(target_line(name, result) for name, result in no_k.items()))
     # Run alone, the no-K section writes its own files, so the full run's quality.* are kept.
