@@ -793,6 +793,8 @@ class ClusterGridWidget(QAbstractScrollArea):
         if self._session is not None:
             for cluster in self._order:
                 self._set_members(cluster, self._members[cluster])
+            if mode == "misplaced" and self._misplaced is not None:
+                self.statusMessage.emit(misplaced_summary(self._misplaced, self._session.labels))
         self.viewport().update()
         if self._current is not None:
             self.scroll_to_index(self._current)
@@ -1780,3 +1782,18 @@ def unsubscriber_on_destroy(widget: Any) -> Callable[..., None]:
             holder["_unsubscribe"] = None
 
     return on_destroyed
+
+
+def misplaced_summary(scores: np.ndarray, labels: np.ndarray) -> str:
+    """The status line of "Likely misplaced first": how many images have most of their neighbours elsewhere."""
+    assigned = labels != UNASSIGNED
+    likely = int(np.count_nonzero((scores >= 0.5) & assigned))
+    clusters = int(np.unique(labels[(scores >= 0.5) & assigned]).size)
+    if not likely:
+        return "Likely misplaced first: no image has most of its neighbours in another cluster."
+    return (
+        f"Likely misplaced first: {likely} image{'s' if likely != 1 else ''} in {clusters} "
+        f"cluster{'s' if clusters != 1 else ''} {'have' if likely != 1 else 'has'} most of "
+        f"{'their' if likely != 1 else 'its'} neighbours in another cluster; "
+        f"{'they head their clusters' if likely != 1 else 'it heads its cluster'}."
+    )

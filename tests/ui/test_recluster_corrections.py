@@ -163,6 +163,7 @@ def test_likely_misplaced_first_shows_the_stray_image_first_and_follows_a_fix(wi
     misplaced_first.trigger()
     assert grid.sort_mode() == "misplaced" and window.view_controls.state()["sort"] == "misplaced"
     assert grid.indices_of(0)[0] == stray
+    assert "1 image in 1 cluster has most of its neighbours in another cluster" in window.status_label.text()
     # Fixed by hand: the image leaves cluster 0, and cluster 2 (which it joined) is re-sorted with it in place.
     assert grid.move_indices([stray], 2)
     assert stray not in grid.indices_of(0) and stray in grid.indices_of(2)
