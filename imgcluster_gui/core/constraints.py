@@ -506,6 +506,8 @@ def _propagate_near_corrections(
     bounds = np.searchsorted(island[order], np.arange(count + 1))
     for number in range(count):
         members = region[order[bounds[number] : bounds[number + 1]]]
+        # Each island's share of the region is its share of the progress (and a cancel point).
+        share = progress.sub(bounds[number] / region.size, bounds[number + 1] / region.size)
         edge = np.flatnonzero((np.asarray(adjacency[members].sum(axis=0)).ravel() > 0) & ~in_region)
         nodes = np.concatenate([members, edge])
         local_prior = prior[nodes]
@@ -525,7 +527,7 @@ def _propagate_near_corrections(
             banned,
             prior_weight,
             alpha,
-            progress if number == 0 else ensure(None),
+            share,
             degree=degree[nodes],
             frozen=frozen,
         )
