@@ -262,8 +262,8 @@ def recluster(
         Propagation: let look-alikes follow a lone move first (:func:`follow_lone_moves`).
     whole_graph : bool
         Propagation: spread over the whole graph instead of the corrections' region
-        (:func:`corrections_region`; the same labels, measured, at a fraction of the time at scale): the
-        reference ``benchmarks/recluster_scale.py`` compares with.
+        (:func:`corrections_region`; measured, the same labels but for an image at times, at a fraction of
+        the time at scale): the reference ``benchmarks/recluster_scale.py`` compares with.
 
     Returns
     -------
