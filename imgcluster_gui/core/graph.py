@@ -322,6 +322,36 @@ def choose_method(n_samples: int, n_features: int) -> str:
     return "exact" if float(n_samples) * n_samples * n_features <= EXACT_BUDGET else "ivf"
 
 
+def _lookup(X: Any, n_neighbors: int, metric: str, method: str, cache: Any) -> tuple:
+    """``(data, stored_metric, k, resolved method, key, store, cached graph or None)`` of a request."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    data, stored_metric = prepare(X, metric)
+    n_samples, n_features = data.shape
+    k = int(n_neighbors)
+    if k < 1:
+        raise ValueError(f"n_neighbors must be at least 1, got {n_neighbors}")
+    k = min(k, n_samples - 1)
+    resolved = choose_method(n_samples, n_features) if method == AUTO else method
+    if resolved != "exact" and n_samples <= 4 * k + 64:
+        resolved = "exact"  # too few points to train an approximate index
+    key = f"{data_key(data)}-{stored_metric}"
+    store = default_graph_cache() if cache is True else (cache or None)
+    found = store.get(key, k, exact=(resolved == "exact")) if store is not None else None
+    return data, stored_metric, k, resolved, key, store, found
+
+
+def cached_knn_graph(
+    X: Any, n_neighbors: int = 15, metric: str = "cosine", method: str = AUTO, cache: Any = True
+) -> Optional[KnnGraph]:
+    """The graph :func:`build_knn_graph` would return from its cache for this request, or None (no search).
+
+    A window asks first, so that a search it would have to run (a minute at 100,000 photos) goes to a
+    background thread instead of freezing it. ``ValueError`` as :func:`build_knn_graph`.
+    """
+    return _lookup(X, n_neighbors, metric, method, cache)[-1]
+
+
 def build_knn_graph(
     X: Any,
     n_neighbors: int = 15,
@@ -358,24 +388,11 @@ def build_knn_graph(
     KnnGraph
     """
     report = ensure(progress)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    data, stored_metric = prepare(X, metric)
+    data, stored_metric, k, resolved, key, store, found = _lookup(X, n_neighbors, metric, method, cache)
     n_samples, n_features = data.shape
-    k = int(n_neighbors)
-    if k < 1:
-        raise ValueError(f"n_neighbors must be at least 1, got {n_neighbors}")
-    k = min(k, n_samples - 1)
-    resolved = choose_method(n_samples, n_features) if method == AUTO else method
-    if resolved != "exact" and n_samples <= 4 * k + 64:
-        resolved = "exact"  # too few points to train an approximate index
-    key = f"{data_key(data)}-{stored_metric}"
-    store = default_graph_cache() if cache is True else (cache or None)
-    if store is not None:
-        found = store.get(key, k, exact=(resolved == "exact"))
-        if found is not None:
-            report(1.0, "neighbour graph (cached)")
-            return found
+    if found is not None:
+        report(1.0, "neighbour graph (cached)")
+        return found
     started = time.perf_counter()
     faiss = faiss_module()
     faiss.omp_set_num_threads(int(threads or default_threads()))

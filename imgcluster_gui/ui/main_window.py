@@ -646,6 +646,7 @@ class MainWindow(QMainWindow):
             self.export_controller.side_job(),
             self.scatter.running_job(),
             self.edit_controller.corrections_job,
+            self.grid.graph_job,
         )
         for job in jobs:
             if job is not None:

@@ -176,3 +176,17 @@ def test_faiss_is_imported_passively_and_the_environment_is_restored(monkeypatch
     assert "OMP_WAIT_POLICY" not in os.environ
     monkeypatch.setenv(graph_module.THREADS_ENV_VAR, "1")
     assert graph_module.default_threads() == 1
+
+
+def test_cached_knn_graph_answers_without_searching():
+    from imgcluster_gui.core.graph import cached_knn_graph
+
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(80, 6)).astype(np.float32)
+    store = GraphCache(memory_only=True)
+    assert cached_knn_graph(X, 5, cache=store) is None  # nothing built yet: None, and no search
+    built = build_knn_graph(X, 5, cache=store)
+    found = cached_knn_graph(X, 5, cache=store)
+    assert found is not None and np.array_equal(found.indices, built.indices)
+    assert cached_knn_graph(X, 3, cache=store) is not None  # fewer neighbours: served by the bigger graph
+    assert cached_knn_graph(X, 9, cache=store) is None  # more than it holds: a search would be needed

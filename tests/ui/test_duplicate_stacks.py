@@ -189,3 +189,31 @@ def test_a_closed_stack_moves_as_a_whole_and_an_open_one_image_by_image(make_gri
     assert grid.acted_on_indices() == [3]
     assert grid.move_selection_to(1)
     assert stacked_session.labels[[0, 1, 2, 3]].tolist() == [0, 0, 0, 1]
+
+
+def test_a_large_session_without_a_cached_graph_stacks_after_a_background_search(
+    make_grid, stacked_session, qtbot, monkeypatch
+):
+    """Above SEARCH_IN_BACKGROUND_ABOVE images a missing neighbour graph is searched off the GUI thread."""
+    from imgcluster_gui.ui import cluster_grid
+
+    monkeypatch.setattr(cluster_grid, "SEARCH_IN_BACKGROUND_ABOVE", 0)  # this small session counts as large
+    # Bytes no other test used: the in-memory graph cache outlives a test, and this one needs a miss.
+    jitter = np.random.default_rng(11).normal(0, 1e-5, size=stacked_session.features.shape).astype(np.float32)
+    features = stacked_session.features + jitter
+    stacked_session = ClusterSession(stacked_session.paths, stacked_session.labels, features=features)
+    grid = make_grid(stacked_session, size=(600, 700))
+    messages: list[str] = []
+    grid.statusMessage.connect(messages.append)
+    grid.set_stacking(True, best="largest")
+    job = grid.graph_job
+    assert job is not None  # the search runs in the background ...
+    assert grid.stacks() == {} and sorted(grid.indices_of(0)) == list(range(8))  # ... and the grid stays as it was
+    assert any("in the background" in m for m in messages)
+    with qtbot.waitSignal(job.finished, timeout=30_000):
+        pass
+    assert grid.graph_job is None
+    assert grid.stacks() == {3: [0, 1, 2, 3], 8: [8, 9]}  # stacked once it ended, from the graph it found
+    grid.set_stacking(False)
+    grid.set_stacking(True)  # the graph is cached now: no second search
+    assert grid.graph_job is None and grid.stacks() == {3: [0, 1, 2, 3], 8: [8, 9]}

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from imgcluster_gui.core.session import ClusterSession
+from imgcluster_gui.ui.cluster_model import sort_members
 from imgcluster_gui.ui.main_window import MainWindow
 
 from .conftest import PER_CLUSTER
@@ -172,3 +173,26 @@ def test_likely_misplaced_first_shows_the_stray_image_first_and_follows_a_fix(wi
     assert grid.sort_mode() == "distance_desc"
     window.undo_action.trigger()
     assert grid.indices_of(0)[0] == stray  # outliers first: the stray is also the farthest from cluster 0's centre
+
+
+def test_likely_misplaced_first_on_a_large_session_sorts_once_the_background_search_ends(
+    window, session, qtbot, monkeypatch
+):
+    from imgcluster_gui.ui import cluster_grid
+
+    monkeypatch.setattr(cluster_grid, "SEARCH_IN_BACKGROUND_ABOVE", 0)
+    stray = 2 * PER_CLUSTER
+    labels = session.labels.copy()
+    labels[stray] = 0
+    features = session.features + 1e-3  # not the conftest session's bytes: nothing cached for them
+    wrong = ClusterSession(session.paths, labels, features=features, root=session.root)
+    window.show_session(wrong)
+    window.view_controls.sort_actions["misplaced"].trigger()
+    job = window.grid.graph_job
+    assert job is not None and "in the background" in window.status_label.text()
+    outliers_first = sort_members(wrong.indices_of(0), "distance_desc", features=features).tolist()
+    assert window.grid.indices_of(0) == outliers_first  # meanwhile: outliers first
+    with qtbot.waitSignal(job.finished, timeout=30_000):
+        pass
+    assert window.grid.indices_of(0)[0] == stray
+    assert "has most of its neighbours in another cluster" in window.status_label.text()
