@@ -508,7 +508,8 @@ def _propagate_near_corrections(
         members = region[order[bounds[number] : bounds[number + 1]]]
         # Each island's share of the region is its share of the progress (and a cancel point).
         share = progress.sub(bounds[number] / region.size, bounds[number + 1] / region.size)
-        edge = np.flatnonzero((np.asarray(adjacency[members].sum(axis=0)).ravel() > 0) & ~in_region)
+        touching = np.unique(adjacency[members].indices)  # the island's neighbours (sparse: not a pass over all)
+        edge = touching[~in_region[touching]]
         nodes = np.concatenate([members, edge])
         local_prior = prior[nodes]
         classes = np.unique(local_prior[local_prior != UNASSIGNED])

@@ -511,10 +511,10 @@ def number_repeated_names(names: Mapping[int, SuggestedName], labels: np.ndarray
         if not name.is_mixed:
             by_text.setdefault(name.text, []).append(int(cluster))
     out = dict(names)
+    taken = set(by_text)
     for text, clusters in by_text.items():
         if len(clusters) < 2:
             continue
-        taken = set(by_text)
         ordered = sorted(clusters, key=lambda c: (-size_of.get(c, 0), c))
         number = 2
         for cluster in ordered[1:]:

@@ -221,7 +221,7 @@ class ClusterGridWidget(QAbstractScrollArea):
         self._review_graph: Any = None
         self._graph_job: Any = None  # the background neighbour search, while one runs (see _neighbour_graph)
         self._misplaced: Optional[np.ndarray] = None
-        self._misplaced_for: Optional[np.ndarray] = None
+        self._misplaced_for: Optional[int] = None  # the session's revision the scores are of
         self._path_index: dict[str, int] = {}
         # ---- layout (see _relayout)
         self._tops = np.zeros(1, dtype=np.int64)  # block tops, and the total height last
@@ -384,14 +384,10 @@ class ClusterGridWidget(QAbstractScrollArea):
         if self._stacking and self._stack_pairs is None:
             self._rebuild()  # the stacks read the graph from the cache now
         elif self._sort_mode == "misplaced":
-            for cluster in self._order:
-                self._set_members(cluster, self._members[cluster])
-            self._relayout()
+            self._resort_all()
         self._restore_anchor(anchor)
         self.viewport().update()
-        if self._sort_mode == "misplaced" and self._misplaced is not None:
-            self.statusMessage.emit(misplaced_summary(self._misplaced, session.labels))
-        else:
+        if not (self._sort_mode == "misplaced" and self._misplaced is not None):
             self.statusMessage.emit("Nearest neighbours found.")
 
     def _on_graph_failed(self, job: Any, failure: Any) -> None:
@@ -399,13 +395,22 @@ class ClusterGridWidget(QAbstractScrollArea):
             self._graph_job = None
             self.statusMessage.emit(f"Finding similar photos failed: {failure}")
 
+    def _resort_all(self) -> None:
+        """Every cluster in the sort order now; "Likely misplaced first" also says in the status bar how many."""
+        assert self._session is not None
+        for cluster in self._order:
+            self._set_members(cluster, self._members[cluster])
+        if self._sort_mode == "misplaced" and self._misplaced is not None:
+            self.statusMessage.emit(misplaced_summary(self._misplaced, self._session.labels))
+
     def _misplacement(self) -> Optional[np.ndarray]:
         """``core.review.misplacement_scores`` of the session's labels now (None: no features, or not comparable)."""
         session = self._session
         if session is None or session.features is None or len(session) < 2:
             return None
-        labels = session.labels
-        if self._misplaced is not None and np.array_equal(self._misplaced_for, labels):
+        # Asked once per cluster while sorting: the session's revision (every label change bumps it) says
+        # whether the scores are current, not a comparison of all the labels each time.
+        if self._misplaced is not None and self._misplaced_for == session.revision:
             return self._misplaced
         if self._review_graph is None:
             if self._graph_job is not None:
@@ -417,8 +422,8 @@ class ClusterGridWidget(QAbstractScrollArea):
                 return None
             if self._review_graph is None:
                 return None  # searched in the background: outliers first until it ends
-        self._misplaced = misplacement_scores(self._review_graph, labels)
-        self._misplaced_for = labels.copy()
+        self._misplaced = misplacement_scores(self._review_graph, session.labels)
+        self._misplaced_for = session.revision
         return self._misplaced
 
     def _on_session_event(self, event: SessionEvent) -> None:
@@ -864,10 +869,7 @@ class ClusterGridWidget(QAbstractScrollArea):
             return
         self._sort_mode = mode
         if self._session is not None:
-            for cluster in self._order:
-                self._set_members(cluster, self._members[cluster])
-            if mode == "misplaced" and self._misplaced is not None:
-                self.statusMessage.emit(misplaced_summary(self._misplaced, self._session.labels))
+            self._resort_all()
         self.viewport().update()
         if self._current is not None:
             self.scroll_to_index(self._current)
